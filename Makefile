@@ -1,0 +1,41 @@
+# The two commands a newcomer needs: `make run` and `make test`. Each sets up .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install run test lint typecheck unit schemas
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/belong serve --host 127.0.0.1 --port 8000 --workers 1
+
+lint: install
+	$(BIN)/ruff check service tests migrations
+	$(BIN)/ruff format --check service tests migrations
+
+typecheck: install
+	$(BIN)/mypy service/domain
+
+unit: install
+	$(BIN)/pytest
+
+test: lint typecheck
+	@if [ -z "$$BELONG_TEST_DATABASE_URL" ]; then \
+		echo "BELONG_TEST_DATABASE_URL is not set: the PostgreSQL leg is skipped (SQLite only)."; \
+	else \
+		echo "PostgreSQL leg: on"; \
+	fi
+	$(BIN)/pytest
+
+# Regenerate the checked-in artefacts that tests compare against.
+schemas: install
+	$(BIN)/belong instruments schema

@@ -1,0 +1,42 @@
+"""Settings: one Struct, read once from ``BELONG_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    database_url: str = "sqlite+aiosqlite:///./var/belong.db"
+    instruments_dir: Path = PROJECT_ROOT / "schemas" / "instruments"
+    licensed_instruments: frozenset[str] = frozenset()
+    """Licensed instrument groups the deployment holds permission for (e.g. ``promis``)."""
+    max_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 1_048_576
+    debug: bool = False
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read ``BELONG_<FIELD>`` variables; an unparseable value stops start-up."""
+        environ = os.environ if environ is None else environ
+        raw: dict[str, object] = {}
+        for name in cls.__struct_fields__:
+            value = environ.get(f"BELONG_{name.upper()}")
+            if value is None:
+                continue
+            if name == "licensed_instruments":
+                raw[name] = [part.strip() for part in value.split(",") if part.strip()]
+            elif name == "debug":
+                raw[name] = value.strip().lower() in {"1", "true", "yes", "on"}
+            else:
+                raw[name] = value
+        try:
+            return msgspec.convert(raw, cls, strict=False)
+        except msgspec.ValidationError as exc:
+            raise SystemExit(f"invalid setting: {exc} (from BELONG_* environment)") from exc
