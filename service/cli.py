@@ -1,0 +1,97 @@
+"""The ``belong`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from service.settings import PROJECT_ROOT
+
+INSTRUMENT_SCHEMA = PROJECT_ROOT / "schemas" / "instrument.schema.json"
+OPENAPI_DIR = PROJECT_ROOT / "openapi"
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from granian.constants import Interfaces
+    from granian.server import Server
+
+    from service.settings import Settings
+
+    Settings.from_env()  # fail here, with the setting named, rather than in every worker
+    server = Server(
+        "service.app:create_app",
+        factory=True,
+        address=args.host,
+        port=args.port,
+        interface=Interfaces.ASGI,
+        workers=args.workers,
+        workers_kill_timeout=args.graceful_timeout,
+    )
+    server.serve()
+    return 0
+
+
+def _instrument_schema_text() -> str:
+    from service.domain.instruments import json_schema
+
+    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+def _instruments_schema(args: argparse.Namespace) -> int:
+    Path(args.output).write_text(_instrument_schema_text(), encoding="utf-8")
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _instruments_check(args: argparse.Namespace) -> int:
+    from service.domain.instruments import InstrumentError, load_catalog
+    from service.settings import Settings
+
+    try:
+        catalog = load_catalog(Path(Settings.from_env().instruments_dir))
+    except InstrumentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for instrument in catalog.values():
+        low, high = instrument.score_range()
+        print(f"{instrument.id:24} {len(instrument.link_ids):3} items  {low:g}..{high:g}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="belong", description="Belong service commands")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve the API with granian")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    serve.add_argument(
+        "--graceful-timeout",
+        type=int,
+        default=30,
+        help="seconds a worker may finish in-flight requests on shutdown",
+    )
+    serve.set_defaults(run=_serve)
+
+    instruments = commands.add_parser("instruments", help="instrument definitions")
+    inst = instruments.add_subparsers(dest="action", required=True)
+    check = inst.add_parser("check", help="load every definition and list it")
+    check.set_defaults(run=_instruments_check)
+    schema = inst.add_parser("schema", help="write the JSON Schema of a definition file")
+    schema.add_argument("--output", default=str(INSTRUMENT_SCHEMA))
+    schema.set_defaults(run=_instruments_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,5 @@
+"""FHIR R4 (4.0.1) wire types as msgspec Structs, and builders from domain objects."""
+
+CANONICAL_BASE = "https://belong.example/fhir"
+"""Base of the canonical URLs Belong mints (Questionnaires, local code systems)."""
+FHIR_VERSION = "4.0.1"

@@ -1,0 +1,70 @@
+"""Each instrument as an R4 Questionnaire."""
+
+from __future__ import annotations
+
+from service.domain.instruments import LOINC, Instrument
+from service.fhir import CANONICAL_BASE
+from service.fhir.types import AnswerOption, Coding, Extension, Questionnaire, QuestionnaireItem
+
+ORDINAL_VALUE = "http://hl7.org/fhir/StructureDefinition/ordinalValue"
+
+
+def canonical_url(instrument_id: str) -> str:
+    return f"{CANONICAL_BASE}/Questionnaire/{instrument_id}"
+
+
+def answer_system(instrument_id: str) -> str:
+    """Belong's code system for answers that have no LOINC answer code."""
+    return f"{CANONICAL_BASE}/CodeSystem/{instrument_id}-answers"
+
+
+def questionnaire(instrument: Instrument) -> Questionnaire:
+    definition = instrument.definition
+    items = []
+    for item in definition.items:
+        options = []
+        for option in definition.option_sets[item.options]:
+            coding = (
+                Coding(system=LOINC, code=option.code, display=option.display)
+                if option.code
+                else Coding(
+                    system=answer_system(definition.id),
+                    code=str(option.value),
+                    display=option.display,
+                )
+            )
+            options.append(
+                AnswerOption(
+                    valueCoding=coding,
+                    extension=[Extension(url=ORDINAL_VALUE, valueDecimal=option.value)],
+                )
+            )
+        items.append(
+            QuestionnaireItem(
+                linkId=item.linkId,
+                type="choice",
+                text=item.text,
+                code=[
+                    Coding(system=item.code.system, code=item.code.code, display=item.code.display)
+                ]
+                if item.code
+                else [],
+                required=instrument.total.missing.max_missing == 0,
+                answerOption=options,
+            )
+        )
+    panel = definition.panel
+    return Questionnaire(
+        id=definition.id,
+        url=canonical_url(definition.id),
+        version=definition.version,
+        name="".join(ch for ch in definition.short_title.title() if ch.isalnum()),
+        title=definition.title,
+        status="active",
+        subjectType=["Patient"],
+        publisher="Belong",
+        description=definition.citation,
+        copyright=definition.licence.note,
+        code=[Coding(system=panel.system, code=panel.code, display=panel.display)] if panel else [],
+        item=items,
+    )

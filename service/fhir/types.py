@@ -1,0 +1,109 @@
+"""The FHIR R4 datatypes and resources Belong emits, as msgspec Structs.
+
+Only the elements Belong fills are declared; ``omit_defaults`` keeps absent elements out
+of the JSON, as FHIR requires (no nulls, no empty arrays).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class Element(msgspec.Struct, omit_defaults=True, frozen=True, kw_only=True):
+    """Required elements have no default, so ``omit_defaults`` never drops them."""
+
+    pass
+
+
+class Coding(Element, kw_only=True):
+    system: str | None = None
+    code: str | None = None
+    display: str | None = None
+
+
+class CodeableConcept(Element, kw_only=True):
+    coding: list[Coding] = []
+    text: str | None = None
+
+
+class Extension(Element, kw_only=True):
+    url: str
+    valueDecimal: float | None = None
+    valueCode: str | None = None
+
+
+class Reference(Element, kw_only=True):
+    reference: str | None = None
+    display: str | None = None
+
+
+class Meta(Element, kw_only=True):
+    profile: list[str] = []
+    versionId: str | None = None
+    lastUpdated: str | None = None
+
+
+class AnswerOption(Element, kw_only=True):
+    valueCoding: Coding
+    extension: list[Extension] = []
+
+
+class QuestionnaireItem(Element, kw_only=True):
+    linkId: str
+    type: str
+    text: str | None = None
+    code: list[Coding] = []
+    required: bool | None = None
+    answerOption: list[AnswerOption] = []
+
+
+class Resource(Element, tag_field="resourceType", kw_only=True):
+    id: str | None = None
+    meta: Meta | None = None
+
+
+class Questionnaire(Resource, tag="Questionnaire", kw_only=True):
+    url: str | None = None
+    version: str | None = None
+    name: str | None = None
+    title: str | None = None
+    status: str
+    subjectType: list[str] = []
+    publisher: str | None = None
+    description: str | None = None
+    copyright: str | None = None
+    code: list[Coding] = []
+    item: list[QuestionnaireItem] = []
+
+
+class BundleLink(Element, kw_only=True):
+    relation: str
+    url: str
+
+
+class BundleSearch(Element, kw_only=True):
+    mode: str
+
+
+class BundleEntry(Element, kw_only=True):
+    fullUrl: str | None = None
+    resource: Resource | None = None
+    search: BundleSearch | None = None
+
+
+class Bundle(Resource, tag="Bundle", kw_only=True):
+    type: str
+    total: int | None = None
+    link: list[BundleLink] = []
+    entry: list[BundleEntry] = []
+
+
+class OperationOutcomeIssue(Element, kw_only=True):
+    severity: str
+    code: str
+    diagnostics: str | None = None
+    expression: list[str] = []
+
+
+class OperationOutcome(Resource, tag="OperationOutcome", kw_only=True):
+    issue: list[OperationOutcomeIssue] = []
