@@ -9,16 +9,23 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.logging import LoggingConfig
+from litestar.middleware.base import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.spec import Components, Server
+from litestar.openapi.spec import Components, SecurityScheme, Server
 
+from service.api.audit import AuditMiddleware
+from service.api.auth import BearerAuthentication, TokenCache, require_scope
 from service.api.catalog import Catalog
 from service.api.errors import handle_http
 from service.api.fhir.questionnaire import QuestionnaireController
 from service.api.health import HealthController
+from service.api.v1.audit_events import AuditEventController
 from service.api.v1.instruments import InstrumentController
+from service.api.v1.patients import PatientController
+from service.api.v1.screenings import ScreeningController
 from service.domain.instruments import load_catalog
 from service.settings import Settings
+from service.store.database import Database
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -26,15 +33,43 @@ def create_app(settings: Settings | None = None) -> Litestar:
     catalog = Catalog.of(
         load_catalog(Path(settings.instruments_dir)), settings.licensed_instruments
     )
+    db = Database(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
+    )
 
     def provide_catalog() -> Catalog:
         return catalog
 
+    def provide_db() -> Database:
+        return db
+
     return Litestar(
-        route_handlers=[HealthController, InstrumentController, QuestionnaireController],
-        dependencies={"catalog": Provide(provide_catalog, use_cache=True, sync_to_thread=False)},
+        route_handlers=[
+            HealthController,
+            InstrumentController,
+            QuestionnaireController,
+            PatientController,
+            ScreeningController,
+            AuditEventController,
+        ],
+        dependencies={
+            "catalog": Provide(provide_catalog, use_cache=True, sync_to_thread=False),
+            "db": Provide(provide_db, use_cache=True, sync_to_thread=False),
+        },
+        middleware=[
+            DefineMiddleware(BearerAuthentication, exclude=["^/schema"]),
+            AuditMiddleware,
+        ],
+        guards=[require_scope],
         exception_handlers={HTTPException: handle_http, Exception: handle_http},
-        state=State({"catalog": catalog, "settings": settings}),
+        state=State(
+            {"catalog": catalog, "settings": settings, "db": db, "token_cache": TokenCache()}
+        ),
+        on_shutdown=[db.dispose],
         request_max_body_size=settings.max_body_bytes,
         # Unexpected errors are logged once, by handle_http, without request data.
         logging_config=LoggingConfig(
@@ -49,7 +84,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "stores FHIR R4 Observations, and matches patients to support services."
             ),
             servers=[Server(url="/")],
-            components=Components(),
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(
+                        type="http",
+                        scheme="bearer",
+                        description="A token from `belong clients create`",
+                    )
+                }
+            ),
             path="/schema",
         ),
         debug=settings.debug,

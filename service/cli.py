@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from service.settings import PROJECT_ROOT
+from service.store.clients import SCOPES
 
 INSTRUMENT_SCHEMA = PROJECT_ROOT / "schemas" / "instrument.schema.json"
 OPENAPI_DIR = PROJECT_ROOT / "openapi"
@@ -62,6 +63,43 @@ def _instruments_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from service.settings import Settings
+    from service.store.migrate import upgrade
+
+    upgrade(Settings.from_env().database_url, args.revision)
+    print(f"database at {args.revision}")
+    return 0
+
+
+def _clients_create(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from service.settings import Settings
+    from service.store.clients import create_client
+    from service.store.database import Database
+
+    async def create() -> str:
+        db = Database(Settings.from_env().database_url)
+        try:
+            async with db.begin() as conn:
+                principal, token = await create_client(conn, args.clinic, args.scope, args.name)
+        finally:
+            await db.dispose()
+        print(f"clinic {args.clinic!r}: client {principal.client_id} with scopes "
+              f"{' '.join(sorted(principal.scopes))}")
+        print("The token is shown once; store it now:")
+        return token
+
+    try:
+        token = asyncio.run(create())
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="belong", description="Belong service commands")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -77,6 +115,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds a worker may finish in-flight requests on shutdown",
     )
     serve.set_defaults(run=_serve)
+
+    db = commands.add_parser("db", help="database schema")
+    db_actions = db.add_subparsers(dest="action", required=True)
+    db_upgrade = db_actions.add_parser("upgrade", help="apply migrations (BELONG_DATABASE_URL)")
+    db_upgrade.add_argument("revision", nargs="?", default="head")
+    db_upgrade.set_defaults(run=_db_upgrade)
+
+    clients = commands.add_parser("clients", help="API clients and their tokens")
+    client_actions = clients.add_subparsers(dest="action", required=True)
+    create = client_actions.add_parser(
+        "create", help="create a client (and its clinic if new); prints the token last"
+    )
+    create.add_argument("--clinic", required=True, help="clinic name")
+    create.add_argument(
+        "--scope", action="append", required=True, choices=SCOPES, help="repeat for each scope"
+    )
+    create.add_argument("--name", default="api", help="a label for the client")
+    create.set_defaults(run=_clients_create)
 
     instruments = commands.add_parser("instruments", help="instrument definitions")
     inst = instruments.add_subparsers(dest="action", required=True)

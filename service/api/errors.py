@@ -16,6 +16,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from service.domain.scoring import Problem
 from service.fhir.types import OperationOutcome, OperationOutcomeIssue
+from service.store.database import UNAVAILABLE
 
 log = logging.getLogger("belong.errors")
 
@@ -143,6 +144,15 @@ def handle_http(request: Request, exc: Exception) -> Response:
         return error_response(request, 400, detail, errors)
     if isinstance(exc, ApiError):
         return error_response(request, exc.status_code, exc.detail, exc.errors, exc.headers)
+    if isinstance(exc, UNAVAILABLE):
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return error_response(
+            request,
+            503,
+            "The database is not reachable; retry shortly",
+            [],
+            {"Retry-After": "5"},
+        )
     if isinstance(exc, HTTPException):
         errors = [FieldError("body", exc.detail, "malformed")] if exc.status_code == 400 else []
         return error_response(request, exc.status_code, exc.detail, errors, exc.headers)

@@ -1,10 +1,17 @@
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 from litestar import Controller, get
 from litestar.datastructures import State
+from sqlalchemy import exc
 
+from service.api.auth import PUBLIC
 from service.api.errors import ApiError
+from service.store.database import UNAVAILABLE
+
+READY_TIMEOUT = 3.0
 
 
 class Health(msgspec.Struct):
@@ -15,13 +22,18 @@ class Health(msgspec.Struct):
 class HealthController(Controller):
     path = "/health"
     tags = ["health"]
+    opt = PUBLIC
 
     @get("/live", operation_id="health_live", summary="The process is up")
     async def live(self) -> Health:
         return Health(status="ok")
 
-    @get("/ready", operation_id="health_ready", summary="Ready to serve: catalog loaded")
+    @get("/ready", operation_id="health_ready", summary="Ready to serve: the database answers")
     async def ready(self, state: State) -> Health:
-        if not state.get("catalog"):
-            raise ApiError(503, "Instrument catalog not loaded", headers={"Retry-After": "5"})
-        return Health(status="ok", checks={"catalog": "ok"})
+        try:
+            await asyncio.wait_for(state.db.ping(), timeout=READY_TIMEOUT)
+        except (*UNAVAILABLE, exc.DBAPIError):
+            raise ApiError(
+                503, "The database is not reachable", headers={"Retry-After": "5"}
+            ) from None
+        return Health(status="ok", checks={"database": "ok", "catalog": "ok"})

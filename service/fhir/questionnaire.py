@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from service.domain.instruments import LOINC, Instrument
+from service.domain.instruments import AnswerOption as Option
 from service.fhir import CANONICAL_BASE
 from service.fhir.types import AnswerOption, Coding, Extension, Questionnaire, QuestionnaireItem
 
@@ -18,21 +19,26 @@ def answer_system(instrument_id: str) -> str:
     return f"{CANONICAL_BASE}/CodeSystem/{instrument_id}-answers"
 
 
+def option_coding(instrument_id: str, option: Option) -> Coding:
+    """An answer's coding: its LOINC answer code, else Belong's answer code system."""
+    if option.code:
+        return Coding(system=LOINC, code=option.code, display=option.display)
+    return Coding(
+        system=answer_system(instrument_id), code=str(option.value), display=option.display
+    )
+
+
+def answer_coding(instrument: Instrument, link_id: str, value: int) -> Coding:
+    return option_coding(instrument.id, instrument.options[link_id][value])
+
+
 def questionnaire(instrument: Instrument) -> Questionnaire:
     definition = instrument.definition
     items = []
     for item in definition.items:
         options = []
         for option in definition.option_sets[item.options]:
-            coding = (
-                Coding(system=LOINC, code=option.code, display=option.display)
-                if option.code
-                else Coding(
-                    system=answer_system(definition.id),
-                    code=str(option.value),
-                    display=option.display,
-                )
-            )
+            coding = option_coding(definition.id, option)
             options.append(
                 AnswerOption(
                     valueCoding=coding,

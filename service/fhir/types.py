@@ -43,6 +43,18 @@ class Meta(Element, kw_only=True):
     lastUpdated: str | None = None
 
 
+class Identifier(Element, kw_only=True):
+    system: str | None = None
+    value: str | None = None
+
+
+class Quantity(Element, kw_only=True):
+    value: float
+    unit: str | None = None
+    system: str | None = None
+    code: str | None = None
+
+
 class AnswerOption(Element, kw_only=True):
     valueCoding: Coding
     extension: list[Extension] = []
@@ -74,6 +86,43 @@ class Questionnaire(Resource, tag="Questionnaire", kw_only=True):
     copyright: str | None = None
     code: list[Coding] = []
     item: list[QuestionnaireItem] = []
+
+
+class QuestionnaireResponseAnswer(Element, kw_only=True):
+    valueCoding: Coding | None = None
+    valueInteger: int | None = None
+
+
+class QuestionnaireResponseItem(Element, kw_only=True):
+    linkId: str
+    text: str | None = None
+    answer: list[QuestionnaireResponseAnswer] = []
+
+
+class QuestionnaireResponse(Resource, tag="QuestionnaireResponse", kw_only=True):
+    identifier: Identifier | None = None
+    questionnaire: str | None = None
+    status: str
+    subject: Reference | None = None
+    encounter: Reference | None = None
+    authored: str | None = None
+    item: list[QuestionnaireResponseItem] = []
+
+
+class Observation(Resource, tag="Observation", kw_only=True):
+    status: str
+    category: list[CodeableConcept] = []
+    code: CodeableConcept
+    subject: Reference | None = None
+    encounter: Reference | None = None
+    effectiveDateTime: str | None = None
+    issued: str | None = None
+    performer: list[Reference] = []
+    valueQuantity: Quantity | None = None
+    valueCodeableConcept: CodeableConcept | None = None
+    interpretation: list[CodeableConcept] = []
+    derivedFrom: list[Reference] = []
+    hasMember: list[Reference] = []
 
 
 class BundleLink(Element, kw_only=True):

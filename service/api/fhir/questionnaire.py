@@ -5,6 +5,7 @@ from __future__ import annotations
 from litestar import Controller, Request, get
 from litestar.di import NamedDependency
 
+from service.api.auth import PUBLIC
 from service.api.catalog import Catalog
 from service.api.errors import FHIR_JSON
 from service.api.v1.instruments import InstrumentId
@@ -15,6 +16,7 @@ from service.fhir.types import Bundle, BundleEntry, BundleLink, BundleSearch, Qu
 class QuestionnaireController(Controller):
     path = "/fhir/Questionnaire"
     tags = ["fhir"]
+    opt = PUBLIC
 
     @get(
         operation_id="fhir_search_questionnaire",

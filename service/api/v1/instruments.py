@@ -10,6 +10,7 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK
 
+from service.api.auth import PUBLIC, scoped
 from service.api.catalog import Catalog
 from service.api.errors import ApiError
 from service.domain.instruments import Band, Coding, Instrument, MissingRule, Source
@@ -249,9 +250,9 @@ def answer_pairs(answers: Answers) -> list[tuple[str, AnswerValue]]:
     return [(entry.linkId, entry.value) for entry in answers]
 
 
-def score_answers(instrument: Instrument, answers: Answers) -> Score:
+def score_answers(instrument: Instrument, answers: Answers) -> tuple[dict[str, int], Score]:
     """Validate and score; 422 listing every problem, including a total the
-    missing-item rule forbids."""
+    missing-item rule forbids. Returns the accepted answers and the score."""
     try:
         accepted = validate(instrument, answer_pairs(answers))
     except AnswersInvalid as exc:
@@ -262,20 +263,21 @@ def score_answers(instrument: Instrument, answers: Answers) -> Score:
             Problem(f"answers.{link}", "not answered", "missing") for link in result.missing
         ]
         raise ApiError(422, f"No total can be scored: {result.total_reason}", problems)
-    return result
+    return accepted, result
 
 
 class InstrumentController(Controller):
     path = "/v1/instruments"
     tags = ["instruments"]
 
-    @get(operation_id="list_instruments", summary="The instrument catalog")
+    @get(operation_id="list_instruments", summary="The instrument catalog", opt=PUBLIC)
     async def list_instruments(self, catalog: NamedDependency[Catalog]) -> list[InstrumentSummary]:
         return [summary(catalog, i) for i in catalog.instruments.values()]
 
     @get(
         "/{instrument_id:str}",
         operation_id="get_instrument",
+        opt=PUBLIC,
         summary="One instrument: items in order with options, scoring, bands and sources",
     )
     async def get_instrument(
@@ -286,6 +288,7 @@ class InstrumentController(Controller):
     @post(
         "/{instrument_id:str}/score",
         operation_id="score_answers",
+        opt=scoped("screenings:write"),
         status_code=HTTP_200_OK,
         summary="Score a set of answers; nothing is stored",
     )
@@ -295,4 +298,4 @@ class InstrumentController(Controller):
         instrument_id: InstrumentId,
         data: JSONBody[ScoreRequest],
     ) -> Score:
-        return score_answers(catalog.usable(instrument_id), data.answers)
+        return score_answers(catalog.usable(instrument_id), data.answers)[1]

@@ -1,0 +1,109 @@
+"""Audit of every read and write of patient data.
+
+A route that touches patient data declares ``opt["audit"] = (action, resource type)``.
+The handler may name the resource and patient with :func:`note`; otherwise the path's
+``patient_id`` is used. The event is written before the response starts, for failures as
+well as successes, so no patient data leaves without its audit record; if the audit
+cannot be written the caller gets 503 instead of the data.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from litestar import Request
+from litestar.exceptions import HTTPException
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.store.clients import Principal
+from service.store.database import UNAVAILABLE, utcnow
+from service.store.repository import ClinicStore
+
+log = logging.getLogger("belong.audit")
+
+STATE_KEY = "belong_audit"
+
+
+@dataclass(slots=True)
+class AuditNote:
+    resource_id: str | None = None
+    patient_id: str | None = None
+
+
+def note(request: Request[Any, Any, Any], resource_id: str | None, patient_id: str | None) -> None:
+    request.scope.setdefault("state", {})[STATE_KEY] = AuditNote(resource_id, patient_id)
+
+
+def audited(action: str, resource_type: str) -> dict[str, Any]:
+    return {"audit": (action, resource_type)}
+
+
+def _status_of(exc: BaseException) -> int:
+    if isinstance(exc, HTTPException):
+        return exc.status_code
+    if isinstance(exc, UNAVAILABLE):
+        return 503
+    return 500
+
+
+class AuditMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler = scope.get("route_handler")
+        spec = handler.opt.get("audit") if handler is not None else None
+        principal = scope.get("user")
+        if spec is None or not isinstance(principal, Principal):
+            await self.app(scope, receive, send)
+            return
+        written = False
+
+        async def write(status: int) -> None:
+            nonlocal written
+            written = True
+            action, resource_type = spec
+            found = scope.get("state", {}).get(STATE_KEY) or AuditNote()
+            path_params = scope.get("path_params", {})
+            patient_id = found.patient_id or path_params.get("patient_id")
+            resource_id = found.resource_id
+            if resource_id is None and action != "search":
+                resource_id = next(
+                    (str(v) for k, v in path_params.items() if k.endswith("_id")), None
+                )
+            db = scope["app"].state.db
+            async with db.begin() as conn:
+                await ClinicStore(conn, principal.clinic_id).record_audit(
+                    client_id=principal.client_id,
+                    action=action,
+                    resource_type=resource_type,
+                    resource_id=resource_id,
+                    patient_id=patient_id,
+                    status_code=status,
+                    at=utcnow(),
+                )
+
+        async def send_after_audit(message: Message) -> None:
+            if message["type"] == "http.response.start" and not written:
+                try:
+                    await write(message["status"])
+                except Exception:
+                    log.exception("audit event could not be written; withholding the response")
+                    raise HTTPException(
+                        status_code=503,
+                        detail="The audit trail is unavailable; nothing was returned",
+                        headers={"Retry-After": "5"},
+                    ) from None
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_after_audit)
+        except Exception as exc:
+            if not written:
+                try:
+                    await write(_status_of(exc))
+                except Exception:
+                    log.exception("audit event for a failed request could not be written")
+            raise

@@ -1,0 +1,71 @@
+"""The clinic's audit trail (scope audit:read)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, get
+from litestar.di import NamedDependency
+from litestar.params import Parameter
+
+from service.api.auth import scoped
+from service.store.clients import Principal
+from service.store.database import Database, as_utc
+from service.store.repository import AuditQuery, ClinicStore
+
+
+class AuditEvent(msgspec.Struct):
+    id: uuid.UUID
+    client_id: uuid.UUID
+    action: str
+    resource_type: str
+    resource_id: str | None
+    patient_id: str | None
+    outcome: str
+    status_code: int
+    recorded_at: datetime
+
+
+class AuditEventController(Controller):
+    path = "/v1/audit-events"
+    tags = ["audit"]
+
+    @get(
+        operation_id="list_audit_events",
+        summary="Who read or wrote which patient's data, newest first",
+        opt=scoped("audit:read"),
+    )
+    async def list_events(
+        self,
+        request: Request[Principal, Any, Any],
+        db: NamedDependency[Database],
+        patient_id: Annotated[
+            str | None, Parameter(pattern=r"^[A-Za-z0-9\-.]{1,64}$", required=False)
+        ] = None,
+        since: Annotated[datetime | None, Parameter(required=False)] = None,
+        until: Annotated[datetime | None, Parameter(required=False)] = None,
+        limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
+        offset: Annotated[int, Parameter(ge=0, le=100_000)] = 0,
+    ) -> list[AuditEvent]:
+        query = AuditQuery(
+            patient_id=patient_id, since=since, until=until, limit=limit, offset=offset
+        )
+        async with db.begin() as conn:
+            rows = await ClinicStore(conn, request.user.clinic_id).audit_events(query)
+        return [
+            AuditEvent(
+                id=row.id,
+                client_id=row.client_id,
+                action=row.action,
+                resource_type=row.resource_type,
+                resource_id=row.resource_id,
+                patient_id=row.patient_id,
+                outcome=row.outcome,
+                status_code=row.status_code,
+                recorded_at=as_utc(row.recorded_at),
+            )
+            for row in rows
+        ]

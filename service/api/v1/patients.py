@@ -1,0 +1,187 @@
+"""A patient's matching profile and screening history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, Response, get, put
+from litestar.di import NamedDependency
+from litestar.params import JSONBody, Parameter
+
+from service.api.audit import audited
+from service.api.auth import scoped
+from service.api.catalog import Catalog
+from service.api.errors import ApiError, FieldError
+from service.domain.instruments import Direction
+from service.domain.patients import PatientProfile
+from service.domain.scoring import BandResult
+from service.store.clients import Principal
+from service.store.database import Database, as_utc, utcnow
+from service.store.repository import ClinicStore
+
+PatientIdParam = Annotated[
+    str,
+    Parameter(
+        pattern=r"^[A-Za-z0-9\-.]{1,64}$",
+        max_length=64,
+        description="The EHR's own patient id (FHIR id syntax)",
+    ),
+]
+
+
+class Patient(msgspec.Struct):
+    id: str
+    profile: PatientProfile
+    created_at: datetime
+    updated_at: datetime
+
+
+class HistoryEntry(msgspec.Struct):
+    id: str
+    completed_at: datetime
+    total: float | None
+    band: BandResult | None
+    change: float | None
+    """Total minus the previous screening's total on the same instrument."""
+    trend: str | None
+    """better | worse | same, read with the instrument's direction; null for the first."""
+
+
+class InstrumentHistory(msgspec.Struct):
+    instrument: str
+    title: str
+    direction: str
+    screenings: list[HistoryEntry]
+
+
+class PatientScreenings(msgspec.Struct):
+    patient_id: str
+    instruments: list[InstrumentHistory]
+
+
+def _patient(row: Any) -> Patient:
+    return Patient(
+        id=row.id,
+        profile=msgspec.convert(row.profile, PatientProfile),
+        created_at=as_utc(row.created_at),
+        updated_at=as_utc(row.updated_at),
+    )
+
+
+def not_found(patient_id: str) -> ApiError:
+    return ApiError(
+        404, f"No patient {patient_id!r}", [FieldError("patient_id", "not found", "not_found")]
+    )
+
+
+def _trend(change: float | None, direction: str) -> str | None:
+    if change is None:
+        return None
+    if change == 0:
+        return "same"
+    worse = change > 0 if direction == Direction.HIGHER_WORSE else change < 0
+    return "worse" if worse else "better"
+
+
+class PatientController(Controller):
+    path = "/v1/patients"
+    tags = ["patients"]
+
+    @put(
+        "/{patient_id:str}",
+        operation_id="put_patient",
+        summary="Create or replace a patient's matching profile",
+        description="Belong stores no names, addresses or birth dates: only what matching needs.",
+        opt={**scoped("screenings:write"), **audited("update", "Patient")},
+    )
+    async def put_profile(
+        self,
+        request: Request[Principal, Any, Any],
+        patient_id: PatientIdParam,
+        data: JSONBody[PatientProfile],
+        db: NamedDependency[Database],
+    ) -> Response[Patient]:
+        now = utcnow()
+        async with db.begin() as conn:
+            store = ClinicStore(conn, request.user.clinic_id)
+            existed = await store.get_patient(patient_id) is not None
+            await store.put_patient(patient_id, msgspec.to_builtins(data), now)
+            row = await store.get_patient(patient_id)
+        return Response(_patient(row), status_code=200 if existed else 201)
+
+    @get(
+        "/{patient_id:str}",
+        operation_id="get_patient",
+        summary="A patient's matching profile",
+        opt={**scoped("screenings:read"), **audited("read", "Patient")},
+    )
+    async def get_profile(
+        self,
+        request: Request[Principal, Any, Any],
+        patient_id: PatientIdParam,
+        db: NamedDependency[Database],
+    ) -> Patient:
+        async with db.begin() as conn:
+            row = await ClinicStore(conn, request.user.clinic_id).get_patient(patient_id)
+        if row is None:
+            raise not_found(patient_id)
+        return _patient(row)
+
+    @get(
+        "/{patient_id:str}/screenings",
+        operation_id="list_patient_screenings",
+        summary="Screening history per instrument, newest first, with the change since the last",
+        opt={**scoped("screenings:read"), **audited("search", "Screening")},
+    )
+    async def history(
+        self,
+        request: Request[Principal, Any, Any],
+        patient_id: PatientIdParam,
+        db: NamedDependency[Database],
+        catalog: NamedDependency[Catalog],
+        limit: Annotated[
+            int, Parameter(ge=1, le=100, description="Screenings per instrument")
+        ] = 20,
+    ) -> PatientScreenings:
+        async with db.begin() as conn:
+            store = ClinicStore(conn, request.user.clinic_id)
+            if await store.get_patient(patient_id) is None:
+                raise not_found(patient_id)
+            rows = await store.patient_screenings(patient_id, per_instrument=limit + 1)
+        by_instrument: dict[str, list[Any]] = {}
+        for row in rows:
+            by_instrument.setdefault(row.instrument, []).append(row)
+        histories = []
+        for instrument_id, group in by_instrument.items():
+            definition = catalog.get(instrument_id).definition
+            entries = []
+            for row, older in zip(group, [*group[1:], None], strict=True):
+                total = row.score["total"]
+                older_total = older.score["total"] if older is not None else None
+                change = (
+                    round(total - older_total, 4)
+                    if total is not None and older_total is not None
+                    else None
+                )
+                band = row.score.get("band")
+                entries.append(
+                    HistoryEntry(
+                        id=row.id,
+                        completed_at=as_utc(row.completed_at),
+                        total=total,
+                        band=msgspec.convert(band, BandResult) if band else None,
+                        change=change,
+                        trend=_trend(change, definition.direction),
+                    )
+                )
+            histories.append(
+                InstrumentHistory(
+                    instrument=instrument_id,
+                    title=definition.title,
+                    direction=definition.direction.value,
+                    screenings=entries[:limit],
+                )
+            )
+        return PatientScreenings(patient_id=patient_id, instruments=histories)

@@ -1,0 +1,148 @@
+"""The database schema (SQLAlchemy Core). Alembic migrations must match it.
+
+Every patient-data table carries ``clinic_id``; rows referring to a patient use a
+composite foreign key (clinic_id, patient_id), so a row can never point at another
+clinic's patient.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+Json = sa.JSON().with_variant(JSONB(), "postgresql")
+Timestamp = sa.DateTime(timezone=True)
+
+clinics = sa.Table(
+    "clinics",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+)
+
+api_clients = sa.Table(
+    "api_clients",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("clinic_id", sa.Uuid, sa.ForeignKey("clinics.id"), nullable=False, index=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("scopes", Json, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("revoked_at", Timestamp, nullable=True),
+)
+
+patients = sa.Table(
+    "patients",
+    metadata,
+    sa.Column("clinic_id", sa.Uuid, sa.ForeignKey("clinics.id"), primary_key=True),
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("profile", Json, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
+
+questionnaire_responses = sa.Table(
+    "questionnaire_responses",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("clinic_id", sa.Uuid, nullable=False),
+    sa.Column("patient_id", sa.String(64), nullable=False),
+    sa.Column("identifier_system", sa.String(255), nullable=False, server_default=""),
+    sa.Column("identifier_value", sa.String(255), nullable=True),
+    sa.Column("authored_at", Timestamp, nullable=False),
+    sa.Column("last_updated", Timestamp, nullable=False),
+    sa.Column("resource", Json, nullable=False),
+    sa.ForeignKeyConstraint(["clinic_id", "patient_id"], ["patients.clinic_id", "patients.id"]),
+    sa.UniqueConstraint(
+        "clinic_id", "identifier_system", "identifier_value", name="uq_qr_clinic_identifier"
+    ),
+    sa.Index("ix_qr_clinic_patient", "clinic_id", "patient_id"),
+)
+
+screenings = sa.Table(
+    "screenings",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("clinic_id", sa.Uuid, nullable=False),
+    sa.Column("patient_id", sa.String(64), nullable=False),
+    sa.Column(
+        "questionnaire_response_id",
+        sa.String(64),
+        sa.ForeignKey("questionnaire_responses.id"),
+        nullable=False,
+    ),
+    sa.Column("instrument", sa.String(64), nullable=False),
+    sa.Column("completed_at", Timestamp, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("encounter_id", sa.String(64), nullable=True),
+    sa.Column("total", sa.Float, nullable=True),
+    sa.Column("band_code", sa.String(64), nullable=True),
+    sa.Column("positive", sa.Boolean, nullable=True),
+    sa.Column("answers", Json, nullable=False),
+    sa.Column("score", Json, nullable=False),
+    sa.Column("context", Json, nullable=False),
+    sa.ForeignKeyConstraint(["clinic_id", "patient_id"], ["patients.clinic_id", "patients.id"]),
+    sa.Index("ix_screenings_history", "clinic_id", "patient_id", "instrument", "completed_at"),
+)
+
+observations = sa.Table(
+    "observations",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("clinic_id", sa.Uuid, nullable=False),
+    sa.Column("patient_id", sa.String(64), nullable=False),
+    sa.Column("screening_id", sa.String(64), sa.ForeignKey("screenings.id"), nullable=False),
+    sa.Column("code_system", sa.String(255), nullable=False),
+    sa.Column("code", sa.String(64), nullable=False),
+    sa.Column("effective_at", Timestamp, nullable=False),
+    sa.Column("last_updated", Timestamp, nullable=False),
+    sa.Column("resource", Json, nullable=False),
+    sa.ForeignKeyConstraint(["clinic_id", "patient_id"], ["patients.clinic_id", "patients.id"]),
+    sa.Index("ix_observations_patient_date", "clinic_id", "patient_id", "effective_at"),
+    sa.Index("ix_observations_code", "clinic_id", "code", "effective_at"),
+    sa.Index("ix_observations_screening", "screening_id"),
+)
+
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("clinic_id", sa.Uuid, nullable=False),
+    sa.Column("client_id", sa.Uuid, nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("resource_type", sa.String(64), nullable=False),
+    sa.Column("resource_id", sa.String(64), nullable=True),
+    sa.Column("patient_id", sa.String(64), nullable=True),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("status_code", sa.SmallInteger, nullable=False),
+    sa.Column("recorded_at", Timestamp, nullable=False),
+    sa.Index("ix_audit_clinic_time", "clinic_id", "recorded_at"),
+    sa.Index("ix_audit_clinic_patient_time", "clinic_id", "patient_id", "recorded_at"),
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("clinic_id", sa.Uuid, primary_key=True),
+    sa.Column("route", sa.String(64), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("status_code", sa.SmallInteger, nullable=True),
+    sa.Column("response", sa.LargeBinary, nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+)
+
+PATIENT_TABLES = (patients, questionnaire_responses, screenings, observations, audit_events)
