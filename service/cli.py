@@ -86,8 +86,10 @@ def _clients_create(args: argparse.Namespace) -> int:
                 principal, token = await create_client(conn, args.clinic, args.scope, args.name)
         finally:
             await db.dispose()
-        print(f"clinic {args.clinic!r}: client {principal.client_id} with scopes "
-              f"{' '.join(sorted(principal.scopes))}")
+        print(
+            f"clinic {args.clinic!r}: client {principal.client_id} with scopes "
+            f"{' '.join(sorted(principal.scopes))}"
+        )
         print("The token is shown once; store it now:")
         return token
 

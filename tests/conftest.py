@@ -131,9 +131,9 @@ def licensed_app(database_url: str) -> Litestar:
 
 
 @pytest.fixture
-def licensed_client(licensed_app: Litestar, client: TestClient[Litestar]) -> Iterator[
-    TestClient[Litestar]
-]:
+def licensed_client(
+    licensed_app: Litestar, client: TestClient[Litestar]
+) -> Iterator[TestClient[Litestar]]:
     with TestClient(licensed_app) as test_client:
         test_client.headers.update(client.headers)
         yield test_client
