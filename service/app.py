@@ -17,7 +17,9 @@ from service.api.audit import AuditMiddleware
 from service.api.auth import BearerAuthentication, TokenCache, require_scope
 from service.api.catalog import Catalog
 from service.api.errors import handle_http
+from service.api.fhir.metadata import MetadataController
 from service.api.fhir.questionnaire import QuestionnaireController
+from service.api.fhir.resources import ObservationController, QuestionnaireResponseController
 from service.api.health import HealthController
 from service.api.v1.audit_events import AuditEventController
 from service.api.v1.instruments import InstrumentController
@@ -55,6 +57,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             PatientController,
             ScreeningController,
             AuditEventController,
+            MetadataController,
+            QuestionnaireResponseController,
+            ObservationController,
         ],
         dependencies={
             "catalog": Provide(provide_catalog, use_cache=True, sync_to_thread=False),

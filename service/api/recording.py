@@ -68,6 +68,8 @@ class Submission:
 class Recorded:
     submission: Submission
     recorded_at: datetime
+    questionnaire_response: dict[str, Any]
+    """As stored, with Belong's id and meta."""
     observations: dict[str, list[StoredObservation]]
     """Screening id -> its Observations."""
 
@@ -102,9 +104,8 @@ async def record(store: ClinicStore, submission: Submission, recorded_at: dateti
         resource = msgspec.to_builtins(
             questionnaire_response(scored.instrument, scored.answers, contexts[0])
         )
-    else:
-        meta = {**resource.get("meta", {}), "lastUpdated": fhir_instant(recorded_at)}
-        resource = {**resource, "id": submission.questionnaire_response_id, "meta": meta}
+    meta = {**resource.get("meta", {}), "versionId": "1", "lastUpdated": fhir_instant(recorded_at)}
+    resource = {**resource, "id": submission.questionnaire_response_id, "meta": meta}
     await store.put_patient(submission.patient_id, submission.profile, recorded_at)
     stored = await store.insert_questionnaire_response(
         id=submission.questionnaire_response_id,
@@ -156,7 +157,7 @@ async def record(store: ClinicStore, submission: Submission, recorded_at: dateti
             for o in built
         )
     await store.insert_observations(rows)
-    return Recorded(submission, recorded_at, by_screening)
+    return Recorded(submission, recorded_at, resource, by_screening)
 
 
 Render = Callable[[Recorded], tuple[int, bytes, dict[str, str]]]

@@ -1,0 +1,410 @@
+"""FHIR REST over stored screenings: QuestionnaireResponse create/read, Observation read/search.
+
+Errors are OperationOutcome (see errors.py): 400 for unparseable or base-invalid input,
+422 for business rules, 412 for an ambiguous conditional create.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any
+from urllib.parse import parse_qsl, urlencode
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.params import Parameter
+
+from service.api.audit import audited, note
+from service.api.auth import scoped
+from service.api.catalog import Catalog
+from service.api.errors import FHIR_JSON, ApiError, FieldError
+from service.api.recording import (
+    Recorded,
+    ScoredScreening,
+    Submission,
+    check_completed_at,
+    record_once,
+)
+from service.domain.scoring import AnswersInvalid, Problem, score, validate
+from service.fhir.intake import (
+    InboundQuestionnaireResponse,
+    Picked,
+    contains_nul,
+    own_instrument,
+    patient_id_of,
+    pick_by_loinc,
+    pick_own,
+)
+from service.fhir.screening import CATEGORY_CODES
+from service.fhir.search import SearchError, parse_date, parse_token
+from service.fhir.types import Bundle, BundleEntry, BundleLink, BundleSearch
+from service.store.clients import Principal
+from service.store.database import Database, new_id, utcnow
+from service.store.repository import ClinicStore, ObservationQuery
+
+FHIR_ACCEPTED = ("application/fhir+json", "application/json")
+ResourceId = Annotated[
+    str, Parameter(pattern=r"^[A-Za-z0-9\-.]{1,64}$", description="FHIR resource id")
+]
+SORTS = {
+    "date": ("effective_at", False),
+    "-date": ("effective_at", True),
+    "_lastUpdated": ("last_updated", False),
+    "-_lastUpdated": ("last_updated", True),
+}
+
+
+def _bad(status: int, field: str, message: str, code: str = "invalid") -> ApiError:
+    return ApiError(status, message, [FieldError(field, message, code)])
+
+
+def _etag_headers(resource_id: str) -> dict[str, str]:
+    return {"ETag": 'W/"1"', "Location": f"/fhir/QuestionnaireResponse/{resource_id}"}
+
+
+def _decode_resource(request_body: bytes) -> tuple[dict[str, Any], InboundQuestionnaireResponse]:
+    try:
+        raw = msgspec.json.decode(request_body)
+    except msgspec.DecodeError as exc:
+        raise _bad(400, "body", f"not JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise _bad(400, "body", "a QuestionnaireResponse resource (a JSON object) is expected")
+    nul_at = contains_nul(raw)
+    if nul_at is not None:
+        raise _bad(400, nul_at, "NUL characters are not allowed")
+    if raw.get("resourceType") != "QuestionnaireResponse":
+        raise _bad(400, "resourceType", "must be QuestionnaireResponse")
+    try:
+        qr = msgspec.convert(raw, InboundQuestionnaireResponse)
+    except msgspec.ValidationError as exc:
+        raise _bad(400, "QuestionnaireResponse", str(exc)) from exc
+    return raw, qr
+
+
+def _score_picked(picked: list[Picked]) -> tuple[list[ScoredScreening], list[Problem]]:
+    scored: list[ScoredScreening] = []
+    problems: list[Problem] = []
+    for pick in picked:
+        problems.extend(pick.problems)
+        try:
+            accepted = validate(pick.instrument, pick.answers)
+        except AnswersInvalid as exc:
+            problems.extend(exc.problems)
+            continue
+        result = score(pick.instrument, accepted)
+        if result.total is None:
+            problems.append(
+                Problem(
+                    "QuestionnaireResponse.item",
+                    f"{pick.instrument.id}: no total can be scored: {result.total_reason}",
+                    "missing",
+                )
+            )
+            continue
+        scored.append(ScoredScreening(pick.instrument, accepted, result))
+    return scored, problems
+
+
+def _condition(request: Request[Any, Any, Any]) -> tuple[str | None, str] | None:
+    """The identifier a conditional create names, from If-None-Exist or the query string."""
+    text = request.headers.get("if-none-exist")
+    if text is None and request.url.query:
+        text = request.url.query
+    if text is None:
+        return None
+    params = parse_qsl(text.lstrip("?"), keep_blank_values=True)
+    unsupported = sorted({name for name, _ in params if name != "identifier"})
+    if unsupported or len(params) != 1:
+        raise _bad(
+            400,
+            "If-None-Exist",
+            f"only one identifier=system|value is supported, not {unsupported or 'this'}",
+        )
+    system, bar, value = params[0][1].partition("|")
+    if not value and not bar:
+        system, value = "", params[0][1]
+    if not value:
+        raise _bad(400, "If-None-Exist", "identifier needs a value")
+    return (system if bar else None), value
+
+
+class QuestionnaireResponseController(Controller):
+    path = "/fhir/QuestionnaireResponse"
+    tags = ["fhir"]
+
+    @post(
+        operation_id="fhir_create_questionnaire_response",
+        summary="Store and score a QuestionnaireResponse (conditional create by identifier)",
+        media_type=FHIR_JSON,
+        opt={**scoped("screenings:write"), **audited("create", "QuestionnaireResponse")},
+    )
+    async def create(
+        self,
+        request: Request[Principal, Any, Any],
+        catalog: NamedDependency[Catalog],
+        db: NamedDependency[Database],
+    ) -> Response[bytes]:
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type not in FHIR_ACCEPTED:
+            raise _bad(415, "Content-Type", "send application/fhir+json or application/json")
+        raw, qr = _decode_resource(await request.body())
+        condition = _condition(request)
+        if condition is not None:
+            existing = await self._find(db, request.user, *condition)
+            if len(existing) > 1:
+                raise _bad(412, "If-None-Exist", "more than one resource matches", "duplicate")
+            if existing:
+                note(request, existing[0].id, existing[0].patient_id)
+                return self._existing(existing[0])
+        submission = self._submission(raw, qr, catalog)
+        note(request, submission.questionnaire_response_id, submission.patient_id)
+
+        def render(recorded: Recorded) -> tuple[int, bytes, dict[str, str]]:
+            resource_id = recorded.submission.questionnaire_response_id
+            body = msgspec.json.encode(recorded.questionnaire_response)
+            return 201, body, _etag_headers(resource_id)
+
+        try:
+            return await record_once(
+                request,
+                db,
+                request.user,
+                "POST /fhir/QuestionnaireResponse",
+                submission,
+                render,
+                FHIR_JSON,
+            )
+        except ApiError as exc:
+            if exc.status_code != 409 or qr.identifier is None or not qr.identifier.value:
+                raise
+            # The identifier is stored already (a retry, or a concurrent conditional create).
+            existing = await self._find(
+                db, request.user, qr.identifier.system or "", qr.identifier.value
+            )
+            if len(existing) != 1:
+                raise
+            note(request, existing[0].id, existing[0].patient_id)
+            return self._existing(existing[0])
+
+    @staticmethod
+    async def _find(
+        db: Database, principal: Principal, system: str | None, value: str
+    ) -> list[Any]:
+        async with db.begin() as conn:
+            return await ClinicStore(conn, principal.clinic_id).find_questionnaire_responses(
+                system, value
+            )
+
+    @staticmethod
+    def _existing(row: Any) -> Response[bytes]:
+        return Response(
+            msgspec.json.encode(row.resource),
+            status_code=200,
+            media_type=FHIR_JSON,
+            headers=_etag_headers(row.id),
+        )
+
+    @staticmethod
+    def _submission(
+        raw: dict[str, Any], qr: InboundQuestionnaireResponse, catalog: Catalog
+    ) -> Submission:
+        if qr.status not in ("completed", "amended"):
+            raise _bad(422, "QuestionnaireResponse.status", "only completed responses are scored")
+        patient_id = patient_id_of(qr.subject)
+        if patient_id is None or not _is_fhir_id(patient_id):
+            raise _bad(422, "QuestionnaireResponse.subject", "a Patient/<id> reference is required")
+        if not qr.authored:
+            raise _bad(422, "QuestionnaireResponse.authored", "when it was completed is required")
+        try:
+            authored = datetime.fromisoformat(qr.authored.replace("Z", "+00:00"))
+        except ValueError:
+            raise _bad(400, "QuestionnaireResponse.authored", "not a FHIR dateTime") from None
+        if authored.tzinfo is None:
+            raise _bad(400, "QuestionnaireResponse.authored", "a time zone is required")
+        completed_at = check_completed_at(authored, "QuestionnaireResponse.authored", utcnow())
+        usable = [i for i in catalog.instruments.values() if catalog.enabled(i)]
+        own = own_instrument(qr.questionnaire, catalog.instruments)
+        if own is not None:
+            catalog.usable(own.id, field="QuestionnaireResponse.questionnaire")
+            picked = [pick_own(own, qr)]
+        else:
+            picked = pick_by_loinc(qr, usable)
+        scored, problems = _score_picked(picked)
+        if not scored:
+            problems = problems or [
+                Problem(
+                    "QuestionnaireResponse.questionnaire",
+                    "neither a Belong Questionnaire nor items Belong knows by LOINC code",
+                    "unknown_questionnaire",
+                )
+            ]
+            raise ApiError(422, "Nothing in this QuestionnaireResponse could be scored", problems)
+        if own is not None and problems:
+            raise ApiError(422, "The answers do not fit the instrument", problems)
+        encounter = encounter_id_of(qr)
+        identifier = qr.identifier
+        qr_id = str(new_id())
+        return Submission(
+            patient_id=patient_id,
+            profile=None,
+            completed_at=completed_at,
+            encounter_id=encounter,
+            context={"source": "fhir"},
+            questionnaire_response_id=qr_id,
+            questionnaire_response=raw,
+            identifier_system=(identifier.system or "") if identifier else "",
+            identifier_value=identifier.value if identifier else None,
+            screenings=[(str(new_id()), s) for s in scored],
+        )
+
+    @get(
+        "/{resource_id:str}",
+        operation_id="fhir_read_questionnaire_response",
+        media_type=FHIR_JSON,
+        summary="Read a stored QuestionnaireResponse",
+        opt={**scoped("screenings:read"), **audited("read", "QuestionnaireResponse")},
+    )
+    async def read(
+        self,
+        request: Request[Principal, Any, Any],
+        resource_id: ResourceId,
+        db: NamedDependency[Database],
+    ) -> Response[bytes]:
+        async with db.begin() as conn:
+            row = await ClinicStore(conn, request.user.clinic_id).get_questionnaire_response(
+                resource_id
+            )
+        if row is None:
+            raise _bad(404, "id", "no such QuestionnaireResponse", "not_found")
+        note(request, row.id, row.patient_id)
+        return Response(
+            msgspec.json.encode(row.resource), media_type=FHIR_JSON, headers={"ETag": 'W/"1"'}
+        )
+
+
+def _is_fhir_id(value: str) -> bool:
+    return re.fullmatch(r"[A-Za-z0-9\-.]{1,64}", value) is not None
+
+
+def encounter_id_of(qr: InboundQuestionnaireResponse) -> str | None:
+    reference = qr.encounter.reference if qr.encounter else None
+    if not reference or not reference.startswith("Encounter/"):
+        return None
+    ident = reference.removeprefix("Encounter/")
+    return ident if _is_fhir_id(ident) else None
+
+
+class ObservationController(Controller):
+    path = "/fhir/Observation"
+    tags = ["fhir"]
+
+    @get(
+        "/{resource_id:str}",
+        operation_id="fhir_read_observation",
+        media_type=FHIR_JSON,
+        summary="Read one Observation",
+        opt={**scoped("screenings:read"), **audited("read", "Observation")},
+    )
+    async def read(
+        self,
+        request: Request[Principal, Any, Any],
+        resource_id: ResourceId,
+        db: NamedDependency[Database],
+    ) -> Response[bytes]:
+        async with db.begin() as conn:
+            row = await ClinicStore(conn, request.user.clinic_id).get_observation(resource_id)
+        if row is None:
+            raise _bad(404, "id", "no such Observation", "not_found")
+        note(request, row.id, row.patient_id)
+        return Response(
+            msgspec.json.encode(row.resource), media_type=FHIR_JSON, headers={"ETag": 'W/"1"'}
+        )
+
+    @get(
+        operation_id="fhir_search_observation",
+        media_type=FHIR_JSON,
+        summary="Search Observations by patient, code, category, date and _lastUpdated",
+        opt={**scoped("screenings:read"), **audited("search", "Observation")},
+    )
+    async def search(
+        self,
+        request: Request[Principal, Any, Any],
+        db: NamedDependency[Database],
+        patient: Annotated[str | None, Parameter(required=False, max_length=80)] = None,
+        subject: Annotated[str | None, Parameter(required=False, max_length=80)] = None,
+        code: Annotated[str | None, Parameter(required=False, max_length=1000)] = None,
+        category: Annotated[str | None, Parameter(required=False, max_length=1000)] = None,
+        date: Annotated[list[str] | None, Parameter(required=False, max_length=4)] = None,
+        last_updated: Annotated[
+            list[str] | None, Parameter(query="_lastUpdated", required=False, max_length=4)
+        ] = None,
+        count: Annotated[int, Parameter(query="_count", ge=1, le=100)] = 20,
+        sort: Annotated[
+            str, Parameter(query="_sort", pattern=r"^-?(date|_lastUpdated)$")
+        ] = "-date",
+        offset: Annotated[int, Parameter(query="_offset", ge=0, le=100_000)] = 0,
+    ) -> Response[Bundle]:
+        try:
+            patient_id = _patient_param(patient or subject)
+            codes = parse_token("code", code) if code else []
+            dates = [c for value in date or [] for c in parse_date("date", value)]
+            updated = [c for value in last_updated or [] for c in parse_date("_lastUpdated", value)]
+            categories = parse_token("category", category) if category else []
+        except SearchError as exc:
+            raise _bad(400, exc.parameter, exc.message) from exc
+        note(request, None, patient_id)
+        sort_by, descending = SORTS[sort]
+        query = ObservationQuery(
+            patient_id=patient_id,
+            codes=codes,
+            date_filters=dates,
+            updated_filters=updated,
+            sort_by=sort_by,
+            sort_descending=descending,
+            limit=count,
+            offset=offset,
+        )
+        if categories and not any(c in CATEGORY_CODES for _, c in categories):
+            rows, total = [], 0  # every Observation Belong stores has exactly these categories
+        else:
+            async with db.begin() as conn:
+                rows, total = await ClinicStore(conn, request.user.clinic_id).search_observations(
+                    query
+                )
+        base = str(request.base_url).rstrip("/")
+        params = [(k, v) for k, v in request.query_params.multi_items() if k != "_offset"]
+
+        def link(relation: str, at: int) -> BundleLink:
+            return BundleLink(
+                relation=relation,
+                url=f"{base}/fhir/Observation?{urlencode([*params, ('_offset', str(at))])}",
+            )
+
+        links = [link("self", offset)]
+        if offset + count < total:
+            links.append(link("next", offset + count))
+        if offset > 0:
+            links.append(link("previous", max(offset - count, 0)))
+        entries = [
+            BundleEntry(
+                fullUrl=f"{base}/fhir/Observation/{row.resource['id']}",
+                resource=row.resource,  # stored JSON, encoded as is
+                search=BundleSearch(mode="match"),
+            )
+            for row in rows
+        ]
+        return Response(
+            Bundle(type="searchset", total=total, link=links, entry=entries),
+            media_type=FHIR_JSON,
+        )
+
+
+def _patient_param(value: str | None) -> str | None:
+    if value is None:
+        return None
+    ident = value.removeprefix("Patient/")
+    if not _is_fhir_id(ident):
+        raise SearchError("patient", f"{value!r} is not a patient id or Patient/<id>")
+    return ident
