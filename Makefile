@@ -15,7 +15,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+DEMO_SCOPES := --scope screenings:write --scope screenings:read --scope referrals:read \
+	--scope referrals:write --scope directory:write --scope audit:read
+
 run: install
+	$(BIN)/belong db upgrade
+	@echo "Demo clinic token (use it as: Authorization: Bearer <token>):"
+	@$(BIN)/belong clients create --clinic "Demo Clinic" --name "make run" $(DEMO_SCOPES) | tail -n 1
 	$(BIN)/belong serve --host 127.0.0.1 --port 8000 --workers 1
 
 lint: install

@@ -43,6 +43,13 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
+def ensure_sqlite_directory(url: str) -> None:
+    """SQLite creates the file but not its folder (the default is ./var/belong.db)."""
+    path = sa.engine.make_url(url).database
+    if is_sqlite(url) and path and path != ":memory:":
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+
+
 class Database:
     def __init__(
         self,
@@ -56,7 +63,7 @@ class Database:
         self.url = url
         kwargs: dict[str, Any] = {"pool_pre_ping": True}
         if is_sqlite(url):
-            self._ensure_sqlite_directory(url)
+            ensure_sqlite_directory(url)
             kwargs["connect_args"] = {"timeout": 30}
         else:
             kwargs.update(
@@ -73,13 +80,6 @@ class Database:
         if is_sqlite(url):
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
-
-    @staticmethod
-    def _ensure_sqlite_directory(url: str) -> None:
-        path = sa.engine.make_url(url).database
-        if path and path != ":memory:":
-            directory = os.path.dirname(os.path.abspath(path))
-            os.makedirs(directory, exist_ok=True)
 
     @property
     def dialect(self) -> str:

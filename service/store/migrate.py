@@ -6,6 +6,7 @@ from alembic import command
 from alembic.config import Config
 
 from service.settings import PROJECT_ROOT
+from service.store.database import ensure_sqlite_directory
 
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 
@@ -20,6 +21,7 @@ def alembic_config(database_url: str) -> Config:
 
 def upgrade(database_url: str, revision: str = "head") -> None:
     """Bring the database to ``revision`` (blocking; call outside a running event loop)."""
+    ensure_sqlite_directory(database_url)
     command.upgrade(alembic_config(database_url), revision)
 
 
