@@ -7,6 +7,7 @@ handful of dictionary reads and one addition per item.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from decimal import ROUND_HALF_UP, Decimal
 
 import msgspec
 
@@ -139,8 +140,14 @@ def _scale_value(
         value = 100 * (mean - scale.item_min) / (scale.item_max - scale.item_min)
     else:  # sum, dichotomous-count
         value = raw
-    reported = round(value, scale.decimals) if scale.decimals else round(value)
-    return reported, raw, None
+    return round_half_up(value, scale.decimals), raw, None
+
+
+def round_half_up(value: float, decimals: int) -> float:
+    """Rounding as a clinician reads a printed score: 6.25 -> 6.3, not banker's 6.2."""
+    quantum = Decimal(1).scaleb(-decimals)
+    rounded = Decimal(repr(value)).quantize(quantum, rounding=ROUND_HALF_UP)
+    return int(rounded) if decimals == 0 else float(rounded)
 
 
 def _band(scale: Scale, value: float | None) -> BandResult | None:
