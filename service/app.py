@@ -19,11 +19,19 @@ from service.api.catalog import Catalog
 from service.api.errors import handle_http
 from service.api.fhir.metadata import MetadataController
 from service.api.fhir.questionnaire import QuestionnaireController
+from service.api.fhir.referrals import (
+    HealthcareServiceController,
+    ServiceRequestController,
+    TaskController,
+)
 from service.api.fhir.resources import ObservationController, QuestionnaireResponseController
 from service.api.health import HealthController
+from service.api.recommend import DirectoryCache
 from service.api.v1.audit_events import AuditEventController
+from service.api.v1.directory import DirectoryController
 from service.api.v1.instruments import InstrumentController
 from service.api.v1.patients import PatientController
+from service.api.v1.referrals import ReferralController
 from service.api.v1.screenings import ScreeningController
 from service.domain.instruments import load_catalog
 from service.settings import Settings
@@ -57,9 +65,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
             PatientController,
             ScreeningController,
             AuditEventController,
+            DirectoryController,
+            ReferralController,
             MetadataController,
             QuestionnaireResponseController,
             ObservationController,
+            ServiceRequestController,
+            TaskController,
+            HealthcareServiceController,
         ],
         dependencies={
             "catalog": Provide(provide_catalog, use_cache=True, sync_to_thread=False),
@@ -72,7 +85,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         guards=[require_scope],
         exception_handlers={HTTPException: handle_http, Exception: handle_http},
         state=State(
-            {"catalog": catalog, "settings": settings, "db": db, "token_cache": TokenCache()}
+            {
+                "catalog": catalog,
+                "settings": settings,
+                "db": db,
+                "token_cache": TokenCache(),
+                "directory_cache": DirectoryCache(),
+            }
         ),
         on_shutdown=[db.dispose],
         request_max_body_size=settings.max_body_bytes,

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from service.api.importing import OnError
 from service.settings import PROJECT_ROOT
 from service.store.clients import SCOPES
 
@@ -102,6 +103,67 @@ def _clients_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress(done: int, total: int) -> None:
+    width = 30
+    filled = width * done // max(total, 1)
+    end = "\n" if done == total else ""
+    print(f"\r  [{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end=end, file=sys.stderr)
+
+
+def _directory_import(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import msgspec
+
+    from service.api.importing import ImportFileError, OnError, apply, parse_file
+    from service.settings import Settings
+    from service.store.clients import ensure_clinic
+    from service.store.database import Database, utcnow
+    from service.store.repository import ClinicStore
+
+    try:
+        parsed = parse_file(msgspec.json.decode(Path(args.file).read_bytes()))
+    except (OSError, msgspec.DecodeError, ImportFileError) as exc:
+        print(f"error: {args.file}: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.file}: {parsed.format} file, {len(parsed.records)} records", file=sys.stderr)
+
+    async def run() -> int:
+        db = Database(Settings.from_env().database_url)
+        try:
+            async with db.begin() as conn:
+                clinic_id = await ensure_clinic(conn, args.clinic)
+                report = await apply(
+                    ClinicStore(conn, clinic_id),
+                    parsed,
+                    OnError(args.on_error),
+                    utcnow(),
+                    progress=_progress
+                    if sys.stderr.isatty() and len(parsed.records) >= 20
+                    else None,
+                )
+        finally:
+            await db.dispose()
+        for rejected in report.rejected:
+            print(
+                f"rejected [{rejected.index}] {rejected.source_id}: {'; '.join(rejected.reasons)}",
+                file=sys.stderr,
+            )
+        if not report.applied:
+            print(
+                "nothing imported: the file has rejected records "
+                "(--on-error skip-record imports the rest)",
+                file=sys.stderr,
+            )
+            return 1
+        print(
+            f"created {report.created}, updated {report.updated}, rejected {len(report.rejected)}"
+        )
+        return 0
+
+    return asyncio.run(run())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="belong", description="Belong service commands")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -135,6 +197,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create.add_argument("--name", default="api", help="a label for the client")
     create.set_defaults(run=_clients_create)
+
+    directory = commands.add_parser("directory", help="a clinic's service directory")
+    directory_actions = directory.add_subparsers(dest="action", required=True)
+    imports = directory_actions.add_parser(
+        "import", help="import an HSDS 3.0 file or a FHIR Bundle of HealthcareService"
+    )
+    imports.add_argument("--clinic", required=True, help="clinic name (created if new)")
+    imports.add_argument(
+        "--on-error", choices=[e.value for e in OnError], default=OnError.REJECT_FILE.value
+    )
+    imports.add_argument("file")
+    imports.set_defaults(run=_directory_import)
 
     instruments = commands.add_parser("instruments", help="instrument definitions")
     inst = instruments.add_subparsers(dest="action", required=True)

@@ -10,6 +10,7 @@ cannot be written the caller gets 503 instead of the data.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,13 +18,15 @@ from litestar import Request
 from litestar.exceptions import HTTPException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.api.errors import status_of
 from service.store.clients import Principal
-from service.store.database import UNAVAILABLE, utcnow
+from service.store.database import utcnow
 from service.store.repository import ClinicStore
 
 log = logging.getLogger("belong.audit")
 
 STATE_KEY = "belong_audit"
+FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
 @dataclass(slots=True)
@@ -38,14 +41,6 @@ def note(request: Request[Any, Any, Any], resource_id: str | None, patient_id: s
 
 def audited(action: str, resource_type: str) -> dict[str, Any]:
     return {"audit": (action, resource_type)}
-
-
-def _status_of(exc: BaseException) -> int:
-    if isinstance(exc, HTTPException):
-        return exc.status_code
-    if isinstance(exc, UNAVAILABLE):
-        return 503
-    return 500
 
 
 class AuditMiddleware:
@@ -66,13 +61,16 @@ class AuditMiddleware:
             written = True
             action, resource_type = spec
             found = scope.get("state", {}).get(STATE_KEY) or AuditNote()
-            path_params = scope.get("path_params", {})
+            # Path values are unvalidated when the request failed early: keep only ids.
+            path_params = {
+                k: v
+                for k, v in scope.get("path_params", {}).items()
+                if isinstance(v, str) and FHIR_ID.fullmatch(v)
+            }
             patient_id = found.patient_id or path_params.get("patient_id")
             resource_id = found.resource_id
             if resource_id is None and action != "search":
-                resource_id = next(
-                    (str(v) for k, v in path_params.items() if k.endswith("_id")), None
-                )
+                resource_id = next((v for k, v in path_params.items() if k.endswith("_id")), None)
             db = scope["app"].state.db
             async with db.begin() as conn:
                 await ClinicStore(conn, principal.clinic_id).record_audit(
@@ -103,7 +101,7 @@ class AuditMiddleware:
         except Exception as exc:
             if not written:
                 try:
-                    await write(_status_of(exc))
+                    await write(status_of(exc))
                 except Exception:
                     log.exception("audit event for a failed request could not be written")
             raise

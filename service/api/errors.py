@@ -10,13 +10,13 @@ import logging
 from collections.abc import Sequence
 
 import msgspec
-from litestar import MediaType, Request, Response
+from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from service.domain.scoring import Problem
 from service.fhir.types import OperationOutcome, OperationOutcomeIssue
-from service.store.database import UNAVAILABLE
+from service.store.database import UNAVAILABLE, OutOfRange
 
 log = logging.getLogger("belong.errors")
 
@@ -135,6 +135,20 @@ def error_response(
     return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+CLIENT_ERRORS = (OverflowError, UnicodeDecodeError, OutOfRange)
+"""Raised while reading a request's values: the request is at fault (400)."""
+
+
+def status_of(exc: BaseException) -> int:
+    if isinstance(exc, HTTPException):
+        return exc.status_code
+    if isinstance(exc, CLIENT_ERRORS):
+        return 400
+    if isinstance(exc, UNAVAILABLE):
+        return 503
+    return 500
+
+
 def handle_http(request: Request, exc: Exception) -> Response:
     if isinstance(exc, ValidationException):
         errors = _validation_errors(exc)
@@ -144,6 +158,21 @@ def handle_http(request: Request, exc: Exception) -> Response:
         return error_response(request, 400, detail, errors)
     if isinstance(exc, ApiError):
         return error_response(request, exc.status_code, exc.detail, exc.errors, exc.headers)
+    if isinstance(exc, OutOfRange):
+        return error_response(
+            request, 400, str(exc), [FieldError(exc.field, str(exc), "out_of_range")]
+        )
+    if isinstance(exc, OverflowError):
+        return error_response(
+            request,
+            400,
+            "A date or number is beyond the range Belong can store",
+            [FieldError("body", str(exc), "out_of_range")],
+        )
+    if isinstance(exc, UnicodeDecodeError):
+        return error_response(
+            request, 400, "The body is not UTF-8", [FieldError("body", "not UTF-8", "malformed")]
+        )
     if isinstance(exc, UNAVAILABLE):
         log.warning("database unavailable: %s", type(exc).__name__)
         return error_response(
@@ -160,6 +189,3 @@ def handle_http(request: Request, exc: Exception) -> Response:
     return error_response(
         request, HTTP_500_INTERNAL_SERVER_ERROR, "An unexpected error occurred", []
     )
-
-
-__all__ = ["PROBLEM_JSON", "ApiError", "FieldError", "MediaType", "ProblemDetails"]

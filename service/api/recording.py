@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response
 
+from service.api.audit import note
 from service.api.errors import ApiError, FieldError
 from service.domain.instruments import Instrument
 from service.domain.scoring import Score
@@ -29,7 +30,7 @@ from service.fhir.screening import (
     questionnaire_response,
 )
 from service.store.clients import Principal
-from service.store.database import Database, as_utc, utcnow
+from service.store.database import Database, utc_field, utcnow
 from service.store.repository import ClinicStore
 
 log = logging.getLogger("belong.recording")
@@ -75,7 +76,7 @@ class Recorded:
 
 
 def check_completed_at(completed_at: datetime, field: str, now: datetime) -> datetime:
-    completed = as_utc(completed_at)
+    completed = utc_field(completed_at, field)
     if completed > now + CLOCK_SKEW:
         raise ApiError(
             422,
@@ -148,19 +149,29 @@ async def record(store: ClinicStore, submission: Submission, recorded_at: dateti
                 "id": o.id,
                 "patient_id": submission.patient_id,
                 "screening_id": screening_id,
+                "position": position,
                 "code_system": o.code_system,
                 "code": o.code,
                 "effective_at": submission.completed_at,
                 "last_updated": recorded_at,
                 "resource": msgspec.to_builtins(o.resource),
             }
-            for o in built
+            for position, o in enumerate(built)
         )
     await store.insert_observations(rows)
     return Recorded(submission, recorded_at, resource, by_screening)
 
 
 Render = Callable[[Recorded], tuple[int, bytes, dict[str, str]]]
+
+
+def resource_id(recorded: Recorded) -> str:
+    """The id the response is about: the screening for /v1, the QuestionnaireResponse on
+    /fhir (they are the same when one screening is recorded)."""
+    screenings = recorded.submission.screenings
+    if len(screenings) == 1 and recorded.submission.questionnaire_response is None:
+        return screenings[0][0]
+    return recorded.submission.questionnaire_response_id
 
 
 async def record_once(
@@ -206,11 +217,12 @@ async def record_once(
                     [FieldError("Idempotency-Key", "in flight", "in_flight")],
                     headers={"Retry-After": "1"},
                 )
+            note(request, held.resource_id, submission.patient_id)
             return Response(
                 held.response,
                 status_code=held.status_code,
                 media_type=media_type,
-                headers={"Idempotent-Replayed": "true"},
+                headers={**(held.response_headers or {}), "Idempotent-Replayed": "true"},
             )
     try:
         async with db.begin() as conn:
@@ -218,7 +230,9 @@ async def record_once(
             recorded = await record(store, submission, now)
             status, body, headers = render(recorded)
             if key is not None:
-                await store.complete_idempotency_key(route, key, status, body)
+                await store.complete_idempotency_key(
+                    route, key, status, body, headers, resource_id(recorded)
+                )
     except BaseException:
         if key is not None:
             try:

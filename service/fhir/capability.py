@@ -68,6 +68,39 @@ def capability_statement(software_version: str, published: str) -> dict[str, Any
                             _search("_lastUpdated", "date", "eq ge gt le lt"),
                         ],
                     },
+                    {
+                        "type": "ServiceRequest",
+                        "supportedProfile": [f"{SDOHCC}SDOHCC-ServiceRequest"],
+                        "interaction": [{"code": "read"}, {"code": "search-type"}],
+                        "searchParam": [
+                            _search("patient", "reference", "Patient/<id> or <id>"),
+                            _search("subject", "reference", "Same as patient"),
+                            _search("status", "token", "active, on-hold, completed, revoked"),
+                            _search("_lastUpdated", "date", "eq ge gt le lt"),
+                        ],
+                    },
+                    {
+                        "type": "Task",
+                        "supportedProfile": [f"{SDOHCC}SDOHCC-TaskForReferralManagement"],
+                        "interaction": [{"code": "read"}, {"code": "search-type"}],
+                        "searchParam": [
+                            _search("patient", "reference", "Patient/<id> or <id>"),
+                            _search("owner", "reference", "HealthcareService/<id>"),
+                            _search("status", "token", "Task status, comma-separated"),
+                            _search("_lastUpdated", "date", "eq ge gt le lt; poll with gt"),
+                        ],
+                    },
+                    {
+                        "type": "HealthcareService",
+                        "interaction": [{"code": "read"}, {"code": "search-type"}],
+                        "searchParam": [
+                            _search(
+                                "service-type",
+                                "token",
+                                "support-group, social-activity, family-communication, counselling",
+                            ),
+                        ],
+                    },
                 ],
             }
         ],

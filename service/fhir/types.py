@@ -30,6 +30,18 @@ class Extension(Element, kw_only=True):
     url: str
     valueDecimal: float | None = None
     valueCode: str | None = None
+    valueBoolean: bool | None = None
+    valueInteger: int | None = None
+
+
+class ContactPoint(Element, kw_only=True):
+    system: str
+    value: str
+
+
+class Annotation(Element, kw_only=True):
+    text: str
+    time: str | None = None
 
 
 class Reference(Element, kw_only=True):
@@ -123,6 +135,51 @@ class Observation(Resource, tag="Observation", kw_only=True):
     interpretation: list[CodeableConcept] = []
     derivedFrom: list[Reference] = []
     hasMember: list[Reference] = []
+
+
+class HealthcareService(Resource, tag="HealthcareService", kw_only=True):
+    extension: list[Extension] = []
+    identifier: list[Identifier] = []
+    active: bool
+    providedBy: Reference | None = None
+    category: list[CodeableConcept] = []
+    type: list[CodeableConcept] = []
+    name: str
+    comment: str | None = None
+    telecom: list[ContactPoint] = []
+    characteristic: list[CodeableConcept] = []
+    communication: list[CodeableConcept] = []
+    referralMethod: list[CodeableConcept] = []
+    availabilityExceptions: str | None = None
+
+
+class ServiceRequest(Resource, tag="ServiceRequest", kw_only=True):
+    status: str
+    intent: str
+    category: list[CodeableConcept] = []
+    priority: str | None = None
+    code: CodeableConcept
+    subject: Reference
+    authoredOn: str | None = None
+    requester: Reference | None = None
+    performer: list[Reference] = []
+    reasonReference: list[Reference] = []
+    note: list[Annotation] = []
+
+
+class Task(Resource, tag="Task", kw_only=True):
+    status: str
+    statusReason: CodeableConcept | None = None
+    intent: str
+    priority: str | None = None
+    code: CodeableConcept
+    focus: Reference
+    for_: Reference = msgspec.field(name="for")
+    authoredOn: str
+    lastModified: str | None = None
+    requester: Reference
+    owner: Reference | None = None
+    note: list[Annotation] = []
 
 
 class BundleLink(Element, kw_only=True):

@@ -30,6 +30,21 @@ def as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def utc_field(value: datetime, field: str) -> datetime:
+    """``as_utc`` for a client's value; :class:`OutOfRange` names the field when the instant
+    cannot be expressed in UTC (years 1 and 9999 with an offset)."""
+    try:
+        return as_utc(value)
+    except OverflowError:
+        raise OutOfRange(field) from None
+
+
+class OutOfRange(ValueError):
+    def __init__(self, field: str) -> None:
+        super().__init__(f"{field}: beyond the range of dates Belong can store")
+        self.field = field
+
+
 def new_id() -> uuid.UUID:
     """A time-ordered UUID (version 7 layout), so new rows land at the end of indexes."""
     millis = time.time_ns() // 1_000_000

@@ -21,10 +21,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from service.store.database import as_utc, new_id
 from service.store.tables import (
     audit_events,
+    clinics,
+    directory_services,
     idempotency_keys,
     observations,
     patients,
     questionnaire_responses,
+    referral_events,
+    referrals,
     screenings,
 )
 
@@ -52,6 +56,34 @@ class AuditQuery:
     offset: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class ServiceQuery:
+    category: str | None = None
+    condition: str | None = None
+    language: str | None = None
+    modality: str | None = None
+    accepting: bool | None = None
+    bounds: tuple[float, float, float, float] | None = None
+    """(min lat, max lat, min lon, max lon): a box around a ``near`` search."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReferralQuery:
+    statuses: Sequence[str] = ()
+    """Any of these; empty means any status."""
+    patient_id: str | None = None
+    service_id: str | None = None
+    updated_since: datetime | None = None
+    updated_filters: Sequence[tuple[str, datetime]] = ()
+    limit: int = 50
+    offset: int = 0
+
+
+def terms(values: Sequence[str]) -> str:
+    """Space-delimited terms, matched with LIKE '% term %' (see tables.directory_services)."""
+    return " " + " ".join(values) + " " if values else " "
+
+
 _COMPARATORS = {
     "eq": lambda column, value: column == value,
     "ge": lambda column, value: column >= value,
@@ -69,7 +101,10 @@ class ClinicStore:
     # -- the scoping primitives ------------------------------------------------------
 
     def _select(self, table: sa.Table, *columns: Any) -> sa.Select[Any]:
-        return sa.select(*(columns or (table,))).where(table.c.clinic_id == self.clinic_id)
+        return sa.select(*(columns or (table,))).where(self._scoped(table))
+
+    def _scoped(self, table: sa.Table) -> Any:
+        return table.c.clinic_id == self.clinic_id
 
     def _row(self, **values: Any) -> dict[str, Any]:
         return {**values, "clinic_id": self.clinic_id}
@@ -174,7 +209,7 @@ class ClinicStore:
         query = (
             self._select(observations, observations.c.screening_id, observations.c.resource)
             .where(observations.c.screening_id.in_(screening_ids))
-            .order_by(observations.c.screening_id, observations.c.id)
+            .order_by(observations.c.screening_id, observations.c.position)
         )
         return list((await self.conn.execute(query)).all())
 
@@ -287,7 +322,7 @@ class ClinicStore:
         if inserted.first() is not None:
             return None
         where = (
-            idempotency_keys.c.clinic_id == self.clinic_id,
+            self._scoped(idempotency_keys),
             idempotency_keys.c.route == route,
             idempotency_keys.c.key == key,
         )
@@ -307,24 +342,246 @@ class ClinicStore:
         return (await self.conn.execute(self._select(idempotency_keys).where(*where[1:]))).first()
 
     async def complete_idempotency_key(
-        self, route: str, key: str, status_code: int, response: bytes
+        self,
+        route: str,
+        key: str,
+        status_code: int,
+        response: bytes,
+        headers: dict[str, str],
+        resource_id: str,
     ) -> None:
         await self.conn.execute(
             sa.update(idempotency_keys)
             .where(
-                idempotency_keys.c.clinic_id == self.clinic_id,
+                self._scoped(idempotency_keys),
                 idempotency_keys.c.route == route,
                 idempotency_keys.c.key == key,
             )
-            .values(state="done", status_code=status_code, response=response)
+            .values(
+                state="done",
+                status_code=status_code,
+                response=response,
+                response_headers=headers,
+                resource_id=resource_id,
+            )
         )
 
     async def release_idempotency_key(self, route: str, key: str) -> None:
         await self.conn.execute(
             sa.delete(idempotency_keys).where(
-                idempotency_keys.c.clinic_id == self.clinic_id,
+                self._scoped(idempotency_keys),
                 idempotency_keys.c.route == route,
                 idempotency_keys.c.key == key,
                 idempotency_keys.c.state == "pending",
             )
         )
+
+    async def clinic_name(self) -> str:
+        query = sa.select(clinics.c.name).where(clinics.c.id == self.clinic_id)
+        return str((await self.conn.execute(query)).scalar_one())
+
+    # -- directory -------------------------------------------------------------------
+
+    async def find_service_by_source(self, source_system: str, source_id: str) -> Row[Any] | None:
+        query = self._select(directory_services).where(
+            directory_services.c.source_system == source_system,
+            directory_services.c.source_id == source_id,
+        )
+        return (await self.conn.execute(query)).first()
+
+    async def save_service(
+        self,
+        service_id: str,
+        source_system: str,
+        source_id: str,
+        details: dict[str, Any],
+        now: datetime,
+    ) -> bool:
+        """Insert, or update by (source system, source id); True when new."""
+        existing = await self.find_service_by_source(source_system, source_id)
+        columns = _service_columns(details)
+        if existing is None:
+            await self.conn.execute(
+                sa.insert(directory_services).values(
+                    self._row(
+                        id=service_id,
+                        source_system=source_system,
+                        source_id=source_id,
+                        details=details,
+                        created_at=now,
+                        updated_at=now,
+                        deleted_at=None,
+                        **columns,
+                    )
+                )
+            )
+            return True
+        await self.conn.execute(
+            sa.update(directory_services)
+            .where(self._scoped(directory_services), directory_services.c.id == existing.id)
+            .values(details=details, updated_at=now, deleted_at=None, **columns)
+        )
+        return False
+
+    async def get_service(self, service_id: str, withdrawn: bool = False) -> Row[Any] | None:
+        """A live service; with ``withdrawn``, also one deleted from the directory."""
+        query = self._select(directory_services).where(directory_services.c.id == service_id)
+        if not withdrawn:
+            query = query.where(directory_services.c.deleted_at.is_(None))
+        return (await self.conn.execute(query)).first()
+
+    async def services_by_id(self, service_ids: Sequence[str]) -> dict[str, Row[Any]]:
+        query = self._select(directory_services).where(directory_services.c.id.in_(service_ids))
+        return {row.id: row for row in (await self.conn.execute(query)).all()}
+
+    async def directory_stamp(self) -> tuple[int, datetime | None]:
+        """Changes whenever the directory does: (rows, newest update)."""
+        query = self._select(
+            directory_services, sa.func.count(), sa.func.max(directory_services.c.updated_at)
+        )
+        count, newest = (await self.conn.execute(query)).one()
+        return count, newest
+
+    async def live_services(self) -> list[Row[Any]]:
+        query = self._select(directory_services).where(directory_services.c.deleted_at.is_(None))
+        return list((await self.conn.execute(query.order_by(directory_services.c.id))).all())
+
+    async def replace_service(
+        self, service_id: str, details: dict[str, Any], now: datetime
+    ) -> bool:
+        result = await self.conn.execute(
+            sa.update(directory_services)
+            .where(
+                self._scoped(directory_services),
+                directory_services.c.id == service_id,
+                directory_services.c.deleted_at.is_(None),
+            )
+            .values(details=details, updated_at=now, **_service_columns(details))
+        )
+        return bool(result.rowcount)
+
+    async def delete_service(self, service_id: str, now: datetime) -> bool:
+        """Withdraw a service; referrals already made keep pointing at it."""
+        result = await self.conn.execute(
+            sa.update(directory_services)
+            .where(
+                self._scoped(directory_services),
+                directory_services.c.id == service_id,
+                directory_services.c.deleted_at.is_(None),
+            )
+            .values(deleted_at=now, updated_at=now)
+        )
+        return bool(result.rowcount)
+
+    async def search_services(self, q: ServiceQuery) -> list[Row[Any]]:
+        c = directory_services.c
+        query = self._select(directory_services).where(c.deleted_at.is_(None))
+        if q.category is not None:
+            query = query.where(c.category == q.category)
+        if q.condition is not None:
+            query = query.where(
+                sa.or_(c.conditions == " ", c.conditions.like(f"% {q.condition} %"))
+            )
+        if q.language is not None:
+            query = query.where(c.languages.like(f"% {q.language} %"))
+        if q.modality is not None:
+            query = query.where(c.modalities.like(f"% {q.modality} %"))
+        if q.accepting is not None:
+            query = query.where(c.accepting.is_(q.accepting))
+        if q.bounds is not None:
+            low_lat, high_lat, low_lon, high_lon = q.bounds
+            query = query.where(
+                c.latitude.between(low_lat, high_lat), c.longitude.between(low_lon, high_lon)
+            )
+        return list((await self.conn.execute(query.order_by(c.name, c.id))).all())
+
+    # -- referrals -------------------------------------------------------------------
+
+    async def insert_referral(self, **values: Any) -> None:
+        await self.conn.execute(sa.insert(referrals).values(self._row(**values)))
+
+    async def insert_referral_event(self, **values: Any) -> None:
+        await self.conn.execute(sa.insert(referral_events).values(self._row(id=new_id(), **values)))
+
+    async def get_referral(self, referral_id: str) -> Row[Any] | None:
+        query = self._select(referrals).where(referrals.c.id == referral_id)
+        return (await self.conn.execute(query)).first()
+
+    async def list_referrals(self, q: ReferralQuery) -> tuple[list[Row[Any]], int]:
+        conditions: list[Any] = []
+        if q.statuses:
+            conditions.append(referrals.c.status.in_(q.statuses))
+        if q.patient_id is not None:
+            conditions.append(referrals.c.patient_id == q.patient_id)
+        if q.service_id is not None:
+            conditions.append(referrals.c.service_id == q.service_id)
+        if q.updated_since is not None:
+            conditions.append(referrals.c.updated_at >= as_utc(q.updated_since))
+        for prefix, instant in q.updated_filters:
+            conditions.append(_COMPARATORS[prefix](referrals.c.updated_at, as_utc(instant)))
+        count = self._select(referrals, sa.func.count()).where(*conditions)
+        total = (await self.conn.execute(count)).scalar_one()
+        page = (
+            self._select(referrals)
+            .where(*conditions)
+            .order_by(referrals.c.updated_at.desc(), referrals.c.id.desc())
+            .limit(q.limit)
+            .offset(q.offset)
+        )
+        return list((await self.conn.execute(page)).all()), total
+
+    async def referral_history(self, referral_ids: Sequence[str]) -> list[Row[Any]]:
+        query = (
+            self._select(referral_events)
+            .where(referral_events.c.referral_id.in_(referral_ids))
+            .order_by(referral_events.c.recorded_at, referral_events.c.id)
+        )
+        return list((await self.conn.execute(query)).all())
+
+    async def move_referral(
+        self,
+        referral_id: str,
+        *,
+        from_status: str,
+        version: int,
+        to_status: str,
+        reason: str | None,
+        outcome: str | None,
+        now: datetime,
+    ) -> bool:
+        """Compare-and-set the status: False when someone else moved it first."""
+        values: dict[str, Any] = {
+            "status": to_status,
+            "status_reason": reason,
+            "version": version + 1,
+            "updated_at": now,
+        }
+        if outcome is not None:
+            values["outcome"] = outcome
+        result = await self.conn.execute(
+            sa.update(referrals)
+            .where(
+                self._scoped(referrals),
+                referrals.c.id == referral_id,
+                referrals.c.status == from_status,
+                referrals.c.version == version,
+            )
+            .values(**values)
+        )
+        return bool(result.rowcount)
+
+
+def _service_columns(details: dict[str, Any]) -> dict[str, Any]:
+    location = details.get("location") or {}
+    languages = sorted({tag.split("-", 1)[0].lower() for tag in details.get("languages", [])})
+    return {
+        "name": details["name"],
+        "category": details["category"],
+        "accepting": bool(details.get("accepting_referrals", True))
+        and details.get("capacity") != 0,
+        "conditions": terms(details.get("conditions", [])),
+        "modalities": terms(details.get("modalities", [])),
+        "languages": terms(languages),
+        "latitude": location.get("lat"),
+        "longitude": location.get("lon"),
+    }

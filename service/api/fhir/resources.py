@@ -9,17 +9,18 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from typing import Annotated, Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import Parameter
+from litestar.params import PathParameter, QueryParameter
 
 from service.api.audit import audited, note
 from service.api.auth import scoped
 from service.api.catalog import Catalog
 from service.api.errors import FHIR_JSON, ApiError, FieldError
+from service.api.fhir.bundles import searchset
 from service.api.recording import (
     Recorded,
     ScoredScreening,
@@ -39,14 +40,14 @@ from service.fhir.intake import (
 )
 from service.fhir.screening import CATEGORY_CODES
 from service.fhir.search import SearchError, parse_date, parse_token
-from service.fhir.types import Bundle, BundleEntry, BundleLink, BundleSearch
+from service.fhir.types import Bundle
 from service.store.clients import Principal
 from service.store.database import Database, new_id, utcnow
 from service.store.repository import ClinicStore, ObservationQuery
 
 FHIR_ACCEPTED = ("application/fhir+json", "application/json")
 ResourceId = Annotated[
-    str, Parameter(pattern=r"^[A-Za-z0-9\-.]{1,64}$", description="FHIR resource id")
+    str, PathParameter(pattern=r"^[A-Za-z0-9\-.]{1,64}$", description="FHIR resource id")
 ]
 SORTS = {
     "date": ("effective_at", False),
@@ -332,19 +333,19 @@ class ObservationController(Controller):
         self,
         request: Request[Principal, Any, Any],
         db: NamedDependency[Database],
-        patient: Annotated[str | None, Parameter(required=False, max_length=80)] = None,
-        subject: Annotated[str | None, Parameter(required=False, max_length=80)] = None,
-        code: Annotated[str | None, Parameter(required=False, max_length=1000)] = None,
-        category: Annotated[str | None, Parameter(required=False, max_length=1000)] = None,
-        date: Annotated[list[str] | None, Parameter(required=False, max_length=4)] = None,
+        patient: Annotated[str | None, QueryParameter(required=False, max_length=80)] = None,
+        subject: Annotated[str | None, QueryParameter(required=False, max_length=80)] = None,
+        code: Annotated[str | None, QueryParameter(required=False, max_length=1000)] = None,
+        category: Annotated[str | None, QueryParameter(required=False, max_length=1000)] = None,
+        date: Annotated[list[str] | None, QueryParameter(required=False, max_length=4)] = None,
         last_updated: Annotated[
-            list[str] | None, Parameter(query="_lastUpdated", required=False, max_length=4)
+            list[str] | None, QueryParameter(name="_lastUpdated", required=False, max_length=4)
         ] = None,
-        count: Annotated[int, Parameter(query="_count", ge=1, le=100)] = 20,
+        count: Annotated[int, QueryParameter(name="_count", ge=1, le=100)] = 20,
         sort: Annotated[
-            str, Parameter(query="_sort", pattern=r"^-?(date|_lastUpdated)$")
+            str, QueryParameter(name="_sort", pattern=r"^-?(date|_lastUpdated)$")
         ] = "-date",
-        offset: Annotated[int, Parameter(query="_offset", ge=0, le=100_000)] = 0,
+        offset: Annotated[int, QueryParameter(name="_offset", ge=0, le=100_000)] = 0,
     ) -> Response[Bundle]:
         try:
             patient_id = _patient_param(patient or subject)
@@ -373,32 +374,8 @@ class ObservationController(Controller):
                 rows, total = await ClinicStore(conn, request.user.clinic_id).search_observations(
                     query
                 )
-        base = str(request.base_url).rstrip("/")
-        params = [(k, v) for k, v in request.query_params.multi_items() if k != "_offset"]
-
-        def link(relation: str, at: int) -> BundleLink:
-            return BundleLink(
-                relation=relation,
-                url=f"{base}/fhir/Observation?{urlencode([*params, ('_offset', str(at))])}",
-            )
-
-        links = [link("self", offset)]
-        if offset + count < total:
-            links.append(link("next", offset + count))
-        if offset > 0:
-            links.append(link("previous", max(offset - count, 0)))
-        entries = [
-            BundleEntry(
-                fullUrl=f"{base}/fhir/Observation/{row.resource['id']}",
-                resource=row.resource,  # stored JSON, encoded as is
-                search=BundleSearch(mode="match"),
-            )
-            for row in rows
-        ]
-        return Response(
-            Bundle(type="searchset", total=total, link=links, entry=entries),
-            media_type=FHIR_JSON,
-        )
+        bundle = searchset(request, "Observation", [r.resource for r in rows], total, offset, count)
+        return Response(bundle, media_type=FHIR_JSON)
 
 
 def _patient_param(value: str | None) -> str | None:

@@ -9,11 +9,11 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, get
 from litestar.di import NamedDependency
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 
 from service.api.auth import scoped
 from service.store.clients import Principal
-from service.store.database import Database, as_utc
+from service.store.database import Database, as_utc, utc_field
 from service.store.repository import AuditQuery, ClinicStore
 
 
@@ -43,15 +43,19 @@ class AuditEventController(Controller):
         request: Request[Principal, Any, Any],
         db: NamedDependency[Database],
         patient_id: Annotated[
-            str | None, Parameter(pattern=r"^[A-Za-z0-9\-.]{1,64}$", required=False)
+            str | None, QueryParameter(pattern=r"^[A-Za-z0-9\-.]{1,64}$", required=False)
         ] = None,
-        since: Annotated[datetime | None, Parameter(required=False)] = None,
-        until: Annotated[datetime | None, Parameter(required=False)] = None,
-        limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
-        offset: Annotated[int, Parameter(ge=0, le=100_000)] = 0,
+        since: Annotated[datetime | None, QueryParameter(required=False)] = None,
+        until: Annotated[datetime | None, QueryParameter(required=False)] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
+        offset: Annotated[int, QueryParameter(ge=0, le=100_000)] = 0,
     ) -> list[AuditEvent]:
         query = AuditQuery(
-            patient_id=patient_id, since=since, until=until, limit=limit, offset=offset
+            patient_id=patient_id,
+            since=utc_field(since, "since") if since else None,
+            until=utc_field(until, "until") if until else None,
+            limit=limit,
+            offset=offset,
         )
         async with db.begin() as conn:
             rows = await ClinicStore(conn, request.user.clinic_id).audit_events(query)

@@ -7,7 +7,7 @@ from typing import Annotated
 import msgspec
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
-from litestar.params import JSONBody, Parameter
+from litestar.params import JSONBody, PathParameter
 from litestar.status_codes import HTTP_200_OK
 
 from service.api.auth import PUBLIC, scoped
@@ -19,7 +19,7 @@ from service.fhir.questionnaire import canonical_url
 
 InstrumentId = Annotated[
     str,
-    Parameter(
+    PathParameter(
         pattern=r"^[a-z0-9][a-z0-9-]{0,62}$",
         max_length=63,
         description="Instrument id, e.g. ucla-3",

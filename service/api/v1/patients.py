@@ -8,22 +8,24 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, get, put
 from litestar.di import NamedDependency
-from litestar.params import JSONBody, Parameter
+from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from service.api.audit import audited
 from service.api.auth import scoped
 from service.api.catalog import Catalog
 from service.api.errors import ApiError, FieldError
+from service.api.recommend import Recommendations, recommend
+from service.api.v1.referrals import Referral, load_referrals
 from service.domain.instruments import Direction
 from service.domain.patients import PatientProfile
 from service.domain.scoring import BandResult
 from service.store.clients import Principal
 from service.store.database import Database, as_utc, utcnow
-from service.store.repository import ClinicStore
+from service.store.repository import ClinicStore, ReferralQuery
 
 PatientIdParam = Annotated[
     str,
-    Parameter(
+    PathParameter(
         pattern=r"^[A-Za-z0-9\-.]{1,64}$",
         max_length=64,
         description="The EHR's own patient id (FHIR id syntax)",
@@ -54,6 +56,14 @@ class InstrumentHistory(msgspec.Struct):
     title: str
     direction: str
     screenings: list[HistoryEntry]
+
+
+class PatientReferrals(msgspec.Struct):
+    patient_id: str
+    recommendations: Recommendations
+    """Services matched to the needs of the latest screenings and the current profile."""
+    referrals: list[Referral]
+    """Referrals already made, most recently changed first."""
 
 
 class PatientScreenings(msgspec.Struct):
@@ -142,7 +152,7 @@ class PatientController(Controller):
         db: NamedDependency[Database],
         catalog: NamedDependency[Catalog],
         limit: Annotated[
-            int, Parameter(ge=1, le=100, description="Screenings per instrument")
+            int, QueryParameter(ge=1, le=100, description="Screenings per instrument")
         ] = 20,
     ) -> PatientScreenings:
         async with db.begin() as conn:
@@ -185,3 +195,40 @@ class PatientController(Controller):
                 )
             )
         return PatientScreenings(patient_id=patient_id, instruments=histories)
+
+    @get(
+        "/{patient_id:str}/referrals",
+        operation_id="get_patient_referrals",
+        summary="Current recommendations with reasons, and the referrals already made",
+        opt={**scoped("referrals:read"), **audited("search", "Referral")},
+    )
+    async def referrals(
+        self,
+        request: Request[Principal, Any, Any],
+        patient_id: PatientIdParam,
+        db: NamedDependency[Database],
+        catalog: NamedDependency[Catalog],
+        limit: Annotated[int, QueryParameter(ge=1, le=50, description="Recommendations")] = 10,
+        explain: Annotated[
+            bool, QueryParameter(description="Also list the services filtered out, with why")
+        ] = False,
+    ) -> PatientReferrals:
+        async with db.begin() as conn:
+            store = ClinicStore(conn, request.user.clinic_id)
+            row = await store.get_patient(patient_id)
+            if row is None:
+                raise not_found(patient_id)
+            recommendations = await recommend(
+                store,
+                request.app.state.directory_cache,
+                catalog,
+                patient_id,
+                msgspec.convert(row.profile, PatientProfile),
+                limit=limit,
+                explain=explain,
+            )
+            made, _ = await store.list_referrals(ReferralQuery(patient_id=patient_id, limit=200))
+            referrals = await load_referrals(store, made)
+        return PatientReferrals(
+            patient_id=patient_id, recommendations=recommendations, referrals=referrals
+        )

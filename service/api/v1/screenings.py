@@ -8,12 +8,13 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import HeaderParameter, JSONBody, Parameter
+from litestar.params import HeaderParameter, JSONBody, PathParameter
 
 from service.api.audit import audited, note
 from service.api.auth import scoped
 from service.api.catalog import Catalog
 from service.api.errors import ApiError, FieldError
+from service.api.recommend import Recommendations, recommend
 from service.api.recording import (
     IDEMPOTENCY_KEY_PATTERN,
     Recorded,
@@ -23,6 +24,8 @@ from service.api.recording import (
     record_once,
 )
 from service.api.v1.instruments import Answers, score_answers
+from service.domain.instruments import Instrument, Severity, Signal
+from service.domain.needs import ScreeningSummary
 from service.domain.patients import PainCondition, PatientId, PatientProfile
 from service.domain.scoring import Score
 from service.fhir.types import Observation
@@ -31,7 +34,7 @@ from service.store.database import Database, as_utc, new_id, utcnow
 from service.store.repository import ClinicStore
 
 ScreeningId = Annotated[
-    str, Parameter(pattern=r"^[0-9a-f-]{36}$", description="Screening id (a UUID)")
+    str, PathParameter(pattern=r"^[0-9a-f-]{36}$", description="Screening id (a UUID)")
 ]
 EncounterId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9\-.]{1,64}$")]
 InstrumentRef = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
@@ -64,9 +67,12 @@ class ScreeningResult(msgspec.Struct):
     """Reference to the stored QuestionnaireResponse."""
     observations: list[Observation]
     encounter_id: str | None = None
+    recommendations: Recommendations | None = None
+    """Services matched to the patient's needs when the screening was recorded (on the
+    POST answer only; GET /v1/patients/{patient_id}/referrals gives the current ones)."""
 
 
-def _result(recorded: Recorded) -> ScreeningResult:
+def _result(recorded: Recorded, recommendations: Recommendations) -> ScreeningResult:
     submission = recorded.submission
     screening_id, scored = submission.screenings[0]
     return ScreeningResult(
@@ -79,6 +85,7 @@ def _result(recorded: Recorded) -> ScreeningResult:
         questionnaire_response=f"QuestionnaireResponse/{submission.questionnaire_response_id}",
         observations=[o.resource for o in recorded.observations[screening_id]],
         encounter_id=submission.encounter_id,
+        recommendations=recommendations,
     )
 
 
@@ -118,6 +125,9 @@ class ScreeningController(Controller):
         completed_at = check_completed_at(data.completed_at, "completed_at", utcnow())
         screening_id = str(new_id())
         note(request, screening_id, data.patient_id)
+        recommendations = await self._recommend(
+            request, db, catalog, data, instrument, score, screening_id
+        )
         submission = Submission(
             patient_id=data.patient_id,
             profile=msgspec.to_builtins(data.profile) if data.profile is not None else None,
@@ -132,7 +142,7 @@ class ScreeningController(Controller):
         )
 
         def render(recorded: Recorded) -> tuple[int, bytes, dict[str, str]]:
-            body = msgspec.json.encode(_result(recorded))
+            body = msgspec.json.encode(_result(recorded, recommendations))
             return 201, body, {"Location": f"/v1/screenings/{screening_id}"}
 
         return await record_once(
@@ -144,6 +154,44 @@ class ScreeningController(Controller):
             render,
             "application/json",
         )
+
+    @staticmethod
+    async def _recommend(
+        request: Request[Principal, Any, Any],
+        db: Database,
+        catalog: Catalog,
+        data: ScreeningRequest,
+        instrument: Instrument,
+        score: Score,
+        screening_id: str,
+    ) -> Recommendations:
+        band = score.band
+        new = ScreeningSummary(
+            screening_id=screening_id,
+            instrument=instrument.id,
+            instrument_title=instrument.definition.short_title,
+            construct=instrument.definition.construct,
+            completed_at=as_utc(data.completed_at),
+            total=score.total,
+            positive=bool(band and band.positive),
+            signal=Signal(band.signal) if band and band.signal else None,
+            severity=Severity(band.severity) if band else Severity.NONE,
+            band_label=band.label if band else None,
+        )
+        async with db.begin() as conn:
+            store = ClinicStore(conn, request.user.clinic_id)
+            profile = data.profile
+            if profile is None:
+                row = await store.get_patient(data.patient_id)
+                profile = msgspec.convert(row.profile, PatientProfile) if row else PatientProfile()
+            return await recommend(
+                store,
+                request.app.state.directory_cache,
+                catalog,
+                data.patient_id,
+                profile,
+                extra=[new],
+            )
 
     @get(
         "/{screening_id:str}",

@@ -1,0 +1,280 @@
+"""Referrals as SDOHCC ServiceRequest + Task, and the directory as HealthcareService."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get
+from litestar.di import NamedDependency
+from litestar.params import QueryParameter
+
+from service.api.audit import audited, note
+from service.api.auth import scoped
+from service.api.errors import FHIR_JSON, ApiError, FieldError
+from service.api.fhir.bundles import searchset
+from service.api.fhir.resources import ResourceId, _patient_param
+from service.api.v1.directory import directory_service
+from service.domain.directory import Category
+from service.domain.referrals import Status
+from service.fhir.directory import (
+    CATEGORY_SYSTEM,
+    SERVICE_REQUEST_STATUS,
+    ReferralFacts,
+    healthcare_service,
+    service_request,
+    task,
+)
+from service.fhir.search import SearchError, parse_date, parse_token
+from service.store.clients import Principal
+from service.store.database import Database, as_utc
+from service.store.repository import ClinicStore, ReferralQuery, ServiceQuery
+
+Count = Annotated[int, QueryParameter(name="_count", ge=1, le=100)]
+Offset = Annotated[int, QueryParameter(name="_offset", ge=0, le=100_000)]
+Reference = Annotated[str | None, QueryParameter(required=False, max_length=120)]
+LastUpdated = Annotated[
+    list[str] | None, QueryParameter(name="_lastUpdated", required=False, max_length=4)
+]
+
+
+def _bad(field: str, message: str, status: int = 400, code: str = "invalid") -> ApiError:
+    return ApiError(status, message, [FieldError(field, message, code)])
+
+
+async def _facts(store: ClinicStore, rows: list[Any]) -> list[ReferralFacts]:
+    if not rows:
+        return []
+    services = await store.services_by_id(sorted({row.service_id for row in rows}))
+    clinic = await store.clinic_name()
+    facts = []
+    for row in rows:
+        consent = row.consent
+        facts.append(
+            ReferralFacts(
+                id=row.id,
+                patient_id=row.patient_id,
+                clinic_id=str(row.clinic_id),
+                clinic_name=clinic,
+                service=directory_service(services[row.service_id]),
+                status=Status(row.status),
+                status_reason=row.status_reason,
+                note=row.note,
+                screening_id=row.screening_id,
+                consent_text=(
+                    f"Patient consent to share: {'given' if consent.get('given') else 'not given'}"
+                    f" ({consent.get('method')}, {consent.get('recorded_at')})"
+                ),
+                created_at=as_utc(row.created_at),
+                updated_at=as_utc(row.updated_at),
+            )
+        )
+    return facts
+
+
+def _updated(values: list[str] | None) -> list[Any]:
+    return [c for value in values or [] for c in parse_date("_lastUpdated", value)]
+
+
+class ServiceRequestController(Controller):
+    path = "/fhir/ServiceRequest"
+    tags = ["fhir"]
+
+    @get(
+        operation_id="fhir_search_service_request",
+        media_type=FHIR_JSON,
+        summary="Search referrals as SDOHCC ServiceRequests",
+        opt={**scoped("referrals:read"), **audited("search", "ServiceRequest")},
+    )
+    async def search(
+        self,
+        request: Request[Principal, Any, Any],
+        db: NamedDependency[Database],
+        patient: Reference = None,
+        subject: Reference = None,
+        status: Annotated[
+            str | None,
+            QueryParameter(required=False, pattern=r"^(active|on-hold|completed|revoked)$"),
+        ] = None,
+        last_updated: LastUpdated = None,
+        count: Count = 20,
+        offset: Offset = 0,
+    ) -> Response[Any]:
+        try:
+            patient_id = _patient_param(patient or subject)
+            updated = _updated(last_updated)
+        except SearchError as exc:
+            raise _bad(exc.parameter, exc.message) from exc
+        note(request, None, patient_id)
+        statuses = [s.value for s, sr in SERVICE_REQUEST_STATUS.items() if sr == status]
+        query = ReferralQuery(
+            statuses=statuses,
+            patient_id=patient_id,
+            updated_filters=updated,
+            limit=count,
+            offset=offset,
+        )
+        async with db.begin() as conn:
+            store = ClinicStore(conn, request.user.clinic_id)
+            rows, total = await store.list_referrals(query)
+            resources = [service_request(f) for f in await _facts(store, rows)]
+        bundle = searchset(request, "ServiceRequest", resources, total, offset, count)
+        return Response(bundle, media_type=FHIR_JSON)
+
+    @get(
+        "/{resource_id:str}",
+        operation_id="fhir_read_service_request",
+        media_type=FHIR_JSON,
+        summary="Read a referral as an SDOHCC ServiceRequest",
+        opt={**scoped("referrals:read"), **audited("read", "ServiceRequest")},
+    )
+    async def read(
+        self,
+        request: Request[Principal, Any, Any],
+        resource_id: ResourceId,
+        db: NamedDependency[Database],
+    ) -> Response[Any]:
+        async with db.begin() as conn:
+            store = ClinicStore(conn, request.user.clinic_id)
+            row = await store.get_referral(resource_id)
+            if row is None:
+                raise _bad("id", "no such ServiceRequest", 404, "not_found")
+            note(request, row.id, row.patient_id)
+            [facts] = await _facts(store, [row])
+        return Response(service_request(facts), media_type=FHIR_JSON)
+
+
+class TaskController(Controller):
+    path = "/fhir/Task"
+    tags = ["fhir"]
+
+    @get(
+        operation_id="fhir_search_task",
+        media_type=FHIR_JSON,
+        summary="Search referral Tasks (SDOHCC-TaskForReferralManagement) for polling",
+        opt={**scoped("referrals:read"), **audited("search", "Task")},
+    )
+    async def search(
+        self,
+        request: Request[Principal, Any, Any],
+        db: NamedDependency[Database],
+        patient: Reference = None,
+        owner: Reference = None,
+        status: Annotated[str | None, QueryParameter(required=False, max_length=200)] = None,
+        last_updated: LastUpdated = None,
+        count: Count = 20,
+        offset: Offset = 0,
+    ) -> Response[Any]:
+        try:
+            patient_id = _patient_param(patient)
+            updated = _updated(last_updated)
+            statuses = [Status(s).value for s in status.split(",")] if status else []
+        except SearchError as exc:
+            raise _bad(exc.parameter, exc.message) from exc
+        except ValueError:
+            raise _bad("status", f"one or more of {', '.join(s.value for s in Status)}") from None
+        service_id = None
+        if owner is not None:
+            service_id = owner.removeprefix("HealthcareService/")
+        note(request, None, patient_id)
+        query = ReferralQuery(
+            statuses=statuses,
+            patient_id=patient_id,
+            service_id=service_id,
+            updated_filters=updated,
+            limit=count,
+            offset=offset,
+        )
+        async with db.begin() as conn:
+            store = ClinicStore(conn, request.user.clinic_id)
+            rows, total = await store.list_referrals(query)
+            resources = [task(f) for f in await _facts(store, rows)]
+        return Response(
+            searchset(request, "Task", resources, total, offset, count), media_type=FHIR_JSON
+        )
+
+    @get(
+        "/{resource_id:str}",
+        operation_id="fhir_read_task",
+        media_type=FHIR_JSON,
+        summary="Read a referral Task",
+        opt={**scoped("referrals:read"), **audited("read", "Task")},
+    )
+    async def read(
+        self,
+        request: Request[Principal, Any, Any],
+        resource_id: ResourceId,
+        db: NamedDependency[Database],
+    ) -> Response[Any]:
+        async with db.begin() as conn:
+            store = ClinicStore(conn, request.user.clinic_id)
+            row = await store.get_referral(resource_id)
+            if row is None:
+                raise _bad("id", "no such Task", 404, "not_found")
+            note(request, row.id, row.patient_id)
+            [facts] = await _facts(store, [row])
+        return Response(task(facts), media_type=FHIR_JSON)
+
+
+class HealthcareServiceController(Controller):
+    path = "/fhir/HealthcareService"
+    tags = ["fhir"]
+
+    @get(
+        operation_id="fhir_search_healthcare_service",
+        media_type=FHIR_JSON,
+        summary="Search the clinic's directory as HealthcareService",
+        opt=scoped("referrals:read"),
+    )
+    async def search(
+        self,
+        request: Request[Principal, Any, Any],
+        db: NamedDependency[Database],
+        service_type: Annotated[
+            str | None, QueryParameter(name="service-type", required=False, max_length=300)
+        ] = None,
+        count: Count = 20,
+        offset: Offset = 0,
+    ) -> Response[Any]:
+        category = None
+        if service_type is not None:
+            try:
+                tokens = parse_token("service-type", service_type)
+            except SearchError as exc:
+                raise _bad(exc.parameter, exc.message) from exc
+            codes = {code for system, code in tokens if system in (None, CATEGORY_SYSTEM)}
+            known = [c for c in Category if c.value in codes]
+            if len(known) != 1:
+                raise _bad("service-type", f"one of {', '.join(c.value for c in Category)}")
+            category = known[0].value
+        async with db.begin() as conn:
+            rows = await ClinicStore(conn, request.user.clinic_id).search_services(
+                ServiceQuery(category=category)
+            )
+        page = rows[offset : offset + count]
+        resources = [healthcare_service(directory_service(r), as_utc(r.updated_at)) for r in page]
+        return Response(
+            searchset(request, "HealthcareService", resources, len(rows), offset, count),
+            media_type=FHIR_JSON,
+        )
+
+    @get(
+        "/{resource_id:str}",
+        operation_id="fhir_read_healthcare_service",
+        media_type=FHIR_JSON,
+        summary="Read one directory service as HealthcareService",
+        opt=scoped("referrals:read"),
+    )
+    async def read(
+        self,
+        request: Request[Principal, Any, Any],
+        resource_id: ResourceId,
+        db: NamedDependency[Database],
+    ) -> Response[Any]:
+        async with db.begin() as conn:
+            row = await ClinicStore(conn, request.user.clinic_id).get_service(resource_id)
+        if row is None:
+            raise _bad("id", "no such HealthcareService", 404, "not_found")
+        return Response(
+            healthcare_service(directory_service(row), as_utc(row.updated_at)),
+            media_type=FHIR_JSON,
+        )

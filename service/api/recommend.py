@@ -1,0 +1,182 @@
+"""Needs and recommendations for a patient: the latest screenings, the profile, the directory.
+
+The directory's match candidates are built once per clinic and reused until the directory
+changes (checked by a cheap row count and newest update per call).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from service.api.catalog import Catalog
+from service.domain.directory import Category, Contact, DirectoryService
+from service.domain.instruments import Severity, Signal
+from service.domain.matching import Candidate, MatchResult, match, prepare
+from service.domain.needs import Needs, ScreeningSummary, derive
+from service.domain.patients import PatientProfile
+from service.store.database import as_utc
+from service.store.repository import ClinicStore
+
+
+class ReasonView(msgspec.Struct):
+    code: str
+    text: str
+
+
+class ServiceSummary(msgspec.Struct, omit_defaults=True):
+    id: str
+    name: str
+    organization: str
+    category: Category
+    modalities: list[str]
+    conditions: list[str] = []
+    languages: list[str] = []
+    address: str | None = None
+    schedule: str | None = None
+    cost: str | None = None
+    contact: Contact | None = None
+    referral_method: str | None = None
+
+
+class RecommendationView(msgspec.Struct):
+    service: ServiceSummary
+    score: float
+    reasons: list[ReasonView]
+    answers: list[Signal]
+    """The needs this service answers."""
+    distance_km: float | None = None
+
+
+class ExcludedView(msgspec.Struct):
+    service: ServiceSummary
+    reasons: list[ReasonView]
+
+
+class NeedView(msgspec.Struct):
+    signal: Signal
+    severity: Severity
+    screening_id: str
+    instrument: str
+    completed_at: datetime
+    band: str
+
+
+class Recommendations(msgspec.Struct):
+    needs: list[NeedView]
+    high_pain_interference: bool
+    """A recent PEG of 7 or more: services usable from home rank higher."""
+    items: list[RecommendationView]
+    considered: int
+    """Directory services looked at."""
+    excluded: list[ExcludedView] | None = None
+    """Services filtered out, each with why (when asked for with explain=true)."""
+
+
+def summary(service: DirectoryService) -> ServiceSummary:
+    return ServiceSummary(
+        id=service.id,
+        name=service.name,
+        organization=service.organization,
+        category=service.category,
+        modalities=[m.value for m in service.modalities],
+        conditions=[c.value for c in service.conditions],
+        languages=list(service.languages),
+        address=service.address,
+        schedule=service.schedule,
+        cost=service.cost,
+        contact=service.contact,
+        referral_method=service.referral_method,
+    )
+
+
+def view(result: MatchResult, needs: Needs) -> Recommendations:
+    return Recommendations(
+        needs=[
+            NeedView(
+                signal=n.signal,
+                severity=n.severity,
+                screening_id=n.screening_id,
+                instrument=n.instrument,
+                completed_at=n.completed_at,
+                band=n.band_label,
+            )
+            for n in needs.needs
+        ],
+        high_pain_interference=needs.high_pain_interference,
+        items=[
+            RecommendationView(
+                service=summary(r.service),
+                score=r.score,
+                reasons=[ReasonView(x.code, x.text) for x in r.reasons],
+                answers=list(r.answers),
+                distance_km=r.distance_km,
+            )
+            for r in result.recommendations
+        ],
+        considered=result.considered,
+        excluded=[
+            ExcludedView(summary(e.service), [ReasonView(x.code, x.text) for x in e.reasons])
+            for e in result.excluded
+        ]
+        if result.excluded
+        else None,
+    )
+
+
+def screening_summary(row: Any, catalog: Catalog) -> ScreeningSummary | None:
+    instrument = catalog.instruments.get(row.instrument)
+    if instrument is None:
+        return None
+    band = row.score.get("band") or {}
+    return ScreeningSummary(
+        screening_id=row.id,
+        instrument=row.instrument,
+        instrument_title=instrument.definition.short_title,
+        construct=instrument.definition.construct,
+        completed_at=as_utc(row.completed_at),
+        total=row.score.get("total"),
+        positive=bool(band.get("positive")),
+        signal=Signal(band["signal"]) if band.get("signal") else None,
+        severity=Severity(band.get("severity", "none")),
+        band_label=band.get("label"),
+    )
+
+
+class DirectoryCache:
+    def __init__(self) -> None:
+        self._entries: dict[uuid.UUID, tuple[tuple[int, datetime | None], list[Candidate]]] = {}
+
+    async def candidates(self, store: ClinicStore) -> list[Candidate]:
+        stamp = await store.directory_stamp()
+        held = self._entries.get(store.clinic_id)
+        if held is not None and held[0] == stamp:
+            return held[1]
+        rows = await store.live_services()
+        candidates = prepare(
+            msgspec.convert({**row.details, "id": row.id}, DirectoryService) for row in rows
+        )
+        self._entries[store.clinic_id] = (stamp, candidates)
+        return candidates
+
+
+async def recommend(
+    store: ClinicStore,
+    cache: DirectoryCache,
+    catalog: Catalog,
+    patient_id: str,
+    profile: PatientProfile,
+    extra: list[ScreeningSummary] = (),  # type: ignore[assignment]
+    limit: int = 10,
+    explain: bool = False,
+) -> Recommendations:
+    """Recommendations from the patient's latest screenings (plus ``extra``, not yet stored)."""
+    rows = await store.patient_screenings(patient_id, per_instrument=1)
+    summaries = [s for row in rows if (s := screening_summary(row, catalog)) is not None]
+    needs = derive([*summaries, *extra])
+    candidates = await cache.candidates(store) if needs.needs else []
+    result = match(needs, profile, candidates, limit=limit, explain_excluded=explain)
+    return view(result, needs)

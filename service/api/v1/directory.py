@@ -1,0 +1,288 @@
+"""A clinic's directory of support services: CRUD, search and import."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, Response, delete, get, post, put
+from litestar.di import NamedDependency
+from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
+
+from service.api.auth import scoped
+from service.api.errors import ApiError, FieldError
+from service.api.importing import ImportFileError, ImportReport, OnError, apply, parse_file
+from service.domain.directory import Category, DirectoryService, ServiceDetails
+from service.domain.matching import EARTH_RADIUS_KM, distance_km
+from service.domain.patients import Modality, PainCondition
+from service.store.clients import Principal
+from service.store.database import Database, as_utc, new_id, utcnow
+from service.store.repository import ClinicStore, ServiceQuery
+
+ServiceId = Annotated[
+    str, PathParameter(pattern=r"^[A-Za-z0-9\-.]{1,64}$", description="Directory service id")
+]
+
+
+class ServiceEntry(ServiceDetails, frozen=True, kw_only=True):
+    id: str
+    source_system: str
+    """api, hsds or fhir: where the entry came from."""
+    source_id: str
+    created_at: datetime
+    updated_at: datetime
+    distance_km: float | None = None
+    """From the ``near`` point, when searching by distance."""
+
+
+class ServicePage(msgspec.Struct):
+    items: list[ServiceEntry]
+    total: int
+    limit: int
+    offset: int
+
+
+def entry(row: Any, distance: float | None = None) -> ServiceEntry:
+    return msgspec.convert(
+        {
+            **row.details,
+            "id": row.id,
+            "source_system": row.source_system,
+            "source_id": row.source_id,
+            "created_at": as_utc(row.created_at),
+            "updated_at": as_utc(row.updated_at),
+            "distance_km": round(distance, 2) if distance is not None else None,
+        },
+        ServiceEntry,
+    )
+
+
+def directory_service(row: Any) -> DirectoryService:
+    return msgspec.convert({**row.details, "id": row.id}, DirectoryService)
+
+
+def _not_found(service_id: str) -> ApiError:
+    return ApiError(
+        404, f"No service {service_id!r}", [FieldError("service_id", "not found", "not_found")]
+    )
+
+
+def _near(text: str) -> tuple[float, float]:
+    try:
+        lat_text, lon_text = text.split(",")
+        lat, lon = float(lat_text), float(lon_text)
+    except ValueError:
+        raise ApiError(
+            400, "near must be 'lat,lon'", [FieldError("near", "expected lat,lon", "invalid")]
+        ) from None
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180) or math.isnan(lat + lon):
+        raise ApiError(
+            400,
+            "near is out of range",
+            [FieldError("near", "latitude -90..90, longitude -180..180", "out_of_range")],
+        )
+    return lat, lon
+
+
+def _bounds(lat: float, lon: float, radius_km: float) -> tuple[float, float, float, float]:
+    """A lat/lon box holding every point within ``radius_km`` (then checked exactly)."""
+    dlat = math.degrees(radius_km / EARTH_RADIUS_KM)
+    cos_lat = math.cos(math.radians(lat))
+    if abs(lat) + dlat >= 89.9 or cos_lat < 1e-6:
+        return max(-90.0, lat - dlat), min(90.0, lat + dlat), -180.0, 180.0
+    dlon = math.degrees(radius_km / (EARTH_RADIUS_KM * cos_lat))
+    if dlon >= 180:
+        return lat - dlat, lat + dlat, -180.0, 180.0
+    return lat - dlat, lat + dlat, lon - dlon, lon + dlon
+
+
+class DirectoryController(Controller):
+    path = "/v1/directory"
+    tags = ["directory"]
+
+    @get(
+        "/services",
+        operation_id="search_services",
+        summary="Search the clinic's directory",
+        description=(
+            "Filters combine. `near=lat,lon` with `radius_km` keeps services whose location "
+            "lies within that great-circle distance, nearest first."
+        ),
+        opt=scoped("referrals:read"),
+    )
+    async def search(
+        self,
+        request: Request[Principal, Any, Any],
+        db: NamedDependency[Database],
+        category: FromQuery[Category | None] = None,
+        condition: FromQuery[PainCondition | None] = None,
+        language: Annotated[
+            str | None,
+            QueryParameter(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$", required=False),
+        ] = None,
+        modality: FromQuery[Modality | None] = None,
+        accepting: FromQuery[bool | None] = None,
+        near: Annotated[
+            str | None,
+            QueryParameter(pattern=r"^-?[0-9.]{1,12},-?[0-9.]{1,12}$", required=False),
+        ] = None,
+        radius_km: Annotated[float, QueryParameter(gt=0, le=1000)] = 25.0,
+        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
+        offset: Annotated[int, QueryParameter(ge=0, le=100_000)] = 0,
+    ) -> ServicePage:
+        point = _near(near) if near is not None else None
+        query = ServiceQuery(
+            category=category.value if category else None,
+            condition=condition.value if condition else None,
+            language=language.split("-", 1)[0].lower() if language else None,
+            modality=modality.value if modality else None,
+            accepting=accepting,
+            bounds=_bounds(*point, radius_km) if point else None,
+        )
+        async with db.begin() as conn:
+            rows = await ClinicStore(conn, request.user.clinic_id).search_services(query)
+        found: list[tuple[Any, float | None]] = [(row, None) for row in rows]
+        if point is not None:
+            lat, lon = map(math.radians, point)
+            found = [
+                (row, d)
+                for row in rows
+                if (
+                    d := distance_km(
+                        lat, lon, math.radians(row.latitude), math.radians(row.longitude)
+                    )
+                )
+                <= radius_km
+            ]
+            found.sort(key=lambda pair: (pair[1], pair[0].name, pair[0].id))
+        page = found[offset : offset + limit]
+        return ServicePage(
+            items=[entry(row, d) for row, d in page], total=len(found), limit=limit, offset=offset
+        )
+
+    @post(
+        "/services",
+        operation_id="create_service",
+        summary="Add a service to the directory",
+        opt=scoped("directory:write"),
+    )
+    async def create(
+        self,
+        request: Request[Principal, Any, Any],
+        data: JSONBody[ServiceDetails],
+        db: NamedDependency[Database],
+    ) -> Response[ServiceEntry]:
+        service_id = str(new_id())
+        async with db.begin() as conn:
+            store = ClinicStore(conn, request.user.clinic_id)
+            await store.save_service(
+                service_id, "api", service_id, msgspec.to_builtins(data), utcnow()
+            )
+            row = await store.get_service(service_id)
+        return Response(
+            entry(row),
+            status_code=201,
+            headers={"Location": f"/v1/directory/services/{service_id}"},
+        )
+
+    @get(
+        "/services/{service_id:str}",
+        operation_id="get_service",
+        summary="One directory service",
+        opt=scoped("referrals:read"),
+    )
+    async def read(
+        self,
+        request: Request[Principal, Any, Any],
+        service_id: ServiceId,
+        db: NamedDependency[Database],
+    ) -> ServiceEntry:
+        async with db.begin() as conn:
+            row = await ClinicStore(conn, request.user.clinic_id).get_service(service_id)
+        if row is None:
+            raise _not_found(service_id)
+        return entry(row)
+
+    @put(
+        "/services/{service_id:str}",
+        operation_id="replace_service",
+        summary="Replace a directory service",
+        opt=scoped("directory:write"),
+    )
+    async def replace(
+        self,
+        request: Request[Principal, Any, Any],
+        service_id: ServiceId,
+        data: JSONBody[ServiceDetails],
+        db: NamedDependency[Database],
+    ) -> ServiceEntry:
+        async with db.begin() as conn:
+            store = ClinicStore(conn, request.user.clinic_id)
+            if not await store.replace_service(service_id, msgspec.to_builtins(data), utcnow()):
+                raise _not_found(service_id)
+            row = await store.get_service(service_id)
+        return entry(row)
+
+    @delete(
+        "/services/{service_id:str}",
+        operation_id="delete_service",
+        summary="Withdraw a service (referrals already made keep their record of it)",
+        opt=scoped("directory:write"),
+    )
+    async def remove(
+        self,
+        request: Request[Principal, Any, Any],
+        service_id: ServiceId,
+        db: NamedDependency[Database],
+    ) -> None:
+        async with db.begin() as conn:
+            if not await ClinicStore(conn, request.user.clinic_id).delete_service(
+                service_id, utcnow()
+            ):
+                raise _not_found(service_id)
+
+    @post(
+        "/import",
+        operation_id="import_directory",
+        summary="Import an Open Referral HSDS 3.0 file or a FHIR Bundle of HealthcareService",
+        description=(
+            "Idempotent by the records' source ids. With `on_error=reject-file` (the default) "
+            "a file with any bad record changes nothing and answers 422 with the report; "
+            "with `skip-record` the good records are applied and the bad ones reported."
+        ),
+        opt=scoped("directory:write"),
+        status_code=200,
+    )
+    async def import_file(
+        self,
+        request: Request[Principal, Any, Any],
+        db: NamedDependency[Database],
+        on_error: FromQuery[OnError] = OnError.REJECT_FILE,
+    ) -> Response[ImportReport]:
+        try:
+            raw = msgspec.json.decode(await request.body())
+        except msgspec.DecodeError as exc:
+            raise ApiError(
+                400, f"Not JSON: {exc}", [FieldError("body", str(exc), "malformed")]
+            ) from exc
+        try:
+            parsed = parse_file(raw)
+        except ImportFileError as exc:
+            raise ApiError(400, str(exc), [FieldError("body", str(exc), "invalid")]) from exc
+        async with db.begin() as conn:
+            report = await apply(
+                ClinicStore(conn, request.user.clinic_id), parsed, on_error, utcnow()
+            )
+        if not report.applied:
+            raise ApiError(
+                422,
+                f"{len(report.rejected)} record(s) rejected; nothing was imported "
+                "(on_error=skip-record imports the rest)",
+                [
+                    FieldError(f"[{r.index}]", "; ".join(r.reasons), "rejected")
+                    for r in report.rejected
+                ],
+            )
+        return Response(report)

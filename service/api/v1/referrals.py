@@ -1,0 +1,350 @@
+"""Closed-loop referrals: made with the patient's consent, followed to their outcome."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, Response, get, patch, post
+from litestar.di import NamedDependency
+from litestar.params import FromQuery, HeaderParameter, JSONBody, PathParameter, QueryParameter
+
+from service.api.audit import audited, note
+from service.api.auth import scoped
+from service.api.errors import ApiError, FieldError
+from service.api.recommend import ServiceSummary, summary
+from service.api.v1.directory import directory_service
+from service.domain.instruments import Signal
+from service.domain.patients import PatientId
+from service.domain.referrals import NEEDS_REASON, NEXT, Status, TransitionError, check
+from service.store.clients import Principal
+from service.store.database import Database, as_utc, new_id, utc_field, utcnow
+from service.store.repository import ClinicStore, ReferralQuery
+
+ReferralId = Annotated[
+    str, PathParameter(pattern=r"^[0-9a-f-]{36}$", description="Referral id (a UUID)")
+]
+Note = Annotated[str, msgspec.Meta(min_length=1, max_length=2000, pattern=r"^[^\x00]*$")]
+Id64 = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9\-.]{1,64}$")]
+
+
+class ConsentMethod(StrEnum):
+    VERBAL = "verbal"
+    WRITTEN = "written"
+    ELECTRONIC = "electronic"
+
+
+class Consent(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
+    """The patient's consent to share their details with the service."""
+
+    given: bool
+    method: ConsentMethod
+    recorded_at: Annotated[datetime, msgspec.Meta(tz=True)] | None = None
+    recorded_by: Note | None = None
+
+
+class ReferralRequest(msgspec.Struct, forbid_unknown_fields=True):
+    patient_id: PatientId
+    service_id: Id64
+    consent: Consent
+    screening_id: Id64 | None = None
+    """The screening that raised the need this referral answers."""
+    need: Signal | None = None
+    note: Note | None = None
+
+
+class StatusChange(msgspec.Struct, forbid_unknown_fields=True):
+    status: Status
+    reason: Note | None = None
+    """Why; required for rejected, cancelled, failed and on-hold."""
+    outcome: Note | None = None
+    """What came of it, e.g. attended 6 of 8 sessions."""
+
+
+class ReferralEvent(msgspec.Struct):
+    from_status: Status | None
+    to_status: Status
+    reason: str | None
+    outcome: str | None
+    client_id: uuid.UUID
+    recorded_at: datetime
+
+
+class Referral(msgspec.Struct):
+    id: str
+    patient_id: str
+    service: ServiceSummary
+    status: Status
+    allowed_next: list[Status]
+    consent: Consent
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    history: list[ReferralEvent]
+    screening_id: str | None = None
+    need: Signal | None = None
+    note: str | None = None
+    status_reason: str | None = None
+    outcome: str | None = None
+
+
+class ReferralPage(msgspec.Struct):
+    items: list[Referral]
+    total: int
+    limit: int
+    offset: int
+
+
+def _not_found() -> ApiError:
+    return ApiError(404, "No such referral", [FieldError("referral_id", "not found", "not_found")])
+
+
+async def load_referrals(store: ClinicStore, rows: list[Any]) -> list[Referral]:
+    """Referral views with their services (even withdrawn ones) and full history."""
+    if not rows:
+        return []
+    services = await store.services_by_id(sorted({row.service_id for row in rows}))
+    events: dict[str, list[ReferralEvent]] = {}
+    for event in await store.referral_history([row.id for row in rows]):
+        events.setdefault(event.referral_id, []).append(
+            ReferralEvent(
+                from_status=Status(event.from_status) if event.from_status else None,
+                to_status=Status(event.to_status),
+                reason=event.reason,
+                outcome=event.outcome,
+                client_id=event.client_id,
+                recorded_at=as_utc(event.recorded_at),
+            )
+        )
+    return [
+        Referral(
+            id=row.id,
+            patient_id=row.patient_id,
+            service=summary(directory_service(services[row.service_id])),
+            status=Status(row.status),
+            allowed_next=sorted(NEXT[Status(row.status)]),
+            consent=msgspec.convert(row.consent, Consent),
+            version=row.version,
+            created_at=as_utc(row.created_at),
+            updated_at=as_utc(row.updated_at),
+            history=events.get(row.id, []),
+            screening_id=row.screening_id,
+            need=Signal(row.need) if row.need else None,
+            note=row.note,
+            status_reason=row.status_reason,
+            outcome=row.outcome,
+        )
+        for row in rows
+    ]
+
+
+class ReferralController(Controller):
+    path = "/v1/referrals"
+    tags = ["referrals"]
+
+    @post(
+        operation_id="create_referral",
+        summary="Refer a patient to a directory service, with their consent",
+        opt={**scoped("referrals:write"), **audited("create", "Referral")},
+    )
+    async def create(
+        self,
+        request: Request[Principal, Any, Any],
+        data: JSONBody[ReferralRequest],
+        db: NamedDependency[Database],
+    ) -> Response[Referral]:
+        if not data.consent.given:
+            raise ApiError(
+                422,
+                "A referral needs the patient's consent to share their details",
+                [FieldError("consent.given", "must be true", "consent_required")],
+            )
+        referral_id = str(new_id())
+        note(request, referral_id, data.patient_id)
+        now = utcnow()
+        async with db.begin() as conn:
+            store = ClinicStore(conn, request.user.clinic_id)
+            problems = []
+            if await store.get_patient(data.patient_id) is None:
+                problems.append(FieldError("patient_id", "no such patient", "not_found"))
+            service = await store.get_service(data.service_id)
+            if service is None:
+                problems.append(FieldError("service_id", "no such service", "not_found"))
+            elif not directory_service(service).takes_referrals:
+                problems.append(
+                    FieldError("service_id", "this service is not taking referrals", "closed")
+                )
+            if data.screening_id is not None:
+                screening = await store.get_screening(data.screening_id)
+                if screening is None or screening.patient_id != data.patient_id:
+                    problems.append(
+                        FieldError(
+                            "screening_id", "no such screening for this patient", "not_found"
+                        )
+                    )
+            if problems:
+                raise ApiError(422, "The referral cannot be made", problems)
+            consent = msgspec.to_builtins(data.consent)
+            consent.setdefault("recorded_at", now.isoformat())
+            await store.insert_referral(
+                id=referral_id,
+                patient_id=data.patient_id,
+                service_id=data.service_id,
+                screening_id=data.screening_id,
+                need=data.need.value if data.need else None,
+                note=data.note,
+                consent=consent,
+                status=Status.REQUESTED.value,
+                status_reason=None,
+                outcome=None,
+                version=1,
+                requested_by=request.user.client_id,
+                created_at=now,
+                updated_at=now,
+            )
+            await store.insert_referral_event(
+                referral_id=referral_id,
+                from_status=None,
+                to_status=Status.REQUESTED.value,
+                reason=None,
+                outcome=None,
+                client_id=request.user.client_id,
+                recorded_at=now,
+            )
+            [referral] = await load_referrals(store, [await store.get_referral(referral_id)])
+        return Response(
+            referral, status_code=201, headers={"Location": f"/v1/referrals/{referral_id}"}
+        )
+
+    @get(
+        operation_id="list_referrals",
+        summary="The clinic's referral worklist, most recently changed first",
+        opt={**scoped("referrals:read"), **audited("search", "Referral")},
+    )
+    async def worklist(
+        self,
+        request: Request[Principal, Any, Any],
+        db: NamedDependency[Database],
+        status: FromQuery[Status | None] = None,
+        patient_id: Annotated[
+            str | None, QueryParameter(pattern=r"^[A-Za-z0-9\-.]{1,64}$", required=False)
+        ] = None,
+        service_id: Annotated[
+            str | None, QueryParameter(pattern=r"^[A-Za-z0-9\-.]{1,64}$", required=False)
+        ] = None,
+        updated_since: Annotated[datetime | None, QueryParameter(required=False)] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
+        offset: Annotated[int, QueryParameter(ge=0, le=100_000)] = 0,
+    ) -> ReferralPage:
+        note(request, None, patient_id)
+        query = ReferralQuery(
+            statuses=[status.value] if status else [],
+            patient_id=patient_id,
+            service_id=service_id,
+            updated_since=utc_field(updated_since, "updated_since") if updated_since else None,
+            limit=limit,
+            offset=offset,
+        )
+        async with db.begin() as conn:
+            store = ClinicStore(conn, request.user.clinic_id)
+            rows, total = await store.list_referrals(query)
+            items = await load_referrals(store, rows)
+        return ReferralPage(items=items, total=total, limit=limit, offset=offset)
+
+    @get(
+        "/{referral_id:str}",
+        operation_id="get_referral",
+        summary="One referral with its history",
+        opt={**scoped("referrals:read"), **audited("read", "Referral")},
+    )
+    async def read(
+        self,
+        request: Request[Principal, Any, Any],
+        referral_id: ReferralId,
+        db: NamedDependency[Database],
+    ) -> Response[Referral]:
+        async with db.begin() as conn:
+            store = ClinicStore(conn, request.user.clinic_id)
+            row = await store.get_referral(referral_id)
+            if row is None:
+                raise _not_found()
+            note(request, referral_id, row.patient_id)
+            [referral] = await load_referrals(store, [row])
+        return Response(referral, headers={"ETag": f'"{referral.version}"'})
+
+    @patch(
+        "/{referral_id:str}",
+        operation_id="update_referral_status",
+        summary="Move a referral to its next status",
+        description=(
+            "Steps follow the SDOHCC Task lifecycle; any other step answers 409 naming the "
+            "allowed next states. Send `If-Match` with the referral's ETag to be sure no one "
+            "changed it since you read it (412 otherwise)."
+        ),
+        opt={**scoped("referrals:write"), **audited("update", "Referral")},
+    )
+    async def move(
+        self,
+        request: Request[Principal, Any, Any],
+        referral_id: ReferralId,
+        data: JSONBody[StatusChange],
+        db: NamedDependency[Database],
+        if_match: Annotated[
+            str | None,
+            HeaderParameter(name="If-Match", required=False, pattern=r'^(W/)?"[0-9]{1,9}"$'),
+        ] = None,
+    ) -> Response[Referral]:
+        if data.status in NEEDS_REASON and data.reason is None:
+            raise ApiError(
+                422,
+                f"Moving to {data.status.value} needs a reason",
+                [FieldError("reason", "required for this status", "required")],
+            )
+        now = utcnow()
+        async with db.begin() as conn:
+            store = ClinicStore(conn, request.user.clinic_id)
+            row = await store.get_referral(referral_id)
+            if row is None:
+                raise _not_found()
+            note(request, referral_id, row.patient_id)
+            if if_match is not None and if_match.removeprefix("W/").strip('"') != str(row.version):
+                raise ApiError(
+                    412,
+                    "The referral changed since it was read",
+                    [FieldError("If-Match", f"current version is {row.version}", "stale")],
+                )
+            try:
+                check(Status(row.status), data.status)
+            except TransitionError as exc:
+                raise ApiError(
+                    409, str(exc), [FieldError("status", str(exc), "invalid_transition")]
+                ) from exc
+            moved = await store.move_referral(
+                referral_id,
+                from_status=row.status,
+                version=row.version,
+                to_status=data.status.value,
+                reason=data.reason,
+                outcome=data.outcome,
+                now=now,
+            )
+            if not moved:
+                raise ApiError(
+                    409,
+                    "The referral was changed by another request; read it and try again",
+                    [FieldError("status", "changed concurrently", "conflict")],
+                )
+            await store.insert_referral_event(
+                referral_id=referral_id,
+                from_status=row.status,
+                to_status=data.status.value,
+                reason=data.reason,
+                outcome=data.outcome,
+                client_id=request.user.client_id,
+                recorded_at=now,
+            )
+            [referral] = await load_referrals(store, [await store.get_referral(referral_id)])
+        return Response(referral, headers={"ETag": f'"{referral.version}"'})

@@ -1,0 +1,394 @@
+"""Needs + patient profile + directory -> ranked referrals, each with its reasons.
+
+Deterministic and explainable. First the hard filters drop what would make a referral
+useless: not taking referrals, outside the age limits, no shared language, a pain
+condition the service is not for, or in person only and beyond the service's catchment
+or the patient's reach. The rest are ranked by how well the category answers the needs
+(weighted by severity), a group for the patient's own pain condition, the preferred
+modality, services usable from home when pain is high, and distance. A severe need puts
+counselling first. Ties break on name, then id.
+
+Reasons are data: a code and plain words each. The same function (:func:`_assess`)
+scores a service and, when asked, explains it, so the reasons are always the ones that
+produced the score.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from service.domain.directory import Category, DirectoryService
+from service.domain.instruments import Severity, Signal
+from service.domain.needs import Need, Needs
+from service.domain.patients import Modality, PainCondition, PatientProfile
+
+FIT: dict[Signal, dict[Category, int]] = {
+    Signal.LONELINESS: {
+        Category.SUPPORT_GROUP: 3,
+        Category.SOCIAL_ACTIVITY: 3,
+        Category.FAMILY_COMMUNICATION: 2,
+        Category.COUNSELLING: 2,
+    },
+    Signal.SOCIAL_ISOLATION: {
+        Category.SOCIAL_ACTIVITY: 3,
+        Category.SUPPORT_GROUP: 3,
+        Category.FAMILY_COMMUNICATION: 2,
+        Category.COUNSELLING: 1,
+    },
+    Signal.LOW_SUPPORT: {
+        Category.FAMILY_COMMUNICATION: 3,
+        Category.SUPPORT_GROUP: 3,
+        Category.COUNSELLING: 2,
+        Category.SOCIAL_ACTIVITY: 1,
+    },
+}
+"""How well each category answers each need, 0-3 (Belong's rule, not a published one)."""
+SEVERITY_WEIGHT = {Severity.NONE: 0, Severity.MILD: 1, Severity.MODERATE: 2, Severity.SEVERE: 3}
+NEED_POINTS = 5.0
+CONDITION_POINTS = 20.0
+MODALITY_POINTS = 8.0
+FROM_HOME_POINTS = 6.0
+DISTANCE_POINTS = 10.0
+SEVERE_COUNSELLING_POINTS = 100.0
+EARTH_RADIUS_KM = 6371.0088
+
+CATEGORY_WORDS = {
+    Category.SUPPORT_GROUP: "a support group",
+    Category.SOCIAL_ACTIVITY: "a social activity",
+    Category.FAMILY_COMMUNICATION: "family and carer sessions",
+    Category.COUNSELLING: "counselling for chronic pain",
+}
+SIGNAL_WORDS = {
+    Signal.LONELINESS: "loneliness",
+    Signal.SOCIAL_ISOLATION: "social isolation",
+    Signal.LOW_SUPPORT: "low social support",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    code: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    service: DirectoryService
+    score: float
+    reasons: tuple[Reason, ...]
+    distance_km: float | None
+    answers: tuple[Signal, ...]
+    """The needs this service answers."""
+
+
+@dataclass(frozen=True, slots=True)
+class Excluded:
+    service: DirectoryService
+    reasons: tuple[Reason, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MatchResult:
+    recommendations: list[Recommendation]
+    excluded: list[Excluded] = field(default_factory=list)
+    considered: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A directory service with what matching compares, computed once."""
+
+    service: DirectoryService
+    takes_referrals: bool
+    category: Category
+    min_age: int | None
+    max_age: int | None
+    languages: frozenset[str]
+    modalities: frozenset[Modality]
+    conditions: frozenset[PainCondition]
+    in_person: bool
+    in_person_only: bool
+    from_home: bool
+    catchment_km: float | None
+    lat: float | None
+    lon: float | None
+
+
+def primary_language(tag: str) -> str:
+    return tag.split("-", 1)[0].lower()
+
+
+def prepare(services: Iterable[DirectoryService]) -> list[Candidate]:
+    return [
+        Candidate(
+            service=s,
+            takes_referrals=s.takes_referrals,
+            category=s.category,
+            min_age=s.min_age,
+            max_age=s.max_age,
+            languages=frozenset(primary_language(t) for t in s.languages),
+            modalities=frozenset(s.modalities),
+            conditions=frozenset(s.conditions),
+            in_person=Modality.IN_PERSON in s.modalities,
+            in_person_only=set(s.modalities) == {Modality.IN_PERSON},
+            from_home=bool({Modality.ONLINE, Modality.PHONE} & set(s.modalities)),
+            catchment_km=s.catchment_km,
+            lat=math.radians(s.location.lat) if s.location else None,
+            lon=math.radians(s.location.lon) if s.location else None,
+        )
+        for s in services
+    ]
+
+
+def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance between two points given in radians (haversine)."""
+    h = (
+        math.sin((lat2 - lat1) / 2) ** 2
+        + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    )
+    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))
+
+
+@dataclass(frozen=True, slots=True)
+class _Patient:
+    needs: Needs
+    profile: PatientProfile
+    category_points: dict[Category, float]
+    answers: dict[Category, tuple[Signal, ...]]
+    severe: bool
+    high_pain: bool
+    languages: frozenset[str]
+    conditions: frozenset[PainCondition]
+    modalities: frozenset[Modality]
+    age: tuple[int, int] | None
+    lat: float | None
+    lon: float | None
+
+
+def _patient(needs: Needs, profile: PatientProfile) -> _Patient:
+    points: dict[Category, float] = {}
+    answers: dict[Category, tuple[Signal, ...]] = {}
+    for category in Category:
+        total = 0.0
+        answered = []
+        for need in needs.needs:
+            fit = FIT[need.signal][category]
+            total += fit * SEVERITY_WEIGHT[need.severity] * NEED_POINTS
+            if fit >= 2:
+                answered.append(need.signal)
+        points[category] = total
+        answers[category] = tuple(answered)
+    location = profile.location
+    return _Patient(
+        needs=needs,
+        profile=profile,
+        category_points=points,
+        answers=answers,
+        severe=any(n.severity is Severity.SEVERE for n in needs.needs),
+        high_pain=needs.high_pain_interference,
+        languages=frozenset(primary_language(t) for t in profile.languages),
+        conditions=frozenset(c for c in profile.pain_conditions if c is not PainCondition.OTHER),
+        modalities=frozenset(profile.preferred_modalities),
+        age=profile.age_band.bounds if profile.age_band else None,
+        lat=math.radians(location.lat) if location else None,
+        lon=math.radians(location.lon) if location else None,
+    )
+
+
+def _need_words(need: Need) -> str:
+    return (
+        f"{SIGNAL_WORDS[need.signal]} ({need.severity.value}; {need.instrument_title}, "
+        f"{need.band_label.lower()}, {need.completed_at.date().isoformat()})"
+    )
+
+
+def _assess(c: Candidate, p: _Patient, explain: list[Reason]) -> tuple[float | None, float | None]:
+    """(score, distance) for a service, or (None, distance) when a hard filter drops it,
+    with every consideration appended to ``explain`` as a Reason."""
+    s = c.service
+    dropped = False
+
+    def drop(code: str, text: str) -> None:
+        nonlocal dropped
+        dropped = True
+        explain.append(Reason(code, text))
+
+    if not s.accepting_referrals:
+        drop("not_accepting", "Not taking referrals at the moment")
+    elif s.capacity == 0:
+        drop("no_capacity", "No places free")
+    if p.age is not None and (
+        (s.max_age is not None and s.max_age < p.age[0])
+        or (s.min_age is not None and s.min_age > p.age[1])
+    ):
+        drop(
+            "outside_age_limits",
+            f"For ages {s.min_age or 0}-{s.max_age or 'any'}; the patient is "
+            f"{p.profile.age_band.value if p.profile.age_band else ''}",
+        )
+    if p.languages and c.languages and not (p.languages & c.languages):
+        drop(
+            "no_shared_language",
+            f"Offered in {', '.join(s.languages)}; the patient speaks "
+            f"{', '.join(p.profile.languages)}",
+        )
+    if c.conditions and p.conditions and not (c.conditions & p.conditions):
+        drop(
+            "condition_not_served",
+            f"Only for {', '.join(sorted(x.value for x in c.conditions))}",
+        )
+    distance = None
+    if c.lat is not None and c.lon is not None and p.lat is not None and p.lon is not None:
+        distance = distance_km(p.lat, p.lon, c.lat, c.lon)
+    if c.in_person_only and distance is not None:
+        if s.catchment_km is not None and distance > s.catchment_km:
+            drop(
+                "outside_catchment",
+                f"In person only, {distance:.1f} km away; takes people within "
+                f"{s.catchment_km:g} km",
+            )
+        reach = p.profile.max_travel_km
+        if reach is not None and distance > reach:
+            drop(
+                "beyond_patient_reach",
+                f"In person only, {distance:.1f} km away; the patient can travel {reach:g} km",
+            )
+    if dropped:
+        return None, distance
+
+    score = p.category_points[s.category]
+    for need in p.needs.needs:
+        fit = FIT[need.signal][s.category]
+        if fit:
+            strength = {3: "strongly", 2: "well", 1: "partly"}[fit]
+            explain.append(
+                Reason(
+                    f"answers_{need.signal.value}",
+                    f"{CATEGORY_WORDS[s.category].capitalize()} {strength} answers "
+                    f"{_need_words(need)}",
+                )
+            )
+    if p.severe and s.category is Category.COUNSELLING:
+        score += SEVERE_COUNSELLING_POINTS
+        explain.append(Reason("severe_need_counselling", "A severe need puts counselling first"))
+    shared = c.conditions & p.conditions
+    if shared:
+        score += CONDITION_POINTS
+        explain.append(
+            Reason(
+                "condition_specific",
+                f"A service for people with {', '.join(sorted(x.value for x in shared))}",
+            )
+        )
+    elif not c.conditions:
+        explain.append(Reason("any_condition", "Open to people with any pain condition"))
+    preferred = c.modalities & p.modalities
+    if preferred:
+        score += MODALITY_POINTS
+        explain.append(
+            Reason(
+                "preferred_modality",
+                f"Offered {', '.join(sorted(m.value for m in preferred))}, as preferred",
+            )
+        )
+    if p.needs.high_pain_interference and c.modalities & {Modality.ONLINE, Modality.PHONE}:
+        score += FROM_HOME_POINTS
+        explain.append(
+            Reason(
+                "usable_from_home",
+                "Can be joined from home (online or by phone) while pain limits travel",
+            )
+        )
+    if distance is not None and c.in_person:
+        score += DISTANCE_POINTS * max(0.0, 1.0 - distance / _reach(c, p))
+        explain.append(Reason("distance", f"{distance:.1f} km from the patient"))
+    return score, distance
+
+
+def _fast_score(c: Candidate, p: _Patient) -> float | None:
+    """The score :func:`_assess` gives, without words: the loop over a whole directory.
+
+    Kept equal to ``_assess`` by a property test; change both together.
+    """
+    if not c.takes_referrals:
+        return None
+    age = p.age
+    if age is not None and (
+        (c.max_age is not None and c.max_age < age[0])
+        or (c.min_age is not None and c.min_age > age[1])
+    ):
+        return None
+    if p.languages and c.languages and p.languages.isdisjoint(c.languages):
+        return None
+    conditions = c.conditions
+    if conditions and p.conditions and conditions.isdisjoint(p.conditions):
+        return None
+    distance = None
+    if c.in_person and c.lat is not None and p.lat is not None:
+        distance = distance_km(p.lat, p.lon, c.lat, c.lon)  # type: ignore[arg-type]
+        if c.in_person_only:
+            if c.catchment_km is not None and distance > c.catchment_km:
+                return None
+            reach = p.profile.max_travel_km
+            if reach is not None and distance > reach:
+                return None
+    score = p.category_points[c.category]
+    if p.severe and c.category is Category.COUNSELLING:
+        score += SEVERE_COUNSELLING_POINTS
+    if conditions and not conditions.isdisjoint(p.conditions):
+        score += CONDITION_POINTS
+    if p.modalities and not c.modalities.isdisjoint(p.modalities):
+        score += MODALITY_POINTS
+    if p.high_pain and c.from_home:
+        score += FROM_HOME_POINTS
+    if distance is not None:
+        score += DISTANCE_POINTS * max(0.0, 1.0 - distance / _reach(c, p))
+    return score
+
+
+def _reach(c: Candidate, p: _Patient) -> float:
+    return min(x for x in (c.catchment_km, p.profile.max_travel_km, 50.0) if x is not None)
+
+
+def match(
+    needs: Needs,
+    profile: PatientProfile,
+    candidates: Sequence[Candidate],
+    limit: int = 10,
+    explain_excluded: bool = False,
+) -> MatchResult:
+    """The ``limit`` best services for these needs, best first, with their reasons."""
+    if not needs.needs:
+        return MatchResult([], [], len(candidates))
+    p = _patient(needs, profile)
+    scored: list[tuple[float, str, str, int]] = []
+    excluded: list[Excluded] = []
+    for index, c in enumerate(candidates):
+        score = _fast_score(c, p)
+        if score is None:
+            if explain_excluded:
+                reasons: list[Reason] = []
+                _assess(c, p, reasons)
+                excluded.append(Excluded(c.service, tuple(reasons)))
+            continue
+        scored.append((-score, c.service.name, c.service.id, index))
+    best = heapq.nsmallest(limit, scored)
+    recommendations = []
+    for _, _, _, index in best:
+        c = candidates[index]
+        reasons = []
+        score, distance = _assess(c, p, reasons)
+        assert score is not None
+        recommendations.append(
+            Recommendation(
+                service=c.service,
+                score=round(score, 2),
+                reasons=tuple(reasons),
+                distance_km=round(distance, 1) if distance is not None else None,
+                answers=p.answers[c.service.category],
+            )
+        )
+    return MatchResult(recommendations, excluded, len(candidates))

@@ -1,0 +1,62 @@
+"""The referral state machine (the SDOHCC Task lifecycle Belong uses).
+
+requested -> accepted | rejected | cancelled
+accepted -> in-progress | cancelled
+in-progress -> completed | failed | on-hold
+on-hold -> in-progress | cancelled
+rejected, cancelled, completed and failed are final.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    REQUESTED = "requested"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    IN_PROGRESS = "in-progress"
+    ON_HOLD = "on-hold"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+NEXT: dict[Status, frozenset[Status]] = {
+    Status.REQUESTED: frozenset({Status.ACCEPTED, Status.REJECTED, Status.CANCELLED}),
+    Status.ACCEPTED: frozenset({Status.IN_PROGRESS, Status.CANCELLED}),
+    Status.IN_PROGRESS: frozenset({Status.COMPLETED, Status.FAILED, Status.ON_HOLD}),
+    Status.ON_HOLD: frozenset({Status.IN_PROGRESS, Status.CANCELLED}),
+    Status.REJECTED: frozenset(),
+    Status.CANCELLED: frozenset(),
+    Status.COMPLETED: frozenset(),
+    Status.FAILED: frozenset(),
+}
+
+NEEDS_REASON = frozenset({Status.REJECTED, Status.CANCELLED, Status.FAILED, Status.ON_HOLD})
+"""Steps that must say why (SDOHCC asks for statusReason on these)."""
+
+
+class TransitionError(ValueError):
+    def __init__(self, current: Status, wanted: Status) -> None:
+        allowed = sorted(s.value for s in NEXT[current])
+        self.current = current
+        self.wanted = wanted
+        self.allowed = allowed
+        if allowed:
+            message = (
+                f"{current.value} cannot become {wanted.value}; next may be {', '.join(allowed)}"
+            )
+        else:
+            message = f"{current.value} is final and cannot become {wanted.value}"
+        super().__init__(message)
+
+
+def check(current: Status, wanted: Status) -> None:
+    if wanted not in NEXT[current]:
+        raise TransitionError(current, wanted)
+
+
+def is_final(status: Status) -> bool:
+    return not NEXT[status]

@@ -1,0 +1,129 @@
+"""Helpers for the end-to-end database tests: request bodies and a direct look at storage.
+
+The direct look goes through the app's own ``Database`` (``app.state.db``) on the app's
+event loop, so the tests can check what is stored (or that nothing was) without relying
+only on the API that wrote it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pytest
+import sqlalchemy as sa
+from litestar import Litestar
+from litestar.testing import TestClient
+
+from service.store.tables import (
+    api_clients,
+    observations,
+    patients,
+    questionnaire_responses,
+    screenings,
+)
+
+T = TypeVar("T")
+
+PROBLEM_JSON = "application/problem+json"
+PAST = "2024-03-01T09:30:00Z"
+UCLA3_ANSWERS = {"1": 2, "2": 3, "3": 3}
+
+
+def new_patient_id() -> str:
+    return f"pat-{uuid.uuid4()}"
+
+
+def ucla3(patient_id: str, **overrides: Any) -> dict[str, Any]:
+    """A valid UCLA-3 submission (total 8, band "lonely") with any field replaced."""
+    body: dict[str, Any] = {
+        "patient_id": patient_id,
+        "instrument": "ucla-3",
+        "completed_at": PAST,
+        "answers": dict(UCLA3_ANSWERS),
+    }
+    body.update(overrides)
+    return body
+
+
+def assert_problem(response: Any, status: int, field: str | None = None) -> dict[str, Any]:
+    """An RFC 9457 problem with ``status``; with ``field``, one error names that field."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM_JSON)
+    body = response.json()
+    assert body["status"] == status
+    assert body["title"]
+    if field is not None:
+        named = [e["field"] for e in body["errors"]]
+        assert field in named, body
+    return body
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What the database holds for one patient of one clinic."""
+
+    profile: dict[str, Any] | None
+    """None when the patient does not exist."""
+    updated_at: Any
+    screenings: int
+    questionnaire_responses: int
+    observations: int
+
+
+@dataclass
+class Storage:
+    session_client: TestClient[Litestar]
+
+    def run(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        """Run ``work(conn)`` in one transaction on the app's loop and database."""
+
+        async def call() -> T:
+            async with self.session_client.app.state.db.begin() as conn:
+                return await work(conn)
+
+        return self.session_client.blocking_portal.call(call)
+
+    def patient(self, clinic_id: uuid.UUID, patient_id: str) -> Stored:
+        async def look(conn: Any) -> Stored:
+            row = (
+                await conn.execute(
+                    sa.select(patients.c.profile, patients.c.updated_at).where(
+                        patients.c.clinic_id == clinic_id, patients.c.id == patient_id
+                    )
+                )
+            ).first()
+            counts = []
+            for table in (screenings, questionnaire_responses, observations):
+                counts.append(
+                    (
+                        await conn.execute(
+                            sa.select(sa.func.count()).where(
+                                table.c.clinic_id == clinic_id, table.c.patient_id == patient_id
+                            )
+                        )
+                    ).scalar_one()
+                )
+            return Stored(
+                profile=row.profile if row is not None else None,
+                updated_at=row.updated_at if row is not None else None,
+                screenings=counts[0],
+                questionnaire_responses=counts[1],
+                observations=counts[2],
+            )
+
+        return self.run(look)
+
+    def client_ids(self, clinic_id: uuid.UUID) -> list[uuid.UUID]:
+        async def look(conn: Any) -> list[uuid.UUID]:
+            query = sa.select(api_clients.c.id).where(api_clients.c.clinic_id == clinic_id)
+            return list((await conn.execute(query)).scalars())
+
+        return self.run(look)
+
+
+@pytest.fixture
+def storage(session_client: TestClient[Litestar]) -> Storage:
+    return Storage(session_client)
