@@ -46,3 +46,4 @@ test: lint typecheck
 # Regenerate the checked-in artefacts that tests compare against.
 schemas: install
 	$(BIN)/belong instruments schema
+	$(BIN)/belong openapi export

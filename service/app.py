@@ -26,6 +26,8 @@ from service.api.fhir.referrals import (
 )
 from service.api.fhir.resources import ObservationController, QuestionnaireResponseController
 from service.api.health import HealthController
+from service.api.limits import RateLimiter, TimeLimitMiddleware, require_json
+from service.api.openapi import install as install_openapi
 from service.api.recommend import DirectoryCache
 from service.api.v1.audit_events import AuditEventController
 from service.api.v1.directory import DirectoryController
@@ -57,7 +59,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     def provide_db() -> Database:
         return db
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             HealthController,
             InstrumentController,
@@ -79,10 +81,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "db": Provide(provide_db, use_cache=True, sync_to_thread=False),
         },
         middleware=[
+            DefineMiddleware(TimeLimitMiddleware, seconds=settings.request_timeout_s),
             DefineMiddleware(BearerAuthentication, exclude=["^/schema"]),
             AuditMiddleware,
         ],
         guards=[require_scope],
+        before_request=require_json,
         exception_handlers={HTTPException: handle_http, Exception: handle_http},
         state=State(
             {
@@ -91,6 +95,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "db": db,
                 "token_cache": TokenCache(),
                 "directory_cache": DirectoryCache(),
+                "rate_limiter": RateLimiter(settings.rate_limit_per_minute),
             }
         ),
         on_shutdown=[db.dispose],
@@ -121,3 +126,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
         debug=settings.debug,
     )
+    install_openapi(app)
+    return app

@@ -103,6 +103,32 @@ def _clients_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def openapi_documents() -> dict[str, str]:
+    """The app's OpenAPI document as JSON and YAML text, as exported to openapi/."""
+    import yaml
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    app = create_app(Settings(database_url="sqlite+aiosqlite:///:memory:"))
+    from litestar._openapi.plugin import OpenAPIPlugin
+
+    document = app.plugins.get(OpenAPIPlugin).provide_openapi_schema()
+    return {
+        "openapi.json": json.dumps(document, indent=2, sort_keys=True) + "\n",
+        "openapi.yaml": yaml.safe_dump(document, sort_keys=True, allow_unicode=True),
+    }
+
+
+def _openapi_export(args: argparse.Namespace) -> int:
+    directory = Path(args.output)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in openapi_documents().items():
+        (directory / name).write_text(text, encoding="utf-8")
+        print(f"wrote {directory / name}")
+    return 0
+
+
 def _progress(done: int, total: int) -> None:
     width = 30
     filled = width * done // max(total, 1)
@@ -209,6 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imports.add_argument("file")
     imports.set_defaults(run=_directory_import)
+
+    openapi = commands.add_parser("openapi", help="the published OpenAPI document")
+    openapi_actions = openapi.add_subparsers(dest="action", required=True)
+    export = openapi_actions.add_parser("export", help="write openapi/openapi.json and .yaml")
+    export.add_argument("--output", default=str(OPENAPI_DIR))
+    export.set_defaults(run=_openapi_export)
 
     instruments = commands.add_parser("instruments", help="instrument definitions")
     inst = instruments.add_subparsers(dest="action", required=True)

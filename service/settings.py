@@ -23,6 +23,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     db_pool_timeout: Annotated[float, msgspec.Meta(gt=0, le=60)] = 5.0
     """Seconds to wait for a pooled connection (or a new one) before answering 503."""
     db_statement_timeout_ms: Annotated[int, msgspec.Meta(ge=100, le=600_000)] = 10_000
+    rate_limit_per_minute: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 1200
+    """Requests a minute per API client and worker process; 0 turns the limit off."""
+    request_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=600)] = 30.0
     debug: bool = False
     log_level: str = "INFO"
 

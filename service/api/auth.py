@@ -59,6 +59,7 @@ class BearerAuthentication(AbstractAuthenticationMiddleware):
         principal = await state.token_cache.principal(state.db, token)
         if principal is None:
             raise NotAuthorizedException("The bearer token is not valid", headers=CHALLENGE)
+        state.rate_limiter.check(principal.client_id)
         return AuthenticationResult(user=principal, auth=token)
 
 

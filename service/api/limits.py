@@ -1,0 +1,79 @@
+"""Request limits: JSON content types, per-client rate limits, and a time limit per request."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import uuid
+from typing import Any
+
+from litestar import Request
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from service.api.errors import FHIR_JSON, ApiError, FieldError
+
+JSON_TYPES = ("application/json",)
+FHIR_TYPES = (FHIR_JSON, "application/json")
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+async def require_json(request: Request[Any, Any, Any]) -> None:
+    """415 for a body that is not JSON (FHIR JSON too, on /fhir)."""
+    if request.method not in BODY_METHODS:
+        return
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    allowed = FHIR_TYPES if request.url.path.startswith("/fhir") else JSON_TYPES
+    if content_type not in allowed:
+        raise ApiError(
+            415,
+            f"Send the body as {' or '.join(allowed)}",
+            [FieldError("Content-Type", f"{content_type or 'missing'} is not accepted", "media")],
+        )
+
+
+class RateLimiter:
+    """A fixed one-minute window per API client, per worker process."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._windows: dict[uuid.UUID, tuple[int, int]] = {}
+
+    def check(self, client_id: uuid.UUID) -> None:
+        if self.per_minute <= 0:
+            return
+        now = time.monotonic()
+        window = int(now // 60)
+        start, count = self._windows.get(client_id, (window, 0))
+        if start != window:
+            count = 0
+        if count >= self.per_minute:
+            retry = max(1, math.ceil((window + 1) * 60 - now))
+            raise ApiError(
+                429,
+                f"More than {self.per_minute} requests a minute from this client",
+                headers={"Retry-After": str(retry)},
+            )
+        if len(self._windows) > 100_000:
+            self._windows.clear()
+        self._windows[client_id] = (window, count + 1)
+
+
+class TimeLimitMiddleware:
+    """Answer 503 (with Retry-After) when a request takes longer than ``seconds``."""
+
+    def __init__(self, app: ASGIApp, seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            async with asyncio.timeout(self.seconds):
+                await self.app(scope, receive, send)
+        except TimeoutError:
+            raise ApiError(
+                503, "The request took too long; retry shortly", headers={"Retry-After": "2"}
+            ) from None
