@@ -56,7 +56,7 @@ class ParsedFile:
 
 
 def parse_file(raw: Any) -> ParsedFile:
-    nul_at = contains_nul(raw)
+    nul_at = contains_nul(raw, "$")
     if nul_at is not None:
         raise ImportFileError(f"{nul_at}: NUL characters are not allowed")
     if isinstance(raw, list):

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from enum import StrEnum
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -19,44 +20,134 @@ from service.domain.instruments import LOINC, Instrument
 from service.domain.scoring import AnswerValue, Problem
 from service.fhir.questionnaire import answer_system, canonical_url
 
+FhirString = Annotated[str, msgspec.Meta(min_length=1)]
+"""FHIR strings are never empty (R4 datatypes: string has at least one character)."""
+Json = dict[str, Any]
 
-class InboundCoding(msgspec.Struct):
-    system: str | None = None
-    code: str | None = None
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True):
+    """Base of the inbound shapes: an element R4 does not define is base-invalid (400)."""
 
 
-class InboundAnswer(msgspec.Struct):
-    valueCoding: InboundCoding | None = None
-    valueInteger: int | None = None
-    valueDecimal: float | None = None
-    valueString: str | None = None
+class InboundCoding(_Strict):
+    id: FhirString | None = None
+    extension: list[Json] = []
+    system: FhirString | None = None
+    version: FhirString | None = None
+    code: FhirString | None = None
+    display: FhirString | None = None
+    userSelected: bool | None = None
+
+
+class InboundIdentifier(_Strict):
+    id: FhirString | None = None
+    extension: list[Json] = []
+    use: FhirString | None = None
+    type: Json | None = None
+    system: FhirString | None = None
+    value: FhirString | None = None
+    period: Json | None = None
+    assigner: Json | None = None
+
+
+class InboundReference(_Strict):
+    id: FhirString | None = None
+    extension: list[Json] = []
+    reference: FhirString | None = None
+    type: FhirString | None = None
+    identifier: InboundIdentifier | None = None
+    display: FhirString | None = None
+
+
+class InboundMeta(_Strict):
+    id: FhirString | None = None
+    extension: list[Json] = []
+    versionId: FhirString | None = None
+    lastUpdated: FhirString | None = None
+    source: FhirString | None = None
+    profile: list[FhirString] = []
+    security: list[InboundCoding] = []
+    tag: list[InboundCoding] = []
+
+
+VALUE_FIELDS = (
+    "valueBoolean",
+    "valueDecimal",
+    "valueInteger",
+    "valueDate",
+    "valueDateTime",
+    "valueTime",
+    "valueString",
+    "valueUri",
+    "valueAttachment",
+    "valueCoding",
+    "valueQuantity",
+    "valueReference",
+)
+
+
+class InboundAnswer(_Strict):
+    id: FhirString | None = None
+    extension: list[Json] = []
+    modifierExtension: list[Json] = []
     valueBoolean: bool | None = None
+    valueDecimal: float | None = None
+    valueInteger: int | None = None
+    valueDate: FhirString | None = None
+    valueDateTime: FhirString | None = None
+    valueTime: FhirString | None = None
+    valueString: FhirString | None = None
+    valueUri: FhirString | None = None
+    valueAttachment: Json | None = None
+    valueCoding: InboundCoding | None = None
+    valueQuantity: Json | None = None
+    valueReference: InboundReference | None = None
     item: list[InboundItem] = []
 
+    def __post_init__(self) -> None:
+        if sum(getattr(self, name) is not None for name in VALUE_FIELDS) > 1:
+            raise ValueError("an answer has one value[x]")
 
-class InboundItem(msgspec.Struct):
-    linkId: str
+
+class InboundItem(_Strict):
+    linkId: FhirString
+    id: FhirString | None = None
+    extension: list[Json] = []
+    modifierExtension: list[Json] = []
+    definition: FhirString | None = None
+    text: FhirString | None = None
     answer: list[InboundAnswer] = []
     item: list[InboundItem] = []
 
 
-class InboundReference(msgspec.Struct):
-    reference: str | None = None
+class QuestionnaireResponseStatus(StrEnum):
+    IN_PROGRESS = "in-progress"
+    COMPLETED = "completed"
+    AMENDED = "amended"
+    ENTERED_IN_ERROR = "entered-in-error"
+    STOPPED = "stopped"
 
 
-class InboundIdentifier(msgspec.Struct):
-    system: str | None = None
-    value: str | None = None
-
-
-class InboundQuestionnaireResponse(msgspec.Struct):
-    resourceType: str
-    status: str
+class InboundQuestionnaireResponse(_Strict):
+    resourceType: Literal["QuestionnaireResponse"]
+    status: QuestionnaireResponseStatus
+    id: FhirString | None = None
+    meta: InboundMeta | None = None
+    implicitRules: FhirString | None = None
+    language: FhirString | None = None
+    text: Json | None = None
+    contained: list[Json] = []
+    extension: list[Json] = []
+    modifierExtension: list[Json] = []
     identifier: InboundIdentifier | None = None
-    questionnaire: str | None = None
+    basedOn: list[InboundReference] = []
+    partOf: list[InboundReference] = []
+    questionnaire: FhirString | None = None
     subject: InboundReference | None = None
     encounter: InboundReference | None = None
-    authored: str | None = None
+    authored: FhirString | None = None
+    author: InboundReference | None = None
+    source: InboundReference | None = None
     item: list[InboundItem] = []
 
 
@@ -67,6 +158,8 @@ class Picked:
     instrument: Instrument
     answers: list[tuple[str, AnswerValue]]
     problems: list[Problem] = field(default_factory=list)
+    locations: dict[str, str] = field(default_factory=dict)
+    """linkId -> where its item stands in the resource, for error expressions."""
 
 
 def _walk(items: Iterable[InboundItem], path: str) -> Iterator[tuple[str, InboundItem]]:
@@ -120,6 +213,7 @@ def own_instrument(
 def pick_own(instrument: Instrument, qr: InboundQuestionnaireResponse) -> Picked:
     answers: list[tuple[str, AnswerValue]] = []
     problems: list[Problem] = []
+    locations: dict[str, str] = {}
     for where, item in _walk(qr.item, "QuestionnaireResponse.item"):
         if item.linkId not in instrument.options:
             if item.answer:
@@ -135,7 +229,8 @@ def pick_own(instrument: Instrument, qr: InboundQuestionnaireResponse) -> Picked
         if problem is not None:
             problems.append(problem)
         answers.append((item.linkId, value))
-    return Picked(instrument, answers, problems)
+        locations.setdefault(item.linkId, where)
+    return Picked(instrument, answers, problems, locations)
 
 
 def pick_by_loinc(qr: InboundQuestionnaireResponse, catalog: Iterable[Instrument]) -> list[Picked]:
@@ -157,6 +252,7 @@ def pick_by_loinc(qr: InboundQuestionnaireResponse, catalog: Iterable[Instrument
         if problem is not None:
             picked.problems.append(problem)
         picked.answers.append((link_id, value))
+        picked.locations.setdefault(link_id, where)
     return list(found.values())
 
 
@@ -169,7 +265,7 @@ def patient_id_of(reference: InboundReference | None) -> str | None:
     return ident or None
 
 
-def contains_nul(value: Any, path: str = "$") -> str | None:
+def contains_nul(value: Any, path: str) -> str | None:
     """The path of the first string holding a NUL character, if any."""
     if isinstance(value, str):
         return path if "\x00" in value else None

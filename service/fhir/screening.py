@@ -64,7 +64,8 @@ CATEGORIES = (
         ]
     ),
 )
-CATEGORY_CODES = frozenset(c.coding[0].code for c in CATEGORIES if c.coding[0].code)
+CATEGORY_CODES = {c.coding[0].code: c.coding[0].system for c in CATEGORIES if c.coding[0].code}
+"""Category code -> its system, for token search."""
 INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 UCUM = "http://unitsofmeasure.org"
 

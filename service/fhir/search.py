@@ -21,15 +21,18 @@ class SearchError(ValueError):
 
 
 def parse_token(parameter: str, value: str) -> list[tuple[str | None, str]]:
-    """``system|code``, ``|code`` or ``code``, comma-separated: any one may match."""
-    tokens = []
+    """``system|code``, ``|code`` or ``code``, comma-separated: any one may match.
+
+    The system is None for a bare code (any system) and "" for ``|code`` (no system).
+    """
+    tokens: list[tuple[str | None, str]] = []
     for part in value.split(","):
         system, bar, code = part.partition("|")
         if not bar:
             system, code = "", part
         if not code or len(code) > 64 or len(system) > 255:
             raise SearchError(parameter, f"{part!r} is not a token (system|code)")
-        tokens.append((system or None, code))
+        tokens.append((system if bar else None, code))
     return tokens
 
 

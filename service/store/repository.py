@@ -226,7 +226,7 @@ class ClinicStore:
                 sa.or_(
                     *(
                         sa.and_(observations.c.code == code, observations.c.code_system == system)
-                        if system
+                        if system is not None
                         else observations.c.code == code
                         for system, code in q.codes
                     )

@@ -24,9 +24,9 @@ def test_served_document_is_the_finished_one(session_client) -> None:
     assert problem == {"$ref": "#/components/schemas/ProblemDetails"}
     assert "links" in screening["responses"]["201"]
     observation = served["paths"]["/fhir/Observation"]["get"]["responses"]
-    assert "application/fhir+json" in observation["404" if "404" in observation else "400"][
-        "content"
-    ]
+    assert (
+        "application/fhir+json" in observation["404" if "404" in observation else "400"]["content"]
+    )
     public = served["paths"]["/v1/instruments"]["get"]
     assert public["security"] == []
 

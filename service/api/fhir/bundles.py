@@ -8,7 +8,19 @@ from urllib.parse import urlencode
 
 from litestar import Request
 
+from service.api.errors import ApiError, FieldError
 from service.fhir.types import Bundle, BundleEntry, BundleLink, BundleSearch
+
+
+def single(request: Request[Any, Any, Any], names: Sequence[str]) -> None:
+    """400 for a repeated parameter Belong cannot AND (FHIR: every repeat must match)."""
+    for name in names:
+        if len(request.query_params.getall(name, [])) > 1:
+            raise ApiError(
+                400,
+                f"{name} may be given once",
+                [FieldError(name, "repeating this parameter is not supported", "invalid")],
+            )
 
 
 def searchset(
@@ -18,10 +30,12 @@ def searchset(
     total: int,
     offset: int,
     count: int,
+    used: Sequence[str],
 ) -> Bundle:
-    """``resources`` are Structs or stored JSON objects, each with an ``id``."""
+    """``resources`` are Structs or stored JSON objects, each with an ``id``. The links
+    carry only the ``used`` parameters, as FHIR asks of a self link."""
     base = str(request.base_url).rstrip("/")
-    params = [(k, v) for k, v in request.query_params.multi_items() if k != "_offset"]
+    params = [(k, v) for k, v in request.query_params.multi_items() if k in used]
 
     def link(relation: str, at: int) -> BundleLink:
         query = urlencode([*params, ("_offset", str(at))])

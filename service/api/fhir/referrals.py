@@ -117,7 +117,15 @@ class ServiceRequestController(Controller):
             store = ClinicStore(conn, request.user.clinic_id)
             rows, total = await store.list_referrals(query)
             resources = [service_request(f) for f in await _facts(store, rows)]
-        bundle = searchset(request, "ServiceRequest", resources, total, offset, count)
+        bundle = searchset(
+            request,
+            "ServiceRequest",
+            resources,
+            total,
+            offset,
+            count,
+            ("patient", "subject", "status", "_lastUpdated", "_count"),
+        )
         return Response(bundle, media_type=FHIR_JSON)
 
     @get(
@@ -189,7 +197,16 @@ class TaskController(Controller):
             rows, total = await store.list_referrals(query)
             resources = [task(f) for f in await _facts(store, rows)]
         return Response(
-            searchset(request, "Task", resources, total, offset, count), media_type=FHIR_JSON
+            searchset(
+                request,
+                "Task",
+                resources,
+                total,
+                offset,
+                count,
+                ("patient", "owner", "status", "_lastUpdated", "_count"),
+            ),
+            media_type=FHIR_JSON,
         )
 
     @get(
@@ -253,7 +270,15 @@ class HealthcareServiceController(Controller):
         page = rows[offset : offset + count]
         resources = [healthcare_service(directory_service(r), as_utc(r.updated_at)) for r in page]
         return Response(
-            searchset(request, "HealthcareService", resources, len(rows), offset, count),
+            searchset(
+                request,
+                "HealthcareService",
+                resources,
+                len(rows),
+                offset,
+                count,
+                ("service-type", "_count"),
+            ),
             media_type=FHIR_JSON,
         )
 

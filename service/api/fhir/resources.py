@@ -20,7 +20,7 @@ from service.api.audit import audited, note
 from service.api.auth import scoped
 from service.api.catalog import Catalog
 from service.api.errors import FHIR_JSON, ApiError, FieldError
-from service.api.fhir.bundles import searchset
+from service.api.fhir.bundles import searchset, single
 from service.api.recording import (
     Recorded,
     ScoredScreening,
@@ -46,9 +46,25 @@ from service.store.database import Database, new_id, utcnow
 from service.store.repository import ClinicStore, ObservationQuery
 
 FHIR_ACCEPTED = ("application/fhir+json", "application/json")
+FHIR_DATE_TIME = re.compile(
+    r"([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]"
+    r"|3[0-1])(T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?"
+    r"(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00)))?)?)?"
+)
+"""The R4 dateTime regex: a time, when given, carries its zone."""
 ResourceId = Annotated[
     str, PathParameter(pattern=r"^[A-Za-z0-9\-.]{1,64}$", description="FHIR resource id")
 ]
+OBSERVATION_PARAMS = (
+    "patient",
+    "subject",
+    "code",
+    "category",
+    "date",
+    "_lastUpdated",
+    "_count",
+    "_sort",
+)
 SORTS = {
     "date": ("effective_at", False),
     "-date": ("effective_at", True),
@@ -72,15 +88,22 @@ def _decode_resource(request_body: bytes) -> tuple[dict[str, Any], InboundQuesti
         raise _bad(400, "body", f"not JSON: {exc}") from exc
     if not isinstance(raw, dict):
         raise _bad(400, "body", "a QuestionnaireResponse resource (a JSON object) is expected")
-    nul_at = contains_nul(raw)
+    nul_at = contains_nul(raw, "QuestionnaireResponse")
     if nul_at is not None:
         raise _bad(400, nul_at, "NUL characters are not allowed")
     if raw.get("resourceType") != "QuestionnaireResponse":
-        raise _bad(400, "resourceType", "must be QuestionnaireResponse")
+        raise _bad(400, "QuestionnaireResponse.resourceType", "must be QuestionnaireResponse")
     try:
         qr = msgspec.convert(raw, InboundQuestionnaireResponse)
     except msgspec.ValidationError as exc:
-        raise _bad(400, "QuestionnaireResponse", str(exc)) from exc
+        message = str(exc)
+        where = message.rpartition(" - at `")[2].rstrip("`") if " - at `" in message else ""
+        expression = (
+            "QuestionnaireResponse" + where.removeprefix("$")
+            if where
+            else ("QuestionnaireResponse")
+        )
+        raise _bad(400, expression, f"not valid FHIR R4: {message}") from exc
     return raw, qr
 
 
@@ -92,7 +115,14 @@ def _score_picked(picked: list[Picked]) -> tuple[list[ScoredScreening], list[Pro
         try:
             accepted = validate(pick.instrument, pick.answers)
         except AnswersInvalid as exc:
-            problems.extend(exc.problems)
+            problems.extend(
+                Problem(
+                    pick.locations.get(p.field.removeprefix("answers."), "QuestionnaireResponse"),
+                    p.message,
+                    p.code,
+                )
+                for p in exc.problems
+            )
             continue
         result = score(pick.instrument, accepted)
         if result.total is None:
@@ -218,12 +248,18 @@ class QuestionnaireResponseController(Controller):
             raise _bad(422, "QuestionnaireResponse.subject", "a Patient/<id> reference is required")
         if not qr.authored:
             raise _bad(422, "QuestionnaireResponse.authored", "when it was completed is required")
+        if not FHIR_DATE_TIME.fullmatch(qr.authored):
+            raise _bad(400, "QuestionnaireResponse.authored", "not a FHIR dateTime")
+        if "T" not in qr.authored:
+            raise _bad(
+                422,
+                "QuestionnaireResponse.authored",
+                "a screening is dated to the second: give a time with a zone",
+            )
         try:
             authored = datetime.fromisoformat(qr.authored.replace("Z", "+00:00"))
         except ValueError:
             raise _bad(400, "QuestionnaireResponse.authored", "not a FHIR dateTime") from None
-        if authored.tzinfo is None:
-            raise _bad(400, "QuestionnaireResponse.authored", "a time zone is required")
         completed_at = check_completed_at(authored, "QuestionnaireResponse.authored", utcnow())
         usable = [i for i in catalog.instruments.values() if catalog.enabled(i)]
         own = own_instrument(qr.questionnaire, catalog.instruments)
@@ -347,6 +383,9 @@ class ObservationController(Controller):
         ] = "-date",
         offset: Annotated[int, QueryParameter(name="_offset", ge=0, le=100_000)] = 0,
     ) -> Response[Bundle]:
+        single(request, ("patient", "subject", "code", "category", "_count", "_sort"))
+        if patient and subject and patient != subject:
+            raise _bad(400, "subject", "patient and subject name different patients")
         try:
             patient_id = _patient_param(patient or subject)
             codes = parse_token("code", code) if code else []
@@ -367,14 +406,24 @@ class ObservationController(Controller):
             limit=count,
             offset=offset,
         )
-        if categories and not any(c in CATEGORY_CODES for _, c in categories):
+        if categories and not any(
+            c in CATEGORY_CODES and system in (None, CATEGORY_CODES[c]) for system, c in categories
+        ):
             rows, total = [], 0  # every Observation Belong stores has exactly these categories
         else:
             async with db.begin() as conn:
                 rows, total = await ClinicStore(conn, request.user.clinic_id).search_observations(
                     query
                 )
-        bundle = searchset(request, "Observation", [r.resource for r in rows], total, offset, count)
+        bundle = searchset(
+            request,
+            "Observation",
+            [r.resource for r in rows],
+            total,
+            offset,
+            count,
+            OBSERVATION_PARAMS,
+        )
         return Response(bundle, media_type=FHIR_JSON)
 
 
