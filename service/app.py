@@ -8,7 +8,6 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
-from litestar.logging import LoggingConfig
 from litestar.middleware.base import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme, Server
@@ -27,6 +26,10 @@ from service.api.fhir.referrals import (
 from service.api.fhir.resources import ObservationController, QuestionnaireResponseController
 from service.api.health import HealthController
 from service.api.limits import RateLimiter, TimeLimitMiddleware, require_json
+from service.api.observability import (
+    MetricsController,
+    RequestContextMiddleware,
+)
 from service.api.openapi import install as install_openapi
 from service.api.recommend import DirectoryCache
 from service.api.v1.audit_events import AuditEventController
@@ -75,12 +78,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ServiceRequestController,
             TaskController,
             HealthcareServiceController,
+            MetricsController,
         ],
         dependencies={
             "catalog": Provide(provide_catalog, use_cache=True, sync_to_thread=False),
             "db": Provide(provide_db, use_cache=True, sync_to_thread=False),
         },
         middleware=[
+            RequestContextMiddleware,
             DefineMiddleware(TimeLimitMiddleware, seconds=settings.request_timeout_s),
             DefineMiddleware(BearerAuthentication, exclude=["^/schema"]),
             AuditMiddleware,
@@ -100,11 +105,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
         on_shutdown=[db.dispose],
         request_max_body_size=settings.max_body_bytes,
-        # Unexpected errors are logged once, by handle_http, without request data.
-        logging_config=LoggingConfig(
-            log_exceptions="never",
-            root={"level": settings.log_level, "handlers": ["queue_listener"]},
-        ),
+        # Logging is set up by `belong serve` (JSON lines, see observability.py); unexpected
+        # errors are logged once, by handle_http, without request data.
+        logging_config=None,
         openapi_config=OpenAPIConfig(
             title="Belong",
             version="0.1.0",

@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from service.api.importing import OnError
 from service.settings import PROJECT_ROOT
@@ -17,15 +18,31 @@ INSTRUMENT_SCHEMA = PROJECT_ROOT / "schemas" / "instrument.schema.json"
 OPENAPI_DIR = PROJECT_ROOT / "openapi"
 
 
+def asgi_app() -> Any:
+    """What each granian worker serves: JSON logging, then the app from the environment."""
+    from service.api.observability import configure_logging
+    from service.app import create_app
+    from service.settings import Settings
+
+    settings = Settings.from_env()
+    configure_logging(settings.log_level)
+    return create_app(settings)
+
+
 def _serve(args: argparse.Namespace) -> int:
+    import tempfile
+
     from granian.constants import Interfaces
     from granian.server import Server
 
     from service.settings import Settings
 
     Settings.from_env()  # fail here, with the setting named, rather than in every worker
+    # One metrics store shared by the workers (prometheus_client multiprocess mode).
+    metrics_dir = tempfile.mkdtemp(prefix="belong-metrics-")
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)
     server = Server(
-        "service.app:create_app",
+        "service.cli:asgi_app",
         factory=True,
         address=args.host,
         port=args.port,

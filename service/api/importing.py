@@ -83,9 +83,8 @@ def _parse_bundle(bundle: dict[str, Any]) -> list[hsds.Parsed | hsds.Rejected]:
             results.append(hsds.Rejected(index, source_id, ("id appears more than once",)))
             continue
         seen.add(source_id)
-        details = healthcare_service_details(resource, bundle)
         try:
-            parsed = msgspec.convert(details, ServiceDetails)
+            parsed = msgspec.convert(healthcare_service_details(resource, bundle), ServiceDetails)
         except msgspec.ValidationError as exc:
             results.append(hsds.Rejected(index, source_id, (str(exc),)))
         else:

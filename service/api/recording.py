@@ -20,6 +20,7 @@ from litestar import Request, Response
 
 from service.api.audit import note
 from service.api.errors import ApiError, FieldError
+from service.api.observability import SCREENINGS
 from service.domain.instruments import Instrument
 from service.domain.scoring import Score
 from service.fhir.screening import (
@@ -241,4 +242,7 @@ async def record_once(
             except Exception:  # the claim goes stale and is taken over by a retry
                 log.warning("could not release an idempotency claim", exc_info=True)
         raise
+    for _, scored in submission.screenings:
+        band = scored.score.band
+        SCREENINGS.labels(scored.instrument.id, band.code if band else "none").inc()
     return Response(body, status_code=status, media_type=media_type, headers=headers)

@@ -52,7 +52,9 @@ CONDITION_POINTS = 20.0
 MODALITY_POINTS = 8.0
 FROM_HOME_POINTS = 6.0
 DISTANCE_POINTS = 10.0
-SEVERE_COUNSELLING_POINTS = 100.0
+SEVERE_COUNSELLING_POINTS = 1000.0
+"""More than every other point together (at most 3 needs x 45 + 44), so a severe need
+puts counselling first whatever else a service offers."""
 EARTH_RADIUS_KM = 6371.0088
 
 CATEGORY_WORDS = {

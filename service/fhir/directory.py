@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import msgspec
+
 from service.domain.directory import Category, DirectoryService
 from service.domain.patients import PAIN_CONDITION_CODES, SNOMED
 from service.domain.referrals import Status
@@ -208,10 +210,78 @@ def task(r: ReferralFacts) -> Task:
 # -- import: a FHIR Bundle of HealthcareService (+ Location, Organization) --------------
 
 
+class _In(msgspec.Struct):
+    """Inbound shapes: the elements Belong reads, typed; other R4 elements pass."""
+
+
+class InCoding(_In):
+    system: str | None = None
+    code: str | None = None
+
+
+class InConcept(_In):
+    coding: list[InCoding] = []
+    text: str | None = None
+
+
+class InReference(_In):
+    reference: str | None = None
+    display: str | None = None
+
+
+class InExtension(_In):
+    url: str
+    valueBoolean: bool | None = None
+    valueDecimal: float | None = None
+    valueInteger: int | None = None
+
+
+class InContactPoint(_In):
+    system: str | None = None
+    value: str | None = None
+
+
+class InPosition(_In):
+    latitude: float
+    longitude: float
+
+
+class InAddress(_In):
+    text: str | None = None
+    line: list[str] = []
+    city: str | None = None
+    postalCode: str | None = None
+
+
+class InLocation(_In):
+    position: InPosition | None = None
+    address: InAddress | None = None
+
+
+class InOrganization(_In):
+    name: str | None = None
+
+
+class InHealthcareService(_In):
+    id: str
+    name: str | None = None
+    active: bool = True
+    providedBy: InReference | None = None
+    type: list[InConcept] = []
+    characteristic: list[InConcept] = []
+    communication: list[InConcept] = []
+    location: list[InReference] = []
+    telecom: list[InContactPoint] = []
+    extension: list[InExtension] = []
+    referralMethod: list[InConcept] = []
+    availabilityExceptions: str | None = None
+    comment: str | None = None
+
+
 def _by_reference(bundle: dict[str, Any]) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     for entry in bundle.get("entry") or []:
-        resource = (entry or {}).get("resource") if isinstance(entry, dict) else None
+        resource = entry.get("resource") if isinstance(entry, dict) else None
         if not isinstance(resource, dict):
             continue
         kind, ident = resource.get("resourceType"), resource.get("id")
@@ -222,20 +292,15 @@ def _by_reference(bundle: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return found
 
 
-def _codes(concepts: Any, system: str) -> list[str]:
-    codes = []
-    for concept in concepts or []:
-        for coding in (concept or {}).get("coding") or []:
-            if isinstance(coding, dict) and coding.get("system") == system and coding.get("code"):
-                codes.append(str(coding["code"]))
-    return codes
+def _codes(concepts: list[InConcept], system: str) -> list[str]:
+    return [c.code for concept in concepts for c in concept.coding if c.system == system and c.code]
 
 
-def _extension(resource: dict[str, Any], name: str) -> Any:
-    for extension in resource.get("extension") or []:
-        if isinstance(extension, dict) and extension.get("url") == f"{EXTENSION}/{name}":
-            for key, value in extension.items():
-                if key.startswith("value"):
+def _extension(service: InHealthcareService, name: str) -> Any:
+    for extension in service.extension:
+        if extension.url == f"{EXTENSION}/{name}":
+            for value in (extension.valueBoolean, extension.valueDecimal, extension.valueInteger):
+                if value is not None:
                     return value
     return None
 
@@ -246,74 +311,62 @@ SNOMED_TO_CONDITION = {
 
 
 def healthcare_service_details(resource: dict[str, Any], bundle: dict[str, Any]) -> dict[str, Any]:
-    """The directory entry a HealthcareService describes (validated by the caller)."""
+    """The directory entry a HealthcareService describes (validated by the caller).
+
+    Raises msgspec.ValidationError, naming the element, for a malformed resource.
+    """
+    service = msgspec.convert(resource, InHealthcareService)
     refs = _by_reference(bundle)
-    organization = resource.get("providedBy") or {}
-    org_resource = refs.get(str(organization.get("reference")), {})
-    characteristic = resource.get("characteristic")
-    conditions = _codes(characteristic, CONDITION_SYSTEM) or [
+    organization = service.providedBy or InReference()
+    org_resource = msgspec.convert(refs.get(str(organization.reference), {}), InOrganization)
+    conditions = _codes(service.characteristic, CONDITION_SYSTEM) or [
         SNOMED_TO_CONDITION[c].value
-        for c in _codes(characteristic, SNOMED)
+        for c in _codes(service.characteristic, SNOMED)
         if c in SNOMED_TO_CONDITION
     ]
-    location_resource: dict[str, Any] = {}
-    for reference in resource.get("location") or []:
-        location_resource = refs.get(str((reference or {}).get("reference")), {})
-        if location_resource:
+    location: InLocation | None = None
+    for reference in service.location:
+        if str(reference.reference) in refs:
+            location = msgspec.convert(refs[str(reference.reference)], InLocation)
             break
-    modalities = _codes(characteristic, MODALITY_SYSTEM) or (
-        ["in-person"] if location_resource else []
+    modalities = _codes(service.characteristic, MODALITY_SYSTEM) or (
+        ["in-person"] if location is not None else []
     )
-    telecom = {
-        t.get("system"): t.get("value")
-        for t in resource.get("telecom") or []
-        if isinstance(t, dict)
-    }
-    categories = _codes(resource.get("type"), CATEGORY_SYSTEM)
-    accepting = _extension(resource, "accepting-referrals")
+    telecom = {t.system: t.value for t in service.telecom if t.system and t.value}
+    categories = _codes(service.type, CATEGORY_SYSTEM)
+    accepting = _extension(service, "accepting-referrals")
     details: dict[str, Any] = {
-        "name": resource.get("name"),
-        "organization": org_resource.get("name") or organization.get("display"),
+        "name": service.name,
+        "organization": org_resource.name or organization.display,
         "category": categories[0] if categories else None,
         "modalities": modalities,
         "conditions": conditions,
         "languages": [
-            code
-            for concept in resource.get("communication") or []
-            for code in [
-                c.get("code") for c in (concept or {}).get("coding") or [] if isinstance(c, dict)
-            ]
-            if code
+            c.code for concept in service.communication for c in concept.coding if c.code
         ],
-        "accepting_referrals": bool(resource.get("active", True)) and accepting is not False,
-        "catchment_km": _extension(resource, "catchment-km"),
-        "capacity": _extension(resource, "capacity"),
-        "min_age": _extension(resource, "minimum-age"),
-        "max_age": _extension(resource, "maximum-age"),
-        "schedule": resource.get("availabilityExceptions"),
-        "description": resource.get("comment"),
-        "referral_method": next(
-            (
-                c.get("text")
-                for c in resource.get("referralMethod") or []
-                if isinstance(c, dict) and c.get("text")
-            ),
-            None,
-        ),
+        "accepting_referrals": service.active and accepting is not False,
+        "catchment_km": _extension(service, "catchment-km"),
+        "capacity": _extension(service, "capacity"),
+        "min_age": _extension(service, "minimum-age"),
+        "max_age": _extension(service, "maximum-age"),
+        "schedule": service.availabilityExceptions,
+        "description": service.comment,
+        "referral_method": next((c.text for c in service.referralMethod if c.text), None),
     }
-    position = location_resource.get("position") or {}
-    if position.get("latitude") is not None and position.get("longitude") is not None:
-        details["location"] = {"lat": position["latitude"], "lon": position["longitude"]}
-    address = location_resource.get("address") or {}
-    if isinstance(address, dict):
-        text = address.get("text") or ", ".join(
-            str(x)
-            for x in [*(address.get("line") or []), address.get("city"), address.get("postalCode")]
-            if x
-        )
-        if text:
-            details["address"] = text
-    contact = {k: telecom.get(k) for k in ("phone", "email", "url") if telecom.get(k)}
+    if location is not None:
+        if location.position is not None:
+            details["location"] = {
+                "lat": location.position.latitude,
+                "lon": location.position.longitude,
+            }
+        address = location.address
+        if address is not None:
+            text = address.text or ", ".join(
+                x for x in [*address.line, address.city, address.postalCode] if x
+            )
+            if text:
+                details["address"] = text
+    contact = {k: telecom[k] for k in ("phone", "email", "url") if telecom.get(k)}
     if contact:
         details["contact"] = contact
     return {k: v for k, v in details.items() if v is not None}

@@ -15,6 +15,7 @@ from litestar.params import FromQuery, HeaderParameter, JSONBody, PathParameter,
 from service.api.audit import audited, note
 from service.api.auth import scoped
 from service.api.errors import ApiError, FieldError
+from service.api.observability import REFERRALS
 from service.api.recommend import ServiceSummary, summary
 from service.api.v1.directory import directory_service
 from service.domain.instruments import Signal
@@ -215,6 +216,7 @@ class ReferralController(Controller):
                 recorded_at=now,
             )
             [referral] = await load_referrals(store, [await store.get_referral(referral_id)])
+        REFERRALS.labels(Status.REQUESTED.value).inc()
         return Response(
             referral, status_code=201, headers={"Location": f"/v1/referrals/{referral_id}"}
         )
@@ -347,4 +349,5 @@ class ReferralController(Controller):
                 recorded_at=now,
             )
             [referral] = await load_referrals(store, [await store.get_referral(referral_id)])
+        REFERRALS.labels(data.status.value).inc()
         return Response(referral, headers={"ETag": f'"{referral.version}"'})

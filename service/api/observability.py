@@ -1,0 +1,187 @@
+"""Request ids, structured JSON logs, and Prometheus metrics, none of them carrying PHI.
+
+Every request gets an id (the caller's ``X-Request-ID`` when it is sane, else a new one),
+echoed in the response and stamped on every log line. The access log and the metrics name
+the route *template* (``/v1/patients/{patient_id}``), never the path, query or body, so no
+patient id, answer or score reaches a log or a label.
+
+Under granian's several workers the metrics are aggregated across processes through
+prometheus_client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, set by
+``belong serve``); a single process keeps them in memory.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import os
+import re
+import time
+import uuid
+from typing import Any
+
+from litestar import Controller, Response, get
+from litestar.datastructures import State
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+from service.api.auth import scoped
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "request_id", default=None
+)
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+access_log = logging.getLogger("belong.access")
+
+REQUESTS = Counter(
+    "belong_http_requests_total",
+    "HTTP requests by route template and status",
+    ["method", "route", "status"],
+)
+LATENCY = Histogram(
+    "belong_http_request_duration_seconds",
+    "Time to answer, by route template",
+    ["method", "route"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+SCREENINGS = Counter(
+    "belong_screenings_total",
+    "Screenings recorded, by instrument and band",
+    ["instrument", "band"],
+)
+REFERRALS = Counter(
+    "belong_referral_status_changes_total", "Referrals entering each status", ["status"]
+)
+POOL = Gauge(
+    "belong_db_pool_connections",
+    "Database connections of this process by state",
+    ["state"],
+    multiprocess_mode="livesum",
+)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request id, exception."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id = request_id_var.get()
+        if request_id:
+            entry["request_id"] = request_id
+        for key in ("method", "route", "status", "duration_ms"):
+            if hasattr(record, key):
+                entry[key] = getattr(record, key)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+JsonFormatter.converter = time.gmtime
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # httpx and granian name URLs in their own lines; keep them out.
+    for noisy in ("httpx", "granian.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class RequestContextMiddleware:
+    """Request id in and out, one access-log line, and the HTTP metrics."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = _template(scope)
+            method = scope["method"]
+            REQUESTS.labels(method, route, str(status)).inc()
+            LATENCY.labels(method, route).observe(elapsed)
+            access_log.info(
+                "request",
+                extra={
+                    "method": method,
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                },
+            )
+            request_id_var.reset(token)
+
+
+def _template(scope: Scope) -> str:
+    """The route template Litestar matched, e.g. /v1/patients/{patient_id}; never the path."""
+    template = scope.get("path_template")
+    if not template:
+        return "unmatched"
+    return re.sub(r"\{(\w+):\w+\}", r"{\1}", template)
+
+
+def registry() -> CollectorRegistry:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        collected = CollectorRegistry()
+        multiprocess.MultiProcessCollector(collected)
+        return collected
+    from prometheus_client import REGISTRY
+
+    return REGISTRY
+
+
+class MetricsController(Controller):
+    path = "/metrics"
+    tags = ["operations"]
+
+    @get(
+        operation_id="metrics",
+        summary="Prometheus metrics (no patient data in any label)",
+        media_type=CONTENT_TYPE_LATEST,
+        opt=scoped("audit:read"),
+        include_in_schema=True,
+    )
+    async def metrics(self, state: State) -> Response[bytes]:
+        pool = state.db.engine.pool
+        for name in ("checkedout", "checkedin", "overflow"):
+            reading = getattr(pool, name, None)
+            if callable(reading):
+                POOL.labels(name).set(reading())
+        return Response(generate_latest(registry()), media_type=CONTENT_TYPE_LATEST)
