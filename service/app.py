@@ -25,7 +25,7 @@ from service.api.fhir.referrals import (
 )
 from service.api.fhir.resources import ObservationController, QuestionnaireResponseController
 from service.api.health import HealthController
-from service.api.limits import RateLimiter, TimeLimitMiddleware, require_json
+from service.api.limits import RateLimiter, TimeLimitMiddleware, check_request
 from service.api.observability import (
     MetricsController,
     RequestContextMiddleware,
@@ -91,7 +91,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AuditMiddleware,
         ],
         guards=[require_scope],
-        before_request=require_json,
+        before_request=check_request,
         exception_handlers={HTTPException: handle_http, Exception: handle_http},
         state=State(
             {

@@ -63,11 +63,15 @@ def parse_file(raw: Any) -> ParsedFile:
         return ParsedFile("hsds", "hsds", hsds.parse(raw))
     if isinstance(raw, dict) and isinstance(raw.get("contents"), list):
         return ParsedFile("hsds", "hsds", hsds.parse(raw["contents"]))
-    if isinstance(raw, dict) and raw.get("resourceType") == "Bundle":
+    if (
+        isinstance(raw, dict)
+        and raw.get("resourceType") == "Bundle"
+        and isinstance(raw.get("entry"), list)
+    ):
         return ParsedFile("fhir", "fhir", _parse_bundle(raw))
     raise ImportFileError(
         "expected an HSDS 3.0 list of services (or a page with 'contents'), "
-        "or a FHIR Bundle of HealthcareService"
+        "or a FHIR Bundle (with an entry list) of HealthcareService"
     )
 
 
@@ -75,6 +79,9 @@ def _parse_bundle(bundle: dict[str, Any]) -> list[hsds.Parsed | hsds.Rejected]:
     results: list[hsds.Parsed | hsds.Rejected] = []
     seen: set[str] = set()
     for index, resource in healthcare_services(bundle):
+        if resource is None:
+            results.append(hsds.Rejected(index, None, ("not a Bundle entry object",)))
+            continue
         source_id = resource.get("id")
         if not isinstance(source_id, str) or not source_id or len(source_id) > 255:
             results.append(hsds.Rejected(index, None, ("HealthcareService.id is required",)))
@@ -87,10 +94,12 @@ def _parse_bundle(bundle: dict[str, Any]) -> list[hsds.Parsed | hsds.Rejected]:
             parsed = msgspec.convert(healthcare_service_details(resource, bundle), ServiceDetails)
         except msgspec.ValidationError as exc:
             results.append(hsds.Rejected(index, source_id, (str(exc),)))
+            continue
+        problems = tuple(f"{field}: {message}" for field, message in parsed.problems())
+        if problems:
+            results.append(hsds.Rejected(index, source_id, problems))
         else:
             results.append(hsds.Parsed(index, source_id, parsed))
-    if not results:
-        raise ImportFileError("the Bundle holds no HealthcareService")
     return results
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import time
 import uuid
 from typing import Any
@@ -16,10 +17,26 @@ from service.api.errors import FHIR_JSON, ApiError, FieldError
 JSON_TYPES = ("application/json",)
 FHIR_TYPES = (FHIR_JSON, "application/json")
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_PARAM_TYPE = re.compile(r"\{(\w+)(?::\w+)?\}")
 
 
-async def require_json(request: Request[Any, Any, Any]) -> None:
-    """415 for a body that is not JSON (FHIR JSON too, on /fhir)."""
+async def check_request(request: Request[Any, Any, Any]) -> None:
+    """400 for a query parameter the operation does not have, or repeats one it cannot;
+    415 for a body that is not JSON (FHIR JSON too, on /fhir)."""
+    template = _PARAM_TYPE.sub(r"{\1}", request.scope.get("path_template") or "")
+    known = request.app.state.query_parameters.get((request.method, template))
+    if known is not None:
+        for name in set(request.query_params.keys()):
+            if name not in known:
+                raise ApiError(
+                    400,
+                    f"Unknown query parameter {name!r}",
+                    [FieldError(name, "not a parameter of this operation", "unknown")],
+                )
+            if not known[name] and len(request.query_params.getall(name)) > 1:
+                raise ApiError(
+                    400, f"{name} may be given once", [FieldError(name, "repeated", "invalid")]
+                )
     if request.method not in BODY_METHODS:
         return
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()

@@ -39,6 +39,7 @@ from service.api.auth import scoped
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
 )
+_PARAM_TYPE = re.compile(r"\{(\w+)(?::\w+)?\}")
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 access_log = logging.getLogger("belong.access")
 
@@ -126,6 +127,8 @@ class RequestContextMiddleware:
                 status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
+                if scope["method"] == "OPTIONS":
+                    headers = _with_allow(scope, headers)
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -149,12 +152,30 @@ class RequestContextMiddleware:
             request_id_var.reset(token)
 
 
+def _with_allow(scope: Scope, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Allow lists every method of the path, not only those of one handler (Litestar 2.25
+    answers OPTIONS with the methods of the handler it matched)."""
+    template = _template(scope)
+    methods = sorted(
+        {
+            method
+            for route in scope["app"].routes
+            if _PARAM_TYPE.sub(r"{\1}", route.path) == template
+            for method in route.methods
+        }
+    )
+    if not methods:
+        return headers
+    kept = [(k, v) for k, v in headers if k.lower() != b"allow"]
+    return [*kept, (b"allow", ", ".join(methods).encode())]
+
+
 def _template(scope: Scope) -> str:
     """The route template Litestar matched, e.g. /v1/patients/{patient_id}; never the path."""
     template = scope.get("path_template")
     if not template:
         return "unmatched"
-    return re.sub(r"\{(\w+):\w+\}", r"{\1}", template)
+    return _PARAM_TYPE.sub(r"{\1}", template)
 
 
 def registry() -> CollectorRegistry:

@@ -9,6 +9,7 @@ OperationOutcome on /fhir), the bearer scope it needs, and ``links`` from create
 
 from __future__ import annotations
 
+from itertools import combinations
 from typing import Any
 
 import msgspec
@@ -17,9 +18,20 @@ from litestar import Litestar
 from service.api.errors import FHIR_JSON, PROBLEM_JSON, TITLES, ProblemDetails
 from service.api.fhir.resources import FHIR_ACCEPTED
 from service.api.importing import ImportReport
+from service.api.params import DATE_SEARCH
 from service.api.v1.directory import ServiceEntry, ServicePage
-from service.api.v1.referrals import Referral, ReferralPage, ReferralRequest, StatusChange
+from service.api.v1.instruments import ScoreRequest
+from service.api.v1.patients import Patient
+from service.api.v1.referrals import (
+    Referral,
+    ReferralPage,
+    ReferralRequest,
+    StatusChange,
+)
 from service.api.v1.screenings import ScreeningRequest, ScreeningResult
+from service.domain.directory import ServiceDetails
+from service.domain.patients import PatientProfile
+from service.fhir.intake import VALUE_FIELDS, InboundQuestionnaireResponse
 from service.fhir.types import (
     Bundle,
     HealthcareService,
@@ -33,19 +45,20 @@ from service.fhir.types import (
 REF = "#/components/schemas/{name}"
 
 EXTRA_STATUSES: dict[str, set[int]] = {
-    "create_screening": {409, 422},
+    "create_screening": {403, 404, 409, 422},
     "score_answers": {403, 422},
     "put_patient": {422},
     "create_referral": {422},
     "update_referral_status": {409, 412, 422},
     "import_directory": {422},
-    "fhir_create_questionnaire_response": {409, 412, 415, 422},
+    "fhir_create_questionnaire_response": {403, 409, 412, 422},
     "health_ready": {503},
 }
 """Statuses an operation answers beyond those its shape implies (see :func:`_statuses`)."""
 
 RESPONSE_BODIES: dict[str, dict[int, tuple[str, Any]]] = {
     "create_screening": {201: ("application/json", ScreeningResult)},
+    "put_patient": {200: ("application/json", Patient), 201: ("application/json", Patient)},
     "fhir_read_observation": {200: (FHIR_JSON, Observation)},
     "fhir_search_observation": {200: (FHIR_JSON, Bundle)},
     "fhir_read_service_request": {200: (FHIR_JSON, ServiceRequest)},
@@ -59,46 +72,44 @@ RESPONSE_BODIES: dict[str, dict[int, tuple[str, Any]]] = {
 }
 """Bodies of responses returned as bytes or built at run time, which Litestar cannot see."""
 
+REQUEST_BODIES: dict[str, Any] = {
+    "score_answers": ScoreRequest,
+    "create_screening": ScreeningRequest,
+    "put_patient": PatientProfile,
+    "create_service": ServiceDetails,
+    "replace_service": ServiceDetails,
+    "create_referral": ReferralRequest,
+    "update_referral_status": StatusChange,
+}
+"""Bodies decoded strictly by service.api.body.decode, which Litestar does not see."""
+
 FHIR_RESOURCE = {
     "type": "object",
     "required": ["resourceType"],
     "properties": {"resourceType": {"type": "string"}, "id": {"type": "string"}},
 }
-QUESTIONNAIRE_RESPONSE = {
-    "type": "object",
-    "description": (
-        "A FHIR R4 QuestionnaireResponse, stored as received. It must cite a Belong "
-        "Questionnaire (its canonical url) or carry items whose linkIds are LOINC codes "
-        "Belong knows; subject Patient/<id>, status completed and authored are required."
-    ),
-    "required": ["resourceType", "status", "subject", "authored"],
-    "properties": {
-        "resourceType": {"const": "QuestionnaireResponse"},
-        "status": {"type": "string"},
-        "questionnaire": {"type": "string"},
-        "subject": {
-            "type": "object",
-            "properties": {"reference": {"type": "string", "pattern": "^Patient/"}},
-            "required": ["reference"],
-        },
-        "authored": {"type": "string"},
-        "identifier": {
-            "type": "object",
-            "properties": {"system": {"type": "string"}, "value": {"type": "string"}},
-        },
-        "item": {"type": "array", "items": {"type": "object"}},
-    },
-}
 DIRECTORY_FILE = {
     "description": (
         "An Open Referral HSDS 3.0 list of services (or a page with `contents`) using the "
         "`belong` taxonomy attributes, or a FHIR R4 Bundle of HealthcareService with its "
-        "Location and Organization entries."
+        "Location and Organization entries. Records that cannot be read are reported by "
+        "index (422 with on_error=reject-file)."
     ),
     "oneOf": [
         {"type": "array", "items": {"type": "object"}},
-        {"type": "object", "required": ["contents"]},
-        {"type": "object", "required": ["resourceType", "entry"]},
+        {
+            "type": "object",
+            "required": ["contents"],
+            "properties": {"contents": {"type": "array", "items": {"type": "object"}}},
+        },
+        {
+            "type": "object",
+            "required": ["resourceType", "entry"],
+            "properties": {
+                "resourceType": {"const": "Bundle"},
+                "entry": {"type": "array", "items": {"type": "object"}},
+            },
+        },
     ],
 }
 LINKS: dict[str, dict[str, dict[str, Any]]] = {
@@ -163,6 +174,10 @@ LINKS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 SCHEMA_TYPES = (
+    ScoreRequest,
+    PatientProfile,
+    Patient,
+    ServiceDetails,
     ProblemDetails,
     OperationOutcome,
     ScreeningRequest,
@@ -202,9 +217,11 @@ def _statuses(path: str, method: str, op: dict[str, Any], handler_opt: dict[str,
 
 def finalize(doc: dict[str, Any], app: Litestar) -> dict[str, Any]:
     """Finish Litestar's document in place (see the module docstring) and return it."""
+    _bodies(doc)
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     _, components = msgspec.json.schema_components(SCHEMA_TYPES, ref_template=REF)
     schemas.update(components)
+    schemas["BundleEntry"]["properties"]["resource"] = FHIR_RESOURCE
     doc["components"]["securitySchemes"] = {
         "bearer": {
             "type": "http",
@@ -253,7 +270,17 @@ def finalize(doc: dict[str, Any], app: Litestar) -> dict[str, Any]:
                     response["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
                 responses[str(status)] = response
             for status, (media, type_) in RESPONSE_BODIES.get(operation_id, {}).items():
-                responses[str(status)]["content"] = {media: {"schema": _ref(type_)}}
+                response = responses.setdefault(str(status), {"description": "Created"})
+                response["content"] = {media: {"schema": _ref(type_)}}
+            for parameter in op.get("parameters", []):
+                parameter["schema"] = _not_null(parameter.get("schema", {}))
+                if parameter["name"] in ("date", "_lastUpdated"):
+                    parameter["schema"] = {
+                        "type": "array",
+                        "items": {"type": "string", "pattern": DATE_SEARCH},
+                        "maxItems": 4,
+                    }
+                    parameter["explode"] = True
             if fhir:
                 for status, response in responses.items():
                     if status.startswith("2") and "content" in response:
@@ -261,16 +288,60 @@ def finalize(doc: dict[str, Any], app: Litestar) -> dict[str, Any]:
             if operation_id in LINKS:
                 success = next(s for s in responses if s.startswith("2"))
                 responses[success]["links"] = LINKS[operation_id]
-    _bodies(doc)
     return doc
+
+
+def _inbound_components() -> dict[str, Any]:
+    """The received QuestionnaireResponse, from the same Structs that decode it."""
+    _, components = msgspec.json.schema_components([InboundQuestionnaireResponse], ref_template=REF)
+    components["InboundQuestionnaireResponse"]["description"] = (
+        "A FHIR R4 QuestionnaireResponse, stored as received. It must cite a Belong "
+        "Questionnaire (its canonical url) or carry items whose linkIds are LOINC codes "
+        "Belong knows; subject Patient/<id>, status completed and authored (a time with its "
+        "zone) are needed to score it (422 otherwise). Elements R4 does not define answer 400."
+    )
+    no_nul = {"$ref": REF.format(name="JsonWithoutNul")}
+    components["JsonWithoutNul"] = {
+        "description": "Any JSON value without a NUL character in a string or a key",
+        "anyOf": [
+            {"type": ["null", "boolean", "number"]},
+            {"type": "string", "pattern": "^[^\\x00]*$"},
+            {"type": "array", "items": no_nul},
+            {
+                "type": "object",
+                "propertyNames": {"pattern": "^[^\\x00]*$"},
+                "additionalProperties": no_nul,
+            },
+        ],
+    }
+    pairs = combinations(VALUE_FIELDS, 2)
+    components["InboundAnswer"]["not"] = {
+        "anyOf": [{"required": list(pair)} for pair in pairs],
+    }
+    return components
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A parameter is absent or a value, never JSON null: Litestar writes optional ones as
+    ``oneOf [string, null]`` with the constraints beside the ``oneOf``."""
+    options = schema.get("oneOf")
+    if not options:
+        return schema
+    kept = [o for o in options if o != {"type": "null"}]
+    if len(kept) != 1:
+        return schema
+    rest = {k: v for k, v in schema.items() if k != "oneOf"}
+    return {**kept[0], **rest}
 
 
 def _bodies(doc: dict[str, Any]) -> None:
     """Request bodies read from raw bytes, which Litestar cannot describe."""
     qr = doc["paths"]["/fhir/QuestionnaireResponse"]["post"]
+    doc.setdefault("components", {}).setdefault("schemas", {}).update(_inbound_components())
+    body = {"$ref": REF.format(name="InboundQuestionnaireResponse")}
     qr["requestBody"] = {
         "required": True,
-        "content": {media: {"schema": QUESTIONNAIRE_RESPONSE} for media in FHIR_ACCEPTED},
+        "content": {media: {"schema": body} for media in FHIR_ACCEPTED},
     }
     qr["responses"]["200"] = {
         "description": "An existing QuestionnaireResponse matched the conditional create",
@@ -287,6 +358,15 @@ def _bodies(doc: dict[str, Any]) -> None:
     }
     qr.setdefault("parameters", []).append(
         {
+            "name": "identifier",
+            "in": "query",
+            "required": False,
+            "description": "Conditional create by query string: system|value (or value)",
+            "schema": {"type": "string", "pattern": r"^[^\x00]{1,512}$"},
+        }
+    )
+    qr["parameters"].append(
+        {
             "name": "If-None-Exist",
             "in": "header",
             "required": False,
@@ -299,6 +379,14 @@ def _bodies(doc: dict[str, Any]) -> None:
             for op in path_item.values():
                 if op.get("operationId") == operation_id:
                     op["responses"]["200"]["content"] = {FHIR_JSON: {"schema": FHIR_RESOURCE}}
+    for path_item in doc["paths"].values():
+        for op in path_item.values():
+            type_ = REQUEST_BODIES.get(op.get("operationId", ""))
+            if type_ is not None:
+                op["requestBody"] = {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref(type_)}},
+                }
     imports = doc["paths"]["/v1/directory/import"]["post"]
     imports["requestBody"] = {
         "required": True,
@@ -309,9 +397,24 @@ def _bodies(doc: dict[str, Any]) -> None:
     metadata["responses"]["200"]["content"] = {FHIR_JSON: {"schema": FHIR_RESOURCE}}
 
 
+def query_parameters(doc: dict[str, Any]) -> dict[tuple[str, str], dict[str, bool]]:
+    """(METHOD, path template) -> {query parameter: may repeat}, from the document."""
+    index: dict[tuple[str, str], dict[str, bool]] = {}
+    for path, item in doc.get("paths", {}).items():
+        for method, op in item.items():
+            index[(method.upper(), path)] = {
+                p["name"]: p.get("schema", {}).get("type") == "array"
+                for p in op.get("parameters", [])
+                if p.get("in") == "query"
+            }
+    return index
+
+
 def install(app: Litestar) -> None:
-    """Serve the finished document at /schema (the OpenAPI plugin caches its dict)."""
+    """Serve the finished document at /schema (the OpenAPI plugin caches its dict), and
+    keep its query parameters for the unknown-parameter check (limits.check_request)."""
     from litestar._openapi.plugin import OpenAPIPlugin
 
     plugin = app.plugins.get(OpenAPIPlugin)
     plugin._openapi_schema = finalize(plugin.provide_openapi().to_schema(), app)
+    app.state.query_parameters = query_parameters(plugin._openapi_schema)

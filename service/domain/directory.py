@@ -54,11 +54,12 @@ class ServiceDetails(msgspec.Struct, forbid_unknown_fields=True, frozen=True, om
     referral_method: Text | None = None
     description: Annotated[str, msgspec.Meta(max_length=4000, pattern=r"^[^\x00]*$")] | None = None
 
-    def __post_init__(self) -> None:
+    def problems(self) -> list[tuple[str, str]]:
+        """Rules across fields, as (field, message); a schema cannot say them."""
+        found = []
         if self.min_age is not None and self.max_age is not None and self.min_age > self.max_age:
-            raise ValueError("min_age is above max_age")
-        if self.catchment_km is not None and self.location is None:
-            raise ValueError("catchment_km needs a location")
+            found.append(("min_age", "is above max_age"))
+        return found
 
 
 class DirectoryService(ServiceDetails, frozen=True, kw_only=True):

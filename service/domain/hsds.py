@@ -91,14 +91,18 @@ def _schedule(service: dict[str, Any]) -> str | None:
 
 
 def _phone(service: dict[str, Any]) -> str | None:
-    for contact in service.get("contacts") or []:
-        for phone in (contact or {}).get("phones") or []:
-            if isinstance(phone, dict) and phone.get("number"):
-                return str(phone["number"])
-    for phone in service.get("phones") or []:
-        if isinstance(phone, dict) and phone.get("number"):
-            return str(phone["number"])
-    return None
+    phones = [
+        phone
+        for contact in _objects(service.get("contacts"))
+        for phone in _objects(contact.get("phones"))
+    ]
+    phones.extend(_objects(service.get("phones")))
+    return next((str(p["number"]) for p in phones if p.get("number")), None)
+
+
+def _objects(value: Any) -> list[dict[str, Any]]:
+    """The objects of a list, where HSDS expects a list of objects (else none)."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
 def _first(values: list[str] | None) -> str | None:
@@ -171,6 +175,33 @@ def _number(text: str) -> float | int | str:
     return int(value) if value.is_integer() else value
 
 
+ONE_VALUE = ("category", "accepting-referrals", "catchment-km", "capacity", "referral-method")
+BOOLEAN = ("accepting-referrals",)
+
+
+def _taxonomy_problems(service: dict[str, Any]) -> list[str]:
+    """Where a record breaks the belong taxonomy's value rules (one value, true/false)."""
+    attributes = _attributes(service)
+    problems = [
+        f"attributes: '{code}' may be given once, not {len(attributes[code])} times"
+        for code in ONE_VALUE
+        if len(attributes.get(code, [])) > 1
+    ]
+    problems.extend(
+        f"attributes: '{code}' must be true or false, not {value!r}"
+        for code in BOOLEAN
+        for value in attributes.get(code, [])
+        if value.strip().lower() not in ("true", "false")
+    )
+    for key in ("contacts", "languages", "schedules", "service_at_locations", "attributes"):
+        value = service.get(key)
+        if value is not None and (
+            not isinstance(value, list) or any(not isinstance(v, dict) for v in value)
+        ):
+            problems.append(f"{key}: a list of objects is expected")
+    return problems
+
+
 def parse(services: Iterable[Any]) -> list[Parsed | Rejected]:
     """Each HSDS service as a directory entry, or the reasons it cannot be one."""
     results: list[Parsed | Rejected] = []
@@ -190,7 +221,7 @@ def parse(services: Iterable[Any]) -> list[Parsed | Rejected]:
             continue
         seen.add(source_id)
         details = service_details(service)
-        reasons = []
+        reasons = _taxonomy_problems(service)
         if "category" not in details:
             reasons.append("attributes: no 'category' term from the belong taxonomy")
         if not details.get("modalities"):
@@ -201,7 +232,9 @@ def parse(services: Iterable[Any]) -> list[Parsed | Rejected]:
             except msgspec.ValidationError as exc:
                 reasons.append(str(exc))
             else:
-                results.append(Parsed(index, source_id, parsed))
-                continue
+                reasons.extend(f"{field}: {message}" for field, message in parsed.problems())
+                if not reasons:
+                    results.append(Parsed(index, source_id, parsed))
+                    continue
         results.append(Rejected(index, source_id, tuple(reasons)))
     return results

@@ -372,11 +372,15 @@ def healthcare_service_details(resource: dict[str, Any], bundle: dict[str, Any])
     return {k: v for k, v in details.items() if v is not None}
 
 
-def healthcare_services(bundle: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
-    """(entry index, HealthcareService) for each HealthcareService in the Bundle."""
-    found = []
+def healthcare_services(bundle: dict[str, Any]) -> list[tuple[int, dict[str, Any] | None]]:
+    """(entry index, HealthcareService) for each HealthcareService in the Bundle, and
+    (index, None) for an entry that is not a Bundle entry object."""
+    found: list[tuple[int, dict[str, Any] | None]] = []
     for index, entry in enumerate(bundle.get("entry") or []):
-        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(entry, dict) or not isinstance(entry.get("resource", {}), dict):
+            found.append((index, None))
+            continue
+        resource = entry.get("resource")
         if isinstance(resource, dict) and resource.get("resourceType") == "HealthcareService":
             found.append((index, resource))
     return found

@@ -20,9 +20,15 @@ from service.domain.instruments import LOINC, Instrument
 from service.domain.scoring import AnswerValue, Problem
 from service.fhir.questionnaire import answer_system, canonical_url
 
-FhirString = Annotated[str, msgspec.Meta(min_length=1)]
-"""FHIR strings are never empty (R4 datatypes: string has at least one character)."""
-Json = dict[str, Any]
+FhirString = Annotated[str, msgspec.Meta(min_length=1, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f]+$")]
+"""R4 strings: at least one character, and no control characters but tab, CR and LF."""
+JSON_WITHOUT_NUL = "#/components/schemas/JsonWithoutNul"
+Json = Annotated[
+    dict[str, Any],
+    msgspec.Meta(extra_json_schema={"additionalProperties": {"$ref": JSON_WITHOUT_NUL}}),
+]
+"""A FHIR element Belong keeps but does not read (extensions, narrative, contained).
+PostgreSQL cannot store NUL, so a NUL anywhere in one is refused (400)."""
 
 
 class _Strict(msgspec.Struct, forbid_unknown_fields=True):

@@ -14,10 +14,13 @@ _DATE = re.compile(
 
 
 class SearchError(ValueError):
-    def __init__(self, parameter: str, message: str) -> None:
+    def __init__(self, parameter: str, message: str, status: int = 400) -> None:
         super().__init__(f"{parameter}: {message}")
         self.parameter = parameter
         self.message = message
+        self.status = status
+        """400 for a value that is not the parameter's syntax; 422 for a well-formed date
+        that does not exist (30 February)."""
 
 
 def parse_token(parameter: str, value: str) -> list[tuple[str | None, str]]:
@@ -36,6 +39,16 @@ def parse_token(parameter: str, value: str) -> list[tuple[str | None, str]]:
     return tokens
 
 
+def _precision(time: str) -> timedelta:
+    """How much time a written time of day covers: 10:00 a minute, 10:00:05 a second,
+    10:00:05.25 a hundredth of a second."""
+    parts = time.split(":")
+    if len(parts) < 3:
+        return timedelta(minutes=1)
+    _, _, fraction = parts[2].partition(".")
+    return timedelta(seconds=10 ** -len(fraction)) if fraction else timedelta(seconds=1)
+
+
 def _range(parameter: str, text: str) -> tuple[datetime, datetime]:
     """The instants [start, end) a FHIR date or dateTime value covers."""
     match = _DATE.match(text)
@@ -47,10 +60,7 @@ def _range(parameter: str, text: str) -> tuple[datetime, datetime]:
             instant = datetime.fromisoformat(
                 f"{text[:10]}T{match['time']}{(match['tz'] or 'Z').replace('Z', '+00:00')}"
             ).astimezone(UTC)
-            precision = (
-                timedelta(seconds=1) if match["time"].count(":") == 2 else timedelta(minutes=1)
-            )
-            return instant, instant + precision
+            return instant, instant + _precision(match["time"])
         if match["day"]:
             start = datetime(year, int(match["month"]), int(match["day"]), tzinfo=UTC)
             return start, start + timedelta(days=1)

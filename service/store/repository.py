@@ -63,8 +63,8 @@ class ServiceQuery:
     language: str | None = None
     modality: str | None = None
     accepting: bool | None = None
-    bounds: tuple[float, float, float, float] | None = None
-    """(min lat, max lat, min lon, max lon): a box around a ``near`` search."""
+    bounds: Sequence[tuple[float, float, float, float]] = ()
+    """(min lat, max lat, min lon, max lon) boxes around a ``near`` search; any may hold."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -488,10 +488,17 @@ class ClinicStore:
             query = query.where(c.modalities.like(f"% {q.modality} %"))
         if q.accepting is not None:
             query = query.where(c.accepting.is_(q.accepting))
-        if q.bounds is not None:
-            low_lat, high_lat, low_lon, high_lon = q.bounds
+        if q.bounds:
             query = query.where(
-                c.latitude.between(low_lat, high_lat), c.longitude.between(low_lon, high_lon)
+                sa.or_(
+                    *(
+                        sa.and_(
+                            c.latitude.between(low_lat, high_lat),
+                            c.longitude.between(low_lon, high_lon),
+                        )
+                        for low_lat, high_lat, low_lon, high_lon in q.bounds
+                    )
+                )
             )
         return list((await self.conn.execute(query.order_by(c.name, c.id))).all())
 
@@ -503,8 +510,12 @@ class ClinicStore:
     async def insert_referral_event(self, **values: Any) -> None:
         await self.conn.execute(sa.insert(referral_events).values(self._row(id=new_id(), **values)))
 
-    async def get_referral(self, referral_id: str) -> Row[Any] | None:
+    async def get_referral(self, referral_id: str, for_update: bool = False) -> Row[Any] | None:
+        """The referral; with ``for_update``, locked until the transaction ends (PostgreSQL;
+        SQLite's write transactions are serial already)."""
         query = self._select(referrals).where(referrals.c.id == referral_id)
+        if for_update:
+            query = query.with_for_update()
         return (await self.conn.execute(query)).first()
 
     async def list_referrals(self, q: ReferralQuery) -> tuple[list[Row[Any]], int]:

@@ -162,10 +162,10 @@ def test_licensed_instrument_scores_a_t_score(licensed_client, catalog) -> None:
     ("content", "field"),
     [
         (b'{"answers": {"1": 1}', "body"),
-        (b'{"answers": {"1": 1}, "extra": 1}', "data"),
-        (b'{"answer": {"1": 1}}', "data"),
+        (b'{"answers": {"1": 1}, "extra": 1}', "extra"),
+        (b'{"answer": {"1": 1}}', "answer"),
         (b'{"answers": {"1": [1]}}', "answers"),
-        (b"[]", "data"),
+        (b"[]", "body"),
     ],
 )
 def test_malformed_bodies_are_400_naming_the_field(client, content, field) -> None:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 from litestar import Controller, Request, get
 from litestar.di import NamedDependency
+from litestar.params import QueryParameter
 
 from service.api.auth import PUBLIC
 from service.api.catalog import Catalog
 from service.api.errors import FHIR_JSON
+from service.api.fhir.bundles import searchset
 from service.api.v1.instruments import InstrumentId
 from service.fhir.questionnaire import questionnaire
-from service.fhir.types import Bundle, BundleEntry, BundleLink, BundleSearch, Questionnaire
+from service.fhir.types import Bundle, Questionnaire
 
 
 class QuestionnaireController(Controller):
@@ -23,21 +27,17 @@ class QuestionnaireController(Controller):
         media_type=FHIR_JSON,
         summary="Every instrument as an R4 Questionnaire (searchset)",
     )
-    async def search(self, catalog: NamedDependency[Catalog], request: Request) -> Bundle:
-        base = str(request.base_url).rstrip("/")
-        entries = [
-            BundleEntry(
-                fullUrl=f"{base}/fhir/Questionnaire/{instrument.id}",
-                resource=questionnaire(instrument),
-                search=BundleSearch(mode="match"),
-            )
-            for instrument in catalog.instruments.values()
-        ]
-        return Bundle(
-            type="searchset",
-            total=len(entries),
-            link=[BundleLink(relation="self", url=str(request.url))],
-            entry=entries,
+    async def search(
+        self,
+        catalog: NamedDependency[Catalog],
+        request: Request[Any, Any, Any],
+        count: Annotated[int, QueryParameter(name="_count", ge=1, le=100)] = 50,
+        offset: Annotated[int, QueryParameter(name="_offset", ge=0, le=100_000)] = 0,
+    ) -> Bundle:
+        instruments = list(catalog.instruments.values())
+        page = [questionnaire(i) for i in instruments[offset : offset + count]]
+        return searchset(
+            request, "Questionnaire", page, len(instruments), offset, count, ("_count",)
         )
 
     @get(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get
@@ -13,6 +14,7 @@ from service.api.auth import scoped
 from service.api.errors import FHIR_JSON, ApiError, FieldError
 from service.api.fhir.bundles import searchset
 from service.api.fhir.resources import ResourceId, _patient_param
+from service.api.params import PATIENT_REFERENCE, SERVICE_REFERENCE
 from service.api.v1.directory import directory_service
 from service.domain.directory import Category
 from service.domain.referrals import Status
@@ -31,10 +33,17 @@ from service.store.repository import ClinicStore, ReferralQuery, ServiceQuery
 
 Count = Annotated[int, QueryParameter(name="_count", ge=1, le=100)]
 Offset = Annotated[int, QueryParameter(name="_offset", ge=0, le=100_000)]
-Reference = Annotated[str | None, QueryParameter(required=False, max_length=120)]
+PatientRef = Annotated[str | None, QueryParameter(required=False, pattern=PATIENT_REFERENCE)]
 LastUpdated = Annotated[
-    list[str] | None, QueryParameter(name="_lastUpdated", required=False, max_length=4)
+    list[str] | None, QueryParameter(name="_lastUpdated", required=False, max_items=4)
 ]
+TASK_STATUS = "(" + "|".join(s.value for s in Status) + ")"
+
+
+SERVICE_TYPE = (
+    rf"^({re.escape(CATEGORY_SYSTEM)}\|)?"
+    rf"({'|'.join(re.escape(c.value) for c in Category)})$"
+)
 
 
 def _bad(field: str, message: str, status: int = 400, code: str = "invalid") -> ApiError:
@@ -89,8 +98,8 @@ class ServiceRequestController(Controller):
         self,
         request: Request[Principal, Any, Any],
         db: NamedDependency[Database],
-        patient: Reference = None,
-        subject: Reference = None,
+        patient: PatientRef = None,
+        subject: PatientRef = None,
         status: Annotated[
             str | None,
             QueryParameter(required=False, pattern=r"^(active|on-hold|completed|revoked)$"),
@@ -103,7 +112,7 @@ class ServiceRequestController(Controller):
             patient_id = _patient_param(patient or subject)
             updated = _updated(last_updated)
         except SearchError as exc:
-            raise _bad(exc.parameter, exc.message) from exc
+            raise _bad(exc.parameter, exc.message, exc.status) from exc
         note(request, None, patient_id)
         statuses = [s.value for s, sr in SERVICE_REQUEST_STATUS.items() if sr == status]
         query = ReferralQuery(
@@ -165,9 +174,14 @@ class TaskController(Controller):
         self,
         request: Request[Principal, Any, Any],
         db: NamedDependency[Database],
-        patient: Reference = None,
-        owner: Reference = None,
-        status: Annotated[str | None, QueryParameter(required=False, max_length=200)] = None,
+        patient: PatientRef = None,
+        owner: Annotated[
+            str | None, QueryParameter(required=False, pattern=SERVICE_REFERENCE)
+        ] = None,
+        status: Annotated[
+            str | None,
+            QueryParameter(required=False, pattern=rf"^{TASK_STATUS}(,{TASK_STATUS}){{0,7}}$"),
+        ] = None,
         last_updated: LastUpdated = None,
         count: Count = 20,
         offset: Offset = 0,
@@ -177,7 +191,7 @@ class TaskController(Controller):
             updated = _updated(last_updated)
             statuses = [Status(s).value for s in status.split(",")] if status else []
         except SearchError as exc:
-            raise _bad(exc.parameter, exc.message) from exc
+            raise _bad(exc.parameter, exc.message, exc.status) from exc
         except ValueError:
             raise _bad("status", f"one or more of {', '.join(s.value for s in Status)}") from None
         service_id = None
@@ -247,7 +261,8 @@ class HealthcareServiceController(Controller):
         request: Request[Principal, Any, Any],
         db: NamedDependency[Database],
         service_type: Annotated[
-            str | None, QueryParameter(name="service-type", required=False, max_length=300)
+            str | None,
+            QueryParameter(name="service-type", required=False, pattern=SERVICE_TYPE),
         ] = None,
         count: Count = 20,
         offset: Offset = 0,
@@ -257,7 +272,7 @@ class HealthcareServiceController(Controller):
             try:
                 tokens = parse_token("service-type", service_type)
             except SearchError as exc:
-                raise _bad(exc.parameter, exc.message) from exc
+                raise _bad(exc.parameter, exc.message, exc.status) from exc
             codes = {code for system, code in tokens if system in (None, CATEGORY_SYSTEM)}
             known = [c for c in Category if c.value in codes]
             if len(known) != 1:

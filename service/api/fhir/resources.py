@@ -21,6 +21,7 @@ from service.api.auth import scoped
 from service.api.catalog import Catalog
 from service.api.errors import FHIR_JSON, ApiError, FieldError
 from service.api.fhir.bundles import searchset, single
+from service.api.params import PATIENT_REFERENCE, TOKEN_LIST
 from service.api.recording import (
     Recorded,
     ScoredScreening,
@@ -52,6 +53,7 @@ FHIR_DATE_TIME = re.compile(
     r"(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00)))?)?)?"
 )
 """The R4 dateTime regex: a time, when given, carries its zone."""
+PatientRef = Annotated[str | None, QueryParameter(required=False, pattern=PATIENT_REFERENCE)]
 ResourceId = Annotated[
     str, PathParameter(pattern=r"^[A-Za-z0-9\-.]{1,64}$", description="FHIR resource id")
 ]
@@ -140,9 +142,7 @@ def _score_picked(picked: list[Picked]) -> tuple[list[ScoredScreening], list[Pro
 
 def _condition(request: Request[Any, Any, Any]) -> tuple[str | None, str] | None:
     """The identifier a conditional create names, from If-None-Exist or the query string."""
-    text = request.headers.get("if-none-exist")
-    if text is None and request.url.query:
-        text = request.url.query
+    text = request.headers.get("if-none-exist") or request.url.query or None
     if text is None:
         return None
     params = parse_qsl(text.lstrip("?"), keep_blank_values=True)
@@ -369,13 +369,13 @@ class ObservationController(Controller):
         self,
         request: Request[Principal, Any, Any],
         db: NamedDependency[Database],
-        patient: Annotated[str | None, QueryParameter(required=False, max_length=80)] = None,
-        subject: Annotated[str | None, QueryParameter(required=False, max_length=80)] = None,
-        code: Annotated[str | None, QueryParameter(required=False, max_length=1000)] = None,
-        category: Annotated[str | None, QueryParameter(required=False, max_length=1000)] = None,
-        date: Annotated[list[str] | None, QueryParameter(required=False, max_length=4)] = None,
+        patient: PatientRef = None,
+        subject: PatientRef = None,
+        code: Annotated[str | None, QueryParameter(required=False, pattern=TOKEN_LIST)] = None,
+        category: Annotated[str | None, QueryParameter(required=False, pattern=TOKEN_LIST)] = None,
+        date: Annotated[list[str] | None, QueryParameter(required=False, max_items=4)] = None,
         last_updated: Annotated[
-            list[str] | None, QueryParameter(name="_lastUpdated", required=False, max_length=4)
+            list[str] | None, QueryParameter(name="_lastUpdated", required=False, max_items=4)
         ] = None,
         count: Annotated[int, QueryParameter(name="_count", ge=1, le=100)] = 20,
         sort: Annotated[
@@ -384,8 +384,12 @@ class ObservationController(Controller):
         offset: Annotated[int, QueryParameter(name="_offset", ge=0, le=100_000)] = 0,
     ) -> Response[Bundle]:
         single(request, ("patient", "subject", "code", "category", "_count", "_sort"))
-        if patient and subject and patient != subject:
-            raise _bad(400, "subject", "patient and subject name different patients")
+        if patient and subject and _patient_param(patient) != _patient_param(subject):
+            # Both must match (FHIR ANDs parameters) and no Observation has two subjects.
+            return Response(
+                searchset(request, "Observation", [], 0, offset, count, OBSERVATION_PARAMS),
+                media_type=FHIR_JSON,
+            )
         try:
             patient_id = _patient_param(patient or subject)
             codes = parse_token("code", code) if code else []
@@ -393,7 +397,7 @@ class ObservationController(Controller):
             updated = [c for value in last_updated or [] for c in parse_date("_lastUpdated", value)]
             categories = parse_token("category", category) if category else []
         except SearchError as exc:
-            raise _bad(400, exc.parameter, exc.message) from exc
+            raise _bad(exc.status, exc.parameter, exc.message) from exc
         note(request, None, patient_id)
         sort_by, descending = SORTS[sort]
         query = ObservationQuery(

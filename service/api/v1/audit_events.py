@@ -12,8 +12,9 @@ from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
 from service.api.auth import scoped
+from service.api.params import Instant, instant
 from service.store.clients import Principal
-from service.store.database import Database, as_utc, utc_field
+from service.store.database import Database, as_utc
 from service.store.repository import AuditQuery, ClinicStore
 
 
@@ -45,15 +46,15 @@ class AuditEventController(Controller):
         patient_id: Annotated[
             str | None, QueryParameter(pattern=r"^[A-Za-z0-9\-.]{1,64}$", required=False)
         ] = None,
-        since: Annotated[datetime | None, QueryParameter(required=False)] = None,
-        until: Annotated[datetime | None, QueryParameter(required=False)] = None,
+        since: Instant = None,
+        until: Instant = None,
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
         offset: Annotated[int, QueryParameter(ge=0, le=100_000)] = 0,
     ) -> list[AuditEvent]:
         query = AuditQuery(
             patient_id=patient_id,
-            since=utc_field(since, "since") if since else None,
-            until=utc_field(until, "until") if until else None,
+            since=instant(since, "since"),
+            until=instant(until, "until"),
             limit=limit,
             offset=offset,
         )

@@ -9,11 +9,13 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.di import NamedDependency
-from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
+from litestar.params import FromQuery, PathParameter, QueryParameter
 
 from service.api.auth import scoped
+from service.api.body import decode
 from service.api.errors import ApiError, FieldError
 from service.api.importing import ImportFileError, ImportReport, OnError, apply, parse_file
+from service.api.params import NEAR
 from service.domain.directory import Category, DirectoryService, ServiceDetails
 from service.domain.matching import EARTH_RADIUS_KM, distance_km
 from service.domain.patients import Modality, PainCondition
@@ -63,6 +65,16 @@ def directory_service(row: Any) -> DirectoryService:
     return msgspec.convert({**row.details, "id": row.id}, DirectoryService)
 
 
+def _check(details: ServiceDetails) -> None:
+    problems = details.problems()
+    if problems:
+        raise ApiError(
+            422,
+            "The service entry is inconsistent",
+            [FieldError(field, message, "inconsistent") for field, message in problems],
+        )
+
+
 def _not_found(service_id: str) -> ApiError:
     return ApiError(
         404, f"No service {service_id!r}", [FieldError("service_id", "not found", "not_found")]
@@ -86,16 +98,22 @@ def _near(text: str) -> tuple[float, float]:
     return lat, lon
 
 
-def _bounds(lat: float, lon: float, radius_km: float) -> tuple[float, float, float, float]:
-    """A lat/lon box holding every point within ``radius_km`` (then checked exactly)."""
-    dlat = math.degrees(radius_km / EARTH_RADIUS_KM)
-    cos_lat = math.cos(math.radians(lat))
-    if abs(lat) + dlat >= 89.9 or cos_lat < 1e-6:
-        return max(-90.0, lat - dlat), min(90.0, lat + dlat), -180.0, 180.0
-    dlon = math.degrees(radius_km / (EARTH_RADIUS_KM * cos_lat))
-    if dlon >= 180:
-        return lat - dlat, lat + dlat, -180.0, 180.0
-    return lat - dlat, lat + dlat, lon - dlon, lon + dlon
+def _bounds(lat: float, lon: float, radius_km: float) -> list[tuple[float, float, float, float]]:
+    """Lat/lon boxes holding every point within ``radius_km`` (then checked exactly): one box,
+    or two where the circle crosses the antimeridian."""
+    angle = radius_km / EARTH_RADIUS_KM
+    dlat = math.degrees(angle)
+    low_lat, high_lat = max(-90.0, lat - dlat), min(90.0, lat + dlat)
+    reach = math.sin(angle) / math.cos(math.radians(lat)) if abs(lat) < 90 else 2.0
+    if low_lat <= -90 or high_lat >= 90 or reach >= 1 or angle >= math.pi / 2:
+        return [(low_lat, high_lat, -180.0, 180.0)]
+    dlon = math.degrees(math.asin(reach))  # the circle's widest longitude
+    west, east = lon - dlon, lon + dlon
+    if west < -180:
+        return [(low_lat, high_lat, west + 360, 180.0), (low_lat, high_lat, -180.0, east)]
+    if east > 180:
+        return [(low_lat, high_lat, west, 180.0), (low_lat, high_lat, -180.0, east - 360)]
+    return [(low_lat, high_lat, west, east)]
 
 
 class DirectoryController(Controller):
@@ -126,7 +144,7 @@ class DirectoryController(Controller):
         accepting: FromQuery[bool | None] = None,
         near: Annotated[
             str | None,
-            QueryParameter(pattern=r"^-?[0-9.]{1,12},-?[0-9.]{1,12}$", required=False),
+            QueryParameter(pattern=NEAR, required=False, description="lat,lon in degrees"),
         ] = None,
         radius_km: Annotated[float, QueryParameter(gt=0, le=1000)] = 25.0,
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
@@ -139,7 +157,7 @@ class DirectoryController(Controller):
             language=language.split("-", 1)[0].lower() if language else None,
             modality=modality.value if modality else None,
             accepting=accepting,
-            bounds=_bounds(*point, radius_km) if point else None,
+            bounds=_bounds(*point, radius_km) if point else (),
         )
         async with db.begin() as conn:
             rows = await ClinicStore(conn, request.user.clinic_id).search_services(query)
@@ -171,9 +189,10 @@ class DirectoryController(Controller):
     async def create(
         self,
         request: Request[Principal, Any, Any],
-        data: JSONBody[ServiceDetails],
         db: NamedDependency[Database],
     ) -> Response[ServiceEntry]:
+        data = await decode(request, ServiceDetails)
+        _check(data)
         service_id = str(new_id())
         async with db.begin() as conn:
             store = ClinicStore(conn, request.user.clinic_id)
@@ -215,9 +234,10 @@ class DirectoryController(Controller):
         self,
         request: Request[Principal, Any, Any],
         service_id: ServiceId,
-        data: JSONBody[ServiceDetails],
         db: NamedDependency[Database],
     ) -> ServiceEntry:
+        data = await decode(request, ServiceDetails)
+        _check(data)
         async with db.begin() as conn:
             store = ClinicStore(conn, request.user.clinic_id)
             if not await store.replace_service(service_id, msgspec.to_builtins(data), utcnow()):

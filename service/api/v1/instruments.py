@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, get, post
+from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
-from litestar.params import JSONBody, PathParameter
+from litestar.params import PathParameter
 from litestar.status_codes import HTTP_200_OK
 
 from service.api.auth import PUBLIC, scoped
+from service.api.body import decode
 from service.api.catalog import Catalog
 from service.api.errors import ApiError
 from service.domain.instruments import Band, Coding, Instrument, MissingRule, Source
@@ -294,8 +295,9 @@ class InstrumentController(Controller):
     )
     async def score(
         self,
+        request: Request[Any, Any, Any],
         catalog: NamedDependency[Catalog],
         instrument_id: InstrumentId,
-        data: JSONBody[ScoreRequest],
     ) -> Score:
+        data = await decode(request, ScoreRequest)
         return score_answers(catalog.usable(instrument_id), data.answers)[1]

@@ -8,10 +8,11 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, get, put
 from litestar.di import NamedDependency
-from litestar.params import JSONBody, PathParameter, QueryParameter
+from litestar.params import PathParameter, QueryParameter
 
 from service.api.audit import audited
 from service.api.auth import scoped
+from service.api.body import decode
 from service.api.catalog import Catalog
 from service.api.errors import ApiError, FieldError
 from service.api.recommend import Recommendations, recommend
@@ -110,9 +111,9 @@ class PatientController(Controller):
         self,
         request: Request[Principal, Any, Any],
         patient_id: PatientIdParam,
-        data: JSONBody[PatientProfile],
         db: NamedDependency[Database],
     ) -> Response[Patient]:
+        data = await decode(request, PatientProfile)
         now = utcnow()
         async with db.begin() as conn:
             store = ClinicStore(conn, request.user.clinic_id)

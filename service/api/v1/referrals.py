@@ -10,19 +10,21 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, get, patch, post
 from litestar.di import NamedDependency
-from litestar.params import FromQuery, HeaderParameter, JSONBody, PathParameter, QueryParameter
+from litestar.params import FromQuery, HeaderParameter, PathParameter, QueryParameter
 
 from service.api.audit import audited, note
 from service.api.auth import scoped
+from service.api.body import decode
 from service.api.errors import ApiError, FieldError
 from service.api.observability import REFERRALS
+from service.api.params import Instant, instant
 from service.api.recommend import ServiceSummary, summary
 from service.api.v1.directory import directory_service
 from service.domain.instruments import Signal
 from service.domain.patients import PatientId
 from service.domain.referrals import NEEDS_REASON, NEXT, Status, TransitionError, check
 from service.store.clients import Principal
-from service.store.database import Database, as_utc, new_id, utc_field, utcnow
+from service.store.database import Database, as_utc, new_id, utcnow
 from service.store.repository import ClinicStore, ReferralQuery
 
 ReferralId = Annotated[
@@ -154,9 +156,9 @@ class ReferralController(Controller):
     async def create(
         self,
         request: Request[Principal, Any, Any],
-        data: JSONBody[ReferralRequest],
         db: NamedDependency[Database],
     ) -> Response[Referral]:
+        data = await decode(request, ReferralRequest)
         if not data.consent.given:
             raise ApiError(
                 422,
@@ -237,7 +239,7 @@ class ReferralController(Controller):
         service_id: Annotated[
             str | None, QueryParameter(pattern=r"^[A-Za-z0-9\-.]{1,64}$", required=False)
         ] = None,
-        updated_since: Annotated[datetime | None, QueryParameter(required=False)] = None,
+        updated_since: Instant = None,
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
         offset: Annotated[int, QueryParameter(ge=0, le=100_000)] = 0,
     ) -> ReferralPage:
@@ -246,7 +248,7 @@ class ReferralController(Controller):
             statuses=[status.value] if status else [],
             patient_id=patient_id,
             service_id=service_id,
-            updated_since=utc_field(updated_since, "updated_since") if updated_since else None,
+            updated_since=instant(updated_since, "updated_since"),
             limit=limit,
             offset=offset,
         )
@@ -292,25 +294,25 @@ class ReferralController(Controller):
         self,
         request: Request[Principal, Any, Any],
         referral_id: ReferralId,
-        data: JSONBody[StatusChange],
         db: NamedDependency[Database],
         if_match: Annotated[
             str | None,
             HeaderParameter(name="If-Match", required=False, pattern=r'^(W/)?"[0-9]{1,9}"$'),
         ] = None,
     ) -> Response[Referral]:
+        data = await decode(request, StatusChange)
         if data.status in NEEDS_REASON and data.reason is None:
             raise ApiError(
                 422,
                 f"Moving to {data.status.value} needs a reason",
                 [FieldError("reason", "required for this status", "required")],
             )
-        now = utcnow()
         async with db.begin() as conn:
             store = ClinicStore(conn, request.user.clinic_id)
-            row = await store.get_referral(referral_id)
+            row = await store.get_referral(referral_id, for_update=True)
             if row is None:
                 raise _not_found()
+            now = utcnow()  # after the lock, so history times follow the order of steps
             note(request, referral_id, row.patient_id)
             if if_match is not None and if_match.removeprefix("W/").strip('"') != str(row.version):
                 raise ApiError(

@@ -8,10 +8,11 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import HeaderParameter, JSONBody, PathParameter
+from litestar.params import HeaderParameter, PathParameter
 
 from service.api.audit import audited, note
 from service.api.auth import scoped
+from service.api.body import decode
 from service.api.catalog import Catalog
 from service.api.errors import ApiError, FieldError
 from service.api.recommend import Recommendations, recommend
@@ -107,7 +108,6 @@ class ScreeningController(Controller):
     async def create(
         self,
         request: Request[Principal, Any, Any],
-        data: JSONBody[ScreeningRequest],
         catalog: NamedDependency[Catalog],
         db: NamedDependency[Database],
         idempotency_key: Annotated[
@@ -120,6 +120,7 @@ class ScreeningController(Controller):
             ),
         ] = None,
     ) -> Response[bytes]:
+        data = await decode(request, ScreeningRequest)
         instrument = catalog.usable(data.instrument, field="instrument")
         accepted, score = score_answers(instrument, data.answers)
         completed_at = check_completed_at(data.completed_at, "completed_at", utcnow())

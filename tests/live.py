@@ -1,0 +1,95 @@
+"""A real ``belong serve`` on a free loopback port, for tests that need a live server.
+
+The database is migrated with ``belong db upgrade``, a token is made with ``belong clients
+create`` (its last output line), and the server is always stopped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+BELONG = Path(sys.executable).with_name("belong")
+START_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class LiveServer:
+    origin: str
+    token: str
+    env: dict[str, str]
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def belong(*args: str, env: dict[str, str]) -> str:
+    done = subprocess.run(
+        [str(BELONG), *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@contextmanager
+def live_server(
+    database_url: str,
+    folder: Path,
+    scopes: Sequence[str],
+    clinic: str = "live",
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[LiveServer]:
+    env = {
+        **os.environ,
+        "BELONG_DATABASE_URL": database_url,
+        "BELONG_LOG_LEVEL": "WARNING",
+        **(extra_env or {}),
+    }
+    belong("db", "upgrade", env=env)
+    scope_args = [arg for scope in scopes for arg in ("--scope", scope)]
+    token = belong("clients", "create", "--clinic", clinic, *scope_args, env=env).splitlines()[-1]
+    port = free_port()
+    log_path = folder / f"server-{port}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(BELONG), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        origin = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + START_TIMEOUT
+            while True:
+                assert process.poll() is None, log_path.read_text()
+                try:
+                    if httpx.get(f"{origin}/health/ready", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "the server did not become ready"
+                time.sleep(0.2)
+            yield LiveServer(origin, token, env)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
