@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint typecheck unit schemas
+.PHONY: install run test lint typecheck unit schemas contract bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
@@ -47,3 +47,12 @@ test: lint typecheck
 schemas: install
 	$(BIN)/belong instruments schema
 	$(BIN)/belong openapi export
+
+# A longer schemathesis CLI run against a live server (not part of `make test`).
+contract: install
+	$(BIN)/python tests/contract/contract_cli.py
+
+# The load benchmark against the bare Litestar + asyncpg ceiling (not part of `make test`).
+bench: install
+	$(BIN)/python tests/perf/bench_matching.py
+	$(BIN)/python tests/perf/bench_load.py
