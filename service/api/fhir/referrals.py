@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get
@@ -80,6 +81,44 @@ async def _facts(store: ClinicStore, rows: list[Any]) -> list[ReferralFacts]:
     return facts
 
 
+Build = Callable[[ReferralFacts], Any]
+
+
+async def _search(
+    request: Request[Principal, Any, Any],
+    db: Database,
+    query: ReferralQuery,
+    build: Build,
+    resource_type: str,
+    used: tuple[str, ...],
+) -> Response[Any]:
+    """Referrals found by ``query``, each built as ``resource_type``, as a searchset."""
+    note(request, None, query.patient_id)
+    async with db.begin() as conn:
+        store = ClinicStore(conn, request.user.clinic_id)
+        rows, total = await store.list_referrals(query)
+        resources = [build(f) for f in await _facts(store, rows)]
+    bundle = searchset(request, resource_type, resources, total, query.offset, query.limit, used)
+    return Response(bundle, media_type=FHIR_JSON)
+
+
+async def _read(
+    request: Request[Principal, Any, Any],
+    db: Database,
+    referral_id: str,
+    build: Build,
+    resource_type: str,
+) -> Response[Any]:
+    async with db.begin() as conn:
+        store = ClinicStore(conn, request.user.clinic_id)
+        row = await store.get_referral(referral_id)
+        if row is None:
+            raise _bad("id", f"no such {resource_type}", 404, "not_found")
+        note(request, row.id, row.patient_id)
+        [facts] = await _facts(store, [row])
+    return Response(build(facts), media_type=FHIR_JSON)
+
+
 def _updated(values: list[str] | None) -> list[Any]:
     return [c for value in values or [] for c in parse_date("_lastUpdated", value)]
 
@@ -113,7 +152,6 @@ class ServiceRequestController(Controller):
             updated = _updated(last_updated)
         except SearchError as exc:
             raise _bad(exc.parameter, exc.message, exc.status) from exc
-        note(request, None, patient_id)
         statuses = [s.value for s, sr in SERVICE_REQUEST_STATUS.items() if sr == status]
         query = ReferralQuery(
             statuses=statuses,
@@ -122,20 +160,8 @@ class ServiceRequestController(Controller):
             limit=count,
             offset=offset,
         )
-        async with db.begin() as conn:
-            store = ClinicStore(conn, request.user.clinic_id)
-            rows, total = await store.list_referrals(query)
-            resources = [service_request(f) for f in await _facts(store, rows)]
-        bundle = searchset(
-            request,
-            "ServiceRequest",
-            resources,
-            total,
-            offset,
-            count,
-            ("patient", "subject", "status", "_lastUpdated", "_count"),
-        )
-        return Response(bundle, media_type=FHIR_JSON)
+        used = ("patient", "subject", "status", "_lastUpdated", "_count")
+        return await _search(request, db, query, service_request, "ServiceRequest", used)
 
     @get(
         "/{resource_id:str}",
@@ -150,14 +176,7 @@ class ServiceRequestController(Controller):
         resource_id: ResourceId,
         db: NamedDependency[Database],
     ) -> Response[Any]:
-        async with db.begin() as conn:
-            store = ClinicStore(conn, request.user.clinic_id)
-            row = await store.get_referral(resource_id)
-            if row is None:
-                raise _bad("id", "no such ServiceRequest", 404, "not_found")
-            note(request, row.id, row.patient_id)
-            [facts] = await _facts(store, [row])
-        return Response(service_request(facts), media_type=FHIR_JSON)
+        return await _read(request, db, resource_id, service_request, "ServiceRequest")
 
 
 class TaskController(Controller):
@@ -194,34 +213,16 @@ class TaskController(Controller):
             raise _bad(exc.parameter, exc.message, exc.status) from exc
         except ValueError:
             raise _bad("status", f"one or more of {', '.join(s.value for s in Status)}") from None
-        service_id = None
-        if owner is not None:
-            service_id = owner.removeprefix("HealthcareService/")
-        note(request, None, patient_id)
         query = ReferralQuery(
             statuses=statuses,
             patient_id=patient_id,
-            service_id=service_id,
+            service_id=owner.removeprefix("HealthcareService/") if owner else None,
             updated_filters=updated,
             limit=count,
             offset=offset,
         )
-        async with db.begin() as conn:
-            store = ClinicStore(conn, request.user.clinic_id)
-            rows, total = await store.list_referrals(query)
-            resources = [task(f) for f in await _facts(store, rows)]
-        return Response(
-            searchset(
-                request,
-                "Task",
-                resources,
-                total,
-                offset,
-                count,
-                ("patient", "owner", "status", "_lastUpdated", "_count"),
-            ),
-            media_type=FHIR_JSON,
-        )
+        used = ("patient", "owner", "status", "_lastUpdated", "_count")
+        return await _search(request, db, query, task, "Task", used)
 
     @get(
         "/{resource_id:str}",
@@ -236,14 +237,7 @@ class TaskController(Controller):
         resource_id: ResourceId,
         db: NamedDependency[Database],
     ) -> Response[Any]:
-        async with db.begin() as conn:
-            store = ClinicStore(conn, request.user.clinic_id)
-            row = await store.get_referral(resource_id)
-            if row is None:
-                raise _bad("id", "no such Task", 404, "not_found")
-            note(request, row.id, row.patient_id)
-            [facts] = await _facts(store, [row])
-        return Response(task(facts), media_type=FHIR_JSON)
+        return await _read(request, db, resource_id, task, "Task")
 
 
 class HealthcareServiceController(Controller):
