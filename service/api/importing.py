@@ -19,7 +19,6 @@ import msgspec
 from service.domain import hsds
 from service.domain.directory import ServiceDetails
 from service.fhir.directory import healthcare_service_details, healthcare_services
-from service.fhir.intake import contains_nul
 from service.store.database import new_id
 from service.store.repository import ClinicStore
 
@@ -56,9 +55,8 @@ class ParsedFile:
 
 
 def parse_file(raw: Any) -> ParsedFile:
-    nul_at = contains_nul(raw, "$")
-    if nul_at is not None:
-        raise ImportFileError(f"{nul_at}: NUL characters are not allowed")
+    """What a file holds, record by record. Only validated directory fields are stored, and
+    their text refuses NUL (which PostgreSQL cannot hold): such a record is rejected."""
     if isinstance(raw, list):
         return ParsedFile("hsds", "hsds", hsds.parse(raw))
     if isinstance(raw, dict) and isinstance(raw.get("contents"), list):
@@ -83,7 +81,11 @@ def _parse_bundle(bundle: dict[str, Any]) -> list[hsds.Parsed | hsds.Rejected]:
             results.append(hsds.Rejected(index, None, ("not a Bundle entry object",)))
             continue
         source_id = resource.get("id")
-        if not isinstance(source_id, str) or not source_id or len(source_id) > 255:
+        if (
+            not isinstance(source_id, str)
+            or not 0 < len(source_id) <= 255
+            or not (source_id.isprintable())
+        ):
             results.append(hsds.Rejected(index, None, ("HealthcareService.id is required",)))
             continue
         if source_id in seen:

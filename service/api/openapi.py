@@ -49,6 +49,8 @@ EXTRA_STATUSES: dict[str, set[int]] = {
     "score_answers": {403, 422},
     "put_patient": {422},
     "create_referral": {422},
+    "create_service": {422},
+    "replace_service": {422},
     "update_referral_status": {409, 412, 422},
     "import_directory": {422},
     "fhir_create_questionnaire_response": {403, 409, 412, 422},
@@ -397,13 +399,19 @@ def _bodies(doc: dict[str, Any]) -> None:
     metadata["responses"]["200"]["content"] = {FHIR_JSON: {"schema": FHIR_RESOURCE}}
 
 
-def query_parameters(doc: dict[str, Any]) -> dict[tuple[str, str], dict[str, bool]]:
-    """(METHOD, path template) -> {query parameter: may repeat}, from the document."""
-    index: dict[tuple[str, str], dict[str, bool]] = {}
+def query_parameters(doc: dict[str, Any]) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
+    """(METHOD, path template) -> {query parameter: its schema}, from the document."""
+    components = doc.get("components", {}).get("schemas", {})
+
+    def resolved(schema: dict[str, Any]) -> dict[str, Any]:
+        ref = schema.get("$ref", "")
+        return components.get(ref.rpartition("/")[2], schema) if ref else schema
+
+    index: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
     for path, item in doc.get("paths", {}).items():
         for method, op in item.items():
             index[(method.upper(), path)] = {
-                p["name"]: p.get("schema", {}).get("type") == "array"
+                p["name"]: resolved(p.get("schema", {}))
                 for p in op.get("parameters", [])
                 if p.get("in") == "query"
             }

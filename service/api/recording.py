@@ -38,7 +38,8 @@ log = logging.getLogger("belong.recording")
 
 CLOCK_SKEW = timedelta(minutes=5)
 STALE_CLAIM = timedelta(minutes=2)
-IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{0,255}$"
+"""Visible ASCII; an empty header counts as no key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +191,7 @@ async def record_once(
     it in flight (409); the stored response is replayed for a completed key, and a key
     reused with a different body answers 422.
     """
-    key = request.headers.get("idempotency-key")
+    key = request.headers.get("idempotency-key") or None
     now = utcnow()
     if key is not None:
         if not re.fullmatch(IDEMPOTENCY_KEY_PATTERN, key):

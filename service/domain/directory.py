@@ -22,10 +22,13 @@ class Category(StrEnum):
 
 class Contact(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
     phone: Annotated[str, msgspec.Meta(pattern=r"^[0-9+()\-. ]{3,30}$")] | None = None
-    email: Annotated[str, msgspec.Meta(pattern=r"^[^@\s\x00]{1,64}@[^@\s\x00]{1,190}$")] | None = (
-        None
-    )
-    url: Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s\x00]{1,300}$")] | None = None
+    email: (
+        Annotated[
+            str, msgspec.Meta(pattern=r"^[^@ \x00-\x1f\x7f]{1,64}@[^@ \x00-\x1f\x7f]{1,190}$")
+        ]
+        | None
+    ) = None
+    url: Annotated[str, msgspec.Meta(pattern=r"^https?://[^ \x00-\x1f\x7f]{1,300}$")] | None = None
 
 
 class ServiceDetails(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):

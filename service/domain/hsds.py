@@ -211,9 +211,16 @@ def parse(services: Iterable[Any]) -> list[Parsed | Rejected]:
             results.append(Rejected(index, None, ("not an HSDS service object",)))
             continue
         source_id = service.get("id")
-        if not isinstance(source_id, str) or not source_id.strip() or len(source_id) > 255:
+        if (
+            not isinstance(source_id, str)
+            or not source_id.strip()
+            or len(source_id) > 255
+            or not source_id.isprintable()
+        ):
             results.append(
-                Rejected(index, None, ("id: a service id (1-255 characters) is required",))
+                Rejected(
+                    index, None, ("id: a service id (1-255 printable characters) is required",)
+                )
             )
             continue
         if source_id in seen:

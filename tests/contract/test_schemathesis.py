@@ -48,7 +48,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         from tests.conftest import reset_postgres
 
         reset_postgres(url)
-    with live_server(url, folder, SCOPES, clinic="schemathesis") as live:
+    quiet = {"BELONG_RATE_LIMIT_PER_MINUTE": "0"}
+    with live_server(url, folder, SCOPES, clinic="schemathesis", extra_env=quiet) as live:
         belong(
             "directory",
             "import",
@@ -69,3 +70,21 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 )
 def test_every_operation_conforms(case, server: LiveServer) -> None:
     case.call_and_validate(base_url=server.origin, headers=server.headers)
+
+
+def test_stateful_links_from_creates_to_reads(server: LiveServer) -> None:
+    """The stateful phase: chains of calls that follow the document's links."""
+
+    class Workflow(schema.as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case):  # type: ignore[no-untyped-def]
+            return {"base_url": server.origin, "headers": server.headers}
+
+    Workflow.run(
+        settings=hypothesis.settings(
+            max_examples=max(10, EXAMPLES // 2),
+            stateful_step_count=6,
+            deadline=None,
+            suppress_health_check=list(hypothesis.HealthCheck),
+            derandomize=True,
+        )
+    )

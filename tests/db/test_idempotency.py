@@ -111,7 +111,6 @@ def test_a_failed_request_does_not_burn_its_key(client: Any) -> None:
     [
         pytest.param("has space", id="space"),
         pytest.param("x" * 256, id="too-long"),
-        pytest.param("", id="empty"),
         pytest.param("tab\tkey", id="tab"),
     ],
 )

@@ -37,6 +37,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -173,27 +174,55 @@ def cpu_seconds(pids: Sequence[int]) -> float:
     return ticks / CLOCK_TICKS
 
 
-def postgres_cpu_seconds() -> float:
-    """CPU time of the PostgreSQL server so far: every live postgres process, plus what
-    the postmaster has reaped from backends that ended (pool overflow connections come
-    and go during a run)."""
-    stats = {}
+def backends(database: str) -> list[int]:
+    """PostgreSQL backend processes serving ``database`` (by their process title)."""
+    found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if (entry / "comm").read_text().strip() != "postgres":
-                    continue
+                title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
             except OSError:
                 continue
-            fields = _stat(int(entry.name))
-            if fields is not None:
-                stats[int(entry.name)] = fields
-    ticks = 0
-    for fields in stats.values():
-        ticks += int(fields[11]) + int(fields[12])
-        if int(fields[1]) not in stats:  # the postmaster: add its reaped children
-            ticks += int(fields[13]) + int(fields[14])
-    return ticks / CLOCK_TICKS
+            if title.startswith("postgres: ") and f" {database} " in title:
+                found.append(int(entry.name))
+    return found
+
+
+class CpuSampler(threading.Thread):
+    """CPU time used during a run by the server's workers and by the benchmark database's
+    backends. Backends come and go (pool overflow), so they are polled: one that ends
+    between two polls loses at most one interval of its time."""
+
+    def __init__(self, workers: Sequence[int], database: str, interval: float = 0.25) -> None:
+        super().__init__(daemon=True)
+        self.workers = list(workers)
+        self.database = database
+        self.interval = interval
+        self._stop_event = threading.Event()
+        self._first: dict[int, float] = {}
+        self._last: dict[int, float] = {}
+        self._poll(initial=True)
+
+    def _poll(self, initial: bool = False) -> None:
+        for pid in backends(self.database):
+            used = cpu_seconds([pid])
+            self._first.setdefault(pid, used if initial else 0.0)
+            self._last[pid] = used
+        self._app_last = cpu_seconds(self.workers)
+        if initial:
+            self._app_first = self._app_last
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            self._poll()
+
+    def finish(self) -> tuple[float, float]:
+        """(app, db) CPU seconds used since the sampler was made."""
+        self._stop_event.set()
+        self.join(timeout=5)
+        self._poll()
+        db = sum(self._last[pid] - self._first[pid] for pid in self._last)
+        return self._app_last - self._app_first, db
 
 
 def memory_mb(pid: int) -> tuple[float, float]:
@@ -660,7 +689,7 @@ class WrkResult:
     app_cpu_ms: float = math.nan
     """CPU time of the server's worker processes per request."""
     db_cpu_ms: float = math.nan
-    """CPU time of every PostgreSQL process per request."""
+    """CPU time of the benchmark database's PostgreSQL backends per request."""
     sessions: int = 0
     """Database connections opened during the run (pg_stat_database.sessions)."""
 
@@ -835,10 +864,12 @@ def measure(
             spy = start_profile(server, scenario, profile_dir, opts.duration)
         workers = server.workers()
         sessions_before = database_sessions(opts)
-        app_before, db_before = cpu_seconds(workers), postgres_cpu_seconds()
-        result = run_wrk(wrk, server.base_url, scenario.script, connections, opts.duration)
-        app_used = cpu_seconds(workers) - app_before
-        db_used = postgres_cpu_seconds() - db_before
+        sampler = CpuSampler(workers, opts.database)
+        sampler.start()
+        try:
+            result = run_wrk(wrk, server.base_url, scenario.script, connections, opts.duration)
+        finally:
+            app_used, db_used = sampler.finish()
         result.sessions = database_sessions(opts) - sessions_before
         if spy is not None:
             finish_profile(spy)
@@ -910,8 +941,8 @@ def report(
         "",
         "Each figure is followed by its ratio to the ceiling at the same connection count "
         "(requests/s: share of the ceiling's; latency: times the ceiling's). CPU ms/req: "
-        "CPU time of the server's workers (app) and of all PostgreSQL processes (db) per "
-        "request, at 8 / 64 connections.",
+        "CPU time of the server's workers (app) and of the database's PostgreSQL backends "
+        "(db) per request, at 8 / 64 connections.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",

@@ -297,7 +297,7 @@ class ReferralController(Controller):
         db: NamedDependency[Database],
         if_match: Annotated[
             str | None,
-            HeaderParameter(name="If-Match", required=False, pattern=r'^(W/)?"[0-9]{1,9}"$'),
+            HeaderParameter(name="If-Match", required=False, pattern=r'^((W/)?"[0-9]{1,9}")?$'),
         ] = None,
     ) -> Response[Referral]:
         data = await decode(request, StatusChange)
@@ -314,7 +314,7 @@ class ReferralController(Controller):
                 raise _not_found()
             now = utcnow()  # after the lock, so history times follow the order of steps
             note(request, referral_id, row.patient_id)
-            if if_match is not None and if_match.removeprefix("W/").strip('"') != str(row.version):
+            if if_match and if_match.removeprefix("W/").strip('"') != str(row.version):
                 raise ApiError(
                     412,
                     "The referral changed since it was read",
