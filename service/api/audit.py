@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from litestar import Request
@@ -33,10 +34,35 @@ FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 class AuditNote:
     resource_id: str | None = None
     patient_id: str | None = None
+    written: bool = False
+    """Already written inside the handler's own transaction (see :func:`audit_in`)."""
 
 
 def note(request: Request[Any, Any, Any], resource_id: str | None, patient_id: str | None) -> None:
     request.scope.setdefault("state", {})[STATE_KEY] = AuditNote(resource_id, patient_id)
+
+
+async def audit_in(
+    request: Request[Any, Any, Any], store: ClinicStore, status: int, at: datetime
+) -> None:
+    """Write the request's audit event in the caller's write transaction, so a write and
+    its audit commit together; the middleware then leaves it alone."""
+    spec = request.route_handler.opt.get("audit")
+    found = request.scope.get("state", {}).get(STATE_KEY)
+    principal = request.scope.get("user")
+    if spec is None or found is None or not isinstance(principal, Principal):
+        return
+    action, resource_type = spec
+    await store.record_audit(
+        client_id=principal.client_id,
+        action=action,
+        resource_type=resource_type,
+        resource_id=found.resource_id,
+        patient_id=found.patient_id,
+        status_code=status,
+        at=at,
+    )
+    found.written = True
 
 
 def audited(action: str, resource_type: str) -> dict[str, Any]:
@@ -55,6 +81,10 @@ class AuditMiddleware:
             await self.app(scope, receive, send)
             return
         written = False
+
+        def already_written() -> bool:
+            found = scope.get("state", {}).get(STATE_KEY)
+            return found is not None and found.written
 
         async def write(status: int) -> None:
             nonlocal written
@@ -84,7 +114,7 @@ class AuditMiddleware:
                 )
 
         async def send_after_audit(message: Message) -> None:
-            if message["type"] == "http.response.start" and not written:
+            if message["type"] == "http.response.start" and not written and not already_written():
                 try:
                     await write(message["status"])
                 except Exception:
@@ -99,7 +129,7 @@ class AuditMiddleware:
         try:
             await self.app(scope, receive, send_after_audit)
         except Exception as exc:
-            if not written:
+            if not written and not already_written():
                 try:
                     await write(status_of(exc))
                 except Exception:

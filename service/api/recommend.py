@@ -6,6 +6,7 @@ changes (checked by a cheap row count and newest update per call).
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import datetime
 from typing import Any
@@ -147,19 +148,34 @@ def screening_summary(row: Any, catalog: Catalog) -> ScreeningSummary | None:
 
 
 class DirectoryCache:
-    def __init__(self) -> None:
-        self._entries: dict[uuid.UUID, tuple[tuple[int, datetime | None], list[Candidate]]] = {}
+    """Match candidates per clinic, rebuilt when the directory changes. Whether it changed
+    is asked of the database at most every ``recheck_s`` seconds per worker, so a directory
+    edit reaches recommendations within that time."""
+
+    def __init__(self, recheck_s: float = 5.0) -> None:
+        self.recheck_s = recheck_s
+        self._entries: dict[
+            uuid.UUID, tuple[tuple[int, datetime | None], float, list[Candidate]]
+        ] = {}
+
+    def forget(self, clinic_id: uuid.UUID) -> None:
+        """After this worker changed the clinic's directory: rebuild on next use."""
+        self._entries.pop(clinic_id, None)
 
     async def candidates(self, store: ClinicStore) -> list[Candidate]:
-        stamp = await store.directory_stamp()
         held = self._entries.get(store.clinic_id)
+        now = time.monotonic()
+        if held is not None and now - held[1] < self.recheck_s:
+            return held[2]
+        stamp = await store.directory_stamp()
         if held is not None and held[0] == stamp:
-            return held[1]
+            self._entries[store.clinic_id] = (stamp, now, held[2])
+            return held[2]
         rows = await store.live_services()
         candidates = prepare(
             msgspec.convert({**row.details, "id": row.id}, DirectoryService) for row in rows
         )
-        self._entries[store.clinic_id] = (stamp, candidates)
+        self._entries[store.clinic_id] = (stamp, now, candidates)
         return candidates
 
 

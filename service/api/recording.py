@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response
 
-from service.api.audit import note
+from service.api.audit import audit_in, note
 from service.api.errors import ApiError, FieldError
 from service.api.observability import SCREENINGS
 from service.domain.instruments import Instrument
@@ -164,7 +164,9 @@ async def record(store: ClinicStore, submission: Submission, recorded_at: dateti
     return Recorded(submission, recorded_at, resource, by_screening)
 
 
-Render = Callable[[Recorded], tuple[int, bytes, dict[str, str]]]
+Render = Callable[[Recorded, Any], tuple[int, bytes, dict[str, str]]]
+"""(recorded, what ``prepare`` returned) -> (status, body, headers)."""
+Prepare = Callable[[ClinicStore], Awaitable[Any]]
 
 
 def resource_id(recorded: Recorded) -> str:
@@ -184,12 +186,15 @@ async def record_once(
     submission: Submission,
     render: Render,
     media_type: str,
+    prepare: Prepare | None = None,
 ) -> Response[bytes]:
     """Record the submission, honouring an ``Idempotency-Key`` header.
 
     The key is claimed in its own committed transaction first, so a concurrent retry sees
     it in flight (409); the stored response is replayed for a completed key, and a key
-    reused with a different body answers 422.
+    reused with a different body answers 422. Everything else happens in one transaction:
+    ``prepare`` (reads the response needs), the writes, the key's completion and the audit
+    event.
     """
     key = request.headers.get("idempotency-key") or None
     now = utcnow()
@@ -229,12 +234,14 @@ async def record_once(
     try:
         async with db.begin() as conn:
             store = ClinicStore(conn, principal.clinic_id)
+            prepared = await prepare(store) if prepare is not None else None
             recorded = await record(store, submission, now)
-            status, body, headers = render(recorded)
+            status, body, headers = render(recorded, prepared)
             if key is not None:
                 await store.complete_idempotency_key(
                     route, key, status, body, headers, resource_id(recorded)
                 )
+            await audit_in(request, store, status, now)
     except BaseException:
         if key is not None:
             try:

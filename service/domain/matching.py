@@ -115,6 +115,8 @@ class Candidate:
     in_person_only: bool
     from_home: bool
     catchment_km: float | None
+    reach_km: float
+    """min(catchment, 50 km): the service's side of the nearness bonus."""
     lat: float | None
     lon: float | None
 
@@ -138,6 +140,7 @@ def prepare(services: Iterable[DirectoryService]) -> list[Candidate]:
             in_person_only=set(s.modalities) == {Modality.IN_PERSON},
             from_home=bool({Modality.ONLINE, Modality.PHONE} & set(s.modalities)),
             catchment_km=s.catchment_km,
+            reach_km=min(s.catchment_km, 50.0) if s.catchment_km is not None else 50.0,
             lat=math.radians(s.location.lat) if s.location else None,
             lon=math.radians(s.location.lon) if s.location else None,
         )
@@ -352,7 +355,10 @@ def _fast_score(c: Candidate, p: _Patient) -> float | None:
 
 
 def _reach(c: Candidate, p: _Patient) -> float:
-    return min(x for x in (c.catchment_km, p.profile.max_travel_km, 50.0) if x is not None)
+    """The distance at which the nearness bonus falls to nothing."""
+    reach = c.reach_km
+    travel = p.profile.max_travel_km
+    return travel if travel is not None and travel < reach else reach
 
 
 def match(
@@ -368,15 +374,15 @@ def match(
     p = _patient(needs, profile)
     scored: list[tuple[float, str, str, int]] = []
     excluded: list[Excluded] = []
+    fast = _fast_score
     for index, c in enumerate(candidates):
-        score = _fast_score(c, p)
-        if score is None:
-            if explain_excluded:
-                reasons: list[Reason] = []
-                _assess(c, p, reasons)
-                excluded.append(Excluded(c.service, tuple(reasons)))
-            continue
-        scored.append((-score, c.service.name, c.service.id, index))
+        score = fast(c, p)
+        if score is not None:
+            scored.append((-score, c.service.name, c.service.id, index))
+        elif explain_excluded:
+            reasons: list[Reason] = []
+            _assess(c, p, reasons)
+            excluded.append(Excluded(c.service, tuple(reasons)))
     best = heapq.nsmallest(limit, scored)
     recommendations = []
     for _, _, _, index in best:

@@ -76,7 +76,9 @@ class Database:
         statement_timeout_ms: int = 10_000,
     ) -> None:
         self.url = url
-        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        # No pre-ping: it costs a round trip per checkout. A connection found dead fails one
+        # request (503, Retry-After) and SQLAlchemy then discards the pool's connections.
+        kwargs: dict[str, Any] = {"pool_pre_ping": False}
         if is_sqlite(url):
             ensure_sqlite_directory(url)
             kwargs["connect_args"] = {"timeout": 30}

@@ -236,25 +236,26 @@ class ClinicStore:
             conditions.append(_COMPARATORS[prefix](observations.c.effective_at, as_utc(instant)))
         for prefix, instant in q.updated_filters:
             conditions.append(_COMPARATORS[prefix](observations.c.last_updated, as_utc(instant)))
-        count = self._select(observations, sa.func.count()).where(*conditions)
-        total = (await self.conn.execute(count)).scalar_one()
         column = observations.c[q.sort_by]
         order = (
             (column.desc(), observations.c.id.desc())
             if q.sort_descending
-            else (
-                column.asc(),
-                observations.c.id.asc(),
-            )
+            else (column.asc(), observations.c.id.asc())
         )
+        total_column = sa.func.count().over().label("total")
         page = (
-            self._select(observations, observations.c.resource)
+            self._select(observations, observations.c.resource, total_column)
             .where(*conditions)
             .order_by(*order)
             .limit(q.limit)
             .offset(q.offset)
         )
-        return list((await self.conn.execute(page)).all()), total
+        rows = list((await self.conn.execute(page)).all())
+        if rows or q.offset == 0:
+            return rows, rows[0].total if rows else 0
+        # A page past the end has no row to carry the count: ask for it.
+        count = self._select(observations, sa.func.count()).where(*conditions)
+        return rows, (await self.conn.execute(count)).scalar_one()
 
     # -- audit -----------------------------------------------------------------------
 

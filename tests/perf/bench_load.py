@@ -17,8 +17,9 @@ What it does, all on loopback:
 4. prints one table (requests/s, p50, p99, each with its ratio to the ceiling), the
    resident memory of every worker, and PASS/FAIL for each target; drops the database.
 
-Exit status: 0 when every target passes, 1 when one fails, 2 when the benchmark could not
-run. Nothing is written into the repository; temporary files go to a temp directory.
+Exit status: 0 when every target passes, 1 when one fails (0 with --report-only), 2 when
+the benchmark could not run. Nothing is written into the repository; temporary files go to
+a temporary directory.
 """
 
 from __future__ import annotations
@@ -57,14 +58,6 @@ INSTRUMENTS_DIR = ROOT / "schemas" / "instruments"
 
 LOOPBACK = "127.0.0.1"
 CLINIC = "Bench Clinic"
-ALL_SCOPES = (
-    "screenings:write",
-    "screenings:read",
-    "referrals:read",
-    "referrals:write",
-    "directory:write",
-    "audit:read",
-)
 HISTORY = (  # (instrument, days before now) for each seeded patient
     ("ucla-3", 90),
     ("ucla-20", 75),
@@ -1042,10 +1035,12 @@ def bench(opts: Options) -> bool:
     create_database(opts.admin_url, opts.database)
     try:
         run(belong("db", "upgrade"), env=env, timeout=120)
+        from service.store.clients import SCOPES
+
         created = run(
             belong(
                 "clients", "create", "--clinic", CLINIC, "--name", "bench",
-                *[arg for scope in ALL_SCOPES for arg in ("--scope", scope)],
+                *[arg for scope in SCOPES for arg in ("--scope", scope)],
             ),
             env=env,
             timeout=60,
@@ -1153,6 +1148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="record one Belong worker with py-spy (in the venv) during each 64-connection run",
     )
+    parser.add_argument(
+        "--report-only", action="store_true", help="exit 0 even when a target is missed"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.warmup = 3.0, 1.0
@@ -1170,10 +1168,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not re.fullmatch(r"[a-z_][a-z0-9_]{0,40}", opts.database):
         parser.error("--database: lower-case letters, digits and _")
     try:
-        return 0 if bench(opts) else 1
+        passed = bench(opts)
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
+    except Exception:  # any other failure is the benchmark's, not a missed target
+        import traceback
+
+        traceback.print_exc()
+        return 2
+    return 0 if passed or args.report_only else 1
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import PathParameter, QueryParameter
 
-from service.api.audit import audited, note
+from service.api.audit import audit_in, audited, note
 from service.api.auth import scoped
 from service.api.catalog import Catalog
 from service.api.errors import FHIR_JSON, ApiError, FieldError
@@ -192,7 +192,7 @@ class QuestionnaireResponseController(Controller):
         submission = self._submission(raw, qr, catalog)
         note(request, submission.questionnaire_response_id, submission.patient_id)
 
-        def render(recorded: Recorded) -> tuple[int, bytes, dict[str, str]]:
+        def render(recorded: Recorded, _: object) -> tuple[int, bytes, dict[str, str]]:
             resource_id = recorded.submission.questionnaire_response_id
             body = msgspec.json.encode(recorded.questionnaire_response)
             return 201, body, _etag_headers(resource_id)
@@ -416,9 +416,9 @@ class ObservationController(Controller):
             rows, total = [], 0  # every Observation Belong stores has exactly these categories
         else:
             async with db.begin() as conn:
-                rows, total = await ClinicStore(conn, request.user.clinic_id).search_observations(
-                    query
-                )
+                store = ClinicStore(conn, request.user.clinic_id)
+                rows, total = await store.search_observations(query)
+                await audit_in(request, store, 200, utcnow())
         bundle = searchset(
             request,
             "Observation",

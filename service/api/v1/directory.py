@@ -200,6 +200,7 @@ class DirectoryController(Controller):
                 service_id, "api", service_id, msgspec.to_builtins(data), utcnow()
             )
             row = await store.get_service(service_id)
+        request.app.state.directory_cache.forget(request.user.clinic_id)
         return Response(
             entry(row),
             status_code=201,
@@ -243,6 +244,7 @@ class DirectoryController(Controller):
             if not await store.replace_service(service_id, msgspec.to_builtins(data), utcnow()):
                 raise _not_found(service_id)
             row = await store.get_service(service_id)
+        request.app.state.directory_cache.forget(request.user.clinic_id)
         return entry(row)
 
     @delete(
@@ -262,6 +264,7 @@ class DirectoryController(Controller):
                 service_id, utcnow()
             ):
                 raise _not_found(service_id)
+        request.app.state.directory_cache.forget(request.user.clinic_id)
 
     @post(
         "/import",
@@ -295,6 +298,7 @@ class DirectoryController(Controller):
             report = await apply(
                 ClinicStore(conn, request.user.clinic_id), parsed, on_error, utcnow()
             )
+        request.app.state.directory_cache.forget(request.user.clinic_id)
         if not report.applied:
             raise ApiError(
                 422,

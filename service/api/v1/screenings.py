@@ -126,9 +126,6 @@ class ScreeningController(Controller):
         completed_at = check_completed_at(data.completed_at, "completed_at", utcnow())
         screening_id = str(new_id())
         note(request, screening_id, data.patient_id)
-        recommendations = await self._recommend(
-            request, db, catalog, data, instrument, score, screening_id
-        )
         submission = Submission(
             patient_id=data.patient_id,
             profile=msgspec.to_builtins(data.profile) if data.profile is not None else None,
@@ -142,9 +139,16 @@ class ScreeningController(Controller):
             screenings=[(screening_id, ScoredScreening(instrument, accepted, score))],
         )
 
-        def render(recorded: Recorded) -> tuple[int, bytes, dict[str, str]]:
+        def render(
+            recorded: Recorded, recommendations: Recommendations
+        ) -> tuple[int, bytes, dict[str, str]]:
             body = msgspec.json.encode(_result(recorded, recommendations))
             return 201, body, {"Location": f"/v1/screenings/{screening_id}"}
+
+        async def recommendations(store: ClinicStore) -> Recommendations:
+            return await self._recommend(
+                request, store, catalog, data, instrument, score, screening_id
+            )
 
         return await record_once(
             request,
@@ -154,12 +158,13 @@ class ScreeningController(Controller):
             submission,
             render,
             "application/json",
+            prepare=recommendations,
         )
 
     @staticmethod
     async def _recommend(
         request: Request[Principal, Any, Any],
-        db: Database,
+        store: ClinicStore,
         catalog: Catalog,
         data: ScreeningRequest,
         instrument: Instrument,
@@ -179,20 +184,18 @@ class ScreeningController(Controller):
             severity=Severity(band.severity) if band else Severity.NONE,
             band_label=band.label if band else None,
         )
-        async with db.begin() as conn:
-            store = ClinicStore(conn, request.user.clinic_id)
-            profile = data.profile
-            if profile is None:
-                row = await store.get_patient(data.patient_id)
-                profile = msgspec.convert(row.profile, PatientProfile) if row else PatientProfile()
-            return await recommend(
-                store,
-                request.app.state.directory_cache,
-                catalog,
-                data.patient_id,
-                profile,
-                extra=[new],
-            )
+        profile = data.profile
+        if profile is None:
+            row = await store.get_patient(data.patient_id)
+            profile = msgspec.convert(row.profile, PatientProfile) if row else PatientProfile()
+        return await recommend(
+            store,
+            request.app.state.directory_cache,
+            catalog,
+            data.patient_id,
+            profile,
+            extra=[new],
+        )
 
     @get(
         "/{screening_id:str}",
