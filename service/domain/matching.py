@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
 
 from service.domain.directory import Category, DirectoryService
 from service.domain.instruments import Severity, Signal
@@ -125,7 +128,11 @@ def primary_language(tag: str) -> str:
     return tag.split("-", 1)[0].lower()
 
 
-def prepare(services: Iterable[DirectoryService]) -> list[Candidate]:
+def prepare(services: Iterable[DirectoryService]) -> Prepared:
+    return Prepared(_candidates(services))
+
+
+def _candidates(services: Iterable[DirectoryService]) -> list[Candidate]:
     return [
         Candidate(
             service=s,
@@ -146,6 +153,63 @@ def prepare(services: Iterable[DirectoryService]) -> list[Candidate]:
         )
         for s in services
     ]
+
+
+CATEGORIES = tuple(Category)
+MODALITIES = tuple(Modality)
+CONDITIONS = tuple(PainCondition)
+MAX_LANGUAGE_BITS = 63
+
+
+class Prepared(list[Candidate]):
+    """The candidates, plus the same facts as numpy arrays so that one patient is scored
+    against a whole directory in a few vector operations (:func:`_vector_scores`)."""
+
+    def __init__(self, candidates: list[Candidate]) -> None:
+        super().__init__(candidates)
+        languages = sorted({tag for c in candidates for tag in c.languages})
+        self.language_bits = {tag: 1 << i for i, tag in enumerate(languages)}
+        self.vectorised = len(languages) <= MAX_LANGUAGE_BITS
+
+        def bits(values: Iterable[Any], index: Mapping[Any, int]) -> int:
+            return sum(index[v] for v in set(values))
+
+        condition_bits = {c: 1 << i for i, c in enumerate(CONDITIONS)}
+        modality_bits = {m: 1 << i for i, m in enumerate(MODALITIES)}
+        nan = math.nan
+        self.takes = np.array([c.takes_referrals for c in candidates], dtype=bool)
+        self.category = np.array([CATEGORIES.index(c.category) for c in candidates], dtype=np.int8)
+        self.min_age = np.array([c.min_age if c.min_age is not None else -1 for c in candidates])
+        self.max_age = np.array(
+            [c.max_age if c.max_age is not None else 10_000 for c in candidates]
+        )
+        self.languages = np.array(
+            [bits(c.languages, self.language_bits) if self.vectorised else 0 for c in candidates],
+            dtype=np.uint64,
+        )
+        self.conditions = np.array(
+            [bits(c.conditions, condition_bits) for c in candidates], dtype=np.int64
+        )
+        self.modalities = np.array(
+            [bits(c.modalities, modality_bits) for c in candidates], dtype=np.int64
+        )
+        self.in_person = np.array([c.in_person for c in candidates], dtype=bool)
+        self.in_person_only = np.array([c.in_person_only for c in candidates], dtype=bool)
+        self.from_home = np.array([c.from_home for c in candidates], dtype=bool)
+        self.catchment = np.array(
+            [c.catchment_km if c.catchment_km is not None else math.inf for c in candidates]
+        )
+        self.reach = np.array([c.reach_km for c in candidates])
+        self.lat = np.array([c.lat if c.lat is not None else nan for c in candidates])
+        self.lon = np.array([c.lon if c.lon is not None else nan for c in candidates])
+        order = sorted(
+            range(len(candidates)),
+            key=lambda i: (candidates[i].service.name, candidates[i].service.id),
+        )
+        self.rank = np.empty(len(candidates), dtype=np.int64)
+        self.rank[order] = np.arange(len(candidates))
+        self.condition_bits = condition_bits
+        self.modality_bits = modality_bits
 
 
 def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -361,6 +425,65 @@ def _reach(c: Candidate, p: _Patient) -> float:
     return travel if travel is not None and travel < reach else reach
 
 
+def _vector_scores(d: Prepared, p: _Patient) -> tuple[np.ndarray, np.ndarray]:
+    """(indices kept, their scores): :func:`_fast_score` over a whole directory at once.
+
+    Kept equal to ``_fast_score`` (to rounding) by a property test; change both together.
+    """
+    ok = d.takes.copy()
+    if p.age is not None:
+        ok &= ~((d.max_age < p.age[0]) | (d.min_age > p.age[1]))
+    if p.languages:
+        wanted = np.uint64(sum(d.language_bits.get(t, 0) for t in p.languages))
+        ok &= (d.languages == 0) | ((d.languages & wanted) != 0)
+    wanted_conditions = sum(d.condition_bits[c] for c in p.conditions)
+    if wanted_conditions:
+        ok &= (d.conditions == 0) | ((d.conditions & wanted_conditions) != 0)
+    distance = np.full(len(d), np.nan)
+    if p.lat is not None and p.lon is not None:
+        located = d.in_person & ~np.isnan(d.lat)
+        lat, lon = d.lat[located], d.lon[located]
+        h = (
+            np.sin((lat - p.lat) / 2) ** 2
+            + math.cos(p.lat) * np.cos(lat) * np.sin((lon - p.lon) / 2) ** 2
+        )
+        distance[located] = 2 * EARTH_RADIUS_KM * np.arcsin(np.minimum(1.0, np.sqrt(h)))
+        travel = p.profile.max_travel_km
+        beyond = distance > d.catchment
+        if travel is not None:
+            beyond |= distance > travel
+        ok &= ~(d.in_person_only & beyond)
+    kept = np.flatnonzero(ok)
+    points = np.array([p.category_points[c] for c in CATEGORIES])
+    score = points[d.category[kept]]
+    if p.severe:
+        score = score + np.where(
+            d.category[kept] == CATEGORIES.index(Category.COUNSELLING),
+            SEVERE_COUNSELLING_POINTS,
+            0.0,
+        )
+    if wanted_conditions:
+        score = score + np.where(
+            (d.conditions[kept] & wanted_conditions) != 0, CONDITION_POINTS, 0.0
+        )
+    wanted_modalities = sum(d.modality_bits[m] for m in p.modalities)
+    if wanted_modalities:
+        score = score + np.where(
+            (d.modalities[kept] & wanted_modalities) != 0, MODALITY_POINTS, 0.0
+        )
+    if p.high_pain:
+        score = score + np.where(d.from_home[kept], FROM_HOME_POINTS, 0.0)
+    near = distance[kept]
+    if p.lat is not None:
+        reach = d.reach[kept]
+        travel = p.profile.max_travel_km
+        if travel is not None:
+            reach = np.minimum(reach, travel)
+        bonus = DISTANCE_POINTS * np.maximum(0.0, 1.0 - near / reach)
+        score = score + np.where(np.isnan(near), 0.0, bonus)
+    return kept, score
+
+
 def match(
     needs: Needs,
     profile: PatientProfile,
@@ -372,20 +495,24 @@ def match(
     if not needs.needs:
         return MatchResult([], [], len(candidates))
     p = _patient(needs, profile)
-    scored: list[tuple[float, str, str, int]] = []
     excluded: list[Excluded] = []
-    fast = _fast_score
-    for index, c in enumerate(candidates):
-        score = fast(c, p)
-        if score is not None:
-            scored.append((-score, c.service.name, c.service.id, index))
-        elif explain_excluded:
-            reasons: list[Reason] = []
-            _assess(c, p, reasons)
-            excluded.append(Excluded(c.service, tuple(reasons)))
-    best = heapq.nsmallest(limit, scored)
+    if isinstance(candidates, Prepared) and candidates.vectorised and not explain_excluded:
+        kept, scores = _vector_scores(candidates, p)
+        order = np.lexsort((candidates.rank[kept], -scores))[:limit]
+        best_indices = [int(i) for i in kept[order]]
+    else:
+        scored: list[tuple[float, str, str, int]] = []
+        for index, c in enumerate(candidates):
+            score = _fast_score(c, p)
+            if score is not None:
+                scored.append((-score, c.service.name, c.service.id, index))
+            elif explain_excluded:
+                reasons: list[Reason] = []
+                _assess(c, p, reasons)
+                excluded.append(Excluded(c.service, tuple(reasons)))
+        best_indices = [index for *_, index in heapq.nsmallest(limit, scored)]
     recommendations = []
-    for _, _, _, index in best:
+    for index in best_indices:
         c = candidates[index]
         reasons = []
         score, distance = _assess(c, p, reasons)

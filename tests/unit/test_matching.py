@@ -861,3 +861,24 @@ def test_distance_km_is_the_haversine_great_circle() -> None:
         for km in (0.5, 9.9, 10.1, 500):
             lat, lon = destination(69.65, 18.96, bearing, km)
             assert haversine((69.65, 18.96), (lat, lon)) == pytest.approx(km, rel=1e-9)
+
+
+@PROPERTY
+@given(
+    directory=st.lists(services(), min_size=1, max_size=15),
+    patient=patients(),
+    patient_needs=some_needs(),
+)
+def test_vector_scores_equal_the_scalar_scores(
+    directory: list[DirectoryService], patient: PatientProfile, patient_needs: Needs
+) -> None:
+    """The docstring of ``_vector_scores`` promises this property test."""
+    prepared = prepare(directory)
+    p = matching._patient(patient_needs, patient)
+    kept, scores = matching._vector_scores(prepared, p)
+    scalar = {i: matching._fast_score(c, p) for i, c in enumerate(prepared)}
+    assert sorted(int(i) for i in kept) == sorted(i for i, s in scalar.items() if s is not None)
+    for index, score in zip(kept, scores, strict=True):
+        expected = scalar[int(index)]
+        assert expected is not None
+        assert math.isclose(float(score), expected, rel_tol=1e-9, abs_tol=1e-9)
