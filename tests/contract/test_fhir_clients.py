@@ -10,18 +10,11 @@ Every request has a timeout and every loop a bound; the server is stopped at the
 from __future__ import annotations
 
 import itertools
-import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import requests
 from fhirclient import client as smart_client
@@ -34,9 +27,9 @@ from fhirclient.models.questionnaireresponse import (
 from fhirpy import SyncFHIRClient
 from fhirpy.base.exceptions import OperationOutcome as FhirpyOperationOutcome
 
-BELONG = Path(sys.executable).with_name("belong")
+from tests.live import live_server
+
 TIMEOUT = 10.0
-START_TIMEOUT = 60.0
 MAX_RESOURCES = 500
 LOINC = "http://loinc.org"
 QUESTIONNAIRE = "https://belong.example/fhir/Questionnaire"
@@ -49,70 +42,13 @@ class Server:
     token: str
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def belong(*args: str, env: dict[str, str]) -> str:
-    done = subprocess.run(
-        [str(BELONG), *args], env=env, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     folder = tmp_path_factory.mktemp("served")
-    env = {
-        **os.environ,
-        "BELONG_DATABASE_URL": f"sqlite+aiosqlite:///{folder / 'belong.db'}",
-        "BELONG_LOG_LEVEL": "WARNING",
-    }
-    belong("db", "upgrade", env=env)
-    output = belong(
-        "clients",
-        "create",
-        "--clinic",
-        "fhir-clients",
-        "--scope",
-        "screenings:write",
-        "--scope",
-        "screenings:read",
-        env=env,
-    )
-    token = output.strip().splitlines()[-1]
-    port = free_port()
-    log = (folder / "server.log").open("wb")
-    process = subprocess.Popen(
-        [str(BELONG), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    origin = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            assert process.poll() is None, (folder / "server.log").read_text()
-            try:
-                if httpx.get(f"{origin}/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not become ready"
-            time.sleep(0.2)
-        yield Server(base=f"{origin}/fhir", token=token)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        log.close()
+    url = f"sqlite+aiosqlite:///{folder / 'belong.db'}"
+    scopes = ("screenings:write", "screenings:read")
+    with live_server(url, folder, scopes, clinic="fhir-clients") as live:
+        yield Server(base=f"{live.origin}/fhir", token=live.token)
 
 
 def new_patient() -> str:
