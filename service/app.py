@@ -15,6 +15,7 @@ from litestar.openapi.spec import Components, SecurityScheme, Server
 from service.api.audit import AuditMiddleware
 from service.api.auth import BearerAuthentication, TokenCache, require_scope
 from service.api.catalog import Catalog
+from service.api.cds import CdsServicesController
 from service.api.errors import handle_http
 from service.api.fhir.metadata import MetadataController
 from service.api.fhir.questionnaire import QuestionnaireController
@@ -32,6 +33,7 @@ from service.api.observability import (
 )
 from service.api.openapi import install as install_openapi
 from service.api.recommend import DirectoryCache
+from service.api.smart import SmartController
 from service.api.v1.audit_events import AuditEventController
 from service.api.v1.directory import DirectoryController
 from service.api.v1.instruments import InstrumentController
@@ -79,6 +81,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             TaskController,
             HealthcareServiceController,
             MetricsController,
+            # SMART Backend Services and CDS Hooks 2.0 (systems signing their own JWTs)
+            SmartController,
+            CdsServicesController,
         ],
         dependencies={
             "catalog": Provide(provide_catalog, use_cache=True, sync_to_thread=False),

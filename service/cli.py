@@ -90,8 +90,67 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _clients_create_with_keys(args: argparse.Namespace) -> int:
+    """A system client that signs JWTs (SMART Backend Services or a CDS Hooks client)."""
+    import asyncio
+
+    from service.api.assertions import public_key_set
+    from service.settings import Settings
+    from service.store.database import Database
+    from service.store.systems import create_system_client
+
+    jwks: Any = None
+    jwks_url: str | None = None
+    if args.jwks.startswith(("https://", "http://")):
+        jwks_url = args.jwks
+    else:
+        try:
+            jwks = json.loads(Path(args.jwks).read_text(encoding="utf-8"))
+            public_key_set(jwks)
+        except (OSError, ValueError) as exc:
+            print(f"error: {args.jwks}: {exc}", file=sys.stderr)
+            return 2
+
+    async def create() -> str:
+        db = Database(Settings.from_env().database_url)
+        try:
+            async with db.begin() as conn:
+                client = await create_system_client(
+                    conn,
+                    args.clinic,
+                    args.scope,
+                    args.name,
+                    issuer=args.issuer,
+                    jwks=jwks,
+                    jwks_url=jwks_url,
+                )
+        finally:
+            await db.dispose()
+        print(
+            f"clinic {args.clinic!r}: client {client.principal.client_id} with scopes "
+            f"{' '.join(sorted(client.principal.scopes))}, keys "
+            f"{jwks_url or 'from ' + args.jwks}"
+        )
+        print("Its JWTs carry iss (and for SMART, sub and client_id):")
+        return client.issuer
+
+    try:
+        issuer = asyncio.run(create())
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(issuer)
+    return 0
+
+
 def _clients_create(args: argparse.Namespace) -> int:
     import asyncio
+
+    if args.jwks is not None:
+        return _clients_create_with_keys(args)
+    if args.issuer is not None:
+        print("error: --issuer goes with --jwks", file=sys.stderr)
+        return 2
 
     from service.settings import Settings
     from service.store.clients import create_client
@@ -239,6 +298,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--scope", action="append", required=True, choices=SCOPES, help="repeat for each scope"
     )
     create.add_argument("--name", default="api", help="a label for the client")
+    create.add_argument(
+        "--jwks",
+        metavar="FILE_OR_URL",
+        help="a system signing its own JWTs (SMART Backend Services, CDS Hooks): its public "
+        "keys as a JWKS file, or an https:// JWKS URL; prints its client_id instead of a token",
+    )
+    create.add_argument(
+        "--issuer",
+        help="with --jwks: the iss its JWTs carry (a CDS client's issuer; default: the "
+        "client's id, which is then its SMART client_id)",
+    )
     create.set_defaults(run=_clients_create)
 
     directory = commands.add_parser("directory", help="a clinic's service directory")

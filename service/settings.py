@@ -27,6 +27,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Requests a minute per API client and worker process; 0 turns the limit off."""
     request_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=600)] = 30.0
     debug: bool = False
+    public_base_url: (
+        Annotated[str, msgspec.Meta(pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$")] | None
+    ) = None
+    """The external origin (https://belong.example.org) when behind a proxy: CDS Hooks
+    audiences and SMART endpoint URLs are built from it instead of the request's host."""
+    cds_screening_window_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 180
+    """CDS Hooks: a patient with no screening in this many days gets a "screening due" card."""
     log_level: str = "INFO"
 
     @classmethod
@@ -40,6 +47,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 continue
             if name == "licensed_instruments":
                 raw[name] = [part.strip() for part in value.split(",") if part.strip()]
+            elif name == "public_base_url" and not value.strip():
+                continue
             elif name == "debug":
                 raw[name] = value.strip().lower() in {"1", "true", "yes", "on"}
             else:

@@ -1,5 +1,9 @@
 """Bearer-token authentication and per-route scopes.
 
+Three kinds of bearer token: a clinic client's opaque ``blg_`` token, a SMART Backend
+Services access token (``bat_``, from the token endpoint, at most 300 seconds), and, on
+CDS Hooks routes only (``opt["cds"]``), the CDS client's own signed JWT.
+
 Every route needs a token unless it is marked ``exclude_from_auth`` (health, the OpenAPI
 document, FHIR metadata and the instrument catalog). A route's required scope is its
 ``opt["scope"]``; the guard answers 403 without it. Token lookups are cached briefly so
@@ -16,12 +20,17 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 
+from service.api.assertions import JwtRefused, looks_like_jwt
+from service.api.systems import JwtCaller, public_base, verify_system_jwt
 from service.store.clients import Principal, hash_token, principal_for_token
-from service.store.database import Database
+from service.store.database import Database, utcnow
+from service.store.systems import ACCESS_TOKEN_PREFIX, principal_for_access_token
 
 PUBLIC = {"exclude_from_auth": True}
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="belong"'}
 TOKEN_CACHE_SECONDS = 30.0
+CDS_JWT_MAX_SECONDS = 3600
+"""The longest a CDS client's JWT may live (``exp`` - ``iat``)."""
 
 
 class TokenCache:
@@ -35,12 +44,20 @@ class TokenCache:
         now = time.monotonic()
         if cached is not None and cached[1] > now:
             return cached[0]
+        until = now + self.ttl
         async with db.engine.connect() as conn:
-            principal = await principal_for_token(conn, token)
+            if token.startswith(ACCESS_TOKEN_PREFIX):
+                # A SMART access token: never cached beyond its own expiry.
+                found = await principal_for_access_token(conn, token)
+                principal = found[0] if found is not None else None
+                if found is not None:
+                    until = min(until, now + (found[1] - utcnow()).total_seconds())
+            else:
+                principal = await principal_for_token(conn, token)
         if principal is not None:
             if len(self._entries) > 10_000:
                 self._entries.clear()
-            self._entries[key] = (principal, now + self.ttl)
+            self._entries[key] = (principal, until)
         return principal
 
 
@@ -53,6 +70,9 @@ class BearerAuthentication(AbstractAuthenticationMiddleware):
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise NotAuthorizedException("A bearer token is required", headers=CHALLENGE)
+        handler = connection.scope.get("route_handler")
+        if handler is not None and handler.opt.get("cds") and looks_like_jwt(token):
+            return await self._cds_caller(connection, token)
         if len(token) > 256 or not token.isascii() or not token.isprintable():
             raise NotAuthorizedException("The bearer token is not valid", headers=CHALLENGE)
         state = connection.app.state
@@ -62,16 +82,53 @@ class BearerAuthentication(AbstractAuthenticationMiddleware):
         state.rate_limiter.check(principal.client_id)
         return AuthenticationResult(user=principal, auth=token)
 
+    async def _cds_caller(
+        self, connection: ASGIConnection[Any, Any, Any, Any], token: str
+    ) -> AuthenticationResult:
+        """A CDS Hooks call: the CDS client's own JWT, ``aud`` the exact URL called."""
+        state = connection.app.state
+        base = public_base(str(connection.base_url), state.settings.public_base_url)
+        path = connection.url.path
+        audiences = {base + path}
+        if path.endswith("/feedback"):  # some clients name the service itself
+            audiences.add(base + path.removesuffix("/feedback"))
+        try:
+            principal, verified = await verify_system_jwt(
+                state.db,
+                token,
+                audiences=audiences,
+                max_lifetime=CDS_JWT_MAX_SECONDS,
+                require_iat=True,
+            )
+        except JwtRefused as exc:
+            raise NotAuthorizedException(
+                f"The CDS client JWT is refused: {exc}", headers=CHALLENGE
+            ) from None
+        state.rate_limiter.check(principal.client_id)
+        return AuthenticationResult(user=principal, auth=JwtCaller(verified.issuer, verified.jti))
 
-def require_scope(
+
+async def require_scope(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
+    """An async guard: Litestar runs a sync one in a thread pool."""
     scope = handler.opt.get("scope")
     if scope is None:
         return
     principal = connection.scope.get("user")
     if not isinstance(principal, Principal) or scope not in principal.scopes:
         raise PermissionDeniedException(f"This call needs the {scope!r} scope")
+
+
+async def require_jwt_caller(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    """CDS Hooks calls are authenticated by the CDS client's signed JWT, not a Belong token
+    (async, like require_scope, so that Litestar runs it without a thread)."""
+    if not isinstance(connection.scope.get("auth"), JwtCaller):
+        raise NotAuthorizedException(
+            "CDS Hooks calls need a JWT signed by the registered CDS client", headers=CHALLENGE
+        )
 
 
 def scoped(scope: str, **extra: Any) -> dict[str, Any]:

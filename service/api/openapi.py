@@ -15,10 +15,24 @@ from typing import Any
 import msgspec
 from litestar import Litestar
 
+from service.api.cds import (
+    CdsRequest,
+    CdsResponse,
+    CdsServices,
+    FeedbackReceipt,
+    FeedbackRequest,
+)
 from service.api.errors import FHIR_JSON, PROBLEM_JSON, TITLES, ProblemDetails
 from service.api.fhir.resources import FHIR_ACCEPTED
 from service.api.importing import ImportReport
 from service.api.params import DATE_SEARCH
+from service.api.smart import (
+    ASSERTION_TYPE,
+    FORM,
+    OAuthError,
+    SmartConfiguration,
+    TokenResponse,
+)
 from service.api.v1.directory import ServiceEntry, ServicePage
 from service.api.v1.instruments import ScoreRequest
 from service.api.v1.patients import Patient
@@ -55,6 +69,9 @@ EXTRA_STATUSES: dict[str, set[int]] = {
     "import_directory": {422},
     "fhir_create_questionnaire_response": {403, 409, 412, 422},
     "health_ready": {503},
+    "cds_call": {412},
+    "cds_feedback": {422},
+    "smart_token": {401},
 }
 """Statuses an operation answers beyond those its shape implies (see :func:`_statuses`)."""
 
@@ -71,6 +88,13 @@ RESPONSE_BODIES: dict[str, dict[int, tuple[str, Any]]] = {
     "fhir_search_healthcare_service": {200: (FHIR_JSON, Bundle)},
     "fhir_read_questionnaire": {200: (FHIR_JSON, Questionnaire)},
     "fhir_search_questionnaire": {200: (FHIR_JSON, Bundle)},
+    "cds_call": {200: ("application/json", CdsResponse)},
+    "smart_token": {
+        200: ("application/json", TokenResponse),
+        400: ("application/json", OAuthError),
+        401: ("application/json", OAuthError),
+    },
+    "fhir_smart_configuration": {200: ("application/json", SmartConfiguration)},
 }
 """Bodies of responses returned as bytes or built at run time, which Litestar cannot see."""
 
@@ -82,6 +106,8 @@ REQUEST_BODIES: dict[str, Any] = {
     "replace_service": ServiceDetails,
     "create_referral": ReferralRequest,
     "update_referral_status": StatusChange,
+    "cds_call": CdsRequest,
+    "cds_feedback": FeedbackRequest,
 }
 """Bodies decoded strictly by service.api.body.decode, which Litestar does not see."""
 
@@ -197,7 +223,41 @@ SCHEMA_TYPES = (
     ServiceRequest,
     Task,
     HealthcareService,
+    CdsServices,
+    CdsRequest,
+    CdsResponse,
+    FeedbackRequest,
+    FeedbackReceipt,
+    SmartConfiguration,
+    TokenResponse,
+    OAuthError,
 )
+
+TOKEN_FORM = {
+    "type": "object",
+    "description": (
+        "RFC 6749 client_credentials with a private_key_jwt client assertion (RFC 7523): "
+        "a JWT signed with RS384 or ES384, iss = sub = the client_id, aud = the token URL, "
+        "exp at most 300 seconds ahead, a jti never used before."
+    ),
+    "required": ["grant_type", "scope", "client_assertion_type", "client_assertion"],
+    "properties": {
+        "grant_type": {"type": "string", "enum": ["client_credentials"]},
+        "scope": {
+            "type": "string",
+            "description": "Space-separated system/ scopes (see scopes_supported)",
+            "pattern": "^[!#-\\[\\]-~]+( [!#-\\[\\]-~]+)*$",
+            "maxLength": 2000,
+        },
+        "client_assertion_type": {"type": "string", "enum": [ASSERTION_TYPE]},
+        "client_assertion": {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]*$",
+            "maxLength": 8192,
+        },
+    },
+}
+"""The token request: a form, which Litestar cannot describe from the handler."""
 
 
 def _ref(type_: Any) -> dict[str, str]:
@@ -229,7 +289,10 @@ def finalize(doc: dict[str, Any], app: Litestar) -> dict[str, Any]:
             "type": "http",
             "scheme": "bearer",
             "description": (
-                "A clinic API client's token from `belong clients create`. Each operation "
+                "A clinic API client's token from `belong clients create`, or a SMART "
+                "Backend Services access token from /auth/token (see "
+                "/.well-known/smart-configuration); CDS Hooks calls carry the CDS client's "
+                "own signed JWT instead. Each operation "
                 "lists the scope it needs (screenings:write, screenings:read, referrals:read, "
                 "referrals:write, directory:write, audit:read)."
             ),
@@ -274,6 +337,8 @@ def finalize(doc: dict[str, Any], app: Litestar) -> dict[str, Any]:
             for status, (media, type_) in RESPONSE_BODIES.get(operation_id, {}).items():
                 response = responses.setdefault(str(status), {"description": "Created"})
                 response["content"] = {media: {"schema": _ref(type_)}}
+            if operation_id == "fhir_smart_configuration":  # JSON, though under /fhir
+                continue
             for parameter in op.get("parameters", []):
                 parameter["schema"] = _not_null(parameter.get("schema", {}))
                 if parameter["name"] in ("date", "_lastUpdated"):
@@ -373,7 +438,7 @@ def _bodies(doc: dict[str, Any]) -> None:
             "in": "header",
             "required": False,
             "description": "Conditional create: identifier=system|value",
-            "schema": {"type": "string", "pattern": r"^identifier=[^\x00]{1,512}$"},
+            "schema": {"type": "string", "pattern": r"^identifier=[^\x00&]{1,512}$"},
         }
     )
     for operation_id in ("fhir_read_questionnaire_response",):
@@ -395,6 +460,8 @@ def _bodies(doc: dict[str, Any]) -> None:
         "content": {"application/json": {"schema": DIRECTORY_FILE}},
     }
     imports["responses"]["200"]["content"] = {"application/json": {"schema": _ref(ImportReport)}}
+    token = doc["paths"]["/auth/token"]["post"]
+    token["requestBody"] = {"required": True, "content": {FORM: {"schema": TOKEN_FORM}}}
     metadata = doc["paths"]["/fhir/metadata"]["get"]
     metadata["responses"]["200"]["content"] = {FHIR_JSON: {"schema": FHIR_RESOURCE}}
 

@@ -32,10 +32,31 @@ def capability_statement(software_version: str, published: str) -> dict[str, Any
                 "mode": "server",
                 "security": {
                     "cors": False,
+                    "service": [
+                        {
+                            "coding": [
+                                {
+                                    "system": (
+                                        "http://terminology.hl7.org/CodeSystem/"
+                                        "restful-security-service"
+                                    ),
+                                    "code": "SMART-on-FHIR",
+                                }
+                            ],
+                            "text": "SMART Backend Services (client_credentials)",
+                        }
+                    ],
                     "description": (
                         "Every call except metadata and Questionnaire reads needs "
-                        "'Authorization: Bearer <token>' issued to the clinic by "
-                        "`belong clients create`; scopes screenings:read / screenings:write."
+                        "'Authorization: Bearer <token>': either a token issued to the clinic "
+                        "by `belong clients create`, or a SMART Backend Services access token "
+                        "(client_credentials with a private_key_jwt assertion, RS384 or ES384; "
+                        "discovery at /.well-known/smart-configuration and "
+                        "/fhir/.well-known/smart-configuration; token endpoint /auth/token; "
+                        "system/ scopes, v1 .read/.write and v2 .rs/.cud; tokens live 300 s). "
+                        "CDS Hooks 2.0 services at /cds-services accept the CDS client's own "
+                        "JWT (RS384 or ES384, aud the service URL, fresh jti) from an issuer "
+                        "the clinic registered with its JWKS."
                     ),
                 },
                 "resource": [

@@ -211,3 +211,54 @@ referral_events = sa.Table(
     sa.Column("recorded_at", Timestamp, nullable=False),
     sa.Index("ix_referral_events_referral", "referral_id", "recorded_at"),
 )
+
+# --------------------------------------------------------------------------- SMART / CDS Hooks
+# Systems that sign JWTs (SMART Backend Services clients, CDS Hooks clients) register
+# their public keys here; see service/api/smart.py and service/api/cds.py.
+
+client_keys = sa.Table(
+    "client_keys",
+    metadata,
+    sa.Column("client_id", sa.Uuid, sa.ForeignKey("api_clients.id"), primary_key=True),
+    sa.Column("issuer", sa.String(255), nullable=False, unique=True),
+    sa.Column("jwks", Json, nullable=True),
+    sa.Column("jwks_url", sa.String(2000), nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+)
+"""A client's ``iss`` (its SMART client_id) and its JWKS, inline or by URL."""
+
+used_jtis = sa.Table(
+    "used_jtis",
+    metadata,
+    sa.Column("issuer", sa.String(255), primary_key=True),
+    sa.Column("jti", sa.String(255), primary_key=True),
+    sa.Column("expires_at", Timestamp, nullable=False, index=True),
+)
+"""JWT ids already presented: the primary key makes a replay a unique violation."""
+
+access_tokens = sa.Table(
+    "access_tokens",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("client_id", sa.Uuid, sa.ForeignKey("api_clients.id"), nullable=False),
+    sa.Column("scopes", Json, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False, index=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+)
+"""SMART access tokens: random, stored as SHA-256, each living at most 300 seconds."""
+
+cds_feedback = sa.Table(
+    "cds_feedback",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("clinic_id", sa.Uuid, sa.ForeignKey("clinics.id"), nullable=False),
+    sa.Column("client_id", sa.Uuid, nullable=False),
+    sa.Column("service_id", sa.String(64), nullable=False),
+    sa.Column("card_uuid", sa.String(64), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("accepted_suggestions", Json, nullable=False),
+    sa.Column("override_reason", Json, nullable=True),
+    sa.Column("outcome_at", Timestamp, nullable=False),
+    sa.Column("recorded_at", Timestamp, nullable=False),
+    sa.Index("ix_cds_feedback_clinic_card", "clinic_id", "card_uuid"),
+)

@@ -24,7 +24,18 @@ PATIENT_DATA_PREFIXES = (
     "/fhir/ServiceRequest",
     "/fhir/Task",
 )
-PUBLIC_PREFIXES = ("/health", "/schema", "/fhir/metadata", "/v1/instruments", "/fhir/Questionnaire")
+PUBLIC_PREFIXES = (
+    "/health",
+    "/schema",
+    "/fhir/metadata",
+    "/v1/instruments",
+    "/fhir/Questionnaire",
+    # SMART discovery and token endpoint; CDS Hooks discovery (no patient data)
+    "/.well-known/smart-configuration",
+    "/fhir/.well-known/smart-configuration",
+    "/auth/token",
+    "/cds-services",
+)
 PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")
 
 
