@@ -98,6 +98,35 @@ RESPONSE_BODIES: dict[str, dict[int, tuple[str, Any]]] = {
 }
 """Bodies of responses returned as bytes or built at run time, which Litestar cannot see."""
 
+EXAMPLES: dict[str, dict[str, Any]] = {
+    "ScoreRequest": {"answers": {"1": 2, "2": 3, "3": 2}},
+    "ScreeningRequest": {
+        "patient_id": "pat-1042",
+        "instrument": "ucla-3",
+        "completed_at": "2026-11-24T09:30:00Z",
+        "answers": {"1": 3, "2": 2, "3": 3},
+        "encounter_id": "enc-77",
+        "profile": {"pain_conditions": ["crps"], "preferred_modalities": ["online"]},
+    },
+    "PatientProfile": {
+        "pain_conditions": ["crps"],
+        "languages": ["en"],
+        "location": {"lat": 51.52, "lon": -0.12},
+        "preferred_modalities": ["online"],
+        "age_band": "45-64",
+        "max_travel_km": 10,
+    },
+    "ReferralRequest": {
+        "patient_id": "pat-1042",
+        "service_id": "01a213cc-3899-769f-979a-40a09bb72e88",
+        "need": "loneliness",
+        "consent": {"given": True, "method": "verbal"},
+        "note": "Prefers evening online groups",
+    },
+    "StatusChange": {"status": "completed", "outcome": "Attended 6 of 8 sessions"},
+}
+"""One realistic request per body, shown in the document (and tried by schemathesis)."""
+
 REQUEST_BODIES: dict[str, Any] = {
     "score_answers": ScoreRequest,
     "create_screening": ScreeningRequest,
@@ -284,6 +313,8 @@ def finalize(doc: dict[str, Any], app: Litestar) -> dict[str, Any]:
     _, components = msgspec.json.schema_components(SCHEMA_TYPES, ref_template=REF)
     schemas.update(components)
     schemas["BundleEntry"]["properties"]["resource"] = FHIR_RESOURCE
+    for name, example in EXAMPLES.items():
+        schemas[name]["examples"] = [example]
     doc["components"]["securitySchemes"] = {
         "bearer": {
             "type": "http",
