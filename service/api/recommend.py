@@ -6,6 +6,7 @@ changes (checked by a cheap row count and newest update per call).
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from datetime import datetime
@@ -157,6 +158,7 @@ class DirectoryCache:
         self._entries: dict[
             uuid.UUID, tuple[tuple[int, datetime | None], float, list[Candidate]]
         ] = {}
+        self._locks: dict[uuid.UUID, asyncio.Lock] = {}
 
     def forget(self, clinic_id: uuid.UUID) -> None:
         """After this worker changed the clinic's directory: rebuild on next use."""
@@ -164,9 +166,18 @@ class DirectoryCache:
 
     async def candidates(self, store: ClinicStore) -> list[Candidate]:
         held = self._entries.get(store.clinic_id)
+        if held is not None and time.monotonic() - held[1] < self.recheck_s:
+            return held[2]
+        # One rebuild per clinic at a time: the requests that arrive meanwhile wait for it
+        # instead of each loading the whole directory.
+        async with self._locks.setdefault(store.clinic_id, asyncio.Lock()):
+            return await self._refresh(store)
+
+    async def _refresh(self, store: ClinicStore) -> list[Candidate]:
+        held = self._entries.get(store.clinic_id)
         now = time.monotonic()
         if held is not None and now - held[1] < self.recheck_s:
-            return held[2]
+            return held[2]  # refreshed while this request waited
         stamp = await store.directory_stamp()
         if held is not None and held[0] == stamp:
             self._entries[store.clinic_id] = (stamp, now, held[2])
