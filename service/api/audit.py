@@ -20,6 +20,7 @@ from litestar.exceptions import HTTPException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.errors import status_of
+from service.api.params import FHIR_ID
 from service.store.clients import Principal
 from service.store.database import utcnow
 from service.store.repository import ClinicStore
@@ -27,7 +28,7 @@ from service.store.repository import ClinicStore
 log = logging.getLogger("belong.audit")
 
 STATE_KEY = "belong_audit"
-FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+FHIR_ID_TEXT = re.compile(FHIR_ID)
 
 
 @dataclass(slots=True)
@@ -95,7 +96,7 @@ class AuditMiddleware:
             path_params = {
                 k: v
                 for k, v in scope.get("path_params", {}).items()
-                if isinstance(v, str) and FHIR_ID.fullmatch(v)
+                if isinstance(v, str) and FHIR_ID_TEXT.fullmatch(v)
             }
             patient_id = found.patient_id or path_params.get("patient_id")
             resource_id = found.resource_id

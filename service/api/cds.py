@@ -31,6 +31,7 @@ from service.api.auth import PUBLIC, require_jwt_caller, scoped
 from service.api.body import decode
 from service.api.catalog import Catalog
 from service.api.errors import ApiError, FieldError
+from service.api.params import ID_PATTERN
 from service.api.recommend import recommend, screening_summary
 from service.api.systems import public_base
 from service.domain.instruments import Signal
@@ -50,7 +51,6 @@ TOP_SERVICES = 3
 SUGGESTED_QUESTIONNAIRES = ("ucla-3", "lsns-6", "osss-3")
 OVERRIDE_SYSTEM = f"{CANONICAL_BASE}/CodeSystem/cds-override-reason"
 SDOHCC_CODES = "http://hl7.org/fhir/us/sdoh-clinicalcare/CodeSystem/SDOHCC-CodeSystemTemporaryCodes"
-FHIR_ID = r"^[A-Za-z0-9\-.]{1,64}$"
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 NEED_WORDS = {
     Signal.LONELINESS: "Loneliness",
@@ -83,7 +83,7 @@ class CdsServices(msgspec.Struct):
 
 class PatientViewContext(msgspec.Struct):
     userId: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
-    patientId: Annotated[str, msgspec.Meta(pattern=FHIR_ID)]
+    patientId: Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
     encounterId: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] | None = None
 
 

@@ -13,17 +13,17 @@ from litestar import Request
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from service.api.errors import FHIR_JSON, ApiError, FieldError
+from service.api.observability import route_template
 
 JSON_TYPES = ("application/json",)
 FHIR_TYPES = (FHIR_JSON, "application/json")
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-_PARAM_TYPE = re.compile(r"\{(\w+)(?::\w+)?\}")
 
 
 async def check_request(request: Request[Any, Any, Any]) -> None:
     """400 for a query parameter the operation does not have, or repeats one it cannot;
     415 for a body that is not JSON (FHIR JSON too, on /fhir)."""
-    template = _PARAM_TYPE.sub(r"{\1}", request.scope.get("path_template") or "")
+    template = route_template(request.scope)
     known = request.app.state.query_parameters.get((request.method, template))
     if known is not None:
         for name in set(request.query_params.keys()):

@@ -136,7 +136,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
-            route = _template(scope)
+            route = route_template(scope)
             method = scope["method"]
             REQUESTS.labels(method, route, str(status)).inc()
             LATENCY.labels(method, route).observe(elapsed)
@@ -155,7 +155,7 @@ class RequestContextMiddleware:
 def _with_allow(scope: Scope, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """Allow lists every method of the path, not only those of one handler (Litestar 2.25
     answers OPTIONS with the methods of the handler it matched)."""
-    template = _template(scope)
+    template = route_template(scope)
     methods = sorted(
         {
             method
@@ -170,7 +170,7 @@ def _with_allow(scope: Scope, headers: list[tuple[bytes, bytes]]) -> list[tuple[
     return [*kept, (b"allow", ", ".join(methods).encode())]
 
 
-def _template(scope: Scope) -> str:
+def route_template(scope: Scope) -> str:
     """The route template Litestar matched, e.g. /v1/patients/{patient_id}; never the path."""
     template = scope.get("path_template")
     if not template:

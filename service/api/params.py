@@ -22,6 +22,8 @@ INSTANT = (
 )
 """An RFC 3339 instant with its offset, years 1-9999."""
 FHIR_ID = r"[A-Za-z0-9\-.]{1,64}"
+ID_PATTERN = rf"^{FHIR_ID}$"
+"""A FHIR id (letters, digits, '-', '.'; at most 64): patient, resource and service ids."""
 PATIENT_REFERENCE = rf"^(Patient/)?{FHIR_ID}$"
 SERVICE_REFERENCE = rf"^(HealthcareService/)?{FHIR_ID}$"
 SEARCH_TOKEN = r"([^|,\x00]{0,255}\|)?[^|,\x00]{1,64}"  # noqa: S105 - a pattern, not a secret

@@ -21,7 +21,7 @@ from service.api.auth import scoped
 from service.api.catalog import Catalog
 from service.api.errors import FHIR_JSON, ApiError, FieldError
 from service.api.fhir.bundles import searchset, single
-from service.api.params import PATIENT_REFERENCE, TOKEN_LIST
+from service.api.params import FHIR_ID, ID_PATTERN, PATIENT_REFERENCE, TOKEN_LIST
 from service.api.recording import (
     Recorded,
     ScoredScreening,
@@ -54,9 +54,7 @@ FHIR_DATE_TIME = re.compile(
 )
 """The R4 dateTime regex: a time, when given, carries its zone."""
 PatientRef = Annotated[str | None, QueryParameter(required=False, pattern=PATIENT_REFERENCE)]
-ResourceId = Annotated[
-    str, PathParameter(pattern=r"^[A-Za-z0-9\-.]{1,64}$", description="FHIR resource id")
-]
+ResourceId = Annotated[str, PathParameter(pattern=ID_PATTERN, description="FHIR resource id")]
 OBSERVATION_PARAMS = (
     "patient",
     "subject",
@@ -322,7 +320,7 @@ class QuestionnaireResponseController(Controller):
 
 
 def _is_fhir_id(value: str) -> bool:
-    return re.fullmatch(r"[A-Za-z0-9\-.]{1,64}", value) is not None
+    return re.fullmatch(FHIR_ID, value) is not None
 
 
 def encounter_id_of(qr: InboundQuestionnaireResponse) -> str | None:

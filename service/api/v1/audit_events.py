@@ -12,7 +12,7 @@ from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
 from service.api.auth import scoped
-from service.api.params import Instant, instant
+from service.api.params import ID_PATTERN, Instant, instant
 from service.store.clients import Principal
 from service.store.database import Database, as_utc
 from service.store.repository import AuditQuery, ClinicStore
@@ -44,7 +44,7 @@ class AuditEventController(Controller):
         request: Request[Principal, Any, Any],
         db: NamedDependency[Database],
         patient_id: Annotated[
-            str | None, QueryParameter(pattern=r"^[A-Za-z0-9\-.]{1,64}$", required=False)
+            str | None, QueryParameter(pattern=ID_PATTERN, required=False)
         ] = None,
         since: Instant = None,
         until: Instant = None,

@@ -15,7 +15,7 @@ from service.api.auth import scoped
 from service.api.body import decode
 from service.api.errors import ApiError, FieldError
 from service.api.importing import ImportFileError, ImportReport, OnError, apply, parse_file
-from service.api.params import NEAR
+from service.api.params import ID_PATTERN, NEAR
 from service.domain.directory import Category, DirectoryService, ServiceDetails
 from service.domain.matching import EARTH_RADIUS_KM, distance_km
 from service.domain.patients import Modality, PainCondition
@@ -23,9 +23,7 @@ from service.store.clients import Principal
 from service.store.database import Database, as_utc, new_id, utcnow
 from service.store.repository import ClinicStore, ServiceQuery
 
-ServiceId = Annotated[
-    str, PathParameter(pattern=r"^[A-Za-z0-9\-.]{1,64}$", description="Directory service id")
-]
+ServiceId = Annotated[str, PathParameter(pattern=ID_PATTERN, description="Directory service id")]
 
 
 class ServiceEntry(ServiceDetails, frozen=True, kw_only=True):

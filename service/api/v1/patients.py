@@ -15,6 +15,7 @@ from service.api.auth import scoped
 from service.api.body import decode
 from service.api.catalog import Catalog
 from service.api.errors import ApiError, FieldError
+from service.api.params import ID_PATTERN
 from service.api.recommend import Recommendations, recommend
 from service.api.v1.referrals import Referral, load_referrals
 from service.domain.instruments import Direction
@@ -27,7 +28,7 @@ from service.store.repository import ClinicStore, ReferralQuery
 PatientIdParam = Annotated[
     str,
     PathParameter(
-        pattern=r"^[A-Za-z0-9\-.]{1,64}$",
+        pattern=ID_PATTERN,
         max_length=64,
         description="The EHR's own patient id (FHIR id syntax)",
     ),

@@ -17,7 +17,7 @@ from service.api.auth import scoped
 from service.api.body import decode
 from service.api.errors import ApiError, FieldError
 from service.api.observability import REFERRALS
-from service.api.params import Instant, instant
+from service.api.params import ID_PATTERN, Instant, instant
 from service.api.recommend import ServiceSummary, summary
 from service.api.v1.directory import directory_service
 from service.domain.instruments import Signal
@@ -31,7 +31,7 @@ ReferralId = Annotated[
     str, PathParameter(pattern=r"^[0-9a-f-]{36}$", description="Referral id (a UUID)")
 ]
 Note = Annotated[str, msgspec.Meta(min_length=1, max_length=2000, pattern=r"^[^\x00]*$")]
-Id64 = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9\-.]{1,64}$")]
+Id64 = Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
 
 
 class ConsentMethod(StrEnum):
@@ -234,10 +234,10 @@ class ReferralController(Controller):
         db: NamedDependency[Database],
         status: FromQuery[Status | None] = None,
         patient_id: Annotated[
-            str | None, QueryParameter(pattern=r"^[A-Za-z0-9\-.]{1,64}$", required=False)
+            str | None, QueryParameter(pattern=ID_PATTERN, required=False)
         ] = None,
         service_id: Annotated[
-            str | None, QueryParameter(pattern=r"^[A-Za-z0-9\-.]{1,64}$", required=False)
+            str | None, QueryParameter(pattern=ID_PATTERN, required=False)
         ] = None,
         updated_since: Instant = None,
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,

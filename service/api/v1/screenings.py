@@ -15,6 +15,7 @@ from service.api.auth import scoped
 from service.api.body import decode
 from service.api.catalog import Catalog
 from service.api.errors import ApiError, FieldError
+from service.api.params import ID_PATTERN
 from service.api.recommend import Recommendations, recommend
 from service.api.recording import (
     IDEMPOTENCY_KEY_PATTERN,
@@ -37,7 +38,7 @@ from service.store.repository import ClinicStore
 ScreeningId = Annotated[
     str, PathParameter(pattern=r"^[0-9a-f-]{36}$", description="Screening id (a UUID)")
 ]
-EncounterId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9\-.]{1,64}$")]
+EncounterId = Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
 InstrumentRef = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 
