@@ -23,6 +23,8 @@ from service.api.errors import status_of
 from service.api.params import FHIR_ID
 from service.store.clients import Principal
 from service.store.database import utcnow
+from service.store.hotpaths import write_audit
+from service.store.records import AuditEvent
 from service.store.repository import ClinicStore
 
 log = logging.getLogger("belong.audit")
@@ -43,18 +45,16 @@ def note(request: Request[Any, Any, Any], resource_id: str | None, patient_id: s
     request.scope.setdefault("state", {})[STATE_KEY] = AuditNote(resource_id, patient_id)
 
 
-async def audit_in(
-    request: Request[Any, Any, Any], store: ClinicStore, status: int, at: datetime
-) -> None:
-    """Write the request's audit event in the caller's write transaction, so a write and
-    its audit commit together; the middleware then leaves it alone."""
+def audit_event(request: Request[Any, Any, Any], status: int, at: datetime) -> AuditEvent | None:
+    """The event for a handler that writes its own audit in its write (see ``audit_in``);
+    None when the route is not audited or nothing was noted."""
     spec = request.route_handler.opt.get("audit")
     found = request.scope.get("state", {}).get(STATE_KEY)
     principal = request.scope.get("user")
     if spec is None or found is None or not isinstance(principal, Principal):
-        return
+        return None
     action, resource_type = spec
-    await store.record_audit(
+    return AuditEvent(
         client_id=principal.client_id,
         action=action,
         resource_type=resource_type,
@@ -63,7 +63,24 @@ async def audit_in(
         status_code=status,
         at=at,
     )
-    found.written = True
+
+
+def mark_written(request: Request[Any, Any, Any]) -> None:
+    """The handler's own write stored the audit event: the middleware leaves it alone."""
+    found = request.scope.get("state", {}).get(STATE_KEY)
+    if found is not None:
+        found.written = True
+
+
+async def audit_in(
+    request: Request[Any, Any, Any], store: ClinicStore, status: int, at: datetime
+) -> None:
+    """Write the request's audit event in the caller's write transaction, so a write and
+    its audit commit together; the middleware then leaves it alone."""
+    event = audit_event(request, status, at)
+    if event is not None:
+        await store.record_audit(event)
+        mark_written(request)
 
 
 def audited(action: str, resource_type: str) -> dict[str, Any]:
@@ -102,17 +119,16 @@ class AuditMiddleware:
             resource_id = found.resource_id
             if resource_id is None and action != "search":
                 resource_id = next((v for k, v in path_params.items() if k.endswith("_id")), None)
-            db = scope["app"].state.db
-            async with db.begin() as conn:
-                await ClinicStore(conn, principal.clinic_id).record_audit(
-                    client_id=principal.client_id,
-                    action=action,
-                    resource_type=resource_type,
-                    resource_id=resource_id,
-                    patient_id=patient_id,
-                    status_code=status,
-                    at=utcnow(),
-                )
+            event = AuditEvent(
+                client_id=principal.client_id,
+                action=action,
+                resource_type=resource_type,
+                resource_id=resource_id,
+                patient_id=patient_id,
+                status_code=status,
+                at=utcnow(),
+            )
+            await write_audit(scope["app"].state.db, principal.clinic_id, event)
 
         async def send_after_audit(message: Message) -> None:
             if message["type"] == "http.response.start" and not written and not already_written():

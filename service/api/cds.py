@@ -40,7 +40,7 @@ from service.domain.patients import PatientProfile
 from service.fhir import CANONICAL_BASE
 from service.store.clients import Principal
 from service.store.database import Database, utc_field, utcnow
-from service.store.repository import ClinicStore
+from service.store.hotpaths import patient_context
 from service.store.systems import record_feedback
 
 SERVICE_ID = "belong-social-connection"
@@ -408,32 +408,29 @@ class CdsServicesController(Controller):
         cutoff = utcnow() - timedelta(days=window)
         if patient.get("deceasedBoolean") is True or "deceasedDateTime" in patient:
             return Response(CdsResponse(cards=[]))
-        async with db.begin() as conn:
-            store = ClinicStore(conn, request.user.clinic_id)
-            row = await store.get_patient(patient_id)
-            rows = await store.patient_screenings(patient_id, per_instrument=1) if row else []
-            summaries = [s for r in rows if (s := screening_summary(r, catalog)) is not None]
-            social = [s for s in summaries if s.construct != "pain"]
-            recent = [s for s in social if s.completed_at >= cutoff]
-            positive = sorted(
-                (s for s in recent if s.positive and s.signal is not None),
-                key=lambda s: s.completed_at,
-                reverse=True,
+        clinic_id = request.user.clinic_id
+        context = await patient_context(db, clinic_id, patient_id)
+        summaries = [s for r in context.latest if (s := screening_summary(r, catalog)) is not None]
+        social = [s for s in summaries if s.construct != "pain"]
+        recent = [s for s in social if s.completed_at >= cutoff]
+        positive = sorted(
+            (s for s in recent if s.positive and s.signal is not None),
+            key=lambda s: s.completed_at,
+            reverse=True,
+        )
+        if positive:
+            recommendations = await recommend(
+                db,
+                clinic_id,
+                request.app.state.directory_cache,
+                catalog,
+                context.latest,
+                msgspec.convert(context.profile or {}, PatientProfile),
+                limit=TOP_SERVICES,
             )
-            if positive:
-                recommendations = await recommend(
-                    store,
-                    request.app.state.directory_cache,
-                    catalog,
-                    patient_id,
-                    msgspec.convert(row.profile, PatientProfile),
-                    limit=TOP_SERVICES,
-                )
-                return Response(
-                    CdsResponse(
-                        cards=[positive_card(base, patient_id, positive[0], recommendations)]
-                    )
-                )
+            return Response(
+                CdsResponse(cards=[positive_card(base, patient_id, positive[0], recommendations)])
+            )
         if not recent:
             return Response(CdsResponse(cards=[due_card(base, catalog, window)]))
         return Response(CdsResponse(cards=[]))

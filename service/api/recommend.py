@@ -1,7 +1,7 @@
 """Needs and recommendations for a patient: the latest screenings, the profile, the directory.
 
 The directory's match candidates are built once per clinic and reused until the directory
-changes (checked by a cheap row count and newest update per call).
+changes (a row count and newest update, asked at most every few seconds; see DirectoryCache).
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 import msgspec
 
@@ -20,7 +20,8 @@ from service.domain.instruments import Severity, Signal
 from service.domain.matching import Candidate, MatchResult, match, prepare
 from service.domain.needs import Needs, ScreeningSummary, derive
 from service.domain.patients import PatientProfile
-from service.store.database import as_utc
+from service.store.database import Database, as_utc
+from service.store.records import LatestScreening
 from service.store.repository import ClinicStore
 
 
@@ -129,7 +130,7 @@ def view(result: MatchResult, needs: Needs) -> Recommendations:
     )
 
 
-def screening_summary(row: Any, catalog: Catalog) -> ScreeningSummary | None:
+def screening_summary(row: LatestScreening, catalog: Catalog) -> ScreeningSummary | None:
     instrument = catalog.instruments.get(row.instrument)
     if instrument is None:
         return None
@@ -164,46 +165,48 @@ class DirectoryCache:
         """After this worker changed the clinic's directory: rebuild on next use."""
         self._entries.pop(clinic_id, None)
 
-    async def candidates(self, store: ClinicStore) -> list[Candidate]:
-        held = self._entries.get(store.clinic_id)
+    async def candidates(self, db: Database, clinic_id: uuid.UUID) -> list[Candidate]:
+        held = self._entries.get(clinic_id)
         if held is not None and time.monotonic() - held[1] < self.recheck_s:
             return held[2]
         # One rebuild per clinic at a time: the requests that arrive meanwhile wait for it
         # instead of each loading the whole directory.
-        async with self._locks.setdefault(store.clinic_id, asyncio.Lock()):
-            return await self._refresh(store)
+        async with self._locks.setdefault(clinic_id, asyncio.Lock()):
+            return await self._refresh(db, clinic_id)
 
-    async def _refresh(self, store: ClinicStore) -> list[Candidate]:
-        held = self._entries.get(store.clinic_id)
+    async def _refresh(self, db: Database, clinic_id: uuid.UUID) -> list[Candidate]:
+        held = self._entries.get(clinic_id)
         now = time.monotonic()
         if held is not None and now - held[1] < self.recheck_s:
             return held[2]  # refreshed while this request waited
-        stamp = await store.directory_stamp()
-        if held is not None and held[0] == stamp:
-            self._entries[store.clinic_id] = (stamp, now, held[2])
-            return held[2]
-        rows = await store.live_services()
+        async with db.begin() as conn:
+            store = ClinicStore(conn, clinic_id)
+            stamp = await store.directory_stamp()
+            if held is not None and held[0] == stamp:
+                self._entries[clinic_id] = (stamp, now, held[2])
+                return held[2]
+            rows = await store.live_services()
         candidates = prepare(
             msgspec.convert({**row.details, "id": row.id}, DirectoryService) for row in rows
         )
-        self._entries[store.clinic_id] = (stamp, now, candidates)
+        self._entries[clinic_id] = (stamp, now, candidates)
         return candidates
 
 
 async def recommend(
-    store: ClinicStore,
+    db: Database,
+    clinic_id: uuid.UUID,
     cache: DirectoryCache,
     catalog: Catalog,
-    patient_id: str,
+    latest: Sequence[LatestScreening],
     profile: PatientProfile,
-    extra: list[ScreeningSummary] = (),  # type: ignore[assignment]
+    extra: Sequence[ScreeningSummary] = (),
     limit: int = 10,
     explain: bool = False,
 ) -> Recommendations:
     """Recommendations from the patient's latest screenings (plus ``extra``, not yet stored)."""
-    rows = await store.patient_screenings(patient_id, per_instrument=1)
-    summaries = [s for row in rows if (s := screening_summary(row, catalog)) is not None]
+    summaries = [s for row in latest if (s := screening_summary(row, catalog)) is not None]
     needs = derive([*summaries, *extra])
-    candidates = await cache.candidates(store) if needs.needs else []
+    candidates = await cache.candidates(db, clinic_id) if needs.needs else []
     result = match(needs, profile, candidates, limit=limit, explain_excluded=explain)
     return view(result, needs)

@@ -1,14 +1,13 @@
 """Recording a scored screening: the one write path /v1 and /fhir share.
 
-One transaction stores the patient (created if new), the QuestionnaireResponse, each
-screening, its Observations, and completes the caller's idempotency key, so a request
-either lands whole or not at all.
+One atomic write stores the idempotency key with its response, the patient (created if
+new), the QuestionnaireResponse, each screening, its Observations and the audit event, so a
+request either lands whole or not at all.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response
 
-from service.api.audit import audit_in, note
+from service.api.audit import audit_event, mark_written, note
 from service.api.errors import ApiError, FieldError
 from service.api.observability import SCREENINGS
 from service.domain.instruments import Instrument
@@ -32,12 +31,19 @@ from service.fhir.screening import (
 )
 from service.store.clients import Principal
 from service.store.database import Database, utc_field, utcnow
-from service.store.repository import ClinicStore
-
-log = logging.getLogger("belong.recording")
+from service.store.hotpaths import held_key, patient_context, write_submission
+from service.store.records import (
+    AuditEvent,
+    HeldKey,
+    KeyRecord,
+    ObservationRow,
+    PatientContext,
+    ScreeningRow,
+    SubmissionRows,
+    Written,
+)
 
 CLOCK_SKEW = timedelta(minutes=5)
-STALE_CLAIM = timedelta(minutes=2)
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{0,255}$"
 """Visible ASCII; an empty header counts as no key."""
 
@@ -88,8 +94,8 @@ def check_completed_at(completed_at: datetime, field: str, now: datetime) -> dat
     return completed
 
 
-async def record(store: ClinicStore, submission: Submission, recorded_at: datetime) -> Recorded:
-    """Write a submission inside the caller's transaction."""
+def build(submission: Submission, recorded_at: datetime) -> Recorded:
+    """The FHIR resources a submission stores, with Belong's ids and meta."""
     contexts = [
         ScreeningContext(
             screening_id=screening_id,
@@ -109,64 +115,61 @@ async def record(store: ClinicStore, submission: Submission, recorded_at: dateti
         )
     meta = {**resource.get("meta", {}), "versionId": "1", "lastUpdated": fhir_instant(recorded_at)}
     resource = {**resource, "id": submission.questionnaire_response_id, "meta": meta}
-    await store.put_patient(submission.patient_id, submission.profile, recorded_at)
-    stored = await store.insert_questionnaire_response(
-        id=submission.questionnaire_response_id,
+    by_screening = {
+        screening_id: observations(scored.instrument, scored.answers, scored.score, ctx)
+        for (screening_id, scored), ctx in zip(submission.screenings, contexts, strict=True)
+    }
+    return Recorded(submission, recorded_at, resource, by_screening)
+
+
+def _rows(recorded: Recorded, key: KeyRecord | None, audit: AuditEvent | None) -> SubmissionRows:
+    submission = recorded.submission
+    screenings = []
+    for screening_id, scored in submission.screenings:
+        band = scored.score.band
+        screenings.append(
+            ScreeningRow(
+                id=screening_id,
+                instrument=scored.instrument.id,
+                total=scored.score.total,
+                band_code=band.code if band else None,
+                positive=band.positive if band else None,
+                answers=scored.answers,
+                score=scored.score,
+            )
+        )
+    return SubmissionRows(
         patient_id=submission.patient_id,
+        profile=submission.profile,
+        recorded_at=recorded.recorded_at,
+        completed_at=submission.completed_at,
+        encounter_id=submission.encounter_id,
+        context=submission.context,
+        questionnaire_response_id=submission.questionnaire_response_id,
         identifier_system=submission.identifier_system,
         identifier_value=submission.identifier_value,
-        authored_at=submission.completed_at,
-        last_updated=recorded_at,
-        resource=resource,
-    )
-    if not stored:
-        raise ApiError(
-            409,
-            "A QuestionnaireResponse with this identifier is already stored",
-            [FieldError("identifier", "already stored", "duplicate")],
-        )
-    by_screening: dict[str, list[StoredObservation]] = {}
-    rows: list[dict[str, Any]] = []
-    for (screening_id, scored), ctx in zip(submission.screenings, contexts, strict=True):
-        band = scored.score.band
-        await store.insert_screening(
-            id=screening_id,
-            patient_id=submission.patient_id,
-            questionnaire_response_id=submission.questionnaire_response_id,
-            instrument=scored.instrument.id,
-            completed_at=submission.completed_at,
-            created_at=recorded_at,
-            encounter_id=submission.encounter_id,
-            total=scored.score.total,
-            band_code=band.code if band else None,
-            positive=band.positive if band else None,
-            answers=scored.answers,
-            score=msgspec.to_builtins(scored.score),
-            context=submission.context,
-        )
-        built = observations(scored.instrument, scored.answers, scored.score, ctx)
-        by_screening[screening_id] = built
-        rows.extend(
-            {
-                "id": o.id,
-                "patient_id": submission.patient_id,
-                "screening_id": screening_id,
-                "position": position,
-                "code_system": o.code_system,
-                "code": o.code,
-                "effective_at": submission.completed_at,
-                "last_updated": recorded_at,
-                "resource": msgspec.to_builtins(o.resource),
-            }
+        questionnaire_response=recorded.questionnaire_response,
+        screenings=screenings,
+        observations=[
+            ObservationRow(
+                id=o.id,
+                screening_id=screening_id,
+                position=position,
+                code_system=o.code_system,
+                code=o.code,
+                resource=o.resource,
+            )
+            for screening_id, built in recorded.observations.items()
             for position, o in enumerate(built)
-        )
-    await store.insert_observations(rows)
-    return Recorded(submission, recorded_at, resource, by_screening)
+        ],
+        key=key,
+        audit=audit,
+    )
 
 
 Render = Callable[[Recorded, Any], tuple[int, bytes, dict[str, str]]]
 """(recorded, what ``prepare`` returned) -> (status, body, headers)."""
-Prepare = Callable[[ClinicStore], Awaitable[Any]]
+Prepare = Callable[[PatientContext], Awaitable[Any]]
 
 
 def resource_id(recorded: Recorded) -> str:
@@ -190,14 +193,15 @@ async def record_once(
 ) -> Response[bytes]:
     """Record the submission, honouring an ``Idempotency-Key`` header.
 
-    The key is claimed in its own committed transaction first, so a concurrent retry sees
-    it in flight (409); the stored response is replayed for a completed key, and a key
-    reused with a different body answers 422. Everything else happens in one transaction:
-    ``prepare`` (reads the response needs), the writes, the key's completion and the audit
-    event.
+    ``prepare`` gets the patient's stored context (one read, which also finds a key already
+    used) and computes what ``render`` needs. The write is one atomic step storing the key
+    with the rendered response, the submission and the audit event; a key stored first by a
+    concurrent request means nothing of this one is stored and that response is replayed. A
+    key reused with a different body answers 422.
     """
     key = request.headers.get("idempotency-key") or None
     now = utcnow()
+    fingerprint = ""
     if key is not None:
         if not re.fullmatch(IDEMPOTENCY_KEY_PATTERN, key):
             raise ApiError(
@@ -206,51 +210,72 @@ async def record_once(
                 [FieldError("Idempotency-Key", "malformed", "invalid")],
             )
         fingerprint = hashlib.sha256(await request.body()).hexdigest()
-        async with db.begin() as conn:
-            held = await ClinicStore(conn, principal.clinic_id).claim_idempotency_key(
-                route, key, fingerprint, now, now - STALE_CLAIM
-            )
-        if held is not None:
-            if held.fingerprint != fingerprint:
-                raise ApiError(
-                    422,
-                    "This Idempotency-Key was used with a different request body",
-                    [FieldError("Idempotency-Key", "reused with another body", "key_reused")],
-                )
-            if held.state != "done":
-                raise ApiError(
-                    409,
-                    "A request with this Idempotency-Key is still being processed",
-                    [FieldError("Idempotency-Key", "in flight", "in_flight")],
-                    headers={"Retry-After": "1"},
-                )
-            note(request, held.resource_id, submission.patient_id)
-            return Response(
-                held.response,
-                status_code=held.status_code,
-                media_type=media_type,
-                headers={**(held.response_headers or {}), "Idempotent-Replayed": "true"},
-            )
-    try:
-        async with db.begin() as conn:
-            store = ClinicStore(conn, principal.clinic_id)
-            prepared = await prepare(store) if prepare is not None else None
-            recorded = await record(store, submission, now)
-            status, body, headers = render(recorded, prepared)
-            if key is not None:
-                await store.complete_idempotency_key(
-                    route, key, status, body, headers, resource_id(recorded)
-                )
-            await audit_in(request, store, status, now)
-    except BaseException:
-        if key is not None:
-            try:
-                async with db.begin() as conn:
-                    await ClinicStore(conn, principal.clinic_id).release_idempotency_key(route, key)
-            except Exception:  # the claim goes stale and is taken over by a retry
-                log.warning("could not release an idempotency claim", exc_info=True)
-        raise
+    prepared = None
+    if prepare is not None:
+        context = await patient_context(
+            db, principal.clinic_id, submission.patient_id, (route, key) if key else None
+        )
+        if context.held is not None:
+            return _replay(request, context.held, fingerprint, submission, media_type)
+        prepared = await prepare(context)
+    recorded = build(submission, now)
+    status, body, headers = render(recorded, prepared)
+    stored_key = None
+    if key is not None:
+        stored_key = KeyRecord(
+            route, key, fingerprint, status, body, headers, resource_id(recorded)
+        )
+    audit = audit_event(request, status, now)
+    written = await write_submission(db, principal.clinic_id, _rows(recorded, stored_key, audit))
+    if written is Written.KEY_TAKEN:
+        assert key is not None
+        held = await held_key(db, principal.clinic_id, route, key)
+        if held is None:  # taken, then gone: only a purge between the two reads does that
+            raise _in_flight()
+        return _replay(request, held, fingerprint, submission, media_type)
+    if written is Written.IDENTIFIER_TAKEN:
+        raise ApiError(
+            409,
+            "A QuestionnaireResponse with this identifier is already stored",
+            [FieldError("identifier", "already stored", "duplicate")],
+        )
+    if audit is not None:
+        mark_written(request)
     for _, scored in submission.screenings:
         band = scored.score.band
         SCREENINGS.labels(scored.instrument.id, band.code if band else "none").inc()
     return Response(body, status_code=status, media_type=media_type, headers=headers)
+
+
+def _in_flight() -> ApiError:
+    return ApiError(
+        409,
+        "A request with this Idempotency-Key is still being processed",
+        [FieldError("Idempotency-Key", "in flight", "in_flight")],
+        headers={"Retry-After": "1"},
+    )
+
+
+def _replay(
+    request: Request[Any, Any, Any],
+    held: HeldKey,
+    fingerprint: str,
+    submission: Submission,
+    media_type: str,
+) -> Response[bytes]:
+    """The stored response for a retry with the same key and body."""
+    if held.fingerprint != fingerprint:
+        raise ApiError(
+            422,
+            "This Idempotency-Key was used with a different request body",
+            [FieldError("Idempotency-Key", "reused with another body", "key_reused")],
+        )
+    if held.state != "done" or held.response is None or held.status_code is None:
+        raise _in_flight()
+    note(request, held.resource_id, submission.patient_id)
+    return Response(
+        held.response,
+        status_code=held.status_code,
+        media_type=media_type,
+        headers={**(held.response_headers or {}), "Idempotent-Replayed": "true"},
+    )

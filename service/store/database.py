@@ -11,12 +11,28 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy import event, exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-UNAVAILABLE = (exc.OperationalError, exc.InterfaceError, OSError, TimeoutError)
+
+class Unavailable(Exception):
+    """The database connection failed while the driver was used directly."""
+
+
+UNAVAILABLE = (exc.OperationalError, exc.InterfaceError, Unavailable, OSError, TimeoutError)
 """Errors meaning the database cannot be reached now (answered 503, never 500)."""
+
+_DRIVER_UNAVAILABLE = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,  # shutdown, statement timeout
+    asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
+    OSError,
+    TimeoutError,
+)
 
 
 def utcnow() -> datetime:
@@ -54,6 +70,10 @@ def new_id() -> uuid.UUID:
     return uuid.UUID(int=value)
 
 
+def _json_text(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
+
+
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
@@ -70,15 +90,19 @@ class Database:
         self,
         url: str,
         *,
-        pool_size: int = 10,
-        max_overflow: int = 10,
+        pool_size: int = 20,
+        max_overflow: int = 0,
         pool_timeout: float = 5.0,
         statement_timeout_ms: int = 10_000,
     ) -> None:
         self.url = url
         # No pre-ping: it costs a round trip per checkout. A connection found dead fails one
         # request (503, Retry-After) and SQLAlchemy then discards the pool's connections.
-        kwargs: dict[str, Any] = {"pool_pre_ping": False}
+        kwargs: dict[str, Any] = {
+            "pool_pre_ping": False,
+            "json_serializer": _json_text,
+            "json_deserializer": msgspec.json.decode,
+        }
         if is_sqlite(url):
             ensure_sqlite_directory(url)
             kwargs["connect_args"] = {"timeout": 30}
@@ -107,6 +131,27 @@ class Database:
         """One transaction: committed on success, rolled back on any error."""
         async with self.engine.begin() as conn:
             yield conn
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    @asynccontextmanager
+    async def driver(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection's own asyncpg connection, for the hot paths: prepared
+        statements without SQLAlchemy's per-statement work. No transaction is open, so
+        each statement commits on its own. PostgreSQL only.
+
+        ``json``/``jsonb`` parameters take JSON text and results come back decoded (the
+        codecs SQLAlchemy installs on each connection)."""
+        async with self.engine.connect() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+            try:
+                yield raw
+            except _DRIVER_UNAVAILABLE as error:
+                # The pool does not see errors raised past SQLAlchemy: drop the connection.
+                await conn.invalidate()
+                raise Unavailable(type(error).__name__) from error
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.store.database import as_utc, new_id
+from service.store.records import AuditEvent, SubmissionRows, Written
 from service.store.tables import (
     audit_events,
     clinics,
@@ -259,32 +261,8 @@ class ClinicStore:
 
     # -- audit -----------------------------------------------------------------------
 
-    async def record_audit(
-        self,
-        *,
-        client_id: uuid.UUID,
-        action: str,
-        resource_type: str,
-        resource_id: str | None,
-        patient_id: str | None,
-        status_code: int,
-        at: datetime,
-    ) -> None:
-        await self.conn.execute(
-            sa.insert(audit_events).values(
-                self._row(
-                    id=new_id(),
-                    client_id=client_id,
-                    action=action,
-                    resource_type=resource_type,
-                    resource_id=resource_id,
-                    patient_id=patient_id,
-                    outcome="success" if status_code < 400 else "failure",
-                    status_code=status_code,
-                    recorded_at=at,
-                )
-            )
-        )
+    async def record_audit(self, event: AuditEvent) -> None:
+        await self.conn.execute(sa.insert(audit_events).values(self._row(**event.columns())))
 
     async def audit_events(self, q: AuditQuery) -> list[Row[Any]]:
         query = self._select(audit_events)
@@ -303,79 +281,87 @@ class ClinicStore:
 
     # -- idempotency keys ------------------------------------------------------------
 
-    async def claim_idempotency_key(
-        self, route: str, key: str, fingerprint: str, now: datetime, stale_before: datetime
-    ) -> Row[Any] | None:
-        """Claim the key for this request. None when claimed; else the row that holds it.
+    async def get_idempotency_key(self, route: str, key: str) -> Row[Any] | None:
+        query = self._select(idempotency_keys).where(
+            idempotency_keys.c.route == route, idempotency_keys.c.key == key
+        )
+        return (await self.conn.execute(query)).first()
 
-        A claim left pending before ``stale_before`` (its request died) is taken over.
-        """
-        inserted = await self.conn.execute(
-            self._insert(idempotency_keys)
+    async def record_submission(self, rows: SubmissionRows) -> Written:
+        """A scored submission's rows, as service.store.hotpaths writes them on
+        PostgreSQL; the caller's transaction must be rolled back unless STORED."""
+        if rows.key is not None:
+            key = rows.key
+            inserted = await self.conn.execute(
+                self._insert(idempotency_keys)
+                .values(
+                    self._row(
+                        route=key.route,
+                        key=key.key,
+                        fingerprint=key.fingerprint,
+                        state="done",
+                        status_code=key.status_code,
+                        response=key.response,
+                        response_headers=key.response_headers,
+                        resource_id=key.resource_id,
+                        created_at=rows.recorded_at,
+                    )
+                )
+                .on_conflict_do_nothing()
+                .returning(idempotency_keys.c.key)
+            )
+            if inserted.first() is None:
+                return Written.KEY_TAKEN
+        await self.put_patient(rows.patient_id, rows.profile, rows.recorded_at)
+        stored = await self.conn.execute(
+            self._insert(questionnaire_responses)
             .values(
                 self._row(
-                    route=route, key=key, fingerprint=fingerprint, state="pending", created_at=now
+                    id=rows.questionnaire_response_id,
+                    patient_id=rows.patient_id,
+                    identifier_system=rows.identifier_system,
+                    identifier_value=rows.identifier_value,
+                    authored_at=rows.completed_at,
+                    last_updated=rows.recorded_at,
+                    resource=rows.questionnaire_response,
                 )
             )
             .on_conflict_do_nothing()
-            .returning(idempotency_keys.c.key)
+            .returning(questionnaire_responses.c.id)
         )
-        if inserted.first() is not None:
-            return None
-        where = (
-            self._scoped(idempotency_keys),
-            idempotency_keys.c.route == route,
-            idempotency_keys.c.key == key,
-        )
-        taken_over = await self.conn.execute(
-            sa.update(idempotency_keys)
-            .where(
-                *where,
-                idempotency_keys.c.state == "pending",
-                idempotency_keys.c.fingerprint == fingerprint,
-                idempotency_keys.c.created_at < stale_before,
-            )
-            .values(created_at=now)
-            .returning(idempotency_keys.c.key)
-        )
-        if taken_over.first() is not None:
-            return None
-        return (await self.conn.execute(self._select(idempotency_keys).where(*where[1:]))).first()
-
-    async def complete_idempotency_key(
-        self,
-        route: str,
-        key: str,
-        status_code: int,
-        response: bytes,
-        headers: dict[str, str],
-        resource_id: str,
-    ) -> None:
+        if stored.first() is None:
+            return Written.IDENTIFIER_TAKEN
+        common = {"patient_id": rows.patient_id}
         await self.conn.execute(
-            sa.update(idempotency_keys)
-            .where(
-                self._scoped(idempotency_keys),
-                idempotency_keys.c.route == route,
-                idempotency_keys.c.key == key,
-            )
-            .values(
-                state="done",
-                status_code=status_code,
-                response=response,
-                response_headers=headers,
-                resource_id=resource_id,
-            )
+            sa.insert(screenings),
+            [
+                self._row(
+                    **msgspec.to_builtins(s),
+                    **common,
+                    questionnaire_response_id=rows.questionnaire_response_id,
+                    completed_at=rows.completed_at,
+                    created_at=rows.recorded_at,
+                    encounter_id=rows.encounter_id,
+                    context=rows.context,
+                )
+                for s in rows.screenings
+            ],
         )
-
-    async def release_idempotency_key(self, route: str, key: str) -> None:
         await self.conn.execute(
-            sa.delete(idempotency_keys).where(
-                self._scoped(idempotency_keys),
-                idempotency_keys.c.route == route,
-                idempotency_keys.c.key == key,
-                idempotency_keys.c.state == "pending",
-            )
+            sa.insert(observations),
+            [
+                self._row(
+                    **msgspec.to_builtins(o),
+                    **common,
+                    effective_at=rows.completed_at,
+                    last_updated=rows.recorded_at,
+                )
+                for o in rows.observations
+            ],
         )
+        if rows.audit is not None:
+            await self.record_audit(rows.audit)
+        return Written.STORED
 
     async def clinic_name(self) -> str:
         query = sa.select(clinics.c.name).where(clinics.c.id == self.clinic_id)

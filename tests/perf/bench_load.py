@@ -761,8 +761,8 @@ def belong_env(base: dict[str, str], database_url: str, metrics_dir: Path) -> di
         BELONG_DATABASE_URL=database_url,
         BELONG_RATE_LIMIT_PER_MINUTE="0",
         BELONG_LOG_LEVEL="WARNING",
-        BELONG_DB_POOL_SIZE="10",
-        BELONG_DB_MAX_OVERFLOW="10",
+        BELONG_DB_POOL_SIZE="20",
+        BELONG_DB_MAX_OVERFLOW="0",
         PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
     )
     return env

@@ -27,7 +27,7 @@ from litestar.datastructures import State
 
 HERE = Path(__file__).resolve().parent
 POOL_MAX = int(os.environ.get("CEILING_POOL_MAX", "20"))
-"""Belong's default pool is 10 + 10 overflow per worker: the same 20 connections here."""
+"""Belong's default pool is 20 connections per worker (no overflow): the same here."""
 
 TABLE_SQL = """
 CREATE TABLE IF NOT EXISTS ceiling_rows (

@@ -10,6 +10,7 @@ from litestar import Request
 
 from service.api.errors import ApiError, FieldError
 from service.fhir.types import Bundle, BundleEntry, BundleLink, BundleSearch
+from service.store.records import StoredJson
 
 
 def single(request: Request[Any, Any, Any], names: Sequence[str]) -> None:
@@ -32,7 +33,7 @@ def searchset(
     count: int,
     used: Sequence[str],
 ) -> Bundle:
-    """``resources`` are Structs or stored JSON objects, each with an ``id``. The links
+    """``resources`` are Structs, stored JSON objects or StoredJson, each with an ``id``. The links
     carry only the ``used`` parameters, as FHIR asks of a self link."""
     base = str(request.base_url).rstrip("/")
     params = [(k, v) for k, v in request.query_params.multi_items() if k in used]
@@ -49,7 +50,7 @@ def searchset(
     entries = [
         BundleEntry(
             fullUrl=f"{base}/fhir/{resource_type}/{_id(resource)}",
-            resource=resource,
+            resource=resource.json if isinstance(resource, StoredJson) else resource,
             search=BundleSearch(mode="match"),
         )
         for resource in resources

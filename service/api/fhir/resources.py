@@ -16,7 +16,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import PathParameter, QueryParameter
 
-from service.api.audit import audit_in, audited, note
+from service.api.audit import audit_event, audited, mark_written, note
 from service.api.auth import scoped
 from service.api.catalog import Catalog
 from service.api.errors import FHIR_JSON, ApiError, FieldError
@@ -44,6 +44,7 @@ from service.fhir.search import SearchError, parse_date, parse_token
 from service.fhir.types import Bundle
 from service.store.clients import Principal
 from service.store.database import Database, new_id, utcnow
+from service.store.hotpaths import search_observations
 from service.store.repository import ClinicStore, ObservationQuery
 
 FHIR_ACCEPTED = ("application/fhir+json", "application/json")
@@ -411,16 +412,16 @@ class ObservationController(Controller):
         if categories and not any(
             c in CATEGORY_CODES and system in (None, CATEGORY_CODES[c]) for system, c in categories
         ):
-            rows, total = [], 0  # every Observation Belong stores has exactly these categories
+            resources, total = [], 0  # every Observation Belong stores has exactly these categories
         else:
-            async with db.begin() as conn:
-                store = ClinicStore(conn, request.user.clinic_id)
-                rows, total = await store.search_observations(query)
-                await audit_in(request, store, 200, utcnow())
+            audit = audit_event(request, 200, utcnow())
+            resources, total = await search_observations(db, request.user.clinic_id, query, audit)
+            if audit is not None:
+                mark_written(request)
         bundle = searchset(
             request,
             "Observation",
-            [r.resource for r in rows],
+            resources,
             total,
             offset,
             count,

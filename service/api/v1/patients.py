@@ -23,6 +23,7 @@ from service.domain.patients import PatientProfile
 from service.domain.scoring import BandResult
 from service.store.clients import Principal
 from service.store.database import Database, as_utc, utcnow
+from service.store.hotpaths import patient_context
 from service.store.repository import ClinicStore, ReferralQuery
 
 PatientIdParam = Annotated[
@@ -215,20 +216,22 @@ class PatientController(Controller):
             bool, QueryParameter(description="Also list the services filtered out, with why")
         ] = False,
     ) -> PatientReferrals:
+        clinic_id = request.user.clinic_id
+        context = await patient_context(db, clinic_id, patient_id)
+        if context.profile is None:
+            raise not_found(patient_id)
+        recommendations = await recommend(
+            db,
+            clinic_id,
+            request.app.state.directory_cache,
+            catalog,
+            context.latest,
+            msgspec.convert(context.profile, PatientProfile),
+            limit=limit,
+            explain=explain,
+        )
         async with db.begin() as conn:
-            store = ClinicStore(conn, request.user.clinic_id)
-            row = await store.get_patient(patient_id)
-            if row is None:
-                raise not_found(patient_id)
-            recommendations = await recommend(
-                store,
-                request.app.state.directory_cache,
-                catalog,
-                patient_id,
-                msgspec.convert(row.profile, PatientProfile),
-                limit=limit,
-                explain=explain,
-            )
+            store = ClinicStore(conn, clinic_id)
             made, _ = await store.list_referrals(ReferralQuery(patient_id=patient_id, limit=200))
             referrals = await load_referrals(store, made)
             note(request, None, patient_id)

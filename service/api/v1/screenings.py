@@ -33,6 +33,7 @@ from service.domain.scoring import Score
 from service.fhir.types import Observation
 from service.store.clients import Principal
 from service.store.database import Database, as_utc, new_id, utcnow
+from service.store.records import PatientContext
 from service.store.repository import ClinicStore
 
 ScreeningId = Annotated[
@@ -146,9 +147,9 @@ class ScreeningController(Controller):
             body = msgspec.json.encode(_result(recorded, recommendations))
             return 201, body, {"Location": f"/v1/screenings/{screening_id}"}
 
-        async def recommendations(store: ClinicStore) -> Recommendations:
+        async def recommendations(context: PatientContext) -> Recommendations:
             return await self._recommend(
-                request, store, catalog, data, instrument, score, screening_id
+                request, db, context, catalog, data, instrument, score, screening_id
             )
 
         return await record_once(
@@ -165,7 +166,8 @@ class ScreeningController(Controller):
     @staticmethod
     async def _recommend(
         request: Request[Principal, Any, Any],
-        store: ClinicStore,
+        db: Database,
+        context: PatientContext,
         catalog: Catalog,
         data: ScreeningRequest,
         instrument: Instrument,
@@ -187,13 +189,14 @@ class ScreeningController(Controller):
         )
         profile = data.profile
         if profile is None:
-            row = await store.get_patient(data.patient_id)
-            profile = msgspec.convert(row.profile, PatientProfile) if row else PatientProfile()
+            stored = context.profile
+            profile = msgspec.convert(stored, PatientProfile) if stored else PatientProfile()
         return await recommend(
-            store,
+            db,
+            request.user.clinic_id,
             request.app.state.directory_cache,
             catalog,
-            data.patient_id,
+            context.latest,
             profile,
             extra=[new],
         )

@@ -1,0 +1,354 @@
+"""The hot paths: what a screening's answer needs to know, and writing a scored submission.
+
+Each is one round trip on PostgreSQL: a single statement on the pooled connection's own
+asyncpg connection (prepared and cached by the driver). The write is one statement of
+data-modifying CTEs, so it is atomic without a transaction block: the idempotency key, the
+patient, the QuestionnaireResponse, its screenings and Observations and the audit event land
+together or not at all. SQLite runs the same reads and writes through :class:`ClinicStore`
+in one transaction. Every statement here is scoped by ``clinic_id`` as ClinicStore's are.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from service.store.database import Database, as_utc
+from service.store.records import (
+    AuditEvent,
+    HeldKey,
+    LatestScreening,
+    PatientContext,
+    StoredJson,
+    SubmissionRows,
+    Written,
+)
+from service.store.repository import ClinicStore, ObservationQuery
+
+
+class _Statement:
+    """SQL written with ``:name`` placeholders, numbered once for asyncpg."""
+
+    def __init__(self, sql: str) -> None:
+        self.names: list[str] = []
+
+        def number(match: re.Match[str]) -> str:
+            name = match[1]
+            if name not in self.names:
+                self.names.append(name)
+            return f"${self.names.index(name) + 1}"
+
+        self.sql = re.sub(r"(?<!:):([a-z_]+)", number, sql)
+
+    def args(self, values: dict[str, Any]) -> list[Any]:
+        return [values[name] for name in self.names]
+
+
+_CONTEXT = _Statement(
+    """
+    SELECT p.profile,
+           k.fingerprint, k.state, k.status_code, k.response, k.response_headers, k.resource_id,
+           l.ids, l.instruments, l.completed, l.scores
+    FROM (SELECT) AS one
+    LEFT JOIN patients AS p ON p.clinic_id = :clinic_id AND p.id = :patient_id
+    LEFT JOIN idempotency_keys AS k
+        ON k.clinic_id = :clinic_id AND k.route = :route AND k.key = :key
+    CROSS JOIN LATERAL (
+        SELECT array_agg(s.id ORDER BY s.instrument) AS ids,
+               array_agg(s.instrument ORDER BY s.instrument) AS instruments,
+               array_agg(s.completed_at ORDER BY s.instrument) AS completed,
+               jsonb_agg(s.score ORDER BY s.instrument) AS scores
+        FROM (
+            SELECT DISTINCT ON (instrument) id, instrument, completed_at, score
+            FROM screenings
+            WHERE clinic_id = :clinic_id AND patient_id = :patient_id
+            ORDER BY instrument, completed_at DESC, id DESC
+        ) AS s
+    ) AS l
+    """
+)
+
+_WRITE = _Statement(
+    """
+    WITH key_row AS (
+        INSERT INTO idempotency_keys (clinic_id, route, key, fingerprint, state, status_code,
+                                      response, response_headers, resource_id, created_at)
+        SELECT :clinic_id, :route, :key, :fingerprint, 'done', :status_code,
+               :response, :response_headers, :resource_id, :recorded_at
+        WHERE :route::varchar IS NOT NULL
+        ON CONFLICT DO NOTHING
+        RETURNING 1
+    ), go AS (
+        SELECT WHERE :route::varchar IS NULL OR EXISTS (SELECT FROM key_row)
+    ), patient AS (
+        INSERT INTO patients (clinic_id, id, profile, created_at, updated_at)
+        SELECT :clinic_id, :patient_id, coalesce(:profile::jsonb, '{}'), :recorded_at,
+               :recorded_at
+        FROM go
+        ON CONFLICT (clinic_id, id) DO UPDATE
+            SET profile = excluded.profile, updated_at = excluded.updated_at
+            WHERE :profile::jsonb IS NOT NULL
+    ), qr AS (
+        INSERT INTO questionnaire_responses (id, clinic_id, patient_id, identifier_system,
+                                             identifier_value, authored_at, last_updated,
+                                             resource)
+        SELECT :qr_id, :clinic_id, :patient_id, :identifier_system, :identifier_value,
+               :completed_at, :recorded_at, :qr_resource
+        FROM go
+        RETURNING id
+    ), screening AS (
+        INSERT INTO screenings (id, clinic_id, patient_id, questionnaire_response_id,
+                                instrument, completed_at, created_at, encounter_id, total,
+                                band_code, positive, answers, score, context)
+        SELECT s.id, :clinic_id, :patient_id, qr.id, s.instrument, :completed_at,
+               :recorded_at, :encounter_id, s.total, s.band_code, s.positive, s.answers,
+               s.score, :context
+        FROM qr, jsonb_to_recordset(:screenings::jsonb) AS s(
+            id text, instrument text, total float8, band_code text, positive boolean,
+            answers jsonb, score jsonb)
+        RETURNING 1
+    ), observation AS (
+        INSERT INTO observations (id, clinic_id, patient_id, screening_id, position,
+                                  code_system, code, effective_at, last_updated, resource)
+        SELECT o.id, :clinic_id, :patient_id, o.screening_id, o.position, o.code_system,
+               o.code, :completed_at, :recorded_at, o.resource
+        FROM qr, jsonb_to_recordset(:observations::jsonb) AS o(
+            id text, screening_id text, position smallint, code_system text, code text,
+            resource jsonb)
+        RETURNING 1
+    ), audit AS (
+        INSERT INTO audit_events (id, clinic_id, client_id, action, resource_type,
+                                  resource_id, patient_id, outcome, status_code, recorded_at)
+        SELECT :audit_id, :clinic_id, :audit_client_id, :audit_action, :audit_resource_type,
+               :audit_resource_id, :audit_patient_id, :audit_outcome, :audit_status_code,
+               :audit_recorded_at
+        FROM qr
+        WHERE :audit_id::uuid IS NOT NULL
+        RETURNING 1
+    )
+    SELECT EXISTS (SELECT FROM go)
+    """
+)
+
+QR_IDENTIFIER_CONSTRAINT = "uq_qr_clinic_identifier"
+_AUDIT_COLUMNS = (
+    "id",
+    "client_id",
+    "action",
+    "resource_type",
+    "resource_id",
+    "patient_id",
+    "outcome",
+    "status_code",
+    "recorded_at",
+)
+
+
+async def patient_context(
+    db: Database, clinic_id: uuid.UUID, patient_id: str, key: tuple[str, str] | None = None
+) -> PatientContext:
+    """The patient's profile, newest screening per instrument and, given ``(route, key)``,
+    the idempotency key already held."""
+    if not db.is_postgresql:
+        async with db.begin() as conn:
+            return await _context_core(ClinicStore(conn, clinic_id), patient_id, key)
+    route, name = key if key is not None else (None, None)
+    values = {"clinic_id": clinic_id, "patient_id": patient_id, "route": route, "key": name}
+    async with db.driver() as conn:
+        row = await conn.fetchrow(_CONTEXT.sql, *_CONTEXT.args(values))
+    assert row is not None  # the statement always answers one row
+    latest = [
+        LatestScreening(id=i, instrument=n, completed_at=c, score=s)
+        for i, n, c, s in zip(
+            row["ids"] or (),
+            row["instruments"] or (),
+            row["completed"] or (),
+            row["scores"] or (),
+            strict=True,
+        )
+    ]
+    held = None
+    if row["state"] is not None:
+        held = HeldKey(
+            fingerprint=row["fingerprint"],
+            state=row["state"],
+            status_code=row["status_code"],
+            response=row["response"],
+            response_headers=row["response_headers"],
+            resource_id=row["resource_id"],
+        )
+    return PatientContext(profile=row["profile"], latest=latest, held=held)
+
+
+async def _context_core(
+    store: ClinicStore, patient_id: str, key: tuple[str, str] | None
+) -> PatientContext:
+    patient = await store.get_patient(patient_id)
+    rows = await store.patient_screenings(patient_id, per_instrument=1) if patient else []
+    found = await store.get_idempotency_key(*key) if key is not None else None
+    held = None
+    if found is not None:
+        held = HeldKey(
+            fingerprint=found.fingerprint,
+            state=found.state,
+            status_code=found.status_code,
+            response=found.response,
+            response_headers=found.response_headers,
+            resource_id=found.resource_id,
+        )
+    return PatientContext(
+        profile=patient.profile if patient is not None else None,
+        latest=[LatestScreening(r.id, r.instrument, as_utc(r.completed_at), r.score) for r in rows],
+        held=held,
+    )
+
+
+async def held_key(db: Database, clinic_id: uuid.UUID, route: str, key: str) -> HeldKey | None:
+    """The key as stored now (after a write found it taken)."""
+    async with db.begin() as conn:
+        found = await ClinicStore(conn, clinic_id).get_idempotency_key(route, key)
+    if found is None:
+        return None
+    return HeldKey(
+        fingerprint=found.fingerprint,
+        state=found.state,
+        status_code=found.status_code,
+        response=found.response,
+        response_headers=found.response_headers,
+        resource_id=found.resource_id,
+    )
+
+
+def _text(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+async def write_submission(db: Database, clinic_id: uuid.UUID, rows: SubmissionRows) -> Written:
+    if not db.is_postgresql:
+        async with db.begin() as conn:
+            return await ClinicStore(conn, clinic_id).record_submission(rows)
+    key, audit = rows.key, rows.audit
+    audit_values = audit.columns() if audit is not None else dict.fromkeys(_AUDIT_COLUMNS)
+    values: dict[str, Any] = {
+        "clinic_id": clinic_id,
+        "route": key.route if key else None,
+        "key": key.key if key else None,
+        "fingerprint": key.fingerprint if key else None,
+        "status_code": key.status_code if key else None,
+        "response": key.response if key else None,
+        "response_headers": _text(key.response_headers) if key else None,
+        "resource_id": key.resource_id if key else None,
+        "recorded_at": rows.recorded_at,
+        "patient_id": rows.patient_id,
+        "profile": _text(rows.profile) if rows.profile is not None else None,
+        "qr_id": rows.questionnaire_response_id,
+        "identifier_system": rows.identifier_system,
+        "identifier_value": rows.identifier_value,
+        "completed_at": rows.completed_at,
+        "qr_resource": _text(rows.questionnaire_response),
+        "encounter_id": rows.encounter_id,
+        "context": _text(rows.context),
+        "screenings": _text(rows.screenings),
+        "observations": _text(rows.observations),
+        **{f"audit_{name}": value for name, value in audit_values.items()},
+    }
+    try:
+        async with db.driver() as conn:
+            stored = await conn.fetchval(_WRITE.sql, *_WRITE.args(values))
+    except asyncpg.UniqueViolationError as error:
+        if error.constraint_name == QR_IDENTIFIER_CONSTRAINT:
+            return Written.IDENTIFIER_TAKEN
+        raise
+    return Written.STORED if stored else Written.KEY_TAKEN
+
+
+_AUDIT_INSERT = (
+    "INSERT INTO audit_events (id, clinic_id, client_id, action, resource_type, resource_id,"
+    " patient_id, outcome, status_code, recorded_at)"
+)
+_AUDIT = _Statement(
+    f"""{_AUDIT_INSERT} VALUES (:id, :clinic_id, :client_id, :action, :resource_type,
+    :resource_id, :patient_id, :outcome, :status_code, :recorded_at)"""
+)
+
+
+async def write_audit(db: Database, clinic_id: uuid.UUID, event: AuditEvent) -> None:
+    """One audit event on its own (a read's, or a failed request's)."""
+    if not db.is_postgresql:
+        async with db.begin() as conn:
+            await ClinicStore(conn, clinic_id).record_audit(event)
+        return
+    values = {**event.columns(), "clinic_id": clinic_id}
+    async with db.driver() as conn:
+        await conn.execute(_AUDIT.sql, *_AUDIT.args(values))
+
+
+_COMPARISONS = {"eq": "=", "ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+_SORT_COLUMNS = {"effective_at": "effective_at", "last_updated": "last_updated"}
+
+
+async def search_observations(
+    db: Database, clinic_id: uuid.UUID, q: ObservationQuery, audit: AuditEvent | None
+) -> tuple[list[StoredJson], int]:
+    """A page of Observations (as stored JSON) and the number matching; the search's audit
+    event is written by the same statement."""
+    if not db.is_postgresql:
+        async with db.begin() as conn:
+            store = ClinicStore(conn, clinic_id)
+            rows, total = await store.search_observations(q)
+            if audit is not None:
+                await store.record_audit(audit)
+        return [
+            StoredJson(r.resource["id"], msgspec.Raw(msgspec.json.encode(r.resource))) for r in rows
+        ], total
+    args: list[Any] = [clinic_id]
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    where = ["o.clinic_id = $1"]
+    if q.patient_id is not None:
+        where.append(f"o.patient_id = {arg(q.patient_id)}")
+    if q.codes:
+        either = [
+            f"o.code = {arg(code)}"
+            if system is None
+            else f"(o.code = {arg(code)} AND o.code_system = {arg(system)})"
+            for system, code in q.codes
+        ]
+        where.append(f"({' OR '.join(either)})")
+    for column, filters in (("effective_at", q.date_filters), ("last_updated", q.updated_filters)):
+        where.extend(
+            f"o.{column} {_COMPARISONS[prefix]} {arg(as_utc(instant))}"
+            for prefix, instant in filters
+        )
+    condition = " AND ".join(where)
+    direction = "DESC" if q.sort_descending else "ASC"
+    order = f"o.{_SORT_COLUMNS[q.sort_by]} {direction}, o.id {direction}"
+    filters = len(args)
+    write_audit_first = ""
+    if audit is not None:
+        values = audit.columns()
+        placeholders = ", ".join(
+            "$1" if name == "clinic_id" else arg(values[name]) for name in _AUDIT.names
+        )
+        write_audit_first = f"WITH audit AS ({_AUDIT_INSERT} VALUES ({placeholders})) "
+    # Only placeholders and the fixed column names above are written into the text.
+    page = (
+        f"{write_audit_first}SELECT o.id, o.resource::text, count(*) OVER () AS total "  # noqa: S608
+        f"FROM observations AS o WHERE {condition} ORDER BY {order} "
+        f"LIMIT {arg(q.limit)} OFFSET {arg(q.offset)}"
+    )
+    async with db.driver() as conn:
+        rows = await conn.fetch(page, *args)
+        if rows or q.offset == 0:
+            page_of = [StoredJson(row["id"], msgspec.Raw(row["resource"])) for row in rows]
+            return page_of, rows[0]["total"] if rows else 0
+        # A page past the end has no row to carry the count: ask for it.
+        count = f"SELECT count(*) FROM observations AS o WHERE {condition}"  # noqa: S608
+        return [], await conn.fetchval(count, *args[:filters])
