@@ -223,14 +223,25 @@ async def held_key(db: Database, clinic_id: uuid.UUID, route: str, key: str) -> 
     )
 
 
+class _RollBack(Exception):
+    def __init__(self, written: Written) -> None:
+        self.written = written
+
+
 def _text(value: Any) -> str:
     return msgspec.json.encode(value).decode()
 
 
 async def write_submission(db: Database, clinic_id: uuid.UUID, rows: SubmissionRows) -> Written:
     if not db.is_postgresql:
-        async with db.begin() as conn:
-            return await ClinicStore(conn, clinic_id).record_submission(rows)
+        try:
+            async with db.begin() as conn:
+                written = await ClinicStore(conn, clinic_id).record_submission(rows)
+                if written is not Written.STORED:
+                    raise _RollBack(written)
+        except _RollBack as undone:
+            return undone.written
+        return written
     key, audit = rows.key, rows.audit
     audit_values = audit.columns() if audit is not None else dict.fromkeys(_AUDIT_COLUMNS)
     values: dict[str, Any] = {

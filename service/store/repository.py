@@ -140,16 +140,6 @@ class ClinicStore:
 
     # -- questionnaire responses ----------------------------------------------------
 
-    async def insert_questionnaire_response(self, **values: Any) -> bool:
-        """Store a QuestionnaireResponse; False when its identifier is already stored."""
-        statement = (
-            self._insert(questionnaire_responses)
-            .values(self._row(**values))
-            .on_conflict_do_nothing()
-            .returning(questionnaire_responses.c.id)
-        )
-        return (await self.conn.execute(statement)).first() is not None
-
     async def find_questionnaire_responses(
         self, identifier_system: str | None, identifier_value: str
     ) -> list[Row[Any]]:
@@ -165,13 +155,6 @@ class ClinicStore:
         return (await self.conn.execute(query)).first()
 
     # -- screenings and observations -------------------------------------------------
-
-    async def insert_screening(self, **values: Any) -> None:
-        await self.conn.execute(sa.insert(screenings).values(self._row(**values)))
-
-    async def insert_observations(self, rows: Sequence[dict[str, Any]]) -> None:
-        if rows:
-            await self.conn.execute(sa.insert(observations), [self._row(**row) for row in rows])
 
     async def get_screening(self, screening_id: str) -> Row[Any] | None:
         query = self._select(screenings).where(screenings.c.id == screening_id)

@@ -20,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from service.store.clients import principal_for_token
-from service.store.tables import observations, questionnaire_responses
+from service.store.tables import idempotency_keys, observations, questionnaire_responses
 
 FHIR_JSON = "application/fhir+json"
 LOINC = "http://loinc.org"
@@ -215,6 +215,31 @@ def test_conditional_create_with_if_none_exist(client) -> None:
     retry = post(client, posted)
     assert retry.status_code == 200
     assert retry.json()["id"] == first.json()["id"]
+
+
+def test_a_keyed_create_whose_identifier_is_taken_stores_nothing(client, session_client) -> None:
+    """The key, the resource and its Observations are one write: when the identifier is
+    already stored, none of them is, so the key stays free for another request."""
+    patient = new_patient()
+    taken = {"system": "urn:ehr", "value": f"taken-{uuid.uuid4().hex[:8]}"}
+    first = post(client, ahc_response(patient, identifier=taken))
+    assert first.status_code == 201
+    clinic = clinic_of(client)
+    counts = {
+        table.name: count_rows(session_client, table, clinic)
+        for table in (questionnaire_responses, observations, idempotency_keys)
+    }
+    key = {"Idempotency-Key": f"key-{uuid.uuid4()}"}
+    clash = post(client, ahc_response(patient, answer="LA6270-8", identifier=taken), key)
+    assert clash.status_code == 200, clash.text
+    assert clash.json()["id"] == first.json()["id"]
+    for table in (questionnaire_responses, observations, idempotency_keys):
+        assert count_rows(session_client, table, clinic) == counts[table.name], table.name
+    # Not stored with the clash, the key is free: another body under it is a new create.
+    fresh = {"system": "urn:ehr", "value": f"fresh-{uuid.uuid4().hex[:8]}"}
+    created = post(client, ahc_response(patient, identifier=fresh), key)
+    assert created.status_code == 201, created.text
+    assert count_rows(session_client, idempotency_keys, clinic) == counts["idempotency_keys"] + 1
 
 
 def test_conditional_create_with_the_query_string(client) -> None:
