@@ -7,6 +7,7 @@ changes (a row count and newest update, asked at most every few seconds; see Dir
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 import uuid
 from collections.abc import Sequence
@@ -190,6 +191,10 @@ class DirectoryCache:
             msgspec.convert({**row.details, "id": row.id}, DirectoryService) for row in rows
         )
         self._entries[clinic_id] = (stamp, now, candidates)
+        # The candidates live until the directory changes: keep them (and everything else
+        # alive now) out of the cyclic garbage collector's full passes, which otherwise walk
+        # every one of their objects again and again (about 100 ms for 10,000 services).
+        gc.freeze()
         return candidates
 
 
