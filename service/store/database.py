@@ -16,6 +16,7 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy import event, exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.util.concurrency import greenlet_spawn
 
 
 class Unavailable(Exception):
@@ -144,14 +145,20 @@ class Database:
 
         ``json``/``jsonb`` parameters take JSON text and results come back decoded (the
         codecs SQLAlchemy installs on each connection)."""
-        async with self.engine.connect() as conn:
-            raw = (await conn.get_raw_connection()).driver_connection
-            try:
-                yield raw
-            except _DRIVER_UNAVAILABLE as error:
-                # The pool does not see errors raised past SQLAlchemy: drop the connection.
-                await conn.invalidate()
-                raise Unavailable(type(error).__name__) from error
+        try:
+            pooled = await greenlet_spawn(self.engine.sync_engine.raw_connection)
+        except Exception as error:  # cannot connect, or the pool timed out
+            raise Unavailable(type(error).__name__) from error
+        try:
+            yield pooled.driver_connection
+        except _DRIVER_UNAVAILABLE as error:
+            # The pool does not see errors raised past SQLAlchemy: drop the connection.
+            await greenlet_spawn(pooled.invalidate)
+            raise Unavailable(type(error).__name__) from error
+        finally:
+            # No transaction was begun through SQLAlchemy, so returning the connection
+            # needs no round trip (and no greenlet).
+            pooled.close()
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

@@ -351,7 +351,8 @@ async def search_observations(
         write_audit_first = f"WITH audit AS ({_AUDIT_INSERT} VALUES ({placeholders})) "
     # Only placeholders and the fixed column names above are written into the text.
     page = (
-        f"{write_audit_first}SELECT o.id, o.resource::text, count(*) OVER () AS total "  # noqa: S608
+        f"{write_audit_first}SELECT o.id, o.resource::text, "  # noqa: S608
+        f"(SELECT count(*) FROM observations AS o WHERE {condition}) AS total "
         f"FROM observations AS o WHERE {condition} ORDER BY {order} "
         f"LIMIT {arg(q.limit)} OFFSET {arg(q.offset)}"
     )

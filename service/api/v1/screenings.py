@@ -110,7 +110,6 @@ class ScreeningController(Controller):
     async def create(
         self,
         request: Request[Principal, Any, Any],
-        catalog: NamedDependency[Catalog],
         db: NamedDependency[Database],
         idempotency_key: Annotated[
             str | None,
@@ -122,6 +121,9 @@ class ScreeningController(Controller):
             ),
         ] = None,
     ) -> Response[bytes]:
+        # The catalog from state, not as a second dependency: Litestar resolves two
+        # dependencies in a task group, two tasks per request on the busiest route.
+        catalog: Catalog = request.app.state.catalog
         data = await decode(request, ScreeningRequest)
         instrument = catalog.usable(data.instrument, field="instrument")
         accepted, score = score_answers(instrument, data.answers)
