@@ -202,6 +202,8 @@ class Prepared(list[Candidate]):
         self.reach = np.array([c.reach_km for c in candidates])
         self.lat = np.array([c.lat if c.lat is not None else nan for c in candidates])
         self.lon = np.array([c.lon if c.lon is not None else nan for c in candidates])
+        self.located = self.in_person & ~np.isnan(self.lat)
+        self.cos_lat = np.cos(self.lat)
         order = sorted(
             range(len(candidates)),
             key=lambda i: (candidates[i].service.name, candidates[i].service.id),
@@ -441,11 +443,11 @@ def _vector_scores(d: Prepared, p: _Patient) -> tuple[np.ndarray, np.ndarray]:
         ok &= (d.conditions == 0) | ((d.conditions & wanted_conditions) != 0)
     distance = np.full(len(d), np.nan)
     if p.lat is not None and p.lon is not None:
-        located = d.in_person & ~np.isnan(d.lat)
+        located = d.located
         lat, lon = d.lat[located], d.lon[located]
         h = (
             np.sin((lat - p.lat) / 2) ** 2
-            + math.cos(p.lat) * np.cos(lat) * np.sin((lon - p.lon) / 2) ** 2
+            + math.cos(p.lat) * d.cos_lat[located] * np.sin((lon - p.lon) / 2) ** 2
         )
         distance[located] = 2 * EARTH_RADIUS_KM * np.arcsin(np.minimum(1.0, np.sqrt(h)))
         travel = p.profile.max_travel_km
@@ -484,6 +486,16 @@ def _vector_scores(d: Prepared, p: _Patient) -> tuple[np.ndarray, np.ndarray]:
     return kept, score
 
 
+def _best(kept: np.ndarray, scores: np.ndarray, rank: np.ndarray, limit: int) -> np.ndarray:
+    """The ``limit`` best of ``kept``: highest score first, ties by rank. Only the scores at
+    or above the limit-th highest can be among them, so just those are sorted."""
+    if 0 < limit < len(scores):
+        threshold = np.partition(scores, len(scores) - limit)[len(scores) - limit]
+        contenders = np.flatnonzero(scores >= threshold)
+        kept, scores = kept[contenders], scores[contenders]
+    return kept[np.lexsort((rank[kept], -scores))[:limit]]
+
+
 def match(
     needs: Needs,
     profile: PatientProfile,
@@ -498,8 +510,7 @@ def match(
     excluded: list[Excluded] = []
     if isinstance(candidates, Prepared) and candidates.vectorised and not explain_excluded:
         kept, scores = _vector_scores(candidates, p)
-        order = np.lexsort((candidates.rank[kept], -scores))[:limit]
-        best_indices = [int(i) for i in kept[order]]
+        best_indices = [int(i) for i in _best(kept, scores, candidates.rank, limit)]
     else:
         scored: list[tuple[float, str, str, int]] = []
         for index, c in enumerate(candidates):

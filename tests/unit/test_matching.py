@@ -882,3 +882,26 @@ def test_vector_scores_equal_the_scalar_scores(
         expected = scalar[int(index)]
         assert expected is not None
         assert math.isclose(float(score), expected, rel_tol=1e-9, abs_tol=1e-9)
+
+
+@PROPERTY
+@given(
+    directory=st.lists(services(), min_size=1, max_size=15),
+    patient=patients(),
+    patient_needs=some_needs(),
+    limit=st.integers(min_value=1, max_value=6),
+)
+def test_the_vector_path_picks_the_scalar_paths_best(
+    directory: list[DirectoryService], patient: PatientProfile, patient_needs: Needs, limit: int
+) -> None:
+    """Only the scores at or above the limit-th best are sorted (``_best``): the picks must
+    still be the scalar path's, best first."""
+    prepared = prepare(directory)
+    vector = match(patient_needs, patient, prepared, limit=limit)
+    scalar = match(patient_needs, patient, list(prepared), limit=limit)
+    assert len(vector.recommendations) == len(scalar.recommendations)
+    for picked, expected in zip(vector.recommendations, scalar.recommendations, strict=True):
+        assert math.isclose(picked.score, expected.score, abs_tol=0.011)
+    exact = [r.service.id for r in scalar.recommendations]
+    if len(set(r.score for r in scalar.recommendations)) == len(exact):  # no ties to break
+        assert [r.service.id for r in vector.recommendations] == exact
