@@ -189,17 +189,7 @@ async def _context_core(
 ) -> PatientContext:
     patient = await store.get_patient(patient_id)
     rows = await store.patient_screenings(patient_id, per_instrument=1) if patient else []
-    found = await store.get_idempotency_key(*key) if key is not None else None
-    held = None
-    if found is not None:
-        held = HeldKey(
-            fingerprint=found.fingerprint,
-            state=found.state,
-            status_code=found.status_code,
-            response=found.response,
-            response_headers=found.response_headers,
-            resource_id=found.resource_id,
-        )
+    held = await store.get_idempotency_key(*key) if key is not None else None
     return PatientContext(
         profile=patient.profile if patient is not None else None,
         latest=[LatestScreening(r.id, r.instrument, as_utc(r.completed_at), r.score) for r in rows],
@@ -210,17 +200,7 @@ async def _context_core(
 async def held_key(db: Database, clinic_id: uuid.UUID, route: str, key: str) -> HeldKey | None:
     """The key as stored now (after a write found it taken)."""
     async with db.begin() as conn:
-        found = await ClinicStore(conn, clinic_id).get_idempotency_key(route, key)
-    if found is None:
-        return None
-    return HeldKey(
-        fingerprint=found.fingerprint,
-        state=found.state,
-        status_code=found.status_code,
-        response=found.response,
-        response_headers=found.response_headers,
-        resource_id=found.resource_id,
-    )
+        return await ClinicStore(conn, clinic_id).get_idempotency_key(route, key)
 
 
 class _RollBack(Exception):

@@ -1,8 +1,10 @@
-"""Clinic-scoped data access: the one place that applies the caller's clinic to queries.
+"""Clinic-scoped data access: the caller's clinic is applied to every query here.
 
 A :class:`ClinicStore` is bound to one connection (one transaction) and one clinic.
 Every read goes through :meth:`ClinicStore._select` and every write through
-:meth:`ClinicStore._row`, both of which add the clinic; there is no other way in.
+:meth:`ClinicStore._row`, both of which add the clinic. The hot paths' hand-written
+PostgreSQL statements (service/store/hotpaths.py) take the clinic as their first parameter
+and fall back to these methods on SQLite; tests/db/test_tenancy.py covers both.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.store.database import as_utc, new_id
-from service.store.records import AuditEvent, SubmissionRows, Written
+from service.store.records import AuditEvent, HeldKey, SubmissionRows, Written
 from service.store.tables import (
     audit_events,
     clinics,
@@ -264,55 +266,60 @@ class ClinicStore:
 
     # -- idempotency keys ------------------------------------------------------------
 
-    async def get_idempotency_key(self, route: str, key: str) -> Row[Any] | None:
-        query = self._select(idempotency_keys).where(
-            idempotency_keys.c.route == route, idempotency_keys.c.key == key
+    async def get_idempotency_key(self, route: str, key: str) -> HeldKey | None:
+        query = self._select(
+            idempotency_keys,
+            idempotency_keys.c.fingerprint,
+            idempotency_keys.c.state,
+            idempotency_keys.c.status_code,
+            idempotency_keys.c.response,
+            idempotency_keys.c.response_headers,
+            idempotency_keys.c.resource_id,
+        ).where(idempotency_keys.c.route == route, idempotency_keys.c.key == key)
+        found = (await self.conn.execute(query)).first()
+        return HeldKey(*found) if found is not None else None
+
+    async def _insert_if_new(self, table: sa.Table, **values: Any) -> bool:
+        """One row, unless it conflicts with one stored already; True when inserted."""
+        statement = (
+            self._insert(table)
+            .values(self._row(**values))
+            .on_conflict_do_nothing()
+            .returning(table.c.clinic_id)
         )
-        return (await self.conn.execute(query)).first()
+        return (await self.conn.execute(statement)).first() is not None
 
     async def record_submission(self, rows: SubmissionRows) -> Written:
         """A scored submission's rows, as service.store.hotpaths writes them on
         PostgreSQL; the caller's transaction must be rolled back unless STORED."""
         if rows.key is not None:
             key = rows.key
-            inserted = await self.conn.execute(
-                self._insert(idempotency_keys)
-                .values(
-                    self._row(
-                        route=key.route,
-                        key=key.key,
-                        fingerprint=key.fingerprint,
-                        state="done",
-                        status_code=key.status_code,
-                        response=key.response,
-                        response_headers=key.response_headers,
-                        resource_id=key.resource_id,
-                        created_at=rows.recorded_at,
-                    )
-                )
-                .on_conflict_do_nothing()
-                .returning(idempotency_keys.c.key)
+            inserted = await self._insert_if_new(
+                idempotency_keys,
+                route=key.route,
+                key=key.key,
+                fingerprint=key.fingerprint,
+                state="done",
+                status_code=key.status_code,
+                response=key.response,
+                response_headers=key.response_headers,
+                resource_id=key.resource_id,
+                created_at=rows.recorded_at,
             )
-            if inserted.first() is None:
+            if not inserted:
                 return Written.KEY_TAKEN
         await self.put_patient(rows.patient_id, rows.profile, rows.recorded_at)
-        stored = await self.conn.execute(
-            self._insert(questionnaire_responses)
-            .values(
-                self._row(
-                    id=rows.questionnaire_response_id,
-                    patient_id=rows.patient_id,
-                    identifier_system=rows.identifier_system,
-                    identifier_value=rows.identifier_value,
-                    authored_at=rows.completed_at,
-                    last_updated=rows.recorded_at,
-                    resource=rows.questionnaire_response,
-                )
-            )
-            .on_conflict_do_nothing()
-            .returning(questionnaire_responses.c.id)
+        stored = await self._insert_if_new(
+            questionnaire_responses,
+            id=rows.questionnaire_response_id,
+            patient_id=rows.patient_id,
+            identifier_system=rows.identifier_system,
+            identifier_value=rows.identifier_value,
+            authored_at=rows.completed_at,
+            last_updated=rows.recorded_at,
+            resource=rows.questionnaire_response,
         )
-        if stored.first() is None:
+        if not stored:
             return Written.IDENTIFIER_TAKEN
         common = {"patient_id": rows.patient_id}
         await self.conn.execute(

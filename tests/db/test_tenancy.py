@@ -189,3 +189,39 @@ def test_idempotency_keys_are_per_clinic(
     again = session_client.post("/v1/screenings", json=body, headers={**b.headers, **headers})
     assert again.headers.get("idempotent-replayed") == "true"
     assert again.content == second.content
+
+
+def test_the_hot_paths_read_only_their_clinic(
+    session_client: Any, two_clinics: tuple[Clinic, Clinic], a_data: dict[str, str]
+) -> None:
+    """The one-statement reads and writes (service/store/hotpaths.py) are scoped too."""
+    a, b = two_clinics
+    patient_id = a_data["patient_id"]
+
+    def observations(clinic: Clinic) -> int:
+        found = session_client.get(
+            "/fhir/Observation", params={"patient": patient_id}, headers=clinic.headers
+        )
+        assert found.status_code == 200, found.text
+        return int(found.json()["total"])
+
+    assert observations(b) == 0
+    assert (
+        session_client.get(f"/v1/patients/{patient_id}/referrals", headers=b.headers).json()[
+            "status"
+        ]
+        == 404
+    )
+    # B's first screening of the same patient id sees neither A's lonely UCLA-3 nor A's
+    # profile: no need, so nothing is recommended.
+    posted = session_client.post(
+        "/v1/screenings",
+        json=ucla3(patient_id, answers={"1": 1, "2": 1, "3": 1}),
+        headers=b.headers,
+    )
+    assert posted.status_code == 201, posted.text
+    assert posted.json()["recommendations"]["needs"] == []
+    assert observations(b) == 5
+    assert observations(a) == 5
+    needs = session_client.get(f"/v1/patients/{patient_id}/referrals", headers=a.headers).json()
+    assert [n["instrument"] for n in needs["recommendations"]["needs"]] == ["ucla-3"]

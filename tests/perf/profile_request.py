@@ -1,0 +1,143 @@
+"""CPU per request of one Belong route, in process, and where it goes (cProfile).
+
+No server and no load generator: the ASGI app is called directly, one request after
+another, against a database seeded by ``bench_load.py --keep-db``. The CPU time per request
+is the app's alone (granian, wrk and PostgreSQL are not in it), so two versions of the code
+can be compared on a busy machine more steadily than with the load benchmark.
+
+    BELONG_DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/belong_bench \\
+    BELONG_TOKEN=$(.venv/bin/belong clients create --clinic "Bench Clinic" --name profile \\
+        --scope screenings:read --scope screenings:write --scope referrals:read | tail -1) \\
+    .venv/bin/python tests/perf/profile_request.py screening --requests 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import os
+import pstats
+import random
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from service.app import create_app
+from service.settings import Settings
+
+Call = Callable[[], Awaitable[dict[str, Any]]]
+
+
+async def asgi_call(
+    app: Any, token: str, method: str, path: str, query: str = "", body: bytes = b"", **headers: str
+) -> dict[str, Any]:
+    answer: dict[str, Any] = {"body": b""}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            answer["status"] = message["status"]
+        elif message["type"] == "http.response.body":
+            answer["body"] += message.get("body", b"")
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": [
+            (b"host", b"localhost"),
+            (b"authorization", f"Bearer {token}".encode()),
+            *((k.replace("_", "-").encode(), v.encode()) for k, v in headers.items()),
+        ],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+        "state": {},
+    }
+    await app(scope, receive, send)
+    return answer
+
+
+def requests_for(route: str, app: Any, token: str, patients: int) -> Call:
+    rng = random.Random(3)
+
+    def patient() -> str:
+        return f"bench-{rng.randrange(patients):04d}"  # as bench_load.py names them
+
+    def screening() -> Awaitable[dict[str, Any]]:
+        body = {
+            "patient_id": patient(),
+            "instrument": "ucla-3",
+            "completed_at": "2026-01-01T10:00:00Z",
+            "answers": {str(i): rng.randint(1, 3) for i in (1, 2, 3)},
+        }
+        return asgi_call(
+            app,
+            token,
+            "POST",
+            "/v1/screenings",
+            body=json.dumps(body).encode(),
+            content_type="application/json",
+            idempotency_key=uuid.uuid4().hex,
+        )
+
+    routes: dict[str, Call] = {
+        "screening": screening,
+        "observations": lambda: asgi_call(
+            app, token, "GET", "/fhir/Observation", f"patient={patient()}&_count=20"
+        ),
+        "referrals": lambda: asgi_call(app, token, "GET", f"/v1/patients/{patient()}/referrals"),
+    }
+    return routes[route]
+
+
+async def run(args: argparse.Namespace) -> None:
+    app = create_app(Settings.from_env())
+    one = requests_for(args.route, app, os.environ["BELONG_TOKEN"], args.patients)
+    for _ in range(30):  # warm caches: tokens, the directory, prepared statements
+        answer = await one()
+    if answer.get("status") not in (200, 201):
+        raise SystemExit(f"{args.route}: {answer.get('status')} {answer['body'][:300]!r}")
+    cpu, wall = time.process_time(), time.perf_counter()
+    for _ in range(args.requests):
+        await one()
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    print(
+        f"{args.route}: {cpu / args.requests * 1000:.2f} ms CPU and "
+        f"{wall / args.requests * 1000:.2f} ms wall per request ({args.requests} requests)"
+    )
+    if args.top:
+        profile = cProfile.Profile()
+        profile.enable()
+        for _ in range(args.requests):
+            await one()
+        profile.disable()
+        pstats.Stats(profile).sort_stats(args.sort).print_stats(args.top)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("route", choices=["screening", "observations", "referrals"])
+    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--patients", type=int, default=1000)
+    parser.add_argument("--top", type=int, default=40, help="profile lines (0: no profile)")
+    parser.add_argument("--sort", default="cumulative", choices=["cumulative", "tottime"])
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
