@@ -216,3 +216,40 @@ def test_connection_killed_mid_request_leaves_no_partial_write(faulty, proxy, po
     again = client.post("/v1/screenings", json=screening(patient), headers=headers)
     assert again.status_code == 201, again.text
     assert stored_rows(postgres_url, patient) == (1, 1, 5)
+
+
+def test_a_request_cut_off_by_its_time_limit_leaves_a_usable_pool(
+    postgres_url: str, proxy: Proxy
+) -> None:
+    """The time limit cancels a request mid-statement on the driver's connection (asyncpg
+    cancels the query and keeps the connection usable): with a pool of one connection, the
+    next requests must get it back, neither lost nor still busy."""
+    proxied = make_url(postgres_url).set(host="127.0.0.1", port=proxy.port)
+    app = create_app(
+        Settings(
+            database_url=proxied.render_as_string(hide_password=False),
+            db_pool_size=1,
+            db_pool_timeout=2.0,
+            request_timeout_s=1.0,
+        )
+    )
+    with TestClient(app, raise_server_exceptions=False) as client:
+
+        async def token() -> str:
+            async with app.state.db.begin() as conn:
+                return (await create_client(conn, f"limits-{uuid.uuid4()}", list(SCOPES)))[1]
+
+        headers = {"Authorization": f"Bearer {client.blocking_portal.call(token)}"}
+        warm = client.post("/v1/screenings", json=screening("warm-up"), headers=headers)
+        assert warm.status_code == 201, warm.text
+
+        proxy.stall()
+        patient = f"slow-{uuid.uuid4().hex[:8]}"
+        assert_unavailable(client.post("/v1/screenings", json=screening(patient), headers=headers))
+        proxy.restore()
+
+        for _ in range(3):
+            again = client.post("/v1/screenings", json=screening(patient), headers=headers)
+            assert again.status_code == 201, again.text
+        found = client.get("/fhir/Observation", params={"patient": patient}, headers=headers)
+        assert found.status_code == 200, found.text
