@@ -1,4 +1,5 @@
-"""The hot paths: what a screening's answer needs to know, and writing a scored submission.
+"""The hot paths: what a screening's answer needs to know, writing a scored submission,
+searching Observations, and a read's audit event.
 
 Each is one round trip on PostgreSQL: a single statement on the pooled connection's own
 asyncpg connection (prepared and cached by the driver). The write is one statement of
