@@ -71,7 +71,8 @@ def new_id() -> uuid.UUID:
     return uuid.UUID(int=value)
 
 
-def _json_text(value: Any) -> str:
+def json_text(value: Any) -> str:
+    """JSON as text, as json/jsonb parameters take it."""
     return msgspec.json.encode(value).decode()
 
 
@@ -101,7 +102,7 @@ class Database:
         # request (503, Retry-After) and SQLAlchemy then discards the pool's connections.
         kwargs: dict[str, Any] = {
             "pool_pre_ping": False,
-            "json_serializer": _json_text,
+            "json_serializer": json_text,
             "json_deserializer": msgspec.json.decode,
         }
         if is_sqlite(url):
@@ -135,7 +136,7 @@ class Database:
 
     @property
     def is_postgresql(self) -> bool:
-        return self.engine.dialect.name == "postgresql"
+        return self.dialect == "postgresql"
 
     @asynccontextmanager
     async def driver(self) -> AsyncIterator[asyncpg.Connection]:

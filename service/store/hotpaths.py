@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import fields
 from typing import Any
 
 import asyncpg
 import msgspec
 
-from service.store.database import Database, as_utc
+from service.store.database import Database, as_utc, json_text
 from service.store.records import (
     AuditEvent,
     HeldKey,
+    KeyRecord,
     LatestScreening,
     PatientContext,
     StoredJson,
@@ -136,17 +138,6 @@ _WRITE = _Statement(
 )
 
 QR_IDENTIFIER_CONSTRAINT = "uq_qr_clinic_identifier"
-_AUDIT_COLUMNS = (
-    "id",
-    "client_id",
-    "action",
-    "resource_type",
-    "resource_id",
-    "patient_id",
-    "outcome",
-    "status_code",
-    "recorded_at",
-)
 
 
 async def patient_context(
@@ -209,10 +200,6 @@ class _RollBack(Exception):
         self.written = written
 
 
-def _text(value: Any) -> str:
-    return msgspec.json.encode(value).decode()
-
-
 async def write_submission(db: Database, clinic_id: uuid.UUID, rows: SubmissionRows) -> Written:
     if not db.is_postgresql:
         try:
@@ -224,28 +211,25 @@ async def write_submission(db: Database, clinic_id: uuid.UUID, rows: SubmissionR
             return undone.written
         return written
     key, audit = rows.key, rows.audit
+    key_values = key.columns() if key is not None else dict.fromkeys(_KEY_COLUMNS)
+    if key is not None:
+        key_values["response_headers"] = json_text(key.response_headers)
     audit_values = audit.columns() if audit is not None else dict.fromkeys(_AUDIT_COLUMNS)
     values: dict[str, Any] = {
         "clinic_id": clinic_id,
-        "route": key.route if key else None,
-        "key": key.key if key else None,
-        "fingerprint": key.fingerprint if key else None,
-        "status_code": key.status_code if key else None,
-        "response": key.response if key else None,
-        "response_headers": _text(key.response_headers) if key else None,
-        "resource_id": key.resource_id if key else None,
+        **key_values,
         "recorded_at": rows.recorded_at,
         "patient_id": rows.patient_id,
-        "profile": _text(rows.profile) if rows.profile is not None else None,
+        "profile": json_text(rows.profile) if rows.profile is not None else None,
         "qr_id": rows.questionnaire_response_id,
         "identifier_system": rows.identifier_system,
         "identifier_value": rows.identifier_value,
         "completed_at": rows.completed_at,
-        "qr_resource": _text(rows.questionnaire_response),
+        "qr_resource": json_text(rows.questionnaire_response),
         "encounter_id": rows.encounter_id,
-        "context": _text(rows.context),
-        "screenings": _text(rows.screenings),
-        "observations": _text(rows.observations),
+        "context": json_text(rows.context),
+        "screenings": json_text(rows.screenings),
+        "observations": json_text(rows.observations),
         **{f"audit_{name}": value for name, value in audit_values.items()},
     }
     try:
@@ -266,6 +250,10 @@ _AUDIT = _Statement(
     f"""{_AUDIT_INSERT} VALUES (:id, :clinic_id, :client_id, :action, :resource_type,
     :resource_id, :patient_id, :outcome, :status_code, :recorded_at)"""
 )
+
+
+_AUDIT_COLUMNS = [name for name in _AUDIT.names if name != "clinic_id"]
+_KEY_COLUMNS = [f.name for f in fields(KeyRecord)]
 
 
 async def write_audit(db: Database, clinic_id: uuid.UUID, event: AuditEvent) -> None:

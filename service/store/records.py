@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -89,6 +89,10 @@ class KeyRecord:
     response: bytes
     response_headers: dict[str, str]
     resource_id: str
+
+    def columns(self) -> dict[str, Any]:
+        """The idempotency_keys row's own values (without clinic, state and time)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 class ScreeningRow(msgspec.Struct, frozen=True):

@@ -295,16 +295,7 @@ class ClinicStore:
         if rows.key is not None:
             key = rows.key
             inserted = await self._insert_if_new(
-                idempotency_keys,
-                route=key.route,
-                key=key.key,
-                fingerprint=key.fingerprint,
-                state="done",
-                status_code=key.status_code,
-                response=key.response,
-                response_headers=key.response_headers,
-                resource_id=key.resource_id,
-                created_at=rows.recorded_at,
+                idempotency_keys, **key.columns(), state="done", created_at=rows.recorded_at
             )
             if not inserted:
                 return Written.KEY_TAKEN
