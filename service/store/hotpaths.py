@@ -110,7 +110,7 @@ _WRITE = _Statement(
         SELECT s.id, :clinic_id, :patient_id, qr.id, s.instrument, :completed_at,
                :recorded_at, :encounter_id, s.total, s.band_code, s.positive, s.answers,
                s.score, :context
-        FROM qr, jsonb_to_recordset(:screenings::jsonb) AS s(
+        FROM qr, json_to_recordset(:screenings::json) AS s(
             id text, instrument text, total float8, band_code text, positive boolean,
             answers jsonb, score jsonb)
         RETURNING 1
@@ -119,9 +119,9 @@ _WRITE = _Statement(
                                   code_system, code, effective_at, last_updated, resource)
         SELECT o.id, :clinic_id, :patient_id, o.screening_id, o.position, o.code_system,
                o.code, :completed_at, :recorded_at, o.resource
-        FROM qr, jsonb_to_recordset(:observations::jsonb) AS o(
+        FROM qr, json_to_recordset(:observations::json) AS o(
             id text, screening_id text, position smallint, code_system text, code text,
-            resource jsonb)
+            resource json)
         RETURNING 1
     ), audit AS (
         INSERT INTO audit_events (id, clinic_id, client_id, action, resource_type,

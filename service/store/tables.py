@@ -21,6 +21,10 @@ metadata = sa.MetaData(
 )
 
 Json = sa.JSON().with_variant(JSONB(), "postgresql")
+Document = sa.JSON()
+"""A FHIR resource kept as written and served back verbatim. PostgreSQL's ``json`` stores
+the text, so a search returns it without conversion; ``jsonb`` would re-serialise every
+resource on every read (half a search's database time) and parse it on every write."""
 Timestamp = sa.DateTime(timezone=True)
 
 clinics = sa.Table(
@@ -63,7 +67,7 @@ questionnaire_responses = sa.Table(
     sa.Column("identifier_value", sa.String(255), nullable=True),
     sa.Column("authored_at", Timestamp, nullable=False),
     sa.Column("last_updated", Timestamp, nullable=False),
-    sa.Column("resource", Json, nullable=False),
+    sa.Column("resource", Document, nullable=False),
     sa.ForeignKeyConstraint(["clinic_id", "patient_id"], ["patients.clinic_id", "patients.id"]),
     sa.UniqueConstraint(
         "clinic_id", "identifier_system", "identifier_value", name="uq_qr_clinic_identifier"
@@ -109,7 +113,7 @@ observations = sa.Table(
     sa.Column("code", sa.String(64), nullable=False),
     sa.Column("effective_at", Timestamp, nullable=False),
     sa.Column("last_updated", Timestamp, nullable=False),
-    sa.Column("resource", Json, nullable=False),
+    sa.Column("resource", Document, nullable=False),
     sa.ForeignKeyConstraint(["clinic_id", "patient_id"], ["patients.clinic_id", "patients.id"]),
     sa.Index("ix_observations_patient_date", "clinic_id", "patient_id", "effective_at"),
     sa.Index("ix_observations_code", "clinic_id", "code", "effective_at"),

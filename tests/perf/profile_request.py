@@ -27,6 +27,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from service.app import create_app
@@ -106,7 +108,8 @@ def requests_for(route: str, app: Any, token: str, patients: int) -> Call:
 
 
 async def run(args: argparse.Namespace) -> None:
-    app = create_app(Settings.from_env())
+    # As bench_load.py serves it: no rate limit (it would answer 429 within a minute).
+    app = create_app(msgspec.structs.replace(Settings.from_env(), rate_limit_per_minute=0))
     one = requests_for(args.route, app, os.environ["BELONG_TOKEN"], args.patients)
     for _ in range(30):  # warm caches: tokens, the directory, prepared statements
         answer = await one()
