@@ -42,6 +42,7 @@ from service.api.v1.referrals import ReferralController
 from service.api.v1.screenings import ScreeningController
 from service.domain.instruments import load_catalog
 from service.settings import Settings
+from service.store.audit_writer import AuditWriter
 from service.store.database import Database
 
 
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "catalog": catalog,
                 "settings": settings,
                 "db": db,
+                "audit_writer": AuditWriter(db),
                 "token_cache": TokenCache(),
                 "directory_cache": DirectoryCache(),
                 "rate_limiter": RateLimiter(settings.rate_limit_per_minute),

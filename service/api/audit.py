@@ -23,9 +23,7 @@ from service.api.errors import status_of
 from service.api.params import FHIR_ID
 from service.store.clients import Principal
 from service.store.database import utcnow
-from service.store.hotpaths import write_audit
 from service.store.records import AuditEvent
-from service.store.repository import ClinicStore
 
 log = logging.getLogger("belong.audit")
 
@@ -38,7 +36,7 @@ class AuditNote:
     resource_id: str | None = None
     patient_id: str | None = None
     written: bool = False
-    """Already written inside the handler's own transaction (see :func:`audit_in`)."""
+    """Already written by the handler's own write (see :func:`mark_written`)."""
 
 
 def note(request: Request[Any, Any, Any], resource_id: str | None, patient_id: str | None) -> None:
@@ -46,8 +44,8 @@ def note(request: Request[Any, Any, Any], resource_id: str | None, patient_id: s
 
 
 def audit_event(request: Request[Any, Any, Any], status: int, at: datetime) -> AuditEvent | None:
-    """The event for a handler that writes its own audit in its write (see ``audit_in``);
-    None when the route is not audited or nothing was noted."""
+    """The event for a handler that writes its own audit in its write; None when the route
+    is not audited or nothing was noted."""
     spec = request.route_handler.opt.get("audit")
     found = request.scope.get("state", {}).get(STATE_KEY)
     principal = request.scope.get("user")
@@ -70,17 +68,6 @@ def mark_written(request: Request[Any, Any, Any]) -> None:
     found = request.scope.get("state", {}).get(STATE_KEY)
     if found is not None:
         found.written = True
-
-
-async def audit_in(
-    request: Request[Any, Any, Any], store: ClinicStore, status: int, at: datetime
-) -> None:
-    """Write the request's audit event in the caller's write transaction, so a write and
-    its audit commit together; the middleware then leaves it alone."""
-    event = audit_event(request, status, at)
-    if event is not None:
-        await store.record_audit(event)
-        mark_written(request)
 
 
 def audited(action: str, resource_type: str) -> dict[str, Any]:
@@ -128,7 +115,7 @@ class AuditMiddleware:
                 status_code=status,
                 at=utcnow(),
             )
-            await write_audit(scope["app"].state.db, principal.clinic_id, event)
+            await scope["app"].state.audit_writer.write(principal.clinic_id, event)
 
         async def send_after_audit(message: Message) -> None:
             if message["type"] == "http.response.start" and not written and not already_written():

@@ -1,5 +1,5 @@
 """The hot paths: what a screening's answer needs to know, writing a scored submission,
-searching Observations, and a read's audit event.
+and searching Observations.
 
 Each is one round trip on PostgreSQL: a single statement on the pooled connection's own
 asyncpg connection (prepared and cached by the driver). The write is one statement of
@@ -19,9 +19,9 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from service.store.audit_writer import AUDIT_COLUMNS
 from service.store.database import Database, as_utc, json_text
 from service.store.records import (
-    AuditEvent,
     HeldKey,
     KeyRecord,
     LatestScreening,
@@ -242,29 +242,8 @@ async def write_submission(db: Database, clinic_id: uuid.UUID, rows: SubmissionR
     return Written.STORED if stored else Written.KEY_TAKEN
 
 
-_AUDIT_INSERT = (
-    "INSERT INTO audit_events (id, clinic_id, client_id, action, resource_type, resource_id,"
-    " patient_id, outcome, status_code, recorded_at)"
-)
-_AUDIT = _Statement(
-    f"""{_AUDIT_INSERT} VALUES (:id, :clinic_id, :client_id, :action, :resource_type,
-    :resource_id, :patient_id, :outcome, :status_code, :recorded_at)"""
-)
-
-
-_AUDIT_COLUMNS = [name for name in _AUDIT.names if name != "clinic_id"]
+_AUDIT_COLUMNS = [name for name in AUDIT_COLUMNS if name != "clinic_id"]
 _KEY_COLUMNS = [f.name for f in fields(KeyRecord)]
-
-
-async def write_audit(db: Database, clinic_id: uuid.UUID, event: AuditEvent) -> None:
-    """One audit event on its own (a read's, or a failed request's)."""
-    if not db.is_postgresql:
-        async with db.begin() as conn:
-            await ClinicStore(conn, clinic_id).record_audit(event)
-        return
-    values = {**event.columns(), "clinic_id": clinic_id}
-    async with db.driver() as conn:
-        await conn.execute(_AUDIT.sql, *_AUDIT.args(values))
 
 
 _COMPARISONS = {"eq": "=", "ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
@@ -272,16 +251,12 @@ _SORT_COLUMNS = {"effective_at": "effective_at", "last_updated": "last_updated"}
 
 
 async def search_observations(
-    db: Database, clinic_id: uuid.UUID, q: ObservationQuery, audit: AuditEvent | None
+    db: Database, clinic_id: uuid.UUID, q: ObservationQuery
 ) -> tuple[list[StoredJson], int]:
-    """A page of Observations (as stored JSON) and the number matching; the search's audit
-    event is written by the same statement."""
+    """A page of Observations (as stored JSON) and the number matching."""
     if not db.is_postgresql:
         async with db.begin() as conn:
-            store = ClinicStore(conn, clinic_id)
-            rows, total = await store.search_observations(q)
-            if audit is not None:
-                await store.record_audit(audit)
+            rows, total = await ClinicStore(conn, clinic_id).search_observations(q)
         return [
             StoredJson(r.resource["id"], msgspec.Raw(msgspec.json.encode(r.resource))) for r in rows
         ], total
@@ -311,16 +286,9 @@ async def search_observations(
     direction = "DESC" if q.sort_descending else "ASC"
     order = f"o.{_SORT_COLUMNS[q.sort_by]} {direction}, o.id {direction}"
     filters = len(args)
-    write_audit_first = ""
-    if audit is not None:
-        values = audit.columns()
-        placeholders = ", ".join(
-            "$1" if name == "clinic_id" else arg(values[name]) for name in _AUDIT.names
-        )
-        write_audit_first = f"WITH audit AS ({_AUDIT_INSERT} VALUES ({placeholders})) "
     # Only placeholders and the fixed column names above are written into the text.
     page = (
-        f"{write_audit_first}SELECT o.id, o.resource::text, "  # noqa: S608
+        f"SELECT o.id, o.resource::text, "  # noqa: S608
         f"(SELECT count(*) FROM observations AS o WHERE {condition}) AS total "
         f"FROM observations AS o WHERE {condition} ORDER BY {order} "
         f"LIMIT {arg(q.limit)} OFFSET {arg(q.offset)}"

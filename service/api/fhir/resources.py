@@ -16,7 +16,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import PathParameter, QueryParameter
 
-from service.api.audit import audit_event, audited, mark_written, note
+from service.api.audit import audited, note
 from service.api.auth import scoped
 from service.api.catalog import Catalog
 from service.api.errors import FHIR_JSON, ApiError, FieldError
@@ -414,10 +414,7 @@ class ObservationController(Controller):
         ):
             resources, total = [], 0  # every Observation Belong stores has exactly these categories
         else:
-            audit = audit_event(request, 200, utcnow())
-            resources, total = await search_observations(db, request.user.clinic_id, query, audit)
-            if audit is not None:
-                mark_written(request)
+            resources, total = await search_observations(db, request.user.clinic_id, query)
         bundle = searchset(
             request,
             "Observation",

@@ -10,7 +10,7 @@ from litestar import Controller, Request, Response, get, put
 from litestar.di import NamedDependency
 from litestar.params import PathParameter, QueryParameter
 
-from service.api.audit import audit_in, audited, note
+from service.api.audit import audited, note
 from service.api.auth import scoped
 from service.api.body import decode
 from service.api.catalog import Catalog
@@ -234,8 +234,7 @@ class PatientController(Controller):
             store = ClinicStore(conn, clinic_id)
             made, _ = await store.list_referrals(ReferralQuery(patient_id=patient_id, limit=200))
             referrals = await load_referrals(store, made)
-            note(request, None, patient_id)
-            await audit_in(request, store, 200, utcnow())
+        note(request, None, patient_id)
         return PatientReferrals(
             patient_id=patient_id, recommendations=recommendations, referrals=referrals
         )
