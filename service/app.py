@@ -13,7 +13,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme, Server
 
 from service.api.audit import AuditMiddleware
-from service.api.auth import BearerAuthentication, TokenCache, require_scope
+from service.api.auth import BearerAuthentication, TokenCache
 from service.api.catalog import Catalog
 from service.api.cds import CdsServicesController
 from service.api.errors import handle_http
@@ -96,7 +96,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
             DefineMiddleware(BearerAuthentication, exclude=["^/schema"]),
             AuditMiddleware,
         ],
-        guards=[require_scope],
         before_request=check_request,
         exception_handlers={HTTPException: handle_http, Exception: handle_http},
         state=State(

@@ -6,7 +6,7 @@ CDS Hooks routes only (``opt["cds"]``), the CDS client's own signed JWT.
 
 Every route needs a token unless it is marked ``exclude_from_auth`` (health, the OpenAPI
 document, FHIR metadata and the instrument catalog). A route's required scope is its
-``opt["scope"]``; the guard answers 403 without it. Token lookups are cached briefly so
+``opt["scope"]``; authentication answers 403 without it. Token lookups are cached briefly so
 that a busy client costs one hash and one dictionary read per request.
 """
 
@@ -80,6 +80,7 @@ class BearerAuthentication(AbstractAuthenticationMiddleware):
         if principal is None:
             raise NotAuthorizedException("The bearer token is not valid", headers=CHALLENGE)
         state.rate_limiter.check(principal.client_id)
+        _require_scope(handler, principal)
         return AuthenticationResult(user=principal, auth=token)
 
     async def _cds_caller(
@@ -105,18 +106,15 @@ class BearerAuthentication(AbstractAuthenticationMiddleware):
                 f"The CDS client JWT is refused: {exc}", headers=CHALLENGE
             ) from None
         state.rate_limiter.check(principal.client_id)
+        _require_scope(connection.scope.get("route_handler"), principal)
         return AuthenticationResult(user=principal, auth=JwtCaller(verified.issuer, verified.jti))
 
 
-async def require_scope(
-    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
-) -> None:
-    """An async guard: Litestar runs a sync one in a thread pool."""
-    scope = handler.opt.get("scope")
-    if scope is None:
-        return
-    principal = connection.scope.get("user")
-    if not isinstance(principal, Principal) or scope not in principal.scopes:
+def _require_scope(handler: BaseRouteHandler | None, principal: Principal) -> None:
+    """403 unless the caller holds the route's ``opt["scope"]``. Checked here rather than in
+    a Litestar guard, which copies the route handler on every request."""
+    scope = handler.opt.get("scope") if handler is not None else None
+    if scope is not None and scope not in principal.scopes:
         raise PermissionDeniedException(f"This call needs the {scope!r} scope")
 
 
