@@ -1,5 +1,5 @@
 """The hot paths: what a screening's answer needs to know, writing a scored submission,
-and searching Observations.
+searching Observations, and a patient's referrals.
 
 Each is one round trip on PostgreSQL: a single statement on the pooled connection's own
 asyncpg connection (prepared and cached by the driver). The write is one statement of
@@ -26,11 +26,12 @@ from service.store.records import (
     KeyRecord,
     LatestScreening,
     PatientContext,
+    ReferralRecord,
     StoredJson,
     SubmissionRows,
     Written,
 )
-from service.store.repository import ClinicStore, ObservationQuery
+from service.store.repository import ClinicStore, ObservationQuery, ReferralQuery
 
 
 class _Statement:
@@ -187,6 +188,51 @@ async def _context_core(
         latest=[LatestScreening(r.id, r.instrument, as_utc(r.completed_at), r.score) for r in rows],
         held=held,
     )
+
+
+_PATIENT_REFERRALS = _Statement(
+    """
+    SELECT r.*, d.details AS service_details, coalesce(h.events, '[]') AS history
+    FROM (
+        SELECT * FROM referrals
+        WHERE clinic_id = :clinic_id AND patient_id = :patient_id
+        ORDER BY updated_at DESC, id DESC
+        LIMIT :limit
+    ) AS r
+    JOIN directory_services AS d ON d.clinic_id = :clinic_id AND d.id = r.service_id
+    LEFT JOIN LATERAL (
+        SELECT json_agg(json_build_object(
+                   'from_status', e.from_status, 'to_status', e.to_status,
+                   'reason', e.reason, 'outcome', e.outcome,
+                   'client_id', e.client_id, 'recorded_at', e.recorded_at)
+               ORDER BY e.recorded_at, e.id) AS events
+        FROM referral_events AS e
+        WHERE e.clinic_id = :clinic_id AND e.referral_id = r.id
+    ) AS h ON true
+    ORDER BY r.updated_at DESC, r.id DESC
+    """
+)
+
+
+async def patient_referrals(
+    db: Database, clinic_id: uuid.UUID, patient_id: str, limit: int
+) -> list[ReferralRecord]:
+    """The patient's referrals, most recently changed first, with services and history."""
+    if not db.is_postgresql:
+        async with db.begin() as conn:
+            store = ClinicStore(conn, clinic_id)
+            rows, _ = await store.list_referrals(ReferralQuery(patient_id=patient_id, limit=limit))
+            return await store.with_history(rows)
+    values = {"clinic_id": clinic_id, "patient_id": patient_id, "limit": limit}
+    async with db.driver() as conn:
+        rows = await conn.fetch(_PATIENT_REFERRALS.sql, *_PATIENT_REFERRALS.args(values))
+    records = []
+    for row in rows:
+        referral = dict(row)
+        records.append(
+            ReferralRecord(referral, referral.pop("service_details"), referral.pop("history"))
+        )
+    return records
 
 
 async def held_key(db: Database, clinic_id: uuid.UUID, route: str, key: str) -> HeldKey | None:

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.store.database import as_utc, new_id
-from service.store.records import AuditEvent, HeldKey, SubmissionRows, Written
+from service.store.records import AuditEvent, HeldKey, ReferralRecord, SubmissionRows, Written
 from service.store.tables import (
     audit_events,
     clinics,
@@ -509,6 +509,23 @@ class ClinicStore:
         )
         return list((await self.conn.execute(page)).all()), total
 
+    async def with_history(self, rows: Sequence[Row[Any]]) -> list[ReferralRecord]:
+        """Referral rows with their services' entries and their history."""
+        if not rows:
+            return []
+        services = await self.services_by_id(sorted({row.service_id for row in rows}))
+        history: dict[str, list[dict[str, Any]]] = {}
+        for event in await self.referral_history([row.id for row in rows]):
+            history.setdefault(event.referral_id, []).append(_plain(event))
+        return [
+            ReferralRecord(
+                referral=_plain(row),
+                service=services[row.service_id].details,
+                history=history.get(row.id, []),
+            )
+            for row in rows
+        ]
+
     async def referral_history(self, referral_ids: Sequence[str]) -> list[Row[Any]]:
         query = (
             self._select(referral_events)
@@ -564,3 +581,9 @@ def _service_columns(details: dict[str, Any]) -> dict[str, Any]:
         "latitude": location.get("lat"),
         "longitude": location.get("lon"),
     }
+
+
+def _plain(row: Row[Any]) -> dict[str, Any]:
+    """A row as a dict with plain ``str`` keys (SQLAlchemy's are a str subclass, which
+    msgspec does not take)."""
+    return {str(name): value for name, value in row._mapping.items()}

@@ -864,6 +864,24 @@ def test_patient_referrals_show_recommendations_and_referrals_made(
         assert all(r["text"] for r in e["reasons"])
 
 
+def test_patient_referrals_list_exactly_what_the_referral_list_does(
+    client: TestClient[Litestar], world: World
+) -> None:
+    """GET /v1/patients/{id}/referrals reads in one statement on PostgreSQL; its referrals,
+    services and histories must be those the referral list builds."""
+    first = new_referral(client, world, service="Pain Counselling")
+    drive(client, first["id"], Status.ACCEPTED)
+    second = new_referral(client, world, service="CRPS Online Circle", note="Evenings only")
+
+    shown = client.get(f"/v1/patients/{world.patient_id}/referrals").json()["referrals"]
+    listed = client.get(REFERRALS, params={"patient_id": world.patient_id}).json()["items"]
+
+    assert shown == listed
+    assert [r["id"] for r in shown] == [second["id"], first["id"]]
+    assert [e["to_status"] for e in shown[1]["history"]] == ["requested", *PATH_TO[Status.ACCEPTED]]
+    assert shown[1]["history"][-1]["recorded_at"].endswith("Z")
+
+
 def test_directory_changes_show_in_the_next_recommendations(
     client: TestClient[Litestar], world: World
 ) -> None:

@@ -17,14 +17,14 @@ from service.api.catalog import Catalog
 from service.api.errors import ApiError, FieldError
 from service.api.params import ID_PATTERN
 from service.api.recommend import Recommendations, recommend
-from service.api.v1.referrals import Referral, load_referrals
+from service.api.v1.referrals import Referral, referral_view
 from service.domain.instruments import Direction
 from service.domain.patients import PatientProfile
 from service.domain.scoring import BandResult
 from service.store.clients import Principal
 from service.store.database import Database, as_utc, utcnow
-from service.store.hotpaths import patient_context
-from service.store.repository import ClinicStore, ReferralQuery
+from service.store.hotpaths import patient_context, patient_referrals
+from service.store.repository import ClinicStore
 
 PatientIdParam = Annotated[
     str,
@@ -230,11 +230,10 @@ class PatientController(Controller):
             limit=limit,
             explain=explain,
         )
-        async with db.begin() as conn:
-            store = ClinicStore(conn, clinic_id)
-            made, _ = await store.list_referrals(ReferralQuery(patient_id=patient_id, limit=200))
-            referrals = await load_referrals(store, made)
+        made = await patient_referrals(db, clinic_id, patient_id, limit=200)
         note(request, None, patient_id)
         return PatientReferrals(
-            patient_id=patient_id, recommendations=recommendations, referrals=referrals
+            patient_id=patient_id,
+            recommendations=recommendations,
+            referrals=[referral_view(record) for record in made],
         )

@@ -20,11 +20,13 @@ from service.api.observability import REFERRALS
 from service.api.params import ID_PATTERN, Instant, instant
 from service.api.recommend import ServiceSummary, summary
 from service.api.v1.directory import directory_service
+from service.domain.directory import DirectoryService
 from service.domain.instruments import Signal
 from service.domain.patients import PatientId
 from service.domain.referrals import NEEDS_REASON, NEXT, Status, TransitionError, check
 from service.store.clients import Principal
 from service.store.database import Database, as_utc, new_id, utcnow
+from service.store.records import ReferralRecord
 from service.store.repository import ClinicStore, ReferralQuery
 
 ReferralId = Annotated[
@@ -107,41 +109,34 @@ def _not_found() -> ApiError:
 
 async def load_referrals(store: ClinicStore, rows: list[Any]) -> list[Referral]:
     """Referral views with their services (even withdrawn ones) and full history."""
-    if not rows:
-        return []
-    services = await store.services_by_id(sorted({row.service_id for row in rows}))
-    events: dict[str, list[ReferralEvent]] = {}
-    for event in await store.referral_history([row.id for row in rows]):
-        events.setdefault(event.referral_id, []).append(
-            ReferralEvent(
-                from_status=Status(event.from_status) if event.from_status else None,
-                to_status=Status(event.to_status),
-                reason=event.reason,
-                outcome=event.outcome,
-                client_id=event.client_id,
-                recorded_at=as_utc(event.recorded_at),
-            )
-        )
-    return [
-        Referral(
-            id=row.id,
-            patient_id=row.patient_id,
-            service=summary(directory_service(services[row.service_id])),
-            status=Status(row.status),
-            allowed_next=sorted(NEXT[Status(row.status)]),
-            consent=msgspec.convert(row.consent, Consent),
-            version=row.version,
-            created_at=as_utc(row.created_at),
-            updated_at=as_utc(row.updated_at),
-            history=events.get(row.id, []),
-            screening_id=row.screening_id,
-            need=Signal(row.need) if row.need else None,
-            note=row.note,
-            status_reason=row.status_reason,
-            outcome=row.outcome,
-        )
-        for row in rows
-    ]
+    return [referral_view(record) for record in await store.with_history(rows)]
+
+
+def referral_view(record: ReferralRecord) -> Referral:
+    row = record.referral
+    service = msgspec.convert({**record.service, "id": row["service_id"]}, DirectoryService)
+    return Referral(
+        id=row["id"],
+        patient_id=row["patient_id"],
+        service=summary(service),
+        status=Status(row["status"]),
+        allowed_next=sorted(NEXT[Status(row["status"])]),
+        consent=msgspec.convert(row["consent"], Consent),
+        version=row["version"],
+        created_at=as_utc(row["created_at"]),
+        updated_at=as_utc(row["updated_at"]),
+        history=[_event(event) for event in record.history],
+        screening_id=row["screening_id"],
+        need=Signal(row["need"]) if row["need"] else None,
+        note=row["note"],
+        status_reason=row["status_reason"],
+        outcome=row["outcome"],
+    )
+
+
+def _event(stored: dict[str, Any]) -> ReferralEvent:
+    event = msgspec.convert(stored, ReferralEvent)
+    return msgspec.structs.replace(event, recorded_at=as_utc(event.recorded_at))
 
 
 class ReferralController(Controller):
