@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -73,3 +74,35 @@ def test_upgrade_is_idempotent(tmp_path: Path) -> None:
     upgrade(url)
     upgrade(url)
     assert schema_diff(url) == []
+
+
+def test_stored_responses_are_compressed_with_lz4_on_postgresql(database_url: str) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("column compression is PostgreSQL's")
+
+    async def run() -> tuple[bool, str]:
+        engine = create_async_engine(database_url)
+        try:
+            async with engine.connect() as conn:
+                has_lz4 = (
+                    await conn.execute(
+                        sa.text(
+                            "SELECT 'lz4' = ANY(enumvals) FROM pg_settings"
+                            " WHERE name = 'default_toast_compression'"
+                        )
+                    )
+                ).scalar_one()
+                method = (
+                    await conn.execute(
+                        sa.text(
+                            "SELECT attcompression::text FROM pg_attribute WHERE attrelid ="
+                            " 'idempotency_keys'::regclass AND attname = 'response'"
+                        )
+                    )
+                ).scalar_one()
+                return has_lz4, method
+        finally:
+            await engine.dispose()
+
+    has_lz4, method = asyncio.run(run())
+    assert method == ("l" if has_lz4 else "")
