@@ -200,10 +200,14 @@ class Prepared(list[Candidate]):
             [c.catchment_km if c.catchment_km is not None else math.inf for c in candidates]
         )
         self.reach = np.array([c.reach_km for c in candidates])
-        self.lat = np.array([c.lat if c.lat is not None else nan for c in candidates])
-        self.lon = np.array([c.lon if c.lon is not None else nan for c in candidates])
-        self.located = self.in_person & ~np.isnan(self.lat)
-        self.cos_lat = np.cos(self.lat)
+        lat = np.array([c.lat if c.lat is not None else nan for c in candidates])
+        lon = np.array([c.lon if c.lon is not None else nan for c in candidates])
+        # The in-person services with a place, and their coordinates side by side, so that
+        # a patient's distances are computed without gathering them again.
+        self.located = np.flatnonzero(self.in_person & ~np.isnan(lat))
+        self.located_lat = lat[self.located]
+        self.located_lon = lon[self.located]
+        self.located_cos_lat = np.cos(self.located_lat)
         order = sorted(
             range(len(candidates)),
             key=lambda i: (candidates[i].service.name, candidates[i].service.id),
@@ -443,13 +447,11 @@ def _vector_scores(d: Prepared, p: _Patient) -> tuple[np.ndarray, np.ndarray]:
         ok &= (d.conditions == 0) | ((d.conditions & wanted_conditions) != 0)
     distance = np.full(len(d), np.nan)
     if p.lat is not None and p.lon is not None:
-        located = d.located
-        lat, lon = d.lat[located], d.lon[located]
         h = (
-            np.sin((lat - p.lat) / 2) ** 2
-            + math.cos(p.lat) * d.cos_lat[located] * np.sin((lon - p.lon) / 2) ** 2
+            np.sin((d.located_lat - p.lat) / 2) ** 2
+            + math.cos(p.lat) * d.located_cos_lat * np.sin((d.located_lon - p.lon) / 2) ** 2
         )
-        distance[located] = 2 * EARTH_RADIUS_KM * np.arcsin(np.minimum(1.0, np.sqrt(h)))
+        distance[d.located] = 2 * EARTH_RADIUS_KM * np.arcsin(np.minimum(1.0, np.sqrt(h)))
         travel = p.profile.max_travel_km
         beyond = distance > d.catchment
         if travel is not None:
