@@ -753,19 +753,29 @@ class Options:
     database: str
     keep_db: bool
     profile: bool
+    pool: int
 
 
-def belong_env(base: dict[str, str], database_url: str, metrics_dir: Path) -> dict[str, str]:
+def belong_env(
+    base: dict[str, str], database_url: str, metrics_dir: Path, pool: int
+) -> dict[str, str]:
     env = {k: v for k, v in base.items() if not k.startswith("BELONG_")}
     env.update(
         BELONG_DATABASE_URL=database_url,
         BELONG_RATE_LIMIT_PER_MINUTE="0",
         BELONG_LOG_LEVEL="WARNING",
-        BELONG_DB_POOL_SIZE="20",
+        BELONG_DB_POOL_SIZE=str(pool),
         BELONG_DB_MAX_OVERFLOW="0",
+        CEILING_POOL_MAX=str(pool),  # the ceiling's pool is Belong's
         PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
     )
     return env
+
+
+def default_pool_size() -> int:
+    from service.settings import Settings
+
+    return Settings().db_pool_size
 
 
 def belong(*args: str) -> list[str]:
@@ -1023,7 +1033,7 @@ def bench(opts: Options) -> bool:
     plain_url = with_database(opts.admin_url, opts.database, "postgresql")
     metrics_dir = work / "metrics"
     metrics_dir.mkdir()
-    env = belong_env(dict(os.environ), database_url, metrics_dir)
+    env = belong_env(dict(os.environ), database_url, metrics_dir, opts.pool)
     patients = [f"bench-{i:04d}" for i in range(opts.patients)]
     results: dict[tuple[str, int], WrkResult] = {}
     memory: dict[str, list[tuple[int, float, float]]] = {}
@@ -1151,6 +1161,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--report-only", action="store_true", help="exit 0 even when a target is missed"
     )
+    parser.add_argument(
+        "--pool",
+        type=int,
+        default=None,
+        help="database connections per worker, for Belong and the ceiling alike "
+        "(default: Belong's default)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.warmup = 3.0, 1.0
@@ -1164,6 +1181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         database=args.database,
         keep_db=args.keep_db,
         profile=args.profile,
+        pool=args.pool or default_pool_size(),
     )
     if not re.fullmatch(r"[a-z_][a-z0-9_]{0,40}", opts.database):
         parser.error("--database: lower-case letters, digits and _")
