@@ -18,7 +18,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     licensed_instruments: frozenset[str] = frozenset()
     """Licensed instrument groups the deployment holds permission for (e.g. ``promis``)."""
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 1_048_576
-    db_pool_size: Annotated[int, msgspec.Meta(ge=1, le=200)] = 20
+    db_pool_size: Annotated[int, msgspec.Meta(ge=1, le=200)] = 6
     db_max_overflow: Annotated[int, msgspec.Meta(ge=0, le=200)] = 0
     db_pool_timeout: Annotated[float, msgspec.Meta(gt=0, le=60)] = 5.0
     """Seconds to wait for a pooled connection (or a new one) before answering 503."""

@@ -92,7 +92,7 @@ class Database:
         self,
         url: str,
         *,
-        pool_size: int = 20,
+        pool_size: int = 6,
         max_overflow: int = 0,
         pool_timeout: float = 5.0,
         statement_timeout_ms: int = 10_000,

@@ -26,8 +26,8 @@ from litestar import Litestar, get, post
 from litestar.datastructures import State
 
 HERE = Path(__file__).resolve().parent
-POOL_MAX = int(os.environ.get("CEILING_POOL_MAX", "20"))
-"""Belong's default pool is 20 connections per worker (no overflow): the same here."""
+POOL_MAX = int(os.environ.get("CEILING_POOL_MAX", "6"))
+"""Connections per worker: bench_load.py sets Belong's pool size (default 6, no overflow)."""
 
 TABLE_SQL = """
 CREATE TABLE IF NOT EXISTS ceiling_rows (
