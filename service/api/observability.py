@@ -13,6 +13,7 @@ prometheus_client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, set by
 from __future__ import annotations
 
 import contextvars
+import functools
 import json
 import logging
 import os
@@ -175,6 +176,12 @@ def route_template(scope: Scope) -> str:
     template = scope.get("path_template")
     if not template:
         return "unmatched"
+    return _without_types(template)
+
+
+@functools.lru_cache(maxsize=512)
+def _without_types(template: str) -> str:
+    """``{patient_id:str}`` -> ``{patient_id}`` (the app has a fixed set of templates)."""
     return _PARAM_TYPE.sub(r"{\1}", template)
 
 
