@@ -98,6 +98,7 @@ screenings = sa.Table(
     sa.Column("score", Json, nullable=False),
     sa.Column("context", Json, nullable=False),
     sa.ForeignKeyConstraint(["clinic_id", "patient_id"], ["patients.clinic_id", "patients.id"]),
+    sa.UniqueConstraint("id", "clinic_id", "patient_id", name="uq_screenings_id_clinic_patient"),
     sa.Index("ix_screenings_history", "clinic_id", "patient_id", "instrument", "completed_at"),
 )
 
@@ -107,14 +108,19 @@ observations = sa.Table(
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("clinic_id", sa.Uuid, nullable=False),
     sa.Column("patient_id", sa.String(64), nullable=False),
-    sa.Column("screening_id", sa.String(64), sa.ForeignKey("screenings.id"), nullable=False),
+    sa.Column("screening_id", sa.String(64), nullable=False),
     sa.Column("position", sa.SmallInteger, nullable=False, server_default="0"),
     sa.Column("code_system", sa.String(255), nullable=False),
     sa.Column("code", sa.String(64), nullable=False),
     sa.Column("effective_at", Timestamp, nullable=False),
     sa.Column("last_updated", Timestamp, nullable=False),
     sa.Column("resource", Document, nullable=False),
-    sa.ForeignKeyConstraint(["clinic_id", "patient_id"], ["patients.clinic_id", "patients.id"]),
+    # An Observation is its screening's, for the screening's clinic and patient: one key
+    # says all three (and the screening's own key says the patient exists).
+    sa.ForeignKeyConstraint(
+        ["screening_id", "clinic_id", "patient_id"],
+        ["screenings.id", "screenings.clinic_id", "screenings.patient_id"],
+    ),
     sa.Index("ix_observations_patient_date", "clinic_id", "patient_id", "effective_at"),
     sa.Index("ix_observations_code", "clinic_id", "code", "effective_at"),
     sa.Index("ix_observations_screening", "screening_id"),

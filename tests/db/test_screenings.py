@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
+from service.store.tables import observations
 from tests.conftest import Clinic
 from tests.db.conftest import Storage, assert_problem, new_patient_id, ucla3
 
@@ -275,6 +277,42 @@ def audit_trail(client: Any, patient_id: str) -> list[dict[str, Any]]:
     response = client.get("/v1/audit-events", params={"patient_id": patient_id, "limit": 200})
     assert response.status_code == 200, response.text
     return response.json()
+
+
+def test_an_observation_must_be_its_screenings_patients(
+    client: Any, clinic: Clinic, storage: Storage
+) -> None:
+    """The database refuses an Observation whose patient is not its screening's."""
+    owner, other = new_patient_id(), new_patient_id()
+    posted = client.post("/v1/screenings", json=ucla3(owner))
+    assert posted.status_code == 201, posted.text
+    assert client.post("/v1/screenings", json=ucla3(other)).status_code == 201
+    screening_id = posted.json()["id"]
+
+    def insert_for(patient_id: str) -> Any:
+        async def insert(conn: Any) -> None:
+            await conn.execute(
+                sa.insert(observations).values(
+                    id=str(uuid.uuid4()),
+                    clinic_id=clinic.clinic_id,
+                    patient_id=patient_id,
+                    screening_id=screening_id,
+                    position=9,
+                    code_system="http://loinc.org",
+                    code="test",
+                    effective_at=datetime.now(UTC),
+                    last_updated=datetime.now(UTC),
+                    resource={"resourceType": "Observation"},
+                )
+            )
+
+        return insert
+
+    with pytest.raises(sa.exc.IntegrityError):
+        storage.run(insert_for(other))
+    storage.run(insert_for(owner))  # the same row for the screening's own patient is fine
+    assert storage.patient(clinic.clinic_id, owner).observations == 6
+    assert storage.patient(clinic.clinic_id, other).observations == 5
 
 
 def test_every_read_and_write_is_audited(client: Any, clinic: Clinic, storage: Storage) -> None:
