@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from service.store.database import Database, Unavailable
+from service.store.database import UNAVAILABLE, Database
 from service.store.records import AuditEvent
 from service.store.repository import ClinicStore
 
@@ -64,7 +64,7 @@ class AuditWriter:
             batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
             try:
                 await self._insert(batch)
-            except Unavailable as error:
+            except UNAVAILABLE as error:  # the database, not the events: fail them all
                 _settle(batch, error)
             except Exception as error:
                 if len(batch) == 1:
