@@ -12,7 +12,8 @@ import asyncio
 import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import suppress
+from contextlib import contextmanager, suppress
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -108,15 +109,14 @@ def proxy(postgres_url: str) -> Iterator[Proxy]:
     running.close()
 
 
-@pytest.fixture
-def faulty(postgres_url: str, proxy: Proxy) -> Iterator[tuple[TestClient, dict[str, str]]]:
+@contextmanager
+def proxied_app(
+    postgres_url: str, proxy: Proxy, **settings: Any
+) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    """The app with its database behind ``proxy``, and a token's headers."""
     proxied = make_url(postgres_url).set(host="127.0.0.1", port=proxy.port)
     app = create_app(
-        Settings(
-            database_url=proxied.render_as_string(hide_password=False),
-            db_pool_timeout=2.0,
-            request_timeout_s=20.0,
-        )
+        Settings(database_url=proxied.render_as_string(hide_password=False), **settings)
     )
     with TestClient(app, raise_server_exceptions=False) as client:
 
@@ -124,8 +124,13 @@ def faulty(postgres_url: str, proxy: Proxy) -> Iterator[tuple[TestClient, dict[s
             async with app.state.db.begin() as conn:
                 return (await create_client(conn, f"faults-{uuid.uuid4()}", list(SCOPES)))[1]
 
-        headers = {"Authorization": f"Bearer {client.blocking_portal.call(token)}"}
-        yield client, headers
+        yield client, {"Authorization": f"Bearer {client.blocking_portal.call(token)}"}
+
+
+@pytest.fixture
+def faulty(postgres_url: str, proxy: Proxy) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    with proxied_app(postgres_url, proxy, db_pool_timeout=2.0, request_timeout_s=20.0) as made:
+        yield made
 
 
 def screening(patient: str) -> dict[str, object]:
@@ -224,22 +229,9 @@ def test_a_request_cut_off_by_its_time_limit_leaves_a_usable_pool(
     """The time limit cancels a request mid-statement on the driver's connection (asyncpg
     cancels the query and keeps the connection usable): with a pool of one connection, the
     next requests must get it back, neither lost nor still busy."""
-    proxied = make_url(postgres_url).set(host="127.0.0.1", port=proxy.port)
-    app = create_app(
-        Settings(
-            database_url=proxied.render_as_string(hide_password=False),
-            db_pool_size=1,
-            db_pool_timeout=2.0,
-            request_timeout_s=1.0,
-        )
-    )
-    with TestClient(app, raise_server_exceptions=False) as client:
-
-        async def token() -> str:
-            async with app.state.db.begin() as conn:
-                return (await create_client(conn, f"limits-{uuid.uuid4()}", list(SCOPES)))[1]
-
-        headers = {"Authorization": f"Bearer {client.blocking_portal.call(token)}"}
+    with proxied_app(
+        postgres_url, proxy, db_pool_size=1, db_pool_timeout=2.0, request_timeout_s=1.0
+    ) as (client, headers):
         warm = client.post("/v1/screenings", json=screening("warm-up"), headers=headers)
         assert warm.status_code == 201, warm.text
 

@@ -76,33 +76,28 @@ def test_upgrade_is_idempotent(tmp_path: Path) -> None:
     assert schema_diff(url) == []
 
 
-def test_stored_responses_are_compressed_with_lz4_on_postgresql(database_url: str) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("column compression is PostgreSQL's")
-
-    async def run() -> tuple[bool, str]:
-        engine = create_async_engine(database_url)
+def scalar(url: str, sql: str) -> Any:
+    async def run() -> Any:
+        engine = create_async_engine(url)
         try:
             async with engine.connect() as conn:
-                has_lz4 = (
-                    await conn.execute(
-                        sa.text(
-                            "SELECT 'lz4' = ANY(enumvals) FROM pg_settings"
-                            " WHERE name = 'default_toast_compression'"
-                        )
-                    )
-                ).scalar_one()
-                method = (
-                    await conn.execute(
-                        sa.text(
-                            "SELECT attcompression::text FROM pg_attribute WHERE attrelid ="
-                            " 'idempotency_keys'::regclass AND attname = 'response'"
-                        )
-                    )
-                ).scalar_one()
-                return has_lz4, method
+                return (await conn.execute(sa.text(sql))).scalar_one()
         finally:
             await engine.dispose()
 
-    has_lz4, method = asyncio.run(run())
+    return asyncio.run(run())
+
+
+def test_stored_responses_are_compressed_with_lz4_on_postgresql(database_url: str) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("column compression is PostgreSQL's")
+    has_lz4 = scalar(
+        database_url,
+        "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'",
+    )
+    method = scalar(
+        database_url,
+        "SELECT attcompression::text FROM pg_attribute"
+        " WHERE attrelid = 'idempotency_keys'::regclass AND attname = 'response'",
+    )
     assert method == ("l" if has_lz4 else "")

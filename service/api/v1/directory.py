@@ -60,7 +60,12 @@ def entry(row: Any, distance: float | None = None) -> ServiceEntry:
 
 
 def directory_service(row: Any) -> DirectoryService:
-    return msgspec.convert({**row.details, "id": row.id}, DirectoryService)
+    return stored_service(row.id, row.details)
+
+
+def stored_service(service_id: str, details: dict[str, Any]) -> DirectoryService:
+    """A directory entry as stored (its ``details``), as the domain's service."""
+    return msgspec.convert({**details, "id": service_id}, DirectoryService)
 
 
 def _check(details: ServiceDetails) -> None:

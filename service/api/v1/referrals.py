@@ -19,8 +19,7 @@ from service.api.errors import ApiError, FieldError
 from service.api.observability import REFERRALS
 from service.api.params import ID_PATTERN, Instant, instant
 from service.api.recommend import ServiceSummary, summary
-from service.api.v1.directory import directory_service
-from service.domain.directory import DirectoryService
+from service.api.v1.directory import directory_service, stored_service
 from service.domain.instruments import Signal
 from service.domain.patients import PatientId
 from service.domain.referrals import NEEDS_REASON, NEXT, Status, TransitionError, check
@@ -114,11 +113,10 @@ async def load_referrals(store: ClinicStore, rows: list[Any]) -> list[Referral]:
 
 def referral_view(record: ReferralRecord) -> Referral:
     row = record.referral
-    service = msgspec.convert({**record.service, "id": row["service_id"]}, DirectoryService)
     return Referral(
         id=row["id"],
         patient_id=row["patient_id"],
-        service=summary(service),
+        service=summary(stored_service(row["service_id"], record.service)),
         status=Status(row["status"]),
         allowed_next=sorted(NEXT[Status(row["status"])]),
         consent=msgspec.convert(row["consent"], Consent),
