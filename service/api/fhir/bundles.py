@@ -36,11 +36,12 @@ def searchset(
     """``resources`` are Structs, stored JSON objects or StoredJson, each with an ``id``. The links
     carry only the ``used`` parameters, as FHIR asks of a self link."""
     base = str(request.base_url).rstrip("/")
-    params = [(k, v) for k, v in request.query_params.multi_items() if k in used]
+    # Encoded once for every link; only the offset differs between them.
+    query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k in used])
+    prefix = f"{base}/fhir/{resource_type}?{query}{'&' if query else ''}_offset="
 
     def link(relation: str, at: int) -> BundleLink:
-        query = urlencode([*params, ("_offset", str(at))])
-        return BundleLink(relation=relation, url=f"{base}/fhir/{resource_type}?{query}")
+        return BundleLink(relation=relation, url=f"{prefix}{at}")
 
     links = [link("self", offset)]
     if offset + count < total:
