@@ -130,9 +130,27 @@ class Database:
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
-        """One transaction: committed on success, rolled back on any error."""
-        async with self.engine.begin() as conn:
-            yield conn
+        """One transaction: committed on success, rolled back on any error.
+
+        As with :meth:`driver`, a connection that cannot be had (refused, the server starting
+        up or out of connections, the pool timed out) and a driver error meaning the database
+        cannot serve now raise :class:`Unavailable`; SQLAlchemy reports most of them as a
+        plain ``DBAPIError``."""
+        conn = self.engine.connect()
+        try:
+            await conn.start()
+        except Exception as error:
+            raise Unavailable(type(error).__name__) from error
+        try:
+            async with conn.begin():
+                yield conn
+        except exc.DBAPIError as error:
+            cause = error.orig.__cause__ if error.orig is not None else None
+            if isinstance(cause, _DRIVER_UNAVAILABLE):
+                raise Unavailable(type(cause).__name__) from error
+            raise
+        finally:
+            await conn.close()
 
     @property
     def is_postgresql(self) -> bool:

@@ -9,6 +9,7 @@ the app talks to the real server through real sockets.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import uuid
 from collections.abc import Iterator
@@ -193,6 +194,65 @@ def test_database_down_answers_503_and_recovers(faulty, proxy, postgres_url) -> 
     assert client.get("/health/ready").status_code == 200
     created = client.post("/v1/screenings", json=screening(patient), headers=headers)
     assert created.status_code == 201, created.text
+    assert stored_rows(postgres_url, patient) == (1, 1, 5)
+
+
+@contextmanager
+def refusing_sessions(postgres_url: str, proxy: Proxy) -> Iterator[None]:
+    """PostgreSQL up, but refusing every new session with an error of its own (as while it
+    starts up, runs out of connections or is closed for maintenance): the app's open
+    connections are cut, and the database stops accepting connections until the block ends."""
+    admin = make_url(postgres_url).set(database="postgres")
+    database = make_url(postgres_url).database
+
+    def allow(value: bool) -> None:
+        async def alter() -> None:
+            engine = create_async_engine(admin, isolation_level="AUTOCOMMIT")
+            async with engine.connect() as conn:
+                await conn.execute(
+                    sa.text(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS {str(value).lower()}')
+                )
+            await engine.dispose()
+
+        asyncio.run(alter())
+
+    allow(False)
+    try:
+        proxy.cut()
+        proxy.restore()
+        yield
+    finally:
+        allow(True)
+
+
+def test_a_database_refusing_sessions_answers_503_on_every_route(
+    faulty, proxy, postgres_url, caplog
+) -> None:
+    """Through the driver or through SQLAlchemy, audited or not: 503 with Retry-After, and
+    never logged as an unhandled error (a 500)."""
+    client, headers = faulty
+    patient = f"refused-{uuid.uuid4().hex[:8]}"
+    created = client.post("/v1/screenings", json=screening(patient), headers=headers)
+    assert created.status_code == 201, created.text
+    screening_id = created.json()["id"]
+
+    with refusing_sessions(postgres_url, proxy), caplog.at_level(logging.WARNING):
+        assert_unavailable(client.get("/health/ready"))
+        assert_unavailable(client.post("/v1/screenings", json=screening(patient), headers=headers))
+        assert_unavailable(client.get(f"/v1/patients/{patient}", headers=headers))
+        assert_unavailable(client.get(f"/v1/screenings/{screening_id}", headers=headers))
+        assert_unavailable(client.get("/v1/referrals", headers=headers))
+        assert_unavailable(client.get("/v1/directory/services", headers=headers))
+        assert_unavailable(
+            client.get("/fhir/Observation", params={"patient": patient}, headers=headers),
+            fhir=True,
+        )
+    unhandled = [r.getMessage() for r in caplog.records if r.getMessage().startswith("unhandled")]
+    assert unhandled == []
+
+    assert client.get("/health/ready").status_code == 200
+    again = client.get(f"/v1/screenings/{screening_id}", headers=headers)
+    assert again.status_code == 200, again.text
     assert stored_rows(postgres_url, patient) == (1, 1, 5)
 
 
