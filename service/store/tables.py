@@ -99,8 +99,18 @@ screenings = sa.Table(
     sa.Column("context", Json, nullable=False),
     sa.ForeignKeyConstraint(["clinic_id", "patient_id"], ["patients.clinic_id", "patients.id"]),
     sa.UniqueConstraint("id", "clinic_id", "patient_id", name="uq_screenings_id_clinic_patient"),
-    sa.Index("ix_screenings_history", "clinic_id", "patient_id", "instrument", "completed_at"),
 )
+sa.Index(
+    "ix_screenings_history",
+    screenings.c.clinic_id,
+    screenings.c.patient_id,
+    screenings.c.instrument,
+    screenings.c.completed_at.desc(),
+    screenings.c.id.desc(),
+)
+"""A patient's history per instrument, newest first, in the order the reads want it: the
+newest screening of each instrument is the first entry of its run (no sort, whatever the
+length of the history)."""
 
 observations = sa.Table(
     "observations",
