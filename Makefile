@@ -52,7 +52,9 @@ schemas: install
 contract: install
 	$(BIN)/python tests/contract/contract_cli.py
 
-# The load benchmark against the bare Litestar + asyncpg ceiling (not part of `make test`).
+# The scoring and matching micro-benchmarks, then the load benchmark against the bare
+# Litestar + asyncpg ceiling (not part of `make test`).
 bench: install
+	$(BIN)/python tests/perf/bench_scoring.py
 	$(BIN)/python tests/perf/bench_matching.py
 	$(BIN)/python tests/perf/bench_load.py
