@@ -100,6 +100,9 @@ screenings = sa.Table(
     sa.ForeignKeyConstraint(["clinic_id", "patient_id"], ["patients.clinic_id", "patients.id"]),
     sa.UniqueConstraint("id", "clinic_id", "patient_id", name="uq_screenings_id_clinic_patient"),
 )
+# A patient's history per instrument, newest first, in the order the reads want it: the
+# newest screening of each instrument is the first entry of its run (no sort, whatever the
+# length of the history).
 sa.Index(
     "ix_screenings_history",
     screenings.c.clinic_id,
@@ -108,9 +111,6 @@ sa.Index(
     screenings.c.completed_at.desc(),
     screenings.c.id.desc(),
 )
-"""A patient's history per instrument, newest first, in the order the reads want it: the
-newest screening of each instrument is the first entry of its run (no sort, whatever the
-length of the history)."""
 
 observations = sa.Table(
     "observations",
