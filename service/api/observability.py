@@ -22,7 +22,7 @@ import time
 import uuid
 from typing import Any
 
-from litestar import Controller, Response, get
+from litestar import Controller, Litestar, Response, get
 from litestar.datastructures import State
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import (
@@ -81,7 +81,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        request_id = request_id_var.get()
+        request_id = getattr(record, "request_id", None) or request_id_var.get()
         if request_id:
             entry["request_id"] = request_id
         for key in ("method", "route", "status", "duration_ms"):
@@ -107,7 +107,13 @@ def configure_logging(level: str) -> None:
 
 
 class RequestContextMiddleware:
-    """Request id in and out, one access-log line, and the HTTP metrics."""
+    """Request id in and out, one access-log line, and the HTTP metrics.
+
+    It wraps the whole application (see :func:`install`), outside Litestar's exception
+    handling and router, so it sees every answer as sent: a 401 or 429 raised by a
+    middleware, a 404 for a path no route matches, a 500. Litestar's own middleware stack
+    runs only for matched routes, and an exception raised in it reaches the app's
+    exception handler only after passing every middleware above it."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -144,6 +150,7 @@ class RequestContextMiddleware:
             access_log.info(
                 "request",
                 extra={
+                    "request_id": request_id,
                     "method": method,
                     "route": route,
                     "status": status,
@@ -151,6 +158,11 @@ class RequestContextMiddleware:
                 },
             )
             request_id_var.reset(token)
+
+
+def install(app: Litestar) -> None:
+    """Put :class:`RequestContextMiddleware` around everything the app answers."""
+    app.asgi_handler = RequestContextMiddleware(app.asgi_handler)
 
 
 def _with_allow(scope: Scope, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -172,7 +184,8 @@ def _with_allow(scope: Scope, headers: list[tuple[bytes, bytes]]) -> list[tuple[
 
 
 def route_template(scope: Scope) -> str:
-    """The route template Litestar matched, e.g. /v1/patients/{patient_id}; never the path."""
+    """The route template Litestar matched, e.g. /v1/patients/{patient_id}; never the path.
+    A path no route matches is ``unmatched``: it may hold anything, an id included."""
     template = scope.get("path_template")
     if not template:
         return "unmatched"
@@ -203,7 +216,7 @@ class MetricsController(Controller):
         operation_id="metrics",
         summary="Prometheus metrics (no patient data in any label)",
         media_type=CONTENT_TYPE_LATEST,
-        opt=scoped("audit:read"),
+        opt=scoped("metrics:read"),
         include_in_schema=True,
     )
     async def metrics(self, state: State) -> Response[bytes]:
