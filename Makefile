@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 DEMO_SCOPES := --scope screenings:write --scope screenings:read --scope referrals:read \
-	--scope referrals:write --scope directory:write --scope audit:read
+	--scope referrals:write --scope directory:write --scope audit:read --scope metrics:read
 
 run: install
 	$(BIN)/belong db upgrade

@@ -25,7 +25,10 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_online() -> None:
-    engine = create_async_engine(config.get_main_option("sqlalchemy.url") or "")
+    # A failing data migration's error names its statement, never the rows' values.
+    engine = create_async_engine(
+        config.get_main_option("sqlalchemy.url") or "", hide_parameters=True
+    )
     async with engine.connect() as connection:
         await connection.run_sync(_run)
     await engine.dispose()

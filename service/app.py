@@ -27,10 +27,8 @@ from service.api.fhir.referrals import (
 from service.api.fhir.resources import ObservationController, QuestionnaireResponseController
 from service.api.health import HealthController
 from service.api.limits import RateLimiter, TimeLimitMiddleware, check_request
-from service.api.observability import (
-    MetricsController,
-    RequestContextMiddleware,
-)
+from service.api.observability import MetricsController
+from service.api.observability import install as install_request_context
 from service.api.openapi import install as install_openapi
 from service.api.recommend import DirectoryCache
 from service.api.smart import SmartController
@@ -91,7 +89,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "db": Provide(provide_db, use_cache=True, sync_to_thread=False),
         },
         middleware=[
-            RequestContextMiddleware,
             DefineMiddleware(TimeLimitMiddleware, seconds=settings.request_timeout_s),
             DefineMiddleware(BearerAuthentication, exclude=["^/schema"]),
             AuditMiddleware,
@@ -136,4 +133,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
         debug=settings.debug,
     )
     install_openapi(app)
+    install_request_context(app)
     return app

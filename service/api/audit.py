@@ -20,6 +20,7 @@ from litestar.exceptions import HTTPException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.errors import status_of
+from service.api.observability import error_name, safe_traceback
 from service.api.params import FHIR_ID
 from service.store.clients import Principal
 from service.store.database import utcnow
@@ -121,8 +122,12 @@ class AuditMiddleware:
             if message["type"] == "http.response.start" and not written and not already_written():
                 try:
                     await write(message["status"])
-                except Exception:
-                    log.exception("audit event could not be written; withholding the response")
+                except Exception as error:
+                    log.error(
+                        "audit event could not be written; withholding the response: %s",
+                        error_name(error),
+                        extra={"exception": safe_traceback(error)},
+                    )
                     raise HTTPException(
                         status_code=503,
                         detail="The audit trail is unavailable; nothing was returned",
@@ -136,6 +141,10 @@ class AuditMiddleware:
             if not written and not already_written():
                 try:
                     await write(status_of(exc))
-                except Exception:
-                    log.exception("audit event for a failed request could not be written")
+                except Exception as error:
+                    log.error(
+                        "audit event for a failed request could not be written: %s",
+                        error_name(error),
+                        extra={"exception": safe_traceback(error)},
+                    )
             raise

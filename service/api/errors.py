@@ -1,7 +1,8 @@
 """Errors as RFC 9457 problem+json on /v1 and as OperationOutcome on /fhir.
 
 Every handled error names the fields at fault in ``errors``; an unexpected error is
-logged with its traceback (never with request data) and answers a bare 500.
+logged with its classes and frames (never its message, never request data) and answers a
+bare 500.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from service.api.observability import error_name, route_template, safe_traceback
 from service.domain.scoring import Problem
 from service.fhir.types import OperationOutcome, OperationOutcomeIssue
 from service.store.database import UNAVAILABLE, OutOfRange
@@ -185,7 +187,13 @@ def handle_http(request: Request, exc: Exception) -> Response:
     if isinstance(exc, HTTPException):
         errors = [FieldError("body", exc.detail, "malformed")] if exc.status_code == 400 else []
         return error_response(request, exc.status_code, exc.detail, errors, exc.headers)
-    log.exception("unhandled error on %s %s", request.method, request.scope.get("route_handler"))
+    log.error(
+        "unhandled error on %s %s: %s",
+        request.method,
+        route_template(request.scope),
+        error_name(exc),
+        extra={"exception": safe_traceback(exc)},
+    )
     return error_response(
         request, HTTP_500_INTERNAL_SERVER_ERROR, "An unexpected error occurred", []
     )

@@ -3,7 +3,8 @@
 Every request gets an id (the caller's ``X-Request-ID`` when it is sane, else a new one),
 echoed in the response and stamped on every log line. The access log and the metrics name
 the route *template* (``/v1/patients/{patient_id}``), never the path, query or body, so no
-patient id, answer or score reaches a log or a label.
+patient id, answer or score reaches a log or a label. An exception is logged by its
+classes, frames and SQLSTATE, never by its message (see :func:`safe_traceback`).
 
 Under granian's several workers the metrics are aggregated across processes through
 prometheus_client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, set by
@@ -19,10 +20,11 @@ import logging
 import os
 import re
 import time
+import traceback
 import uuid
-from typing import Any
+from typing import IO, Any
 
-from litestar import Controller, Response, get
+from litestar import Controller, Litestar, Response, get
 from litestar.datastructures import State
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import (
@@ -81,33 +83,98 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        request_id = request_id_var.get()
+        request_id = getattr(record, "request_id", None) or request_id_var.get()
         if request_id:
             entry["request_id"] = request_id
-        for key in ("method", "route", "status", "duration_ms"):
+        for key in ("method", "route", "status", "duration_ms", "exception"):
             if hasattr(record, key):
                 entry[key] = getattr(record, key)
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+        if record.exc_info and record.exc_info[1] is not None:
+            # Any library's log.exception: its message may hold values, so it is left out.
+            entry["exception"] = safe_traceback(record.exc_info[1])
         return json.dumps(entry, ensure_ascii=False)
 
 
 JsonFormatter.converter = time.gmtime
 
 
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler()
+_ERROR_FIELDS = {
+    "sqlstate": "SQLSTATE",
+    "sqlite_errorname": "SQLite",
+    "table_name": "table",
+    "column_name": "column",
+    "constraint_name": "constraint",
+}
+"""What a database error says about itself without quoting a value (asyncpg, sqlite3)."""
+
+
+def error_name(error: BaseException) -> str:
+    """The exception's class, and for a database error its code and the names of the table,
+    column and constraint involved, e.g. ``asyncpg.exceptions.CheckViolationError
+    (SQLSTATE 23514, table screenings, constraint ck_total)``."""
+    kind = type(error)
+    name = kind.__qualname__
+    if kind.__module__ != "builtins":
+        name = f"{kind.__module__}.{name}"
+    facts = [
+        f"{label} {value}"
+        for field, label in _ERROR_FIELDS.items()
+        if isinstance(value := getattr(error, field, None), str) and value
+    ]
+    return f"{name} ({', '.join(facts)})" if facts else name
+
+
+def safe_traceback(error: BaseException) -> str:
+    """The traceback of ``error`` and of the exceptions it was raised from, without any
+    exception's message: the messages may hold data. SQLAlchemy's carry the statement and
+    its parameters, PostgreSQL's ``DETAIL`` repeats the failing row or key, and any other
+    exception may quote what it was given. Each is named by :func:`error_name` instead."""
+    # Each exception, newest first, with how it led to the one before it.
+    chain: list[tuple[BaseException, str]] = []
+    current: BaseException | None = error
+    link = ""
+    while current is not None and all(current is not seen for seen, _ in chain):
+        chain.append((current, link))
+        if current.__cause__ is not None:
+            current, link = current.__cause__, _CAUSE
+        elif current.__context__ is not None and not current.__suppress_context__:
+            current, link = current.__context__, _CONTEXT
+        else:
+            current = None
+    parts: list[str] = []
+    for failure, link in reversed(chain):
+        parts.append("Traceback (most recent call last):\n")
+        parts.extend(traceback.format_list(traceback.extract_tb(failure.__traceback__)))
+        parts.append(error_name(failure) + "\n")
+        parts.append(link)
+    return "".join(parts).rstrip("\n")
+
+
+_CAUSE = "\nThe above exception was the direct cause of the following exception:\n\n"
+_CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"
+
+
+def configure_logging(level: str, stream: IO[str] | None = None) -> None:
+    """JSON lines on ``stream`` (stderr by default) for every logger, at ``level``."""
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # httpx and granian name URLs in their own lines; keep them out.
-    for noisy in ("httpx", "granian.access"):
+    # httpx and granian name URLs in their own lines, aiosqlite every statement with its
+    # values at DEBUG; keep them out.
+    for noisy in ("httpx", "granian.access", "aiosqlite"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 class RequestContextMiddleware:
-    """Request id in and out, one access-log line, and the HTTP metrics."""
+    """Request id in and out, one access-log line, and the HTTP metrics.
+
+    It wraps the whole application (see :func:`install`), outside Litestar's exception
+    handling and router, so it sees every answer as sent: a 401 or 429 raised by a
+    middleware, a 404 for a path no route matches, a 500. Litestar's own middleware stack
+    runs only for matched routes, and an exception raised in it reaches the app's
+    exception handler only after passing every middleware above it."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -144,6 +211,7 @@ class RequestContextMiddleware:
             access_log.info(
                 "request",
                 extra={
+                    "request_id": request_id,
                     "method": method,
                     "route": route,
                     "status": status,
@@ -151,6 +219,11 @@ class RequestContextMiddleware:
                 },
             )
             request_id_var.reset(token)
+
+
+def install(app: Litestar) -> None:
+    """Put :class:`RequestContextMiddleware` around everything the app answers."""
+    app.asgi_handler = RequestContextMiddleware(app.asgi_handler)
 
 
 def _with_allow(scope: Scope, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -172,7 +245,8 @@ def _with_allow(scope: Scope, headers: list[tuple[bytes, bytes]]) -> list[tuple[
 
 
 def route_template(scope: Scope) -> str:
-    """The route template Litestar matched, e.g. /v1/patients/{patient_id}; never the path."""
+    """The route template Litestar matched, e.g. /v1/patients/{patient_id}; never the path.
+    A path no route matches is ``unmatched``: it may hold anything, an id included."""
     template = scope.get("path_template")
     if not template:
         return "unmatched"
@@ -203,7 +277,7 @@ class MetricsController(Controller):
         operation_id="metrics",
         summary="Prometheus metrics (no patient data in any label)",
         media_type=CONTENT_TYPE_LATEST,
-        opt=scoped("audit:read"),
+        opt=scoped("metrics:read"),
         include_in_schema=True,
     )
     async def metrics(self, state: State) -> Response[bytes]:

@@ -325,7 +325,7 @@ def finalize(doc: dict[str, Any], app: Litestar) -> dict[str, Any]:
                 "/.well-known/smart-configuration); CDS Hooks calls carry the CDS client's "
                 "own signed JWT instead. Each operation "
                 "lists the scope it needs (screenings:write, screenings:read, referrals:read, "
-                "referrals:write, directory:write, audit:read)."
+                "referrals:write, directory:write, audit:read, metrics:read)."
             ),
         }
     }

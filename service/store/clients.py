@@ -26,7 +26,9 @@ SCOPES = (
     "referrals:write",
     "directory:write",
     "audit:read",
+    "metrics:read",
 )
+"""``metrics:read`` reads ``GET /metrics`` and nothing else: a scraper's token."""
 
 
 @dataclass(frozen=True, slots=True)

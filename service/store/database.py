@@ -100,7 +100,10 @@ class Database:
         self.url = url
         # No pre-ping: it costs a round trip per checkout. A connection found dead fails one
         # request (503, Retry-After) and SQLAlchemy then discards the pool's connections.
+        # hide_parameters: an error's text names the statement, never its values (patient
+        # ids, answers, free text).
         kwargs: dict[str, Any] = {
+            "hide_parameters": True,
             "pool_pre_ping": False,
             "json_serializer": json_text,
             "json_deserializer": msgspec.json.decode,

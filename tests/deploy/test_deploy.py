@@ -7,6 +7,8 @@ Nothing here builds or runs a container. The checks are:
 - the Dockerfile, compose file, Deployment and Service agree on one port;
 - the probes call routes that exist in the app and need no token;
 - every ``BELONG_*`` name in the ConfigMap, compose file and README is a real setting;
+- Prometheus (through the Operator's ServiceMonitor or a hand-written scrape job) scrapes
+  every API pod's ``/metrics`` with a ``metrics:read`` token read from a Secret;
 - nothing secret is committed.
 """
 
@@ -29,6 +31,9 @@ from service.settings import PROJECT_ROOT, Settings
 
 DEPLOY = PROJECT_ROOT / "deploy"
 K8S = DEPLOY / "k8s"
+MONITORING = K8S / "monitoring"
+SCRAPE_JOB = DEPLOY / "prometheus" / "scrape-belong.yaml"
+METRICS_SECRET = {"name": "belong-metrics", "key": "token"}
 DOCKERFILE = DEPLOY / "Dockerfile"
 COMPOSE = DEPLOY / "compose.yaml"
 README = DEPLOY / "README.md"
@@ -338,8 +343,97 @@ def test_service_hpa_pdb_and_networkpolicy_target_the_api(api: dict[str, Any]) -
     peers = ingress["from"]
     assert {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "ehr-integration"}}} in peers
     assert any("namespaceSelector" in peer and "podSelector" not in peer for peer in peers)
+    # Prometheus: its own pods in its own namespace (both selectors in one peer: and).
+    scrapers = [peer for peer in peers if "namespaceSelector" in peer and "podSelector" in peer]
+    assert scrapers == [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+        }
+    ]
     egress_ports = {(p["protocol"], p["port"]) for rule in policy["egress"] for p in rule["ports"]}
     assert egress_ports == {("TCP", 5432), ("UDP", 53), ("TCP", 53)}
+
+
+# --------------------------------------------------------------------------- Prometheus
+
+
+def test_metrics_route_needs_the_metrics_scope(routes: dict[str, list[Any]]) -> None:
+    [handler] = [h for h in routes["/metrics"] if "GET" in h.http_methods]
+    assert handler.opt.get("scope") == "metrics:read"
+    assert not handler.opt.get("exclude_from_auth")
+
+
+def test_service_monitor_scrapes_the_api_with_the_metrics_token() -> None:
+    kustomization = yaml.safe_load((MONITORING / "kustomization.yaml").read_text(encoding="utf-8"))
+    on_disk = sorted(p.name for p in MONITORING.glob("*.yaml") if p.name != "kustomization.yaml")
+    assert sorted(kustomization["resources"]) == on_disk == ["servicemonitor.yaml"]
+    monitor = yaml.safe_load((MONITORING / "servicemonitor.yaml").read_text(encoding="utf-8"))
+    assert (monitor["apiVersion"], monitor["kind"]) == (
+        "monitoring.coreos.com/v1",
+        "ServiceMonitor",
+    )
+    assert "namespace" not in monitor["metadata"]
+    assert LABEL.items() <= monitor["metadata"]["labels"].items()
+
+    # A ServiceMonitor selects Services by their labels and scrapes a named Service port on
+    # each of the Service's endpoints, that is on every API pod.
+    service = one("Service")
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    assert selector.items() <= service["spec"]["selector"].items()
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {port["name"] for port in service["spec"]["ports"]}
+    assert endpoint["path"] == "/metrics"
+    assert endpoint["authorization"] == {"type": "Bearer", "credentials": METRICS_SECRET}
+    assert not {"bearerTokenFile", "bearerTokenSecret", "basicAuth"} & endpoint.keys()
+
+
+def test_hand_written_scrape_job_keeps_only_the_api_pods(api: dict[str, Any]) -> None:
+    config = yaml.safe_load(SCRAPE_JOB.read_text(encoding="utf-8"))
+    [job] = config["scrape_configs"]
+    assert job["metrics_path"] == "/metrics"
+    # The Secret mounted where the Prometheus Operator's spec.secrets mounts it; never inline.
+    secret_file = "/etc/prometheus/secrets/{name}/{key}".format(**METRICS_SECRET)
+    assert job["authorization"] == {"type": "Bearer", "credentials_file": secret_file}
+    [discovery] = job["kubernetes_sd_configs"]
+    assert discovery["role"] == "pod"
+
+    keep = {
+        tuple(rule["source_labels"]): rule["regex"]
+        for rule in job["relabel_configs"]
+        if rule.get("action") == "keep"
+    }
+    names = ("app.kubernetes.io/name", "app.kubernetes.io/component")
+    sources = tuple("__meta_kubernetes_pod_label_" + re.sub(r"\W", "_", n) for n in names)
+    kept = re.compile(keep[sources])
+
+    def pod_labels(workload: str) -> str:
+        labels = one(workload)["spec"]["template"]["metadata"]["labels"]
+        return ";".join(labels.get(name, "") for name in names)
+
+    assert kept.fullmatch(pod_labels("Deployment"))
+    assert not kept.fullmatch(pod_labels("Job"))
+    port = re.compile(keep[("__meta_kubernetes_pod_container_port_name",)])
+    assert [p["name"] for p in api["ports"] if port.fullmatch(p["name"])] == ["http"]
+
+
+def test_readme_says_how_prometheus_gets_its_token() -> None:
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("### Metrics (Prometheus)") : text.index("## Settings")]
+    assert "--scope metrics:read" in section
+    assert "create secret generic belong-metrics --from-file=token=" in section
+    assert "apply -k deploy/k8s/monitoring" in section
+    assert SCRAPE_JOB.relative_to(DEPLOY).as_posix() in section
+
+
+def test_readme_lists_every_scope() -> None:
+    from service.store.clients import SCOPES
+
+    text = README.read_text(encoding="utf-8")
+    listed = re.search(r"^Scopes: (.*?)\. Repeat", text, re.MULTILINE | re.DOTALL)
+    assert listed, "the README lists no scopes"
+    assert re.findall(r"`([a-z]+:[a-z]+)`", listed.group(1)) == list(SCOPES)
 
 
 def test_migration_job() -> None:
