@@ -670,7 +670,7 @@ def test_fhir_referral_reads_are_audited(
 
     events = client.get(
         "/v1/audit-events", params={"patient_id": referrals.patient_id, "limit": 200}
-    ).json()
+    ).json()["items"]
     seen = {(e["action"], e["resource_type"], e["resource_id"]) for e in events}
 
     assert ("read", "ServiceRequest", rid) in seen

@@ -714,7 +714,7 @@ def test_referral_reads_and_writes_are_audited(
 
     events = client.get(
         "/v1/audit-events", params={"patient_id": world.patient_id, "limit": 200}
-    ).json()
+    ).json()["items"]
     (client_id,) = storage.client_ids(world.clinic.clinic_id)
 
     trail = sorted(
