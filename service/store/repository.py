@@ -571,6 +571,23 @@ class ClinicStore:
         )
         return bool(result.rowcount)
 
+    async def amend_outcome(
+        self, referral_id: str, *, status: str, version: int, outcome: str, now: datetime
+    ) -> bool:
+        """Compare-and-set the outcome alone, status and its reason kept: False when
+        someone else changed the referral first."""
+        result = await self.conn.execute(
+            sa.update(referrals)
+            .where(
+                self._scoped(referrals),
+                referrals.c.id == referral_id,
+                referrals.c.status == status,
+                referrals.c.version == version,
+            )
+            .values(outcome=outcome, version=version + 1, updated_at=now)
+        )
+        return bool(result.rowcount)
+
 
 def _service_columns(details: dict[str, Any]) -> dict[str, Any]:
     location = details.get("location") or {}
