@@ -10,9 +10,11 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import time
 import uuid
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from joserfc import jwt
@@ -79,6 +81,15 @@ def hmac_signed(
     return f"{header}.{body}.{_b64(signature)}"
 
 
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a new file only its owner can read (0600 from its creation on, so
+    the key is never readable by others, whatever the umask); an older file is replaced."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(text)
+
+
 def _main(argv: list[str] | None = None) -> int:
     """Try it by hand against `make run`:
 
@@ -86,7 +97,6 @@ def _main(argv: list[str] | None = None) -> int:
     python -m tests.jwt_keys sign var/demo-keys/private.json ISS AUD [--sub]
     """
     import argparse
-    from pathlib import Path
 
     parser = argparse.ArgumentParser(prog="python -m tests.jwt_keys")
     actions = parser.add_subparsers(dest="action", required=True)
@@ -102,7 +112,7 @@ def _main(argv: list[str] | None = None) -> int:
         folder = Path(args.folder)
         folder.mkdir(parents=True, exist_ok=True)
         key = ECKey.generate_key("P-384", parameters={"kid": f"demo-{uuid.uuid4().hex[:8]}"})
-        (folder / "private.json").write_text(json.dumps(key.as_dict(private=True)))
+        _write_private(folder / "private.json", json.dumps(key.as_dict(private=True)))
         (folder / "jwks.json").write_text(json.dumps(public_jwks(key), indent=2))
         print(folder / "jwks.json")
         return 0

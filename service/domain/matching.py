@@ -66,6 +66,21 @@ CATEGORY_WORDS = {
     Category.FAMILY_COMMUNICATION: "family and carer sessions",
     Category.COUNSELLING: "counselling for chronic pain",
 }
+CATEGORY_NOUNS = {
+    Category.SUPPORT_GROUP: "A group",
+    Category.SOCIAL_ACTIVITY: "An activity",
+    Category.FAMILY_COMMUNICATION: "Sessions",
+    Category.COUNSELLING: "Counselling",
+}
+CONDITION_WORDS = {
+    PainCondition.CRPS: "CRPS",
+    PainCondition.CHRONIC_HEADACHE: "chronic headache or migraine",
+    PainCondition.LOW_BACK_PAIN: "severe low back pain",
+    PainCondition.CHRONIC_PAIN_SYNDROME: "chronic pain syndrome",
+    PainCondition.FIBROMYALGIA: "fibromyalgia",
+    PainCondition.OTHER: "another pain condition",
+}
+"""Pain conditions as reasons name them (DESIGN.md's words), in the enum's order."""
 SIGNAL_WORDS = {
     Signal.LONELINESS: "loneliness",
     Signal.SOCIAL_ISOLATION: "social isolation",
@@ -274,6 +289,10 @@ def _patient(needs: Needs, profile: PatientProfile) -> _Patient:
     )
 
 
+def _condition_words(conditions: frozenset[PainCondition], joiner: str) -> str:
+    return joiner.join(CONDITION_WORDS[c] for c in PainCondition if c in conditions)
+
+
 def _need_words(need: Need) -> str:
     return (
         f"{SIGNAL_WORDS[need.signal]} ({need.severity.value}; {need.instrument_title}, "
@@ -314,7 +333,7 @@ def _assess(c: Candidate, p: _Patient, explain: list[Reason]) -> tuple[float | N
     if c.conditions and p.conditions and not (c.conditions & p.conditions):
         drop(
             "condition_not_served",
-            f"Only for {', '.join(sorted(x.value for x in c.conditions))}",
+            f"Only for people with {_condition_words(c.conditions, ' or ')}",
         )
     distance = None
     if c.lat is not None and c.lon is not None and p.lat is not None and p.lon is not None:
@@ -356,7 +375,7 @@ def _assess(c: Candidate, p: _Patient, explain: list[Reason]) -> tuple[float | N
         explain.append(
             Reason(
                 "condition_specific",
-                f"A service for people with {', '.join(sorted(x.value for x in shared))}",
+                f"{CATEGORY_NOUNS[s.category]} for people with {_condition_words(shared, ' and ')}",
             )
         )
     elif not c.conditions:

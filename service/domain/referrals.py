@@ -5,6 +5,10 @@ accepted -> in-progress | cancelled
 in-progress -> completed | failed | on-hold
 on-hold -> in-progress | cancelled
 rejected, cancelled, completed and failed are final.
+
+A completed referral's outcome may still be added or changed later (the service reports
+it after the last session): that is no status step, and is recorded as completed ->
+completed in the history.
 """
 
 from __future__ import annotations
@@ -60,3 +64,9 @@ def check(current: Status, wanted: Status) -> None:
 
 def is_final(status: Status) -> bool:
     return not NEXT[status]
+
+
+def amends_outcome(current: Status, wanted: Status | None) -> bool:
+    """Whether a change that carries an outcome only adds or changes a completed
+    referral's outcome: it names no status, or completed again."""
+    return current is Status.COMPLETED and wanted in (None, Status.COMPLETED)

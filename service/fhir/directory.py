@@ -30,6 +30,7 @@ from service.fhir.types import (
     Reference,
     ServiceRequest,
     Task,
+    TaskOutput,
 )
 
 CATEGORY_SYSTEM = f"{CANONICAL_BASE}/CodeSystem/service-category"
@@ -41,6 +42,10 @@ SDOHCC_CODES = f"{SDOHCC}/CodeSystem/SDOHCC-CodeSystemTemporaryCodes"
 SOCIAL_CONNECTION = Coding(
     system=SDOHCC_CODES, code="social-connection", display="Social Connection"
 )
+RESULTING_ACTIVITY = CodeableConcept(
+    coding=[Coding(system=SDOHCC_CODES, code="resulting-activity")]
+)
+"""Task.output type of SDOHCC-TaskForReferralManagement: what the referral led to."""
 
 CATEGORY_DISPLAY = {
     Category.SUPPORT_GROUP: "Support group",
@@ -145,6 +150,7 @@ class ReferralFacts:
     consent_text: str
     created_at: datetime
     updated_at: datetime
+    outcome: str | None = None
 
 
 def service_request(r: ReferralFacts) -> ServiceRequest:
@@ -204,6 +210,13 @@ def task(r: ReferralFacts) -> Task:
         owner=Reference(
             reference=f"HealthcareService/{r.service.id}", display=r.service.organization
         ),
+        output=[
+            TaskOutput(
+                type=RESULTING_ACTIVITY, valueCodeableConcept=CodeableConcept(text=r.outcome)
+            )
+        ]
+        if r.outcome
+        else [],
     )
 
 

@@ -167,6 +167,11 @@ class ServiceRequest(Resource, tag="ServiceRequest", kw_only=True):
     note: list[Annotation] = []
 
 
+class TaskOutput(Element, kw_only=True):
+    type: CodeableConcept
+    valueCodeableConcept: CodeableConcept
+
+
 class Task(Resource, tag="Task", kw_only=True):
     status: str
     statusReason: CodeableConcept | None = None
@@ -180,6 +185,7 @@ class Task(Resource, tag="Task", kw_only=True):
     requester: Reference
     owner: Reference | None = None
     note: list[Annotation] = []
+    output: list[TaskOutput] = []
 
 
 class BundleLink(Element, kw_only=True):

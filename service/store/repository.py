@@ -249,20 +249,25 @@ class ClinicStore:
     async def record_audit(self, event: AuditEvent) -> None:
         await self.conn.execute(sa.insert(audit_events).values(self._row(**event.columns())))
 
-    async def audit_events(self, q: AuditQuery) -> list[Row[Any]]:
-        query = self._select(audit_events)
+    async def audit_events(self, q: AuditQuery) -> tuple[list[Row[Any]], int]:
+        """One page of events, newest first, and how many match in all."""
+        conditions: list[Any] = []
         if q.patient_id is not None:
-            query = query.where(audit_events.c.patient_id == q.patient_id)
+            conditions.append(audit_events.c.patient_id == q.patient_id)
         if q.since is not None:
-            query = query.where(audit_events.c.recorded_at >= as_utc(q.since))
+            conditions.append(audit_events.c.recorded_at >= as_utc(q.since))
         if q.until is not None:
-            query = query.where(audit_events.c.recorded_at < as_utc(q.until))
-        query = (
-            query.order_by(audit_events.c.recorded_at.desc(), audit_events.c.id.desc())
+            conditions.append(audit_events.c.recorded_at < as_utc(q.until))
+        count = self._select(audit_events, sa.func.count()).where(*conditions)
+        total = (await self.conn.execute(count)).scalar_one()
+        page = (
+            self._select(audit_events)
+            .where(*conditions)
+            .order_by(audit_events.c.recorded_at.desc(), audit_events.c.id.desc())
             .limit(q.limit)
             .offset(q.offset)
         )
-        return list((await self.conn.execute(query)).all())
+        return list((await self.conn.execute(page)).all()), total
 
     # -- idempotency keys ------------------------------------------------------------
 
@@ -563,6 +568,23 @@ class ClinicStore:
                 referrals.c.version == version,
             )
             .values(**values)
+        )
+        return bool(result.rowcount)
+
+    async def amend_outcome(
+        self, referral_id: str, *, status: str, version: int, outcome: str, now: datetime
+    ) -> bool:
+        """Compare-and-set the outcome alone, status and its reason kept: False when
+        someone else changed the referral first."""
+        result = await self.conn.execute(
+            sa.update(referrals)
+            .where(
+                self._scoped(referrals),
+                referrals.c.id == referral_id,
+                referrals.c.status == status,
+                referrals.c.version == version,
+            )
+            .values(outcome=outcome, version=version + 1, updated_at=now)
         )
         return bool(result.rowcount)
 

@@ -245,6 +245,9 @@ def check_task(task: dict[str, Any]) -> None:
     assert task["owner"]["reference"].startswith("HealthcareService/")
     if "statusReason" in task:
         assert task["statusReason"]["text"]
+    for output in task.get("output", []):
+        assert output["type"]["coding"] == [{"system": SDOHCC_CODES, "code": "resulting-activity"}]
+        assert output["valueCodeableConcept"]["text"]
     assert task["priority"] in {"routine", "urgent", "asap", "stat"}
 
 
@@ -442,6 +445,38 @@ def test_tasks_with_a_reason_say_it(client: TestClient[Litestar], referrals: Ref
     for status in ("rejected", "cancelled", "on-hold", "failed"):
         task = fhir_get(client, f"/fhir/Task/{referrals.by_status[status]}")
         assert task["statusReason"]["text"] == f"because {status}"
+
+
+def test_a_task_outputs_the_outcome_added_after_completion(
+    client: TestClient[Litestar], referrals: Referrals
+) -> None:
+    rid = referrals.by_status["completed"]
+    before = fhir_get(client, f"/fhir/Task/{rid}")
+
+    added = client.patch(f"/v1/referrals/{rid}", json={"outcome": "Attended 6 of 8 sessions"})
+
+    assert added.status_code == 200, added.text
+    assert "output" not in before
+    task = fhir_get(client, f"/fhir/Task/{rid}")
+    check_task(task)
+    assert (task["status"], task["output"]) == (
+        "completed",
+        [
+            {
+                "type": {"coding": [{"system": SDOHCC_CODES, "code": "resulting-activity"}]},
+                "valueCodeableConcept": {"text": "Attended 6 of 8 sessions"},
+            }
+        ],
+    )
+    assert datetime.fromisoformat(task["lastModified"]) == datetime.fromisoformat(
+        added.json()["updated_at"]
+    )
+    assert datetime.fromisoformat(task["lastModified"]) > datetime.fromisoformat(
+        before["lastModified"]
+    )
+    assert task["meta"]["lastUpdated"] == task["lastModified"]
+    polled = searchset(client, "Task", _lastUpdated=f"gt{before['lastModified']}")
+    assert rid in ids(polled)
 
 
 @pytest.mark.parametrize(
@@ -670,7 +705,7 @@ def test_fhir_referral_reads_are_audited(
 
     events = client.get(
         "/v1/audit-events", params={"patient_id": referrals.patient_id, "limit": 200}
-    ).json()
+    ).json()["items"]
     seen = {(e["action"], e["resource_type"], e["resource_id"]) for e in events}
 
     assert ("read", "ServiceRequest", rid) in seen

@@ -63,7 +63,7 @@ def test_a_replay_is_audited_against_the_screening_it_returned(client: Any) -> N
     replay = client.post("/v1/screenings", json=ucla3(patient_id), headers=headers)
     assert replay.headers["idempotent-replayed"] == "true"
 
-    events = client.get("/v1/audit-events", params={"patient_id": patient_id}).json()
+    events = client.get("/v1/audit-events", params={"patient_id": patient_id}).json()["items"]
 
     creates = [e for e in events if e["action"] == "create"]
     assert len(creates) == 2

@@ -417,6 +417,147 @@ def test_an_unknown_status_is_400(client: TestClient[Litestar], world: World) ->
     assert read(client, rid)["version"] == 1
 
 
+# -- an outcome added after completion -----------------------------------------------------
+
+
+def completed_without_outcome(client: TestClient[Litestar], world: World) -> dict[str, Any]:
+    rid = new_referral(client, world)["id"]
+    for status in ("accepted", "in-progress", "completed"):
+        assert move(client, rid, status).status_code == 200
+    done = read(client, rid)
+    assert (done["status"], done["outcome"], done["version"]) == ("completed", None, 4)
+    return done
+
+
+def outcome_only(
+    client: TestClient[Litestar], referral_id: str, body: dict[str, Any], **headers: str
+) -> Any:
+    return client.patch(f"{REFERRALS}/{referral_id}", json=body, headers=headers)
+
+
+def test_an_outcome_can_be_added_to_a_completed_referral_later(
+    client: TestClient[Litestar], world: World, storage: Storage
+) -> None:
+    done = completed_without_outcome(client, world)
+    rid = done["id"]
+
+    added = outcome_only(client, rid, {"outcome": "Attended 6 of 8 sessions"})
+    changed = outcome_only(
+        client, rid, {"status": "completed", "outcome": "Attended all 8 sessions"}
+    )
+
+    assert added.status_code == 200, added.text
+    assert (added.json()["status"], added.json()["outcome"]) == (
+        "completed",
+        "Attended 6 of 8 sessions",
+    )
+    assert added.headers["etag"] == '"5"'
+    assert changed.status_code == 200, changed.text
+    assert changed.headers["etag"] == '"6"'
+    final = read(client, rid)
+    assert final == changed.json()
+    assert (final["status"], final["outcome"], final["allowed_next"]) == (
+        "completed",
+        "Attended all 8 sessions",
+        [],
+    )
+    assert final["status_reason"] == done["status_reason"]
+    (client_id,) = storage.client_ids(world.clinic.clinic_id)
+    assert [
+        (e["from_status"], e["to_status"], e["reason"], e["outcome"], e["client_id"])
+        for e in final["history"][4:]
+    ] == [
+        ("completed", "completed", None, "Attended 6 of 8 sessions", str(client_id)),
+        ("completed", "completed", None, "Attended all 8 sessions", str(client_id)),
+    ]
+    assert final["history"][:4] == done["history"]
+    assert datetime.fromisoformat(final["updated_at"]) == datetime.fromisoformat(
+        final["history"][-1]["recorded_at"]
+    )
+    trail = client.get(
+        "/v1/audit-events", params={"patient_id": world.patient_id, "limit": 200}
+    ).json()["items"]
+    updates = [
+        (e["outcome"], e["status_code"])
+        for e in trail
+        if (e["action"], e["resource_type"], e["resource_id"]) == ("update", "Referral", rid)
+    ]
+    assert updates == [("success", 200)] * 5  # three steps and two outcomes
+
+
+def test_the_same_outcome_again_changes_nothing(client: TestClient[Litestar], world: World) -> None:
+    rid = completed_without_outcome(client, world)["id"]
+    first = outcome_only(client, rid, {"outcome": "Joined the group"}).json()
+
+    again = outcome_only(client, rid, {"outcome": "Joined the group"})
+
+    assert again.status_code == 200, again.text
+    assert again.headers["etag"] == '"5"'
+    assert again.json() == first == read(client, rid)
+
+
+def test_an_outcome_change_honours_if_match(client: TestClient[Litestar], world: World) -> None:
+    rid = completed_without_outcome(client, world)["id"]
+
+    stale = outcome_only(client, rid, {"outcome": "Joined"}, **{"If-Match": '"3"'})
+    fresh = outcome_only(client, rid, {"outcome": "Joined"}, **{"If-Match": '"4"'})
+
+    assert_problem(stale, 412, "If-Match")
+    assert fresh.status_code == 200, fresh.text
+    assert read(client, rid)["outcome"] == "Joined"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"status": "in-progress", "outcome": "Came back"},
+        {"status": "failed", "reason": REASON, "outcome": "Stopped coming"},
+        {"status": "cancelled", "reason": REASON},
+        {"status": "completed"},
+    ],
+    ids=["in-progress", "failed", "cancelled", "completed-without-outcome"],
+)
+def test_any_status_change_from_completed_stays_409(
+    client: TestClient[Litestar], world: World, body: dict[str, Any]
+) -> None:
+    done = completed_without_outcome(client, world)
+
+    problem = assert_problem(outcome_only(client, done["id"], body), 409, "status")
+
+    assert problem["errors"][0]["code"] == "invalid_transition"
+    assert "final" in problem["detail"]
+    assert read(client, done["id"]) == done
+
+
+@pytest.mark.parametrize("current", [s for s in Status if s is not Status.COMPLETED], ids=str)
+def test_only_a_completed_referral_takes_an_outcome_without_a_status(
+    client: TestClient[Litestar], world: World, current: Status
+) -> None:
+    rid = new_referral(client, world)["id"]
+    before = drive(client, rid, current)
+
+    problem = assert_problem(outcome_only(client, rid, {"outcome": "Went once"}), 422, "status")
+
+    assert problem["errors"][0]["code"] == "required"
+    assert read(client, rid) == before
+
+
+def test_an_outcome_change_names_what_is_wrong_with_it(
+    client: TestClient[Litestar], world: World
+) -> None:
+    done = completed_without_outcome(client, world)
+    rid = done["id"]
+
+    with_reason = outcome_only(client, rid, {"outcome": "Joined", "reason": "Asked again"})
+    empty = outcome_only(client, rid, {})
+    blank = outcome_only(client, rid, {"outcome": ""})
+
+    assert assert_problem(with_reason, 422, "reason")["errors"][0]["code"] == "not_allowed"
+    assert assert_problem(empty, 422, "status")["errors"][0]["code"] == "required"
+    assert_problem(blank, 400)
+    assert read(client, rid) == done
+
+
 # -- If-Match and concurrency ------------------------------------------------------------
 
 
@@ -714,7 +855,7 @@ def test_referral_reads_and_writes_are_audited(
 
     events = client.get(
         "/v1/audit-events", params={"patient_id": world.patient_id, "limit": 200}
-    ).json()
+    ).json()["items"]
     (client_id,) = storage.client_ids(world.clinic.clinic_id)
 
     trail = sorted(

@@ -157,7 +157,7 @@ def test_patient_data_routes_are_404_to_another_clinic_and_audited(
             "/v1/audit-events",
             params={"patient_id": owned["patient"], "limit": 200},
             headers=clinic.headers,
-        ).json()
+        ).json()["items"]
         assert any(e["action"] == action and e["resource_type"] == resource_type for e in events), (
             path,
             action,
@@ -165,5 +165,5 @@ def test_patient_data_routes_are_404_to_another_clinic_and_audited(
         )
         stranger_events = session_client.get(
             "/v1/audit-events", params={"limit": 200}, headers=stranger.headers
-        ).json()
+        ).json()["items"]
         assert all(e["status_code"] == 404 for e in stranger_events), path

@@ -276,7 +276,7 @@ def test_unknown_screening_is_404(client: Any) -> None:
 def audit_trail(client: Any, patient_id: str) -> list[dict[str, Any]]:
     response = client.get("/v1/audit-events", params={"patient_id": patient_id, "limit": 200})
     assert response.status_code == 200, response.text
-    return response.json()
+    return list(response.json()["items"])
 
 
 def test_an_observation_must_be_its_screenings_patients(
@@ -356,7 +356,7 @@ def test_failed_reads_are_audited_as_failures(client: Any) -> None:
         ("read", "failure", 404),
         ("search", "failure", 404),
     ]
-    everything = client.get("/v1/audit-events", params={"limit": 200}).json()
+    everything = client.get("/v1/audit-events", params={"limit": 200}).json()["items"]
     (screening_read,) = [e for e in everything if e["resource_id"] == missing_screening]
     assert (screening_read["action"], screening_read["outcome"]) == ("read", "failure")
     assert screening_read["status_code"] == 404
@@ -367,7 +367,7 @@ def test_rejected_write_is_audited_as_a_failure(client: Any) -> None:
     patient_id = new_patient_id()
     bad = client.post("/v1/screenings", json=ucla3(patient_id, answers={"1": 7, "2": 3, "3": 3}))
     assert bad.status_code == 422
-    everything = client.get("/v1/audit-events", params={"limit": 200}).json()
+    everything = client.get("/v1/audit-events", params={"limit": 200}).json()["items"]
     creates = [e for e in everything if e["action"] == "create"]
     assert [(e["outcome"], e["status_code"]) for e in creates] == [("failure", 422)]
 
@@ -381,12 +381,37 @@ def test_audit_filters_by_time(client: Any) -> None:
     def count(**params: str) -> int:
         response = client.get("/v1/audit-events", params={"patient_id": patient_id, **params})
         assert response.status_code == 200, response.text
-        return len(response.json())
+        return len(response.json()["items"])
 
     assert count(since=at) == 1
     assert count(until=at) == 0
     assert count(since="2999-01-01T00:00:00Z") == 0
     assert count(until="2999-01-01T00:00:00Z") == 1
+
+
+def test_the_audit_trail_pages_like_the_other_lists(client: Any) -> None:
+    patient_id = new_patient_id()
+    assert client.put(f"/v1/patients/{patient_id}", json={"languages": ["en"]}).status_code == 201
+    for _ in range(4):
+        assert client.get(f"/v1/patients/{patient_id}").status_code == 200
+
+    def page(**params: Any) -> dict[str, Any]:
+        response = client.get("/v1/audit-events", params={"patient_id": patient_id, **params})
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    everything = page(limit=200)
+    first, second, past_the_end = page(limit=3), page(limit=3, offset=3), page(offset=10)
+
+    assert set(everything) == {"items", "total", "limit", "offset"}
+    assert (everything["total"], everything["limit"], everything["offset"]) == (5, 200, 0)
+    assert len(everything["items"]) == 5
+    assert (first["total"], first["limit"], first["offset"], len(first["items"])) == (5, 3, 0, 3)
+    assert (second["total"], second["offset"], len(second["items"])) == (5, 3, 2)
+    assert [e["id"] for e in first["items"] + second["items"]] == [
+        e["id"] for e in everything["items"]
+    ]
+    assert (past_the_end["items"], past_the_end["total"], past_the_end["limit"]) == ([], 5, 50)
 
 
 def test_completed_at_just_inside_the_clock_skew_is_accepted(client: Any) -> None:

@@ -568,8 +568,8 @@ def test_a_recent_positive_screen_gives_a_warning_card_with_referrals(
     assert resource["status"] == "draft"
     assert resource["subject"] == {"reference": f"Patient/{patient}"}
     assert resource["performer"][0]["reference"] == f"HealthcareService/{service['id']}"
-    events = client.get("/v1/audit-events", params={"patient_id": patient, "limit": 200}).json()
-    assert any(e["resource_type"] == "CdsCards" for e in events)
+    trail = client.get("/v1/audit-events", params={"patient_id": patient, "limit": 200})
+    assert any(e["resource_type"] == "CdsCards" for e in trail.json()["items"])
 
 
 def test_no_recent_screening_gives_a_screening_due_card(

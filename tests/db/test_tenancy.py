@@ -141,7 +141,7 @@ def test_audit_events_never_cross_clinics(
             "/v1/audit-events", params={"limit": 200, **params}, headers=clinic.headers
         )
         assert response.status_code == 200, response.text
-        return response.json()
+        return list(response.json()["items"])
 
     a_events = events(a)
     b_events = events(b)

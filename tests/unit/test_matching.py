@@ -600,6 +600,74 @@ def test_limit_keeps_the_best() -> None:
     assert top.considered == 30
 
 
+# -- reasons in words -------------------------------------------------------------------
+
+CONDITION_WORDS = {
+    "crps": "CRPS",
+    "chronic-headache": "chronic headache or migraine",
+    "low-back-pain": "severe low back pain",
+    "chronic-pain-syndrome": "chronic pain syndrome",
+    "fibromyalgia": "fibromyalgia",
+}
+"""The pain conditions as DESIGN.md names them (CRPS, chronic headache and migraine,
+severe low back pain, chronic pain syndrome), and fibromyalgia."""
+
+
+def reason_text(reasons: Any, code: str) -> str:
+    (text,) = [r.text for r in reasons if r.code == code]
+    return str(text)
+
+
+@pytest.mark.parametrize("condition", sorted(CONDITION_WORDS))
+def test_a_condition_specific_reason_names_the_condition_in_words(condition: str) -> None:
+    group = service("Group", conditions=[condition])
+
+    [found] = run([group], profile(pain_conditions=[condition])).recommendations
+
+    words = CONDITION_WORDS[condition]
+    assert reason_text(found.reasons, "condition_specific") == f"A group for people with {words}"
+
+
+@pytest.mark.parametrize(
+    ("category", "text"),
+    [
+        ("support-group", "A group for people with CRPS"),
+        ("social-activity", "An activity for people with CRPS"),
+        ("family-communication", "Sessions for people with CRPS"),
+        ("counselling", "Counselling for people with CRPS"),
+    ],
+)
+def test_a_condition_specific_reason_names_what_the_service_is(category: str, text: str) -> None:
+    offered = service("Offered", category=category, conditions=["crps"])
+
+    [found] = run([offered], profile(pain_conditions=["crps"])).recommendations
+
+    assert reason_text(found.reasons, "condition_specific") == text
+
+
+def test_a_reason_for_several_shared_conditions_names_each() -> None:
+    group = service("Group", conditions=["low-back-pain", "crps", "fibromyalgia"])
+
+    [found] = run([group], profile(pain_conditions=["fibromyalgia", "crps"])).recommendations
+
+    assert (
+        reason_text(found.reasons, "condition_specific")
+        == "A group for people with CRPS and fibromyalgia"
+    )
+
+
+def test_a_condition_not_served_is_named_in_words() -> None:
+    group = service("Group", conditions=["chronic-headache", "crps"])
+
+    result = run([group], profile(pain_conditions=["low-back-pain"]), explain_excluded=True)
+
+    [excluded] = result.excluded
+    assert (
+        reason_text(excluded.reasons, "condition_not_served")
+        == "Only for people with CRPS or chronic headache or migraine"
+    )
+
+
 # -- reasons are true ---------------------------------------------------------------------
 
 
@@ -657,7 +725,7 @@ def check_recommendation(r: Recommendation, n: Needs, p: PatientProfile) -> None
     assert ("any_condition" in got) == (not s.conditions)
     if shared:
         text = next(x.text for x in r.reasons if x.code == "condition_specific")
-        assert all(c.value in text for c in shared)
+        assert all(CONDITION_WORDS[c.value] in text for c in shared)
 
     preferred = set(s.modalities) & set(p.preferred_modalities)
     assert ("preferred_modality" in got) == bool(preferred)

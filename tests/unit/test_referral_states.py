@@ -18,6 +18,7 @@ from service.domain.referrals import (
     NEXT,
     Status,
     TransitionError,
+    amends_outcome,
     check,
     is_final,
 )
@@ -100,6 +101,14 @@ def test_no_status_may_stay_where_it_is() -> None:
 
 def test_steps_that_must_say_why() -> None:
     assert frozenset({J, X, F, H}) == NEEDS_REASON
+
+
+@pytest.mark.parametrize("current", list(Status), ids=str)
+def test_only_a_completed_referral_may_have_its_outcome_added_later(current: Status) -> None:
+    """Completed stays completed: an outcome sent with no status, or with completed again,
+    only adds or changes the outcome; anything else is a status step."""
+    for wanted in [None, *Status]:
+        assert amends_outcome(current, wanted) is (current is C and wanted in (None, C)), wanted
 
 
 def test_every_status_is_reachable_and_every_referral_can_finish() -> None:

@@ -76,6 +76,7 @@ async def _facts(store: ClinicStore, rows: list[Any]) -> list[ReferralFacts]:
                 ),
                 created_at=as_utc(row.created_at),
                 updated_at=as_utc(row.updated_at),
+                outcome=row.outcome,
             )
         )
     return facts

@@ -30,6 +30,13 @@ class AuditEvent(msgspec.Struct):
     recorded_at: datetime
 
 
+class AuditEventPage(msgspec.Struct):
+    items: list[AuditEvent]
+    total: int
+    limit: int
+    offset: int
+
+
 class AuditEventController(Controller):
     path = "/v1/audit-events"
     tags = ["audit"]
@@ -50,7 +57,7 @@ class AuditEventController(Controller):
         until: Instant = None,
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
         offset: Annotated[int, QueryParameter(ge=0, le=100_000)] = 0,
-    ) -> list[AuditEvent]:
+    ) -> AuditEventPage:
         query = AuditQuery(
             patient_id=patient_id,
             since=instant(since, "since"),
@@ -59,8 +66,8 @@ class AuditEventController(Controller):
             offset=offset,
         )
         async with db.begin() as conn:
-            rows = await ClinicStore(conn, request.user.clinic_id).audit_events(query)
-        return [
+            rows, total = await ClinicStore(conn, request.user.clinic_id).audit_events(query)
+        items = [
             AuditEvent(
                 id=row.id,
                 client_id=row.client_id,
@@ -74,3 +81,4 @@ class AuditEventController(Controller):
             )
             for row in rows
         ]
+        return AuditEventPage(items=items, total=total, limit=limit, offset=offset)

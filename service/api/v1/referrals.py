@@ -22,7 +22,14 @@ from service.api.recommend import ServiceSummary, summary
 from service.api.v1.directory import directory_service, stored_service
 from service.domain.instruments import Signal
 from service.domain.patients import PatientId
-from service.domain.referrals import NEEDS_REASON, NEXT, Status, TransitionError, check
+from service.domain.referrals import (
+    NEEDS_REASON,
+    NEXT,
+    Status,
+    TransitionError,
+    amends_outcome,
+    check,
+)
 from service.store.clients import Principal
 from service.store.database import Database, as_utc, new_id, utcnow
 from service.store.records import ReferralRecord
@@ -61,11 +68,14 @@ class ReferralRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class StatusChange(msgspec.Struct, forbid_unknown_fields=True):
-    status: Status
+    status: Status | None = None
+    """The next status. Required, except to add or change a completed referral's outcome
+    (leave it out, or send completed again)."""
     reason: Note | None = None
     """Why; required for rejected, cancelled, failed and on-hold."""
     outcome: Note | None = None
-    """What came of it, e.g. attended 6 of 8 sessions."""
+    """What came of it, e.g. attended 6 of 8 sessions; may be added or changed once
+    completed."""
 
 
 class ReferralEvent(msgspec.Struct):
@@ -135,6 +145,33 @@ def referral_view(record: ReferralRecord) -> Referral:
 def _event(stored: dict[str, Any]) -> ReferralEvent:
     event = msgspec.convert(stored, ReferralEvent)
     return msgspec.structs.replace(event, recorded_at=as_utc(event.recorded_at))
+
+
+async def _amend_outcome(
+    store: ClinicStore, row: Any, outcome: str, client_id: uuid.UUID, now: datetime
+) -> None:
+    """Add or change a completed referral's outcome, recorded as completed -> completed;
+    the same outcome again changes nothing."""
+    if outcome == row.outcome:
+        return
+    changed = await store.amend_outcome(
+        row.id, status=row.status, version=row.version, outcome=outcome, now=now
+    )
+    if not changed:
+        raise ApiError(
+            409,
+            "The referral was changed by another request; read it and try again",
+            [FieldError("outcome", "changed concurrently", "conflict")],
+        )
+    await store.insert_referral_event(
+        referral_id=row.id,
+        from_status=row.status,
+        to_status=row.status,
+        reason=None,
+        outcome=outcome,
+        client_id=client_id,
+        recorded_at=now,
+    )
 
 
 class ReferralController(Controller):
@@ -275,11 +312,13 @@ class ReferralController(Controller):
     @patch(
         "/{referral_id:str}",
         operation_id="update_referral_status",
-        summary="Move a referral to its next status",
+        summary="Move a referral to its next status, or add its outcome once completed",
         description=(
             "Steps follow the SDOHCC Task lifecycle; any other step answers 409 naming the "
-            "allowed next states. Send `If-Match` with the referral's ETag to be sure no one "
-            "changed it since you read it (412 otherwise)."
+            "allowed next states. A completed referral stays completed, but its outcome may "
+            "be added or changed later: send only `outcome` (or `status: completed` with it); "
+            "the change is kept in the history and audited. Send `If-Match` with the "
+            "referral's ETag to be sure no one changed it since you read it (412 otherwise)."
         ),
         opt={**scoped("referrals:write"), **audited("update", "Referral")},
     )
@@ -312,6 +351,22 @@ class ReferralController(Controller):
                     412,
                     "The referral changed since it was read",
                     [FieldError("If-Match", f"current version is {row.version}", "stale")],
+                )
+            if data.outcome is not None and amends_outcome(Status(row.status), data.status):
+                if data.reason is not None:
+                    raise ApiError(
+                        422,
+                        "Changing a completed referral's outcome takes no reason",
+                        [FieldError("reason", "not allowed with only an outcome", "not_allowed")],
+                    )
+                await _amend_outcome(store, row, data.outcome, request.user.client_id, now)
+                [referral] = await load_referrals(store, [await store.get_referral(referral_id)])
+                return Response(referral, headers={"ETag": f'"{referral.version}"'})
+            if data.status is None:
+                raise ApiError(
+                    422,
+                    "A status is needed: only a completed referral's outcome changes without one",
+                    [FieldError("status", "required", "required")],
                 )
             try:
                 check(Status(row.status), data.status)
