@@ -13,6 +13,7 @@ that a busy client costs one hash and one dictionary read per request.
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
 
 from litestar.connection import ASGIConnection
@@ -44,20 +45,21 @@ class TokenCache:
         now = time.monotonic()
         if cached is not None and cached[1] > now:
             return cached[0]
-        until = now + self.ttl
+        found: tuple[Principal, datetime | None] | None
         async with db.engine.connect() as conn:
             if token.startswith(ACCESS_TOKEN_PREFIX):
-                # A SMART access token: never cached beyond its own expiry.
                 found = await principal_for_access_token(conn, token)
-                principal = found[0] if found is not None else None
-                if found is not None:
-                    until = min(until, now + (found[1] - utcnow()).total_seconds())
             else:
-                principal = await principal_for_token(conn, token)
-        if principal is not None:
-            if len(self._entries) > 10_000:
-                self._entries.clear()
-            self._entries[key] = (principal, until)
+                found = await principal_for_token(conn, token)
+        if found is None:
+            return None
+        principal, expires_at = found
+        until = now + self.ttl
+        if expires_at is not None:  # never cached beyond the token's (or client's) expiry
+            until = min(until, now + (expires_at - utcnow()).total_seconds())
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[key] = (principal, until)
         return principal
 
 
