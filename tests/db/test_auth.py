@@ -7,8 +7,10 @@ import secrets
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -23,6 +25,7 @@ from tests.db.conftest import (
     seconds_until_refused,
     ucla3,
 )
+from tests.live import belong, live_server
 
 PROTECTED = [
     ("GET", "/v1/patients/pat-1"),
@@ -310,6 +313,33 @@ def test_a_rotated_token_is_refused_within_a_second_and_the_new_one_works_at_onc
     assert row.token_hash == hashlib.sha256(new.encode()).hexdigest()
     assert row.rotated_at is not None and row.revoked_at is None
     assert listed(belong_cli)[str(client_id)][6] != "-"  # ROTATED shows when
+
+
+def test_every_worker_of_a_running_server_refuses_a_revoked_token_within_a_second(
+    database_url: str, tmp_path: Path
+) -> None:
+    """``belong serve`` with two worker processes, which cache the token as they serve it,
+    and ``belong clients revoke`` run beside them as an operator would."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("workers share PostgreSQL when deployed; the SQLite leg checks the cache")
+    clinic = f"workers-{uuid.uuid4()}"
+    with live_server(database_url, tmp_path, ["audit:read"], clinic=clinic, workers=2) as live:
+
+        def statuses(calls: int) -> set[int]:
+            """Each call on a connection of its own, so that any worker may take it."""
+            seen = set()
+            for _ in range(calls):
+                with httpx.Client(base_url=live.origin, headers=live.headers) as client:
+                    seen.add(client.get("/v1/audit-events").status_code)
+            return seen
+
+        assert statuses(20) == {200}
+        cached = time.monotonic()
+        listing = belong("clients", "list", "--clinic", clinic, env=live.env).splitlines()
+        client_id = listing[1].split()[0]
+        belong("clients", "revoke", client_id, env=live.env)
+        time.sleep(max(0.0, cached + 1.0 - time.monotonic()))
+        assert statuses(20) == {401}
 
 
 def test_revoke_and_rotate_name_what_is_wrong(belong_cli: BelongCli) -> None:
