@@ -6,13 +6,17 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from service.api.importing import OnError
 from service.settings import PROJECT_ROOT
 from service.store.clients import SCOPES
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 INSTRUMENT_SCHEMA = PROJECT_ROOT / "schemas" / "instrument.schema.json"
 OPENAPI_DIR = PROJECT_ROOT / "openapi"
@@ -94,22 +98,16 @@ def _clients_create_with_keys(args: argparse.Namespace) -> int:
     """A system client that signs JWTs (SMART Backend Services or a CDS Hooks client)."""
     import asyncio
 
-    from service.api.assertions import public_key_set
     from service.settings import Settings
     from service.store.database import Database
     from service.store.systems import create_system_client
 
-    jwks: Any = None
-    jwks_url: str | None = None
-    if args.jwks.startswith(("https://", "http://")):
-        jwks_url = args.jwks
-    else:
-        try:
-            jwks = json.loads(Path(args.jwks).read_text(encoding="utf-8"))
-            public_key_set(jwks)
-        except (OSError, ValueError) as exc:
-            print(f"error: {args.jwks}: {exc}", file=sys.stderr)
-            return 2
+    try:
+        jwks, jwks_url = _key_source(args.jwks)
+    except (OSError, ValueError) as exc:
+        print(f"error: {args.jwks}: {exc}", file=sys.stderr)
+        return 2
+    expires_at = _expiry(args)
 
     async def create() -> str:
         db = Database(Settings.from_env().database_url)
@@ -123,13 +121,14 @@ def _clients_create_with_keys(args: argparse.Namespace) -> int:
                     issuer=args.issuer,
                     jwks=jwks,
                     jwks_url=jwks_url,
+                    expires_at=expires_at,
                 )
         finally:
             await db.dispose()
         print(
             f"clinic {args.clinic!r}: client {client.principal.client_id} with scopes "
             f"{' '.join(sorted(client.principal.scopes))}, keys "
-            f"{jwks_url or 'from ' + args.jwks}"
+            f"{jwks_url or 'from ' + args.jwks}{_expiry_note(expires_at)}"
         )
         print("Its JWTs carry iss (and for SMART, sub and client_id):")
         return client.issuer
@@ -156,16 +155,20 @@ def _clients_create(args: argparse.Namespace) -> int:
     from service.store.clients import create_client
     from service.store.database import Database
 
+    expires_at = _expiry(args)
+
     async def create() -> str:
         db = Database(Settings.from_env().database_url)
         try:
             async with db.begin() as conn:
-                principal, token = await create_client(conn, args.clinic, args.scope, args.name)
+                principal, token = await create_client(
+                    conn, args.clinic, args.scope, args.name, expires_at=expires_at
+                )
         finally:
             await db.dispose()
         print(
             f"clinic {args.clinic!r}: client {principal.client_id} with scopes "
-            f"{' '.join(sorted(principal.scopes))}"
+            f"{' '.join(sorted(principal.scopes))}{_expiry_note(expires_at)}"
         )
         print("The token is shown once; store it now:")
         return token
@@ -177,6 +180,260 @@ def _clients_create(args: argparse.Namespace) -> int:
         return 2
     print(token)
     return 0
+
+
+def _key_source(source: str) -> tuple[Any, str | None]:
+    """A system's public keys as (JWKS, None) from a file, or (None, URL)."""
+    from service.api.assertions import public_key_set
+
+    if source.startswith(("https://", "http://")):
+        return None, source
+    jwks = json.loads(Path(source).read_text(encoding="utf-8"))
+    public_key_set(jwks)  # public keys only, and readable
+    return jwks, None
+
+
+def _days(value: str) -> timedelta:
+    try:
+        days = int(value)
+    except ValueError:
+        days = 0
+    if days < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of days, 1 or more")
+    return timedelta(days=days)
+
+
+def _instant(value: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not an ISO 8601 date and time, as in 2027-01-31T00:00:00Z"
+        ) from None
+    if when.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} needs a UTC offset, as in 2027-01-31T00:00:00Z"
+        )
+    if when <= datetime.now(UTC):
+        raise argparse.ArgumentTypeError(f"{value!r} is in the past")
+    return when
+
+
+def _add_expiry_options(parser: argparse.ArgumentParser, what: str) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--expires-in", type=_days, metavar="DAYS", help=f"{what} expires this many days from now"
+    )
+    group.add_argument(
+        "--expires-at",
+        type=_instant,
+        metavar="WHEN",
+        help=f"{what} expires at this ISO 8601 time with offset, e.g. 2027-01-31T00:00:00Z",
+    )
+
+
+def _expiry(args: argparse.Namespace) -> datetime | None:
+    if args.expires_in is not None:
+        return datetime.now(UTC) + args.expires_in
+    return args.expires_at  # type: ignore[no-any-return]
+
+
+def _expiry_note(expiry: datetime | None) -> str:
+    return f", expiring {_when(expiry)}" if expiry is not None else ""
+
+
+def _when(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value is not None else "-"
+
+
+def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    for row in (header, *rows):
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+
+
+def _in_transaction(work: Callable[[AsyncConnection], Awaitable[int]]) -> int:
+    """Run ``work`` in one transaction on BELONG_DATABASE_URL; what it refuses
+    (:class:`LookupError`, :class:`ValueError`) is printed, exit status 2."""
+    import asyncio
+
+    from service.settings import Settings
+    from service.store.database import Database
+
+    async def run() -> int:
+        db = Database(Settings.from_env().database_url)
+        try:
+            async with db.begin() as conn:
+                return await work(conn)
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(run())
+    except (LookupError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+CLIENT_COLUMNS = ("ID", "CLINIC", "NAME", "SCOPES", "CREATED", "EXPIRES", "ROTATED", "REVOKED")
+
+
+def _clients_list(args: argparse.Namespace) -> int:
+    from service.store.clients import list_clients
+
+    async def show(conn: AsyncConnection) -> int:
+        rows = [
+            (
+                str(c.id),
+                c.clinic,
+                c.name,
+                ",".join(sorted(c.scopes)),
+                _when(c.created_at),
+                _when(c.expires_at),
+                _when(c.rotated_at),
+                _when(c.revoked_at),
+            )
+            for c in await list_clients(conn, args.clinic)
+        ]
+        _print_table(CLIENT_COLUMNS, rows)
+        return 0
+
+    return _in_transaction(show)
+
+
+async def _token_client(conn: AsyncConnection, client_id: str, action: str) -> Any:
+    """The bearer-token client ``client_id``; a system is refused with the command it needs."""
+    from service.store.clients import client_by_id
+
+    client = await client_by_id(conn, client_id)
+    if client.is_system:
+        raise ValueError(
+            f"client {client.id} is a system that signs JWTs: use belong systems {action}"
+        )
+    return client
+
+
+def _clients_revoke(args: argparse.Namespace) -> int:
+    from service.store.clients import revoke_client
+
+    async def revoke(conn: AsyncConnection) -> int:
+        client = await _token_client(conn, args.id, "revoke")
+        if client.revoked_at is not None:
+            print(f"client {client.id} was already revoked at {_when(client.revoked_at)}")
+            return 0
+        await revoke_client(conn, client.id)
+        print(
+            f"revoked client {client.id} (clinic {client.clinic!r}, name {client.name!r}): "
+            "every worker refuses its token within a second"
+        )
+        return 0
+
+    return _in_transaction(revoke)
+
+
+def _clients_rotate(args: argparse.Namespace) -> int:
+    from service.store.clients import rotate_token
+
+    expires_at = _expiry(args)
+
+    async def rotate(conn: AsyncConnection) -> int:
+        client = await _token_client(conn, args.id, "rotate")
+        token = await rotate_token(conn, client, expires_at)
+        print(
+            f"client {client.id} (clinic {client.clinic!r}, name {client.name!r}) has a new "
+            f"token{_expiry_note(expires_at)}; every worker refuses the old one within a second"
+        )
+        print("The token is shown once; store it now:")
+        print(token)
+        return 0
+
+    return _in_transaction(rotate)
+
+
+SYSTEM_COLUMNS = (
+    "ID", "CLINIC", "NAME", "ISSUER", "KEYS", "SCOPES", "CREATED", "EXPIRES", "ROTATED", "REVOKED"
+)  # fmt: skip
+
+
+def _keys_shown(jwks: Any, jwks_url: str | None) -> str:
+    """A system's keys in a listing: its JWKS URL, or the key ids of its registered JWKS."""
+    if jwks_url is not None:
+        return jwks_url
+    return "jwks:" + ",".join(str(key.get("kid", "?")) for key in jwks.get("keys", []))
+
+
+def _systems_list(args: argparse.Namespace) -> int:
+    from service.store.systems import list_systems
+
+    async def show(conn: AsyncConnection) -> int:
+        rows = [
+            (
+                str(s.client.id),
+                s.client.clinic,
+                s.client.name,
+                s.issuer,
+                _keys_shown(s.jwks, s.jwks_url),
+                ",".join(sorted(s.client.scopes)),
+                _when(s.client.created_at),
+                _when(s.client.expires_at),
+                _when(s.client.rotated_at),
+                _when(s.client.revoked_at),
+            )
+            for s in await list_systems(conn, args.clinic)
+        ]
+        _print_table(SYSTEM_COLUMNS, rows)
+        return 0
+
+    return _in_transaction(show)
+
+
+def _systems_revoke(args: argparse.Namespace) -> int:
+    from service.store.clients import revoke_client
+    from service.store.systems import system_named
+
+    async def revoke(conn: AsyncConnection) -> int:
+        system = await system_named(conn, args.system)
+        if system.client.revoked_at is not None:
+            print(
+                f"system {system.client.id} was already revoked at "
+                f"{_when(system.client.revoked_at)}"
+            )
+            return 0
+        await revoke_client(conn, system.client.id)
+        print(
+            f"revoked system {system.client.id} (issuer {system.issuer!r}, clinic "
+            f"{system.client.clinic!r}): its JWTs are refused from now on, and every worker "
+            "refuses its access tokens within a second"
+        )
+        return 0
+
+    return _in_transaction(revoke)
+
+
+def _systems_rotate(args: argparse.Namespace) -> int:
+    from service.store.systems import replace_keys, system_named
+
+    try:
+        jwks, jwks_url = _key_source(args.jwks)
+    except (OSError, ValueError) as exc:
+        print(f"error: {args.jwks}: {exc}", file=sys.stderr)
+        return 2
+    expires_at = _expiry(args)
+
+    async def rotate(conn: AsyncConnection) -> int:
+        system = await system_named(conn, args.system)
+        await replace_keys(conn, system, jwks=jwks, jwks_url=jwks_url, expires_at=expires_at)
+        print(
+            f"system {system.client.id} (issuer {system.issuer!r}) now has the keys "
+            f"{jwks_url or 'from ' + args.jwks}{_expiry_note(expires_at)}: JWTs signed by the "
+            "old keys are refused from now on, and every worker refuses its earlier access "
+            "tokens within a second"
+        )
+        return 0
+
+    return _in_transaction(rotate)
 
 
 def openapi_documents() -> dict[str, str]:
@@ -309,7 +566,51 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --jwks: the iss its JWTs carry (a CDS client's issuer; default: the "
         "client's id, which is then its SMART client_id)",
     )
+    _add_expiry_options(create, "the client")
     create.set_defaults(run=_clients_create)
+    listing = client_actions.add_parser(
+        "list", help="list the bearer-token clients (never their tokens)"
+    )
+    listing.add_argument("--clinic", help="only this clinic's")
+    listing.set_defaults(run=_clients_list)
+    revoke = client_actions.add_parser(
+        "revoke", help="revoke a client: every worker refuses its token within a second"
+    )
+    revoke.add_argument("id", help="the client's id (from belong clients list)")
+    revoke.set_defaults(run=_clients_revoke)
+    rotate = client_actions.add_parser(
+        "rotate", help="give a client a new token (printed last); the old one is refused"
+    )
+    rotate.add_argument("id", help="the client's id (from belong clients list)")
+    _add_expiry_options(rotate, "the new token")
+    rotate.set_defaults(run=_clients_rotate)
+
+    systems = commands.add_parser(
+        "systems",
+        help="systems that sign JWTs (SMART, CDS Hooks), registered with clients create --jwks",
+    )
+    system_actions = systems.add_subparsers(dest="action", required=True)
+    systems_listing = system_actions.add_parser("list", help="list the registered systems")
+    systems_listing.add_argument("--clinic", help="only this clinic's")
+    systems_listing.set_defaults(run=_systems_list)
+    systems_revoke = system_actions.add_parser(
+        "revoke", help="revoke a system: its JWTs and access tokens are refused"
+    )
+    systems_revoke.add_argument("system", metavar="ID_OR_ISSUER")
+    systems_revoke.set_defaults(run=_systems_revoke)
+    systems_rotate = system_actions.add_parser(
+        "rotate", help="replace a system's public keys; what the old keys signed is refused"
+    )
+    systems_rotate.add_argument("system", metavar="ID_OR_ISSUER")
+    systems_rotate.add_argument(
+        "--jwks",
+        metavar="FILE_OR_URL",
+        required=True,
+        help="its new public keys as a JWKS file, or an https:// JWKS URL (the same URL "
+        "again reads it anew)",
+    )
+    _add_expiry_options(systems_rotate, "the system")
+    systems_rotate.set_defaults(run=_systems_rotate)
 
     directory = commands.add_parser("directory", help="a clinic's service directory")
     directory_actions = directory.add_subparsers(dest="action", required=True)

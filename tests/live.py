@@ -54,6 +54,7 @@ def live_server(
     scopes: Sequence[str],
     clinic: str = "live",
     extra_env: dict[str, str] | None = None,
+    workers: int = 1,
 ) -> Iterator[LiveServer]:
     env = {
         **os.environ,
@@ -66,9 +67,10 @@ def live_server(
     token = belong("clients", "create", "--clinic", clinic, *scope_args, env=env).splitlines()[-1]
     port = free_port()
     log_path = folder / f"server-{port}.log"
+    serve = ["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [str(BELONG), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+            [str(BELONG), *serve],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -6,13 +6,14 @@ CDS Hooks routes only (``opt["cds"]``), the CDS client's own signed JWT.
 
 Every route needs a token unless it is marked ``exclude_from_auth`` (health, the OpenAPI
 document, FHIR metadata and the instrument catalog). A route's required scope is its
-``opt["scope"]``; authentication answers 403 without it. Token lookups are cached briefly so
-that a busy client costs one hash and one dictionary read per request.
+``opt["scope"]``; authentication answers 403 without it. Token lookups are cached for a
+second so that a busy client costs one hash and one dictionary read per request.
 """
 
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
 
 from litestar.connection import ASGIConnection
@@ -28,7 +29,12 @@ from service.store.systems import ACCESS_TOKEN_PREFIX, principal_for_access_toke
 
 PUBLIC = {"exclude_from_auth": True}
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="belong"'}
-TOKEN_CACHE_SECONDS = 30.0
+TOKEN_CACHE_SECONDS = 1.0
+"""How long a worker trusts a token it has looked up, and so the longest a revoked, rotated
+or expired token is still served: each worker is its own process, and ``belong clients
+revoke`` another. A PostgreSQL LISTEN/NOTIFY invalidation would need a connection held per
+worker and still a TTL for when it drops (and SQLite has none); the price of one second is
+one indexed lookup (about a millisecond) per token per second per worker."""
 CDS_JWT_MAX_SECONDS = 3600
 """The longest a CDS client's JWT may live (``exp`` - ``iat``)."""
 
@@ -44,20 +50,21 @@ class TokenCache:
         now = time.monotonic()
         if cached is not None and cached[1] > now:
             return cached[0]
-        until = now + self.ttl
+        found: tuple[Principal, datetime | None] | None
         async with db.engine.connect() as conn:
             if token.startswith(ACCESS_TOKEN_PREFIX):
-                # A SMART access token: never cached beyond its own expiry.
                 found = await principal_for_access_token(conn, token)
-                principal = found[0] if found is not None else None
-                if found is not None:
-                    until = min(until, now + (found[1] - utcnow()).total_seconds())
             else:
-                principal = await principal_for_token(conn, token)
-        if principal is not None:
-            if len(self._entries) > 10_000:
-                self._entries.clear()
-            self._entries[key] = (principal, until)
+                found = await principal_for_token(conn, token)
+        if found is None:
+            return None
+        principal, expires_at = found
+        until = now + self.ttl
+        if expires_at is not None:  # never cached beyond the token's (or client's) expiry
+            until = min(until, now + (expires_at - utcnow()).total_seconds())
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[key] = (principal, until)
         return principal
 
 

@@ -2,7 +2,7 @@
 
 Used by the SMART token endpoint (client assertions) and by CDS Hooks calls (the CDS
 client's bearer JWT). A JWKS registered by URL is fetched when needed and kept for
-five minutes.
+five minutes, or until ``belong systems rotate`` replaces the system's keys.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 import time
 import urllib.request
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from joserfc.jwk import KeySet
@@ -42,18 +43,19 @@ def _fetch(url: str) -> Any:
 
 class JwksUrlCache:
     def __init__(self) -> None:
-        self._entries: dict[str, tuple[KeySet, float]] = {}
+        self._entries: dict[str, tuple[KeySet, float, datetime | None]] = {}
 
-    async def get(self, url: str) -> KeySet:
+    async def get(self, url: str, keys_rotated_at: datetime | None) -> KeySet:
+        """The keys at ``url``; fetched again when the system's keys were rotated since."""
         held = self._entries.get(url)
         now = time.monotonic()
-        if held is not None and held[1] > now:
+        if held is not None and held[1] > now and held[2] == keys_rotated_at:
             return held[0]
         try:
             keys = public_key_set(await asyncio.to_thread(fetch_jwks, url))
         except Exception:
             raise JwtRefused("the client's JWKS URL could not be read") from None
-        self._entries[url] = (keys, now + JWKS_URL_CACHE_SECONDS)
+        self._entries[url] = (keys, now + JWKS_URL_CACHE_SECONDS, keys_rotated_at)
         return keys
 
 
@@ -69,7 +71,7 @@ async def keys_of(client: SystemClient) -> KeySet:
         except ValueError:
             raise JwtRefused("the client's registered JWKS cannot be read") from None
     assert client.jwks_url is not None
-    return await JWKS_URLS.get(client.jwks_url)
+    return await JWKS_URLS.get(client.jwks_url, client.keys_rotated_at)
 
 
 async def verify_system_jwt(

@@ -44,8 +44,13 @@ api_clients = sa.Table(
     sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("scopes", Json, nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=True),
+    sa.Column("rotated_at", Timestamp, nullable=True),
     sa.Column("revoked_at", Timestamp, nullable=True),
 )
+"""A clinic's client: a bearer token (``token_hash``) or, with a ``client_keys`` row, a system
+that signs JWTs. ``rotated_at`` is when its token or keys were last replaced; from
+``expires_at`` or ``revoked_at`` on, nothing it holds is accepted."""
 
 patients = sa.Table(
     "patients",

@@ -128,7 +128,8 @@ def clinic_of(client):
 
     async def find():
         async with client.app.state.db.engine.connect() as conn:
-            return await principal_for_token(conn, token)
+            principal, _ = await principal_for_token(conn, token)
+            return principal
 
     return client.blocking_portal.call(find)
 

@@ -7,6 +7,7 @@ only on the API that wrote it.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import sqlalchemy as sa
 from litestar import Litestar
 from litestar.testing import TestClient
 
+from service.cli import main as belong
 from service.store.tables import (
     api_clients,
     observations,
@@ -127,3 +129,54 @@ class Storage:
 @pytest.fixture
 def storage(session_client: TestClient[Litestar]) -> Storage:
     return Storage(session_client)
+
+
+@dataclass(frozen=True)
+class CliRun:
+    code: int
+    out: list[str]
+    err: str
+
+
+BelongCli = Callable[..., CliRun]
+
+
+@pytest.fixture
+def belong_cli(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> BelongCli:
+    """``belong ARGS...`` on the test database, as an operator runs it beside the app: its
+    own connections, nothing shared with the app's caches."""
+    monkeypatch.setenv("BELONG_DATABASE_URL", database_url)
+
+    def run(*args: str) -> CliRun:
+        capsys.readouterr()
+        try:
+            code = belong(list(args))
+        except SystemExit as exc:  # argparse refusing the arguments
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return CliRun(code, captured.out.splitlines(), captured.err)
+
+    return run
+
+
+REFUSAL_SLACK_SECONDS = 0.3
+"""What a refusal "within one second" may take beyond it here: a poll's interval and the
+time one request takes on a busy test machine."""
+
+
+def seconds_until_refused(
+    session_client: TestClient[Litestar], headers: dict[str, str], since: float
+) -> float:
+    """Call with ``headers`` until the app answers 401; the seconds from ``since`` (a
+    ``time.monotonic()`` taken after the call that cached the token) to that 401. Fails as
+    soon as the token has been served for over a second past ``since``."""
+    while True:
+        status = session_client.get("/v1/audit-events", headers=headers).status_code
+        elapsed = time.monotonic() - since
+        if status == 401:
+            return elapsed
+        assert status == 200, status
+        assert elapsed <= 1.0 + REFUSAL_SLACK_SECONDS, f"still served {elapsed:.2f} s later"
+        time.sleep(0.05)

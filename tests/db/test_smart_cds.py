@@ -25,6 +25,7 @@ from service.cli import main as belong
 from service.store.systems import create_system_client
 from service.store.tables import access_tokens, cds_feedback, client_keys, used_jtis
 from tests.conftest import Clinic, MakeClinic
+from tests.db.conftest import BelongCli, seconds_until_refused
 from tests.jwt_keys import claims, ec_key, hmac_signed, public_jwks, rsa_key, sign, unsigned
 
 BASE = "http://testserver.local"
@@ -790,3 +791,138 @@ def test_public_base_url_sets_the_audience_and_the_token_endpoint(
         assert response.status_code == 200, response.text
         links = assert_valid_cards(response.json())[0]["links"]
         assert links[0]["url"].startswith(f"{public}/fhir/Questionnaire/")
+
+
+# --------------------------------------------------------------- listing, revoking, rotating
+
+
+def systems_listed(belong_cli: BelongCli, *args: str) -> dict[str, list[str]]:
+    """``belong systems list ARGS``: each system's columns (split on runs of 2+ spaces) by
+    issuer, the header under "ISSUER"."""
+    run = belong_cli("systems", "list", *args)
+    assert run.code == 0, run.err
+    rows = [[cell.strip() for cell in line.split("  ") if cell.strip()] for line in run.out]
+    return {row[3]: row for row in rows}
+
+
+def access_token(session_client: TestClient[Litestar], client_assertion: str) -> str:
+    response = token_request(session_client, client_assertion, scope="system/AuditEvent.rs")
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_systems_list_shows_each_system_and_its_keys(
+    session_client: TestClient[Litestar],
+    belong_cli: BelongCli,
+    system: System,
+    ehr: System,
+) -> None:
+    url = f"https://keys.example.org/{uuid.uuid4()}.json"
+    by_url = register(session_client, system.clinic.name, ["audit:read"], jwks_url=url)
+    rows = systems_listed(belong_cli, "--clinic", system.clinic.name)
+    assert rows["ISSUER"] == [
+        "ID", "CLINIC", "NAME", "ISSUER", "KEYS", "SCOPES",
+        "CREATED", "EXPIRES", "ROTATED", "REVOKED",
+    ]  # fmt: skip
+    assert set(rows) == {"ISSUER", system.issuer, ehr.issuer, by_url}
+    assert rows[system.issuer][:2] == [system.issuer, system.clinic.name]  # id = issuer
+    assert rows[system.issuer][4] == "jwks:rsa-1,ec-1"
+    assert rows[ehr.issuer][4] == "jwks:ec-1,rsa-1"
+    assert rows[ehr.issuer][5] == "referrals:read"
+    assert rows[by_url][4] == url
+    assert rows[ehr.issuer][7:] == ["-", "-", "-"]
+    # a system is no bearer-token client, and the clinic's token client is no system
+    clients = belong_cli("clients", "list", "--clinic", system.clinic.name)
+    assert clients.code == 0
+    assert len(clients.out) == 2  # the header and the clinic fixture's own client
+    assert not any(system.issuer in line or ehr.issuer in line for line in clients.out)
+    ehr_id = rows[ehr.issuer][0]
+    for action in ("rotate", "revoke"):
+        refused = belong_cli("clients", action, ehr_id)
+        assert refused.code == 2
+        assert f"belong systems {action}" in refused.err
+    token_client = clients.out[1].split()[0]
+    refused = belong_cli("systems", "revoke", token_client)
+    assert refused.code == 2
+    assert "no system" in refused.err
+
+
+def test_revoking_a_system_refuses_its_access_tokens_and_jwts_within_a_second(
+    session_client: TestClient[Litestar], belong_cli: BelongCli, system: System, ehr: System
+) -> None:
+    token = access_token(session_client, assertion(system))
+    assert session_client.get("/v1/audit-events", headers=bearer(token)).status_code == 200
+    cached = time.monotonic()
+    revoked = belong_cli("systems", "revoke", system.issuer)
+    assert revoked.code == 0, revoked.err
+    assert seconds_until_refused(session_client, bearer(token), cached) <= 1.3
+    refused_client(token_request(session_client, assertion(system)))
+    # a CDS client, named by its issuer, is refused at its next call
+    body = hook_call(f"pat-{uuid.uuid4()}")
+    assert call(session_client, ehr, body).status_code == 200
+    assert belong_cli("systems", "revoke", ehr.issuer).code == 0
+    assert call(session_client, ehr, body).status_code == 401
+    # the clinic's own token is another client, untouched
+    assert session_client.get("/v1/audit-events", headers=system.clinic.headers).status_code == 200
+    rows = systems_listed(belong_cli, "--clinic", system.clinic.name)
+    assert rows[system.issuer][-1] != "-" and rows[ehr.issuer][-1] != "-"
+
+
+def test_rotating_a_systems_keys_refuses_the_old_key_and_its_access_tokens(
+    session_client: TestClient[Litestar], belong_cli: BelongCli, clinic: Clinic, tmp_path: Any
+) -> None:
+    issuer = register(session_client, clinic.name, ["audit:read"], jwks=public_jwks(ec_key()))
+    me = System(issuer, clinic)
+    old_token = access_token(session_client, assertion(me))
+    assert session_client.get("/v1/audit-events", headers=bearer(old_token)).status_code == 200
+    cached = time.monotonic()
+    new_keys = tmp_path / "new.json"
+    new_keys.write_text(__import__("json").dumps(public_jwks(ec_key("ec-2"))))
+    rotated = belong_cli("systems", "rotate", issuer, "--jwks", str(new_keys))
+    assert rotated.code == 0, rotated.err
+    new_assertion = sign(claims(issuer, TOKEN_URL, sub=issuer), ec_key("ec-2"), "ES384")
+    new_token = access_token(session_client, new_assertion)
+    assert session_client.get("/v1/audit-events", headers=bearer(new_token)).status_code == 200
+    assert seconds_until_refused(session_client, bearer(old_token), cached) <= 1.3
+    refused_client(token_request(session_client, assertion(me), scope="system/AuditEvent.rs"))
+    row = systems_listed(belong_cli, "--clinic", clinic.name)[issuer]
+    assert row[4] == "jwks:ec-2"
+    assert row[8] != "-" and row[9] == "-"  # ROTATED, not REVOKED
+    private = tmp_path / "private.json"
+    private.write_text(
+        __import__("json").dumps(
+            __import__("joserfc.jwk", fromlist=["KeySet"]).KeySet([ec_key()]).as_dict(private=True)
+        )
+    )
+    refused = belong_cli("systems", "rotate", issuer, "--jwks", str(private))
+    assert refused.code == 2
+    assert systems_listed(belong_cli, "--clinic", clinic.name)[issuer][4] == "jwks:ec-2"
+    unknown = belong_cli("systems", "rotate", "https://nobody.example.org", "--jwks", str(new_keys))
+    assert unknown.code == 2
+    assert "no system" in unknown.err
+
+
+def test_rotating_to_the_same_jwks_url_reads_the_keys_again(
+    session_client: TestClient[Litestar],
+    belong_cli: BelongCli,
+    clinic: Clinic,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = f"https://keys.example.org/{uuid.uuid4()}.json"
+    published = {"keys": public_jwks(ec_key())}
+    monkeypatch.setattr(systems, "fetch_jwks", lambda asked: published["keys"])
+    issuer = register(session_client, clinic.name, ["audit:read"], jwks_url=url)
+    me = System(issuer, clinic)
+    access_token(session_client, assertion(me))
+    # the system publishes a new key at the same URL; the old key is cached for minutes
+    published["keys"] = public_jwks(ec_key("ec-2"))
+    new_assertion = sign(claims(issuer, TOKEN_URL, sub=issuer), ec_key("ec-2"), "ES384")
+    refused_client(token_request(session_client, new_assertion, scope="system/AuditEvent.rs"))
+    assert belong_cli("systems", "rotate", issuer, "--jwks", url).code == 0
+    new_assertion = sign(claims(issuer, TOKEN_URL, sub=issuer), ec_key("ec-2"), "ES384")
+    access_token(session_client, new_assertion)
+    refused_client(token_request(session_client, assertion(me), scope="system/AuditEvent.rs"))
