@@ -1,7 +1,7 @@
-"""Clinics and their API clients: creation and bearer-token lookup.
+"""API clients of clinics: creation and bearer-token lookup.
 
-Tokens are random and shown once; only their SHA-256 is stored. This is the only
-module that reads across clinics, because a token is what names the clinic.
+Tokens are random and shown once; only their SHA-256 is stored. This module (with
+``clinics.py``) reads across clinics, because a token is what names the clinic.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from service.store.clinics import clinic_id_named
 from service.store.database import new_id, utcnow
-from service.store.tables import api_clients, clinics
+from service.store.tables import api_clients
 
 TOKEN_PREFIX = "blg_"  # noqa: S105 - a prefix, not a secret
 
@@ -42,24 +43,20 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-async def ensure_clinic(conn: AsyncConnection, name: str) -> uuid.UUID:
-    existing = await conn.execute(sa.select(clinics.c.id).where(clinics.c.name == name))
-    clinic_id = existing.scalar_one_or_none()
-    if clinic_id is not None:
-        return clinic_id
-    clinic_id = new_id()
-    await conn.execute(sa.insert(clinics).values(id=clinic_id, name=name, created_at=utcnow()))
-    return clinic_id
-
-
 async def create_client(
-    conn: AsyncConnection, clinic_name: str, scopes: list[str], client_name: str = "api"
+    conn: AsyncConnection,
+    clinic_name: str,
+    scopes: list[str],
+    client_name: str = "api",
+    *,
+    create_clinic: bool = False,
 ) -> tuple[Principal, str]:
-    """Create the clinic if new and a client of it; returns the principal and its token."""
+    """A client of the named clinic; returns the principal and its token. An unknown clinic
+    is refused (UnknownClinic) unless ``create_clinic``, which creates it."""
     unknown = sorted(set(scopes) - set(SCOPES))
     if unknown:
         raise ValueError(f"unknown scopes {unknown}; known: {', '.join(SCOPES)}")
-    clinic_id = await ensure_clinic(conn, clinic_name)
+    clinic_id = await clinic_id_named(conn, clinic_name, create=create_clinic)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     client_id = new_id()
     await conn.execute(

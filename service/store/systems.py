@@ -44,12 +44,15 @@ async def create_system_client(
     issuer: str | None,
     jwks: dict[str, Any] | None = None,
     jwks_url: str | None = None,
+    create_clinic: bool = False,
 ) -> SystemClient:
     """A client of the clinic that signs JWTs; its SMART client_id is ``issuer`` (by default
     the client's own id). The opaque token ``create_client`` makes is never shown."""
     if (jwks is None) == (jwks_url is None):
         raise ValueError("give the public keys as a JWKS file or as a JWKS URL")
-    principal, _ = await create_client(conn, clinic_name, scopes, client_name)
+    principal, _ = await create_client(
+        conn, clinic_name, scopes, client_name, create_clinic=create_clinic
+    )
     issuer = issuer or str(principal.client_id)
     if not 1 <= len(issuer) <= 255:
         raise ValueError("the issuer is 1 to 255 characters")

@@ -373,12 +373,14 @@ def test_cli_registers_a_jwks_file(
     keys = tmp_path / "jwks.json"
     keys.write_text(__import__("json").dumps(public_jwks(ec_key())))
     issuer = f"https://ehr.example.org/{uuid.uuid4()}"
+    clinic = f"cli-{uuid.uuid4()}"
     code = belong(
         [
             "clients",
             "create",
             "--clinic",
-            f"cli-{uuid.uuid4()}",
+            clinic,
+            "--create-clinic",
             "--scope",
             "referrals:read",
             "--jwks",
@@ -416,7 +418,7 @@ def test_cli_registers_a_jwks_file(
                 "clients",
                 "create",
                 "--clinic",
-                "x",
+                clinic,
                 "--scope",
                 "referrals:read",
                 "--jwks",
