@@ -1,5 +1,10 @@
-"""Clinics are explicit: made by ``belong clinics create`` (or on purpose with
-``--create-clinic``), each with the languages its patients speak."""
+"""Clinics are explicit, and a patient without a profile is matched on safe defaults.
+
+A clinic is made by ``belong clinics create`` (or on purpose with ``--create-clinic``) and
+carries the languages its patients speak unless their profile says otherwise; a screening
+for a patient without languages is matched in those languages, and the answer warns of what
+the profile lacks.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +15,129 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from litestar import Litestar
+from litestar.testing import TestClient
 
 from service.cli import main as belong
 from service.store.tables import api_clients, clinics
-from tests.db.conftest import Storage
+from tests.conftest import Clinic, MakeClinic
+from tests.db.conftest import Storage, new_patient_id, ucla3
 
 SEED = Path(__file__).resolve().parents[2] / "deploy" / "seed" / "directory.hsds.json"
+ARABIC_GROUP = {
+    "name": "Arabic Speakers Pain Circle",
+    "organization": "Community Trust",
+    "category": "support-group",
+    "modalities": ["online"],
+    "languages": ["ar"],
+}
+ENGLISH_GROUP = {
+    "name": "English Peer Support Group",
+    "organization": "Community Trust",
+    "category": "support-group",
+    "modalities": ["online"],
+    "languages": ["en"],
+}
+COMPLETE_PROFILE = {
+    "pain_conditions": ["crps"],
+    "languages": ["en"],
+    "location": {"lat": 51.5, "lon": -0.12},
+    "age_band": "45-64",
+}
+
+
+def directory_of_two(client: TestClient[Litestar], clinic: Clinic) -> None:
+    for body in (ARABIC_GROUP, ENGLISH_GROUP):
+        response = client.post("/v1/directory/services", json=body, headers=clinic.headers)
+        assert response.status_code == 201, response.text
+
+
+def recommended(recommendations: dict[str, Any]) -> list[str]:
+    return [item["service"]["name"] for item in recommendations["items"]]
+
+
+def warned(recommendations: dict[str, Any]) -> dict[str, dict[str, str]]:
+    return {w["field"]: w for w in recommendations["warnings"]}
+
+
+# -- safe defaults for a patient without a profile ------------------------------------------
+
+
+def test_a_patient_without_a_profile_is_matched_in_the_clinics_languages(
+    session_client: TestClient[Litestar], make_clinic: MakeClinic
+) -> None:
+    clinic = make_clinic(languages=("en",))
+    directory_of_two(session_client, clinic)
+    patient = new_patient_id()
+
+    screened = session_client.post("/v1/screenings", json=ucla3(patient), headers=clinic.headers)
+
+    assert screened.status_code == 201, screened.text
+    answer = screened.json()["recommendations"]
+    assert recommended(answer) == ["English Peer Support Group"]
+    warnings = warned(answer)
+    assert {"languages", "age_band", "location", "pain_conditions"} <= set(warnings)
+    assert warnings["languages"]["code"] == "missing_profile_field"
+    assert "clinic" in warnings["languages"]["message"]
+    assert "en" in warnings["languages"]["message"]
+    assert all(w["message"] for w in answer["warnings"])
+
+    url = f"/v1/patients/{patient}/referrals"
+    current = session_client.get(url, params={"explain": "true"}, headers=clinic.headers).json()
+    recommendations = current["recommendations"]
+    assert recommended(recommendations) == ["English Peer Support Group"]
+    assert recommendations["warnings"] == answer["warnings"]
+    [excluded] = recommendations["excluded"]
+    assert excluded["service"]["name"] == "Arabic Speakers Pain Circle"
+    [reason] = excluded["reasons"]
+    assert reason["code"] == "no_shared_language"
+    assert "clinic" in reason["text"]
+
+
+def test_the_clinics_own_languages_are_the_default(
+    session_client: TestClient[Litestar], make_clinic: MakeClinic
+) -> None:
+    clinic = make_clinic(languages=("ar",))
+    directory_of_two(session_client, clinic)
+
+    screened = session_client.post(
+        "/v1/screenings", json=ucla3(new_patient_id()), headers=clinic.headers
+    )
+
+    answer = screened.json()["recommendations"]
+    assert recommended(answer) == ["Arabic Speakers Pain Circle"]
+    assert "ar" in warned(answer)["languages"]["message"]
+
+
+def test_the_patients_own_languages_win_over_the_clinics(
+    session_client: TestClient[Litestar], make_clinic: MakeClinic
+) -> None:
+    clinic = make_clinic(languages=("en",))
+    directory_of_two(session_client, clinic)
+    body = ucla3(new_patient_id(), profile={"languages": ["ar-EG"]})
+
+    answer = session_client.post("/v1/screenings", json=body, headers=clinic.headers).json()
+
+    assert recommended(answer["recommendations"]) == ["Arabic Speakers Pain Circle"]
+    assert "languages" not in warned(answer["recommendations"])
+
+
+def test_a_complete_profile_has_no_warnings(
+    session_client: TestClient[Litestar], make_clinic: MakeClinic
+) -> None:
+    clinic = make_clinic()
+    directory_of_two(session_client, clinic)
+    patient = new_patient_id()
+    put = session_client.put(
+        f"/v1/patients/{patient}", json=COMPLETE_PROFILE, headers=clinic.headers
+    )
+    assert put.status_code == 201, put.text
+
+    answer = session_client.post("/v1/screenings", json=ucla3(patient), headers=clinic.headers)
+    current = session_client.get(f"/v1/patients/{patient}/referrals", headers=clinic.headers)
+
+    assert answer.json()["recommendations"]["warnings"] == []
+    assert current.json()["recommendations"]["warnings"] == []
 
 
 # -- the CLI: clinics are made on purpose ---------------------------------------------------
