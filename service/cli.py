@@ -93,7 +93,7 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
-def _in_transaction(work: Callable[[Any], Awaitable[T]]) -> T:
+def _clinic_work(work: Callable[[Any], Awaitable[T]]) -> T:
     """Run ``work(conn)`` in one transaction on BELONG_DATABASE_URL."""
     import asyncio
 
@@ -121,10 +121,7 @@ def _refuse_unknown_clinic(exc: UnknownClinic) -> int:
 
 
 def _clinic_line(clinic: Clinic) -> str:
-    return (
-        f"{clinic.name}\tlanguages: {', '.join(clinic.languages)}\t"
-        f"created {clinic.created_at:%Y-%m-%d}\t{clinic.id}"
-    )
+    return f"clinic {clinic.name!r} ({clinic.id}), languages {', '.join(clinic.languages)}"
 
 
 def _clinics_create(args: argparse.Namespace) -> int:
@@ -140,25 +137,33 @@ def _clinics_create(args: argparse.Namespace) -> int:
         return await create_clinic(conn, args.name, languages), True
 
     try:
-        clinic, created = _in_transaction(create)
+        clinic, created = _clinic_work(create)
     except ClinicExists as exc:
         print(f"error: {exc} (belong clinics update changes its languages)", file=sys.stderr)
         return 2
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(("created " if created else "exists, unchanged: ") + _clinic_line(clinic))
+    print(("created " if created else "exists already, unchanged: ") + _clinic_line(clinic))
     return 0
 
 
 def _clinics_list(args: argparse.Namespace) -> int:
     from service.store.clinics import list_clinics
 
-    found = _in_transaction(list_clinics)
-    for clinic in found:
-        print(_clinic_line(clinic))
-    if not found:
+    rows = [
+        (c.name, ", ".join(c.languages), f"{c.created_at:%Y-%m-%dT%H:%M:%SZ}", str(c.id))
+        for c in _clinic_work(list_clinics)
+    ]
+    if not rows:
         print("no clinics yet: belong clinics create --name NAME", file=sys.stderr)
+        return 0
+    columns = ("NAME", "LANGUAGES", "CREATED", "ID")
+    widths = [max(len(row[i]) for row in (columns, *rows)) for i in range(len(columns))]
+    for row in (columns, *rows):
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
     return 0
 
 
@@ -169,7 +174,7 @@ def _clinics_update(args: argparse.Namespace) -> int:
         return await update_clinic(conn, args.name, args.language)
 
     try:
-        clinic = _in_transaction(update)
+        clinic = _clinic_work(update)
     except UnknownClinic as exc:
         print(f"error: {exc}; `belong clinics list` shows the clinics", file=sys.stderr)
         return 2

@@ -36,7 +36,9 @@ class Clinic:
     created_at: datetime
 
 
-class UnknownClinic(ValueError):
+class UnknownClinic(LookupError, ValueError):
+    """No clinic of that name (a ValueError too, as every refused argument here is)."""
+
     def __init__(self, name: str, near: Sequence[str]) -> None:
         self.name = name
         self.near = list(near)
