@@ -20,6 +20,7 @@ DEMO_SCOPES := --scope screenings:write --scope screenings:read --scope referral
 
 run: install
 	$(BIN)/belong db upgrade
+	$(BIN)/belong clinics create --name "Demo Clinic" --language en --if-missing
 	$(BIN)/belong directory import --clinic "Demo Clinic" deploy/seed/directory.hsds.json
 	@echo "Demo clinic token (use it as: Authorization: Bearer <token>):"
 	@$(BIN)/belong clients create --clinic "Demo Clinic" --name "make run" $(DEMO_SCOPES) | tail -n 1

@@ -9,11 +9,14 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from service.api.importing import OnError
 from service.settings import PROJECT_ROOT
 from service.store.clients import SCOPES
+from service.store.clinics import DEFAULT_LANGUAGES, Clinic, UnknownClinic
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -94,6 +97,98 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _clinic_work(work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``work(conn)`` in one transaction on BELONG_DATABASE_URL."""
+    import asyncio
+
+    from service.settings import Settings
+    from service.store.database import Database
+
+    async def run() -> T:
+        db = Database(Settings.from_env().database_url)
+        try:
+            async with db.begin() as conn:
+                return await work(conn)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(run())
+
+
+def _refuse_unknown_clinic(exc: UnknownClinic) -> int:
+    print(
+        f"error: {exc}; create it first with `belong clinics create --name NAME "
+        "[--language CODE ...]`, or pass --create-clinic",
+        file=sys.stderr,
+    )
+    return 2
+
+
+def _clinic_line(clinic: Clinic) -> str:
+    return f"clinic {clinic.name!r} ({clinic.id}), languages {', '.join(clinic.languages)}"
+
+
+def _clinics_create(args: argparse.Namespace) -> int:
+    from service.store.clinics import ClinicExists, create_clinic, find_clinic
+
+    languages = args.language or list(DEFAULT_LANGUAGES)
+
+    async def create(conn: Any) -> tuple[Clinic, bool]:
+        if args.if_missing:
+            found = await find_clinic(conn, args.name)
+            if found is not None:
+                return found, False
+        return await create_clinic(conn, args.name, languages), True
+
+    try:
+        clinic, created = _clinic_work(create)
+    except ClinicExists as exc:
+        print(f"error: {exc} (belong clinics update changes its languages)", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(("created " if created else "exists already, unchanged: ") + _clinic_line(clinic))
+    return 0
+
+
+def _clinics_list(args: argparse.Namespace) -> int:
+    from service.store.clinics import list_clinics
+
+    rows = [
+        (c.name, ", ".join(c.languages), f"{c.created_at:%Y-%m-%dT%H:%M:%SZ}", str(c.id))
+        for c in _clinic_work(list_clinics)
+    ]
+    if not rows:
+        print("no clinics yet: belong clinics create --name NAME", file=sys.stderr)
+        return 0
+    columns = ("NAME", "LANGUAGES", "CREATED", "ID")
+    widths = [max(len(row[i]) for row in (columns, *rows)) for i in range(len(columns))]
+    for row in (columns, *rows):
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    return 0
+
+
+def _clinics_update(args: argparse.Namespace) -> int:
+    from service.store.clinics import update_clinic
+
+    async def update(conn: Any) -> Clinic:
+        return await update_clinic(conn, args.name, args.language)
+
+    try:
+        clinic = _clinic_work(update)
+    except UnknownClinic as exc:
+        print(f"error: {exc}; `belong clinics list` shows the clinics", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print("updated " + _clinic_line(clinic))
+    return 0
+
+
 def _clients_create_with_keys(args: argparse.Namespace) -> int:
     """A system client that signs JWTs (SMART Backend Services or a CDS Hooks client)."""
     import asyncio
@@ -122,6 +217,7 @@ def _clients_create_with_keys(args: argparse.Namespace) -> int:
                     jwks=jwks,
                     jwks_url=jwks_url,
                     expires_at=expires_at,
+                    create_clinic=args.create_clinic,
                 )
         finally:
             await db.dispose()
@@ -135,6 +231,8 @@ def _clients_create_with_keys(args: argparse.Namespace) -> int:
 
     try:
         issuer = asyncio.run(create())
+    except UnknownClinic as exc:
+        return _refuse_unknown_clinic(exc)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -162,7 +260,12 @@ def _clients_create(args: argparse.Namespace) -> int:
         try:
             async with db.begin() as conn:
                 principal, token = await create_client(
-                    conn, args.clinic, args.scope, args.name, expires_at=expires_at
+                    conn,
+                    args.clinic,
+                    args.scope,
+                    args.name,
+                    expires_at=expires_at,
+                    create_clinic=args.create_clinic,
                 )
         finally:
             await db.dispose()
@@ -175,6 +278,8 @@ def _clients_create(args: argparse.Namespace) -> int:
 
     try:
         token = asyncio.run(create())
+    except UnknownClinic as exc:
+        return _refuse_unknown_clinic(exc)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -476,7 +581,7 @@ def _directory_import(args: argparse.Namespace) -> int:
 
     from service.api.importing import ImportFileError, OnError, apply, parse_file
     from service.settings import Settings
-    from service.store.clients import ensure_clinic
+    from service.store.clinics import clinic_id_named
     from service.store.database import Database, utcnow
     from service.store.repository import ClinicStore
 
@@ -491,7 +596,7 @@ def _directory_import(args: argparse.Namespace) -> int:
         db = Database(Settings.from_env().database_url)
         try:
             async with db.begin() as conn:
-                clinic_id = await ensure_clinic(conn, args.clinic)
+                clinic_id = await clinic_id_named(conn, args.clinic, create=args.create_clinic)
                 report = await apply(
                     ClinicStore(conn, clinic_id),
                     parsed,
@@ -520,7 +625,10 @@ def _directory_import(args: argparse.Namespace) -> int:
         )
         return 0
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    except UnknownClinic as exc:
+        return _refuse_unknown_clinic(exc)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -545,12 +653,46 @@ def build_parser() -> argparse.ArgumentParser:
     db_upgrade.add_argument("revision", nargs="?", default="head")
     db_upgrade.set_defaults(run=_db_upgrade)
 
+    clinics = commands.add_parser("clinics", help="clinics (tenants) and their languages")
+    clinic_actions = clinics.add_subparsers(dest="action", required=True)
+    languages_help = (
+        "a BCP 47 language the clinic's patients speak (repeat for each): matching's "
+        "languages for a patient whose profile records none"
+    )
+    clinic_create = clinic_actions.add_parser("create", help="create a clinic")
+    clinic_create.add_argument("--name", required=True, help="the clinic's name (unique)")
+    clinic_create.add_argument(
+        "--language",
+        action="append",
+        metavar="CODE",
+        help=languages_help + f" (default: {', '.join(DEFAULT_LANGUAGES)})",
+    )
+    clinic_create.add_argument(
+        "--if-missing",
+        action="store_true",
+        help="succeed, changing nothing, when the clinic exists already",
+    )
+    clinic_create.set_defaults(run=_clinics_create)
+    clinic_list = clinic_actions.add_parser("list", help="list the clinics")
+    clinic_list.set_defaults(run=_clinics_list)
+    clinic_update = clinic_actions.add_parser("update", help="set a clinic's languages")
+    clinic_update.add_argument("--name", required=True, help="the clinic's name")
+    clinic_update.add_argument(
+        "--language", action="append", metavar="CODE", required=True, help=languages_help
+    )
+    clinic_update.set_defaults(run=_clinics_update)
+    create_clinic_help = (
+        f"create the clinic (languages: {', '.join(DEFAULT_LANGUAGES)}) if there is none of "
+        "that name; without it an unknown clinic name is refused"
+    )
+
     clients = commands.add_parser("clients", help="API clients and their tokens")
     client_actions = clients.add_subparsers(dest="action", required=True)
     create = client_actions.add_parser(
-        "create", help="create a client (and its clinic if new); prints the token last"
+        "create", help="create a client of a clinic; prints the token last"
     )
     create.add_argument("--clinic", required=True, help="clinic name")
+    create.add_argument("--create-clinic", action="store_true", help=create_clinic_help)
     create.add_argument(
         "--scope", action="append", required=True, choices=SCOPES, help="repeat for each scope"
     )
@@ -617,7 +759,8 @@ def build_parser() -> argparse.ArgumentParser:
     imports = directory_actions.add_parser(
         "import", help="import an HSDS 3.0 file or a FHIR Bundle of HealthcareService"
     )
-    imports.add_argument("--clinic", required=True, help="clinic name (created if new)")
+    imports.add_argument("--clinic", required=True, help="clinic name")
+    imports.add_argument("--create-clinic", action="store_true", help=create_clinic_help)
     imports.add_argument(
         "--on-error", choices=[e.value for e in OnError], default=OnError.REJECT_FILE.value
     )

@@ -24,6 +24,7 @@ from service.app import create_app
 from service.domain.instruments import Instrument, load_catalog
 from service.settings import PROJECT_ROOT, Settings
 from service.store.clients import SCOPES, create_client
+from service.store.clinics import DEFAULT_LANGUAGES, create_clinic
 from service.store.migrate import upgrade
 
 INSTRUMENTS_DIR = PROJECT_ROOT / "schemas" / "instruments"
@@ -95,13 +96,19 @@ MakeClinic = Callable[..., Clinic]
 
 @pytest.fixture
 def make_clinic(session_client: TestClient[Litestar]) -> MakeClinic:
-    """A new clinic and a client of it with the given scopes (all by default)."""
+    """A new clinic (speaking ``languages``) and a client of it with the given scopes (all
+    by default)."""
 
-    def make(scopes: tuple[str, ...] = SCOPES, name: str | None = None) -> Clinic:
+    def make(
+        scopes: tuple[str, ...] = SCOPES,
+        name: str | None = None,
+        languages: tuple[str, ...] = DEFAULT_LANGUAGES,
+    ) -> Clinic:
         clinic_name = name or f"clinic-{uuid.uuid4()}"
 
         async def create() -> Clinic:
             async with session_client.app.state.db.begin() as conn:
+                await create_clinic(conn, clinic_name, languages)
                 principal, token = await create_client(conn, clinic_name, list(scopes))
             return Clinic(clinic_name, token, principal.clinic_id)
 

@@ -64,7 +64,9 @@ def live_server(
     }
     belong("db", "upgrade", env=env)
     scope_args = [arg for scope in scopes for arg in ("--scope", scope)]
-    token = belong("clients", "create", "--clinic", clinic, *scope_args, env=env).splitlines()[-1]
+    token = belong(
+        "clients", "create", "--create-clinic", "--clinic", clinic, *scope_args, env=env
+    ).splitlines()[-1]
     port = free_port()
     log_path = folder / f"server-{port}.log"
     serve = ["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]

@@ -2,10 +2,11 @@
 
 - ``GET /cds-services``: discovery (public: it holds no patient data).
 - ``POST /cds-services/{service_id}``: a recent positive screen gives a ``warning`` card
-  (the need, score, band and date, the top matched services with their reasons, and a
-  suggestion per service creating a draft ServiceRequest); no loneliness or social-support
-  screening in ``BELONG_CDS_SCREENING_WINDOW_DAYS`` gives an ``info`` card linking the
-  Questionnaires; otherwise no card.
+  (the need, score, band and date, the top matched services with their reasons, what the
+  patient's profile lacks for matching, and a suggestion per service creating a draft
+  ServiceRequest); no loneliness or social-support screening in
+  ``BELONG_CDS_SCREENING_WINDOW_DAYS`` gives an ``info`` card linking the Questionnaires;
+  otherwise no card.
 - ``POST /cds-services/{service_id}/feedback``: accepted and overridden outcomes are kept.
 
 Calls are authenticated by the CDS client's own JWT (see auth.py): the EHR is registered
@@ -278,6 +279,13 @@ def positive_card(base: str, patient_id: str, need: ScreeningSummary, recommenda
             )
     else:
         lines.append("No service in the clinic's directory matches this patient yet.")
+    if recommendations.warnings:
+        lines += [
+            "",
+            "**The patient's profile is incomplete**, so some matches may not fit:",
+            "",
+            *(f"- {md(w.message)}" for w in recommendations.warnings),
+        ]
     suggestions = [
         Suggestion(
             label=clip(f"Refer to {item.service.name}", 80),

@@ -2,6 +2,8 @@
 
 The directory's match candidates are built once per clinic and reused until the directory
 changes (a row count and newest update, asked at most every few seconds; see DirectoryCache).
+A profile without languages is matched in the clinic's languages, and the recommendations
+carry warnings naming what the profile lacks (see ``matching.profile_warnings``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import gc
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import msgspec
@@ -18,9 +21,19 @@ import msgspec
 from service.api.catalog import Catalog
 from service.domain.directory import Category, Contact, DirectoryService
 from service.domain.instruments import Severity, Signal
-from service.domain.matching import Candidate, MatchResult, match, prepare
+from service.domain.matching import (
+    Candidate,
+    MatchResult,
+    ProfileField,
+    ProfileWarning,
+    WarningCode,
+    match,
+    prepare,
+    profile_warnings,
+)
 from service.domain.needs import Needs, ScreeningSummary, derive
 from service.domain.patients import PatientProfile
+from service.store.clinics import clinic_languages
 from service.store.database import Database, as_utc
 from service.store.records import LatestScreening
 from service.store.repository import ClinicStore
@@ -69,6 +82,14 @@ class NeedView(msgspec.Struct):
     band: str
 
 
+class WarningView(msgspec.Struct):
+    code: WarningCode
+    field: ProfileField
+    """The profile field missing."""
+    message: str
+    """What matching did without it."""
+
+
 class Recommendations(msgspec.Struct):
     needs: list[NeedView]
     high_pain_interference: bool
@@ -76,6 +97,10 @@ class Recommendations(msgspec.Struct):
     items: list[RecommendationView]
     considered: int
     """Directory services looked at."""
+    warnings: list[WarningView]
+    """What the patient's profile lacks that matching filters on, each with what was done
+    without it: missing languages are taken to be the clinic's. Empty when the profile is
+    complete, or when there are no needs (nothing was matched)."""
     excluded: list[ExcludedView] | None = None
     """Services filtered out, each with why (when asked for with explain=true)."""
 
@@ -97,7 +122,9 @@ def summary(service: DirectoryService) -> ServiceSummary:
     )
 
 
-def view(result: MatchResult, needs: Needs) -> Recommendations:
+def view(
+    result: MatchResult, needs: Needs, warnings: Sequence[ProfileWarning] = ()
+) -> Recommendations:
     return Recommendations(
         needs=[
             NeedView(
@@ -122,6 +149,7 @@ def view(result: MatchResult, needs: Needs) -> Recommendations:
             for r in result.recommendations
         ],
         considered=result.considered,
+        warnings=[WarningView(w.code, w.field, w.message) for w in warnings],
         excluded=[
             ExcludedView(summary(e.service), [ReasonView(x.code, x.text) for x in e.reasons])
             for e in result.excluded
@@ -150,15 +178,23 @@ def screening_summary(row: LatestScreening, catalog: Catalog) -> ScreeningSummar
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ClinicDirectory:
+    candidates: list[Candidate]
+    languages: tuple[str, ...]
+    """The clinic's languages: matching's for a patient whose profile records none."""
+
+
 class DirectoryCache:
-    """Match candidates per clinic, rebuilt when the directory changes. Whether it changed
-    is asked of the database at most every ``recheck_s`` seconds per worker, so a directory
-    edit reaches recommendations within that time."""
+    """Match candidates (and the clinic's languages) per clinic, rebuilt when the directory
+    changes. Whether it changed is asked of the database at most every ``recheck_s`` seconds
+    per worker, so a directory edit, or new clinic languages, reach recommendations within
+    that time."""
 
     def __init__(self, recheck_s: float = 5.0) -> None:
         self.recheck_s = recheck_s
         self._entries: dict[
-            uuid.UUID, tuple[tuple[int, datetime | None], float, list[Candidate]]
+            uuid.UUID, tuple[tuple[int, datetime | None], float, ClinicDirectory]
         ] = {}
         self._locks: dict[uuid.UUID, asyncio.Lock] = {}
 
@@ -166,7 +202,7 @@ class DirectoryCache:
         """After this worker changed the clinic's directory: rebuild on next use."""
         self._entries.pop(clinic_id, None)
 
-    async def candidates(self, db: Database, clinic_id: uuid.UUID) -> list[Candidate]:
+    async def directory(self, db: Database, clinic_id: uuid.UUID) -> ClinicDirectory:
         held = self._entries.get(clinic_id)
         if held is not None and time.monotonic() - held[1] < self.recheck_s:
             return held[2]
@@ -175,7 +211,7 @@ class DirectoryCache:
         async with self._locks.setdefault(clinic_id, asyncio.Lock()):
             return await self._refresh(db, clinic_id)
 
-    async def _refresh(self, db: Database, clinic_id: uuid.UUID) -> list[Candidate]:
+    async def _refresh(self, db: Database, clinic_id: uuid.UUID) -> ClinicDirectory:
         held = self._entries.get(clinic_id)
         now = time.monotonic()
         if held is not None and now - held[1] < self.recheck_s:
@@ -183,19 +219,22 @@ class DirectoryCache:
         async with db.begin() as conn:
             store = ClinicStore(conn, clinic_id)
             stamp = await store.directory_stamp()
+            languages = await clinic_languages(conn, clinic_id)
             if held is not None and held[0] == stamp:
-                self._entries[clinic_id] = (stamp, now, held[2])
-                return held[2]
+                directory = ClinicDirectory(held[2].candidates, languages)
+                self._entries[clinic_id] = (stamp, now, directory)
+                return directory
             rows = await store.live_services()
         candidates = prepare(
             msgspec.convert({**row.details, "id": row.id}, DirectoryService) for row in rows
         )
-        self._entries[clinic_id] = (stamp, now, candidates)
+        directory = ClinicDirectory(candidates, languages)
+        self._entries[clinic_id] = (stamp, now, directory)
         # The candidates live until the directory changes: keep them (and everything else
         # alive now) out of the cyclic garbage collector's full passes, which otherwise walk
         # every one of their objects again and again (about 100 ms for 10,000 services).
         gc.freeze()
-        return candidates
+        return directory
 
 
 async def recommend(
@@ -212,6 +251,15 @@ async def recommend(
     """Recommendations from the patient's latest screenings (plus ``extra``, not yet stored)."""
     summaries = [s for row in latest if (s := screening_summary(row, catalog)) is not None]
     needs = derive([*summaries, *extra])
-    candidates = await cache.candidates(db, clinic_id) if needs.needs else []
-    result = match(needs, profile, candidates, limit=limit, explain_excluded=explain)
-    return view(result, needs)
+    if not needs.needs:
+        return view(match(needs, profile, []), needs)
+    directory = await cache.directory(db, clinic_id)
+    result = match(
+        needs,
+        profile,
+        directory.candidates,
+        limit=limit,
+        explain_excluded=explain,
+        clinic_languages=directory.languages,
+    )
+    return view(result, needs, profile_warnings(profile, directory.languages))

@@ -8,6 +8,10 @@ or the patient's reach. The rest are ranked by how well the category answers the
 modality, services usable from home when pain is high, and distance. A severe need puts
 counselling first. Ties break on name, then id.
 
+A profile without languages is matched in the clinic's languages (``clinic_languages``), so
+the language filter still applies to a patient Belong knows little about; and
+:func:`profile_warnings` names what the profile lacks that would have filtered services out.
+
 Reasons are data: a code and plain words each. The same function (:func:`_assess`)
 scores a service and, when asked, explains it, so the reasons are always the ones that
 produced the score.
@@ -19,7 +23,7 @@ import heapq
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -92,6 +96,20 @@ SIGNAL_WORDS = {
 class Reason:
     code: str
     text: str
+
+
+ProfileField = Literal["languages", "age_band", "location", "pain_conditions"]
+WarningCode = Literal["missing_profile_field"]
+MISSING: WarningCode = "missing_profile_field"
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileWarning:
+    """A profile field matching would have used, missing: what was done without it."""
+
+    code: WarningCode
+    field: ProfileField
+    message: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,9 +275,13 @@ class _Patient:
     age: tuple[int, int] | None
     lat: float | None
     lon: float | None
+    clinic_languages: tuple[str, ...]
+    """Matched in instead of the patient's (unrecorded) languages; empty otherwise."""
 
 
-def _patient(needs: Needs, profile: PatientProfile) -> _Patient:
+def _patient(
+    needs: Needs, profile: PatientProfile, clinic_languages: Sequence[str] = ()
+) -> _Patient:
     points: dict[Category, float] = {}
     answers: dict[Category, tuple[Signal, ...]] = {}
     for category in Category:
@@ -273,6 +295,7 @@ def _patient(needs: Needs, profile: PatientProfile) -> _Patient:
         points[category] = total
         answers[category] = tuple(answered)
     location = profile.location
+    stand_in = () if profile.languages else tuple(clinic_languages)
     return _Patient(
         needs=needs,
         profile=profile,
@@ -280,12 +303,13 @@ def _patient(needs: Needs, profile: PatientProfile) -> _Patient:
         answers=answers,
         severe=any(n.severity is Severity.SEVERE for n in needs.needs),
         high_pain=needs.high_pain_interference,
-        languages=frozenset(primary_language(t) for t in profile.languages),
+        languages=frozenset(primary_language(t) for t in profile.languages or stand_in),
         conditions=frozenset(c for c in profile.pain_conditions if c is not PainCondition.OTHER),
         modalities=frozenset(profile.preferred_modalities),
         age=profile.age_band.bounds if profile.age_band else None,
         lat=math.radians(location.lat) if location else None,
         lon=math.radians(location.lon) if location else None,
+        clinic_languages=stand_in,
     )
 
 
@@ -325,11 +349,13 @@ def _assess(c: Candidate, p: _Patient, explain: list[Reason]) -> tuple[float | N
             f"{p.profile.age_band.value if p.profile.age_band else ''}",
         )
     if p.languages and c.languages and not (p.languages & c.languages):
-        drop(
-            "no_shared_language",
-            f"Offered in {', '.join(s.languages)}; the patient speaks "
-            f"{', '.join(p.profile.languages)}",
+        spoken = (
+            f"the patient's languages are not recorded, so the clinic's languages "
+            f"({', '.join(p.clinic_languages)}) are used"
+            if p.clinic_languages
+            else f"the patient speaks {', '.join(p.profile.languages)}"
         )
+        drop("no_shared_language", f"Offered in {', '.join(s.languages)}; {spoken}")
     if c.conditions and p.conditions and not (c.conditions & p.conditions):
         drop(
             "condition_not_served",
@@ -527,11 +553,14 @@ def match(
     candidates: Sequence[Candidate],
     limit: int = 10,
     explain_excluded: bool = False,
+    clinic_languages: Sequence[str] = (),
 ) -> MatchResult:
-    """The ``limit`` best services for these needs, best first, with their reasons."""
+    """The ``limit`` best services for these needs, best first, with their reasons.
+
+    ``clinic_languages`` stand in for the patient's when the profile has none."""
     if not needs.needs:
         return MatchResult([], [], len(candidates))
-    p = _patient(needs, profile)
+    p = _patient(needs, profile, clinic_languages)
     excluded: list[Excluded] = []
     if isinstance(candidates, Prepared) and candidates.vectorised and not explain_excluded:
         kept, scores = _vector_scores(candidates, p)
@@ -563,3 +592,50 @@ def match(
             )
         )
     return MatchResult(recommendations, excluded, len(candidates))
+
+
+def profile_warnings(
+    profile: PatientProfile, clinic_languages: Sequence[str]
+) -> list[ProfileWarning]:
+    """What the profile lacks that the hard filters use, so that services which may not fit
+    the patient are recommended (or, for languages, the clinic's are assumed): languages,
+    age band, location and pain conditions, in that order.
+
+    Not warned about: preferred modalities (they only rank), the travel limit (it narrows
+    in-person services further when a location is known) and the postcode (matching uses
+    coordinates; a postcode alone is not geocoded).
+    """
+    warnings = []
+    if not profile.languages:
+        assumed = (
+            f"matched in the clinic's languages ({', '.join(clinic_languages)})"
+            if clinic_languages
+            else "services in any language are included"
+        )
+        warnings.append(ProfileWarning(MISSING, "languages", f"No languages recorded: {assumed}"))
+    if profile.age_band is None:
+        warnings.append(
+            ProfileWarning(
+                MISSING, "age_band", "No age band recorded: services' age limits are not checked"
+            )
+        )
+    if profile.location is None:
+        postcode = " (the postcode alone is not used)" if profile.postcode else ""
+        warnings.append(
+            ProfileWarning(
+                MISSING,
+                "location",
+                f"No location recorded{postcode}: in-person services are not checked against "
+                "their catchment or the patient's travel limit, nor ranked by distance",
+            )
+        )
+    if not profile.pain_conditions:
+        warnings.append(
+            ProfileWarning(
+                MISSING,
+                "pain_conditions",
+                "No pain conditions recorded: services for one pain condition are not checked "
+                "against the patient's",
+            )
+        )
+    return warnings

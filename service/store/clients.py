@@ -1,7 +1,7 @@
-"""Clinics and their API clients: creation, listing, revocation, rotation, token lookup.
+"""API clients of clinics: creation, listing, revocation, rotation, token lookup.
 
-Tokens are random and shown once; only their SHA-256 is stored. This is the only
-module that reads across clinics, because a token is what names the clinic. A client is
+Tokens are random and shown once; only their SHA-256 is stored. This module (with
+``clinics.py``) reads across clinics, because a token is what names the clinic. A client is
 refused from its ``expires_at`` or ``revoked_at`` on; rotating replaces its token's hash.
 """
 
@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from service.store.clinics import clinic_id_named
 from service.store.database import as_utc, new_id, utcnow
 from service.store.tables import api_clients, client_keys, clinics
 
@@ -47,16 +48,6 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-async def ensure_clinic(conn: AsyncConnection, name: str) -> uuid.UUID:
-    existing = await conn.execute(sa.select(clinics.c.id).where(clinics.c.name == name))
-    clinic_id = existing.scalar_one_or_none()
-    if clinic_id is not None:
-        return clinic_id
-    clinic_id = new_id()
-    await conn.execute(sa.insert(clinics).values(id=clinic_id, name=name, created_at=utcnow()))
-    return clinic_id
-
-
 async def create_client(
     conn: AsyncConnection,
     clinic_name: str,
@@ -64,13 +55,15 @@ async def create_client(
     client_name: str = "api",
     *,
     expires_at: datetime | None = None,
+    create_clinic: bool = False,
 ) -> tuple[Principal, str]:
-    """Create the clinic if new and a client of it; returns the principal and its token."""
+    """A client of the named clinic; returns the principal and its token. An unknown clinic
+    is refused (UnknownClinic) unless ``create_clinic``, which creates it."""
     unknown = sorted(set(scopes) - set(SCOPES))
     if unknown:
         raise ValueError(f"unknown scopes {unknown}; known: {', '.join(SCOPES)}")
     expires_at = valid_expiry(expires_at)
-    clinic_id = await ensure_clinic(conn, clinic_name)
+    clinic_id = await clinic_id_named(conn, clinic_name, create=create_clinic)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     client_id = new_id()
     await conn.execute(
@@ -178,14 +171,6 @@ def client_records_query() -> sa.Select[Any]:
         .outerjoin(client_keys, client_keys.c.client_id == api_clients.c.id)
         .order_by(clinics.c.name, api_clients.c.created_at, api_clients.c.id)
     )
-
-
-async def clinic_id_named(conn: AsyncConnection, name: str) -> uuid.UUID:
-    found = await conn.execute(sa.select(clinics.c.id).where(clinics.c.name == name))
-    clinic_id = found.scalar_one_or_none()
-    if clinic_id is None:
-        raise LookupError(f"no clinic named {name!r}")
-    return clinic_id
 
 
 async def list_clients(conn: AsyncConnection, clinic_name: str | None = None) -> list[ClientRecord]:

@@ -57,12 +57,13 @@ async def create_system_client(
     jwks: dict[str, Any] | None = None,
     jwks_url: str | None = None,
     expires_at: datetime | None = None,
+    create_clinic: bool = False,
 ) -> SystemClient:
     """A client of the clinic that signs JWTs; its SMART client_id is ``issuer`` (by default
     the client's own id). The opaque token ``create_client`` makes is never shown."""
     _one_key_source(jwks, jwks_url)
     principal, _ = await create_client(
-        conn, clinic_name, scopes, client_name, expires_at=expires_at
+        conn, clinic_name, scopes, client_name, expires_at=expires_at, create_clinic=create_clinic
     )
     issuer = issuer or str(principal.client_id)
     if not 1 <= len(issuer) <= 255:

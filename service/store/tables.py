@@ -33,6 +33,8 @@ clinics = sa.Table(
     sa.Column("id", sa.Uuid, primary_key=True),
     sa.Column("name", sa.String(200), nullable=False, unique=True),
     sa.Column("created_at", Timestamp, nullable=False),
+    # BCP 47 tags: matching's languages for a patient whose profile records none.
+    sa.Column("languages", Json, nullable=False, server_default=sa.text("'[\"en\"]'")),
 )
 
 api_clients = sa.Table(

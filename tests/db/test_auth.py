@@ -196,7 +196,7 @@ def bearer(token: str) -> dict[str, str]:
 
 def created(belong_cli: BelongCli, *args: str) -> tuple[uuid.UUID, str]:
     """``belong clients create ARGS``: the new client's id and its token."""
-    run = belong_cli("clients", "create", *args)
+    run = belong_cli("clients", "create", "--create-clinic", *args)
     assert run.code == 0, run.err
     client_id = run.out[0].split("client ", 1)[1].split()[0]
     return uuid.UUID(client_id), run.out[-1]
@@ -364,7 +364,7 @@ def test_a_token_is_refused_from_its_expiry_even_while_cached(
 
     async def create(conn: Any) -> str:
         _, token = await create_client(
-            conn, f"expiry-{uuid.uuid4()}", ["audit:read"], expires_at=expiry
+            conn, f"expiry-{uuid.uuid4()}", ["audit:read"], expires_at=expiry, create_clinic=True
         )
         return token
 

@@ -761,7 +761,9 @@ def test_the_cli_imports_the_seed_and_a_bundle_idempotently(tmp_path: Path) -> N
     upgraded = belong(url, "db", "upgrade")
     assert upgraded.returncode == 0, upgraded.stderr
 
-    first = belong(url, "directory", "import", "--clinic", "CLI Clinic", str(SEED))
+    first = belong(
+        url, "directory", "import", "--clinic", "CLI Clinic", "--create-clinic", str(SEED)
+    )
     assert first.returncode == 0, first.stderr
     assert first.stdout.strip().splitlines()[-1] == "created 55, updated 0, rejected 0"
     second = belong(url, "directory", "import", "--clinic", "CLI Clinic", str(SEED))
@@ -780,7 +782,9 @@ def test_the_cli_imports_the_seed_and_a_bundle_idempotently(tmp_path: Path) -> N
     assert again.stdout.strip().splitlines()[-1] == "created 0, updated 2, rejected 0"
     assert len(stored_services(db_file, "CLI Clinic")) == 57
 
-    other = belong(url, "directory", "import", "--clinic", "Other Clinic", str(bundle_file))
+    other = belong(
+        url, "directory", "import", "--clinic", "Other Clinic", "--create-clinic", str(bundle_file)
+    )
     assert other.stdout.strip().splitlines()[-1] == "created 2, updated 0, rejected 0"
 
 
@@ -790,6 +794,7 @@ def test_the_cli_refuses_a_bad_record_then_skips_it_when_asked(tmp_path: Path) -
     assert belong(url, "db", "upgrade").returncode == 0
     seed_file = tmp_path / "seed.json"
     seed_file.write_text(json.dumps(seed()[:10]), encoding="utf-8")
+    assert belong(url, "clinics", "create", "--name", "C").returncode == 0
     assert belong(url, "directory", "import", "--clinic", "C", str(seed_file)).returncode == 0
     before = stored_services(db_file, "C")
     bad = seed_with_bad_record(3)[:10]
@@ -826,7 +831,7 @@ def test_the_cli_refuses_a_malformed_file(tmp_path: Path, content: bytes) -> Non
     bad_file = tmp_path / "bad.json"
     bad_file.write_bytes(content)
 
-    result = belong(url, "directory", "import", "--clinic", "C", str(bad_file))
+    result = belong(url, "directory", "import", "--clinic", "C", "--create-clinic", str(bad_file))
 
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: {bad_file}")
@@ -840,7 +845,7 @@ def test_the_cli_imports_nothing_from_a_file_with_a_bad_record(tmp_path: Path) -
     bad_file = tmp_path / "bad.json"
     bad_file.write_bytes(b'[{"id": "a\\u0000"}]')
 
-    result = belong(url, "directory", "import", "--clinic", "C", str(bad_file))
+    result = belong(url, "directory", "import", "--clinic", "C", "--create-clinic", str(bad_file))
 
     assert result.returncode == 1
     assert "rejected [0]" in result.stderr
@@ -853,6 +858,7 @@ def test_the_cli_and_the_api_agree_on_the_seed(
     db_file = tmp_path / "cli.db"
     url = f"sqlite+aiosqlite:///{db_file}"
     assert belong(url, "db", "upgrade").returncode == 0
+    assert belong(url, "clinics", "create", "--name", "C").returncode == 0
     assert belong(url, "directory", "import", "--clinic", "C", str(SEED)).returncode == 0
     assert post_import(client, seed()).status_code == 200
 

@@ -123,7 +123,8 @@ def proxied_app(
 
         async def token() -> str:
             async with app.state.db.begin() as conn:
-                return (await create_client(conn, f"faults-{uuid.uuid4()}", list(SCOPES)))[1]
+                name = f"faults-{uuid.uuid4()}"
+                return (await create_client(conn, name, list(SCOPES), create_clinic=True))[1]
 
         yield client, {"Authorization": f"Bearer {client.blocking_portal.call(token)}"}
 

@@ -374,12 +374,14 @@ def test_cli_registers_a_jwks_file(
     keys = tmp_path / "jwks.json"
     keys.write_text(__import__("json").dumps(public_jwks(ec_key())))
     issuer = f"https://ehr.example.org/{uuid.uuid4()}"
+    clinic = f"cli-{uuid.uuid4()}"
     code = belong(
         [
             "clients",
             "create",
             "--clinic",
-            f"cli-{uuid.uuid4()}",
+            clinic,
+            "--create-clinic",
             "--scope",
             "referrals:read",
             "--jwks",
@@ -417,7 +419,7 @@ def test_cli_registers_a_jwks_file(
                 "clients",
                 "create",
                 "--clinic",
-                "x",
+                clinic,
                 "--scope",
                 "referrals:read",
                 "--jwks",
@@ -571,6 +573,59 @@ def test_a_recent_positive_screen_gives_a_warning_card_with_referrals(
     assert resource["performer"][0]["reference"] == f"HealthcareService/{service['id']}"
     trail = client.get("/v1/audit-events", params={"patient_id": patient, "limit": 200})
     assert any(e["resource_type"] == "CdsCards" for e in trail.json()["items"])
+
+
+def test_the_card_says_when_the_patients_profile_is_incomplete(
+    session_client: TestClient[Litestar], client: TestClient[Litestar], ehr: System
+) -> None:
+    for name, languages in (("Arabic Circle", ["ar"]), ("English Circle", ["en"])):
+        body = {
+            "name": name,
+            "organization": "Test Trust",
+            "category": "support-group",
+            "modalities": ["online"],
+            "languages": languages,
+        }
+        assert client.post("/v1/directory/services", json=body).status_code == 201
+    patient = f"pat-{uuid.uuid4()}"  # no profile: Belong knows only the screening
+    when = (datetime.now(UTC) - timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    screened = client.post(
+        "/v1/screenings",
+        json={
+            "patient_id": patient,
+            "instrument": "ucla-3",
+            "completed_at": when,
+            "answers": LONELY,
+        },
+    )
+    assert screened.status_code == 201, screened.text
+
+    [card] = assert_valid_cards(call(session_client, ehr, hook_call(patient)).json())
+
+    assert card["indicator"] == "warning"
+    assert "profile is incomplete" in card["detail"]
+    assert "languages" in card["detail"]
+    assert "English Circle" in card["detail"]
+    assert "Arabic Circle" not in card["detail"]
+    assert [s["label"] for s in card["suggestions"]] == ["Refer to English Circle"]
+
+
+def test_a_complete_profile_is_not_called_incomplete(
+    session_client: TestClient[Litestar], client: TestClient[Litestar], ehr: System
+) -> None:
+    patient = f"pat-{uuid.uuid4()}"
+    profile = {
+        "languages": ["en"],
+        "pain_conditions": ["crps"],
+        "age_band": "30-44",
+        "location": {"lat": 51.5, "lon": -0.1},
+    }
+    assert client.put(f"/v1/patients/{patient}", json=profile).status_code == 201
+    screen(client, patient, LONELY, datetime.now(UTC) - timedelta(days=2))
+
+    [card] = assert_valid_cards(call(session_client, ehr, hook_call(patient)).json())
+
+    assert "incomplete" not in card["detail"]
 
 
 def test_no_recent_screening_gives_a_screening_due_card(

@@ -1054,6 +1054,7 @@ def bench(opts: Options) -> bool:
     create_database(opts.admin_url, opts.database)
     try:
         run(belong("db", "upgrade"), env=env, timeout=120)
+        run(belong("clinics", "create", "--name", CLINIC, "--if-missing"), env=env, timeout=60)
         from service.store.clients import SCOPES
 
         created = run(

@@ -376,6 +376,53 @@ def test_languages_share_by_primary_subtag(offered: list[str], spoken: list[str]
     assert names(run([service("Talk", languages=offered)], patient)) == ["Talk"]
 
 
+@pytest.mark.parametrize("vectorised", [True, False], ids=["vector", "scalar"])
+def test_the_clinics_languages_stand_in_for_a_profile_without_languages(
+    vectorised: bool,
+) -> None:
+    directory = [
+        service("Arabic Circle", languages=["ar"]),
+        service("English Group", languages=["en-GB"]),
+        service("Any Language Group"),
+    ]
+    candidates = prepare(directory) if vectorised else list(prepare(directory))
+
+    unknown = match(needs(), PatientProfile(), candidates, clinic_languages=("en",))
+    spoken = match(needs(), profile(languages=["ar"]), candidates, clinic_languages=("en",))
+    no_clinic = match(needs(), PatientProfile(), candidates)
+
+    assert names(unknown) == ["Any Language Group", "English Group"]
+    assert names(spoken) == ["Any Language Group", "Arabic Circle"]  # the patient's own win
+    assert len(names(no_clinic)) == 3
+
+
+def test_an_exclusion_on_the_clinics_languages_says_so() -> None:
+    result = match(
+        needs(),
+        PatientProfile(),
+        prepare([service("Arabic Circle", languages=["ar"])]),
+        clinic_languages=("en", "cy"),
+        explain_excluded=True,
+    )
+
+    [excluded] = result.excluded
+    [reason] = excluded.reasons
+    assert reason.code == "no_shared_language"
+    assert "not recorded" in reason.text and "clinic's languages (en, cy)" in reason.text
+
+
+def test_profile_warnings_name_each_missing_field_that_filters() -> None:
+    empty = matching.profile_warnings(PatientProfile(), ("en",))
+    complete = profile(languages=["fr"], age_band="30-44", location=HOME, pain_conditions=["crps"])
+
+    assert [w.field for w in empty] == ["languages", "age_band", "location", "pain_conditions"]
+    assert {w.code for w in empty} == {"missing_profile_field"}
+    assert "clinic's languages (en)" in empty[0].message
+    assert matching.profile_warnings(complete, ("en",)) == []
+    postcode_only = matching.profile_warnings(profile(postcode="SW1A 1AA"), ("en",))
+    assert "postcode" in next(w for w in postcode_only if w.field == "location").message
+
+
 @pytest.mark.parametrize(
     ("served", "conditions"),
     [
