@@ -97,6 +97,13 @@ class AnswerOption(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit
     """A recorded refusal: kept, but scored as a missing item."""
 
 
+class Preamble(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Text the instrument prints before a block of items, such as who counts as family."""
+
+    title: Text
+    text: Text
+
+
 class Item(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
     linkId: LinkId
     text: Text
@@ -104,6 +111,10 @@ class Item(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_default
     """Name of an entry in the definition's ``option_sets``."""
     code: Coding | None = None
     reverse: bool = False
+    preamble: Identifier | None = None
+    """Name of an entry in the definition's ``preambles``, shown before the item's block."""
+    wording_source: Text | None = None
+    """Where the item text comes from, where copies of the instrument word it differently."""
 
 
 class MissingRule(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -166,6 +177,7 @@ class Definition(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_d
     items: Annotated[list[Item], msgspec.Meta(min_length=1)]
     scoring: Scoring
     panel: Coding | None = None
+    preambles: dict[Identifier, Preamble] = {}
     subscales: list[Subscale] = []
     bands: list[Band] = []
     notes: list[Text] = []
@@ -349,6 +361,29 @@ def _check_bands_cover(scale: Scale, fail: Callable[[str], InstrumentError]) -> 
             )
 
 
+def _check_preambles(definition: Definition, fail: Callable[[str], InstrumentError]) -> None:
+    """Each preamble opens one run of consecutive items, and its id (the linkId of its
+    display item in the Questionnaire) is no item's linkId."""
+    link_ids = {item.linkId for item in definition.items}
+    used = {item.preamble for item in definition.items}
+    for preamble_id in definition.preambles:
+        if preamble_id in link_ids:
+            raise fail(f"preambles.{preamble_id}: the id is also an item linkId")
+        if preamble_id not in used:
+            raise fail(f"preambles.{preamble_id}: no item shows it")
+    finished: set[str] = set()
+    previous: str | None = None
+    for index, item in enumerate(definition.items):
+        if item.preamble is not None and item.preamble not in definition.preambles:
+            raise fail(f"items[{index}].preamble: no preamble named {item.preamble!r}")
+        if item.preamble != previous:
+            if item.preamble in finished:
+                raise fail(f"items[{index}].preamble: items sharing a preamble must be consecutive")
+            if previous is not None:
+                finished.add(previous)
+            previous = item.preamble
+
+
 def build(definition: Definition, path: Path) -> Instrument:
     """Resolve a decoded definition into an :class:`Instrument`, or say what is wrong."""
 
@@ -357,6 +392,7 @@ def build(definition: Definition, path: Path) -> Instrument:
 
     if path.stem != definition.id:
         raise fail(f"id {definition.id!r} must match the file name")
+    _check_preambles(definition, fail)
     options: dict[str, dict[int, AnswerOption]] = {}
     scores: dict[str, dict[int, int]] = {}
     for index, item in enumerate(definition.items):

@@ -62,6 +62,30 @@ def test_detail_of_subscales_and_reverse_items(client) -> None:
     assert reversed_items == ["1", "5", "6", "9", "10", "15", "16", "19", "20"]
 
 
+def test_lsns6_items_carry_the_preamble_of_their_block(client) -> None:
+    body = client.get("/v1/instruments/lsns-6").json()
+    family = {
+        "id": "family",
+        "title": "FAMILY",
+        "text": "Considering the people to whom you are related by birth, marriage, adoption, etc…",
+    }
+    friends = {
+        "id": "friends",
+        "title": "FRIENDSHIPS",
+        "text": "Considering all of your friends including those who live in your neighborhood…",
+    }
+    assert [item["preamble"] for item in body["items"]] == [family] * 3 + [friends] * 3
+    assert body["items"][3]["text"] == (
+        "How many of your friends do you see or hear from at least once a month?"
+    )
+    assert "studylib" in body["items"][3]["wording_source"]
+
+
+def test_items_without_a_preamble_carry_none(client) -> None:
+    body = client.get("/v1/instruments/ucla-3").json()
+    assert all("preamble" not in item for item in body["items"])
+
+
 def test_unknown_instrument_is_404_problem(client) -> None:
     response = client.get("/v1/instruments/nope")
     assert response.status_code == 404

@@ -52,6 +52,20 @@ def test_instrument_schema_is_current() -> None:
     assert json.loads(INSTRUMENT_SCHEMA.read_text())["title"] == "Belong instrument definition"
 
 
+PREAMBLE = {"title": "BLOCK", "text": "Considering the people you meet"}
+
+
+def _preamble_on(data: dict, *indexes: int) -> None:
+    data["preambles"] = {"block": PREAMBLE}
+    for index in indexes:
+        data["items"][index]["preamble"] = "block"
+
+
+def test_consecutive_items_may_share_a_preamble(tmp_path) -> None:
+    instrument = load_file(_broken_copy(tmp_path, lambda d: _preamble_on(d, 1, 2)))
+    assert [item.preamble for item in instrument.definition.items] == [None, "block", "block"]
+
+
 def _broken_copy(tmp_path: Path, change) -> Path:
     data = yaml.safe_load((INSTRUMENTS_DIR / "ucla-3.yaml").read_text())
     change(data)
@@ -72,6 +86,13 @@ def _broken_copy(tmp_path: Path, change) -> Path:
         (lambda d: d["scoring"].update(method="median"), "$.scoring.method"),
         (lambda d: d.update(id="ucla-4"), "must match the file name"),
         (lambda d: d.update(colour="blue"), "unknown field `colour`"),
+        (lambda d: d["items"][0].update(preamble="nope"), "items[0].preamble"),
+        (
+            lambda d: d.update(preambles={"1": PREAMBLE}),
+            "preambles.1: the id is also an item linkId",
+        ),
+        (lambda d: d.update(preambles={"block": PREAMBLE}), "preambles.block: no item shows it"),
+        (lambda d: _preamble_on(d, 0, 2), "items[2].preamble: items sharing a preamble"),
     ],
 )
 def test_broken_definition_names_file_and_field(tmp_path, change, message) -> None:

@@ -563,3 +563,68 @@ def test_validation_accepts_published_values_and_unanswered_items(
     pairs = [(link, None if link == skipped else value) for link, value in answers.items()]
     expected = {link: value for link, value in answers.items() if link != skipped}
     assert validate(catalog[instrument_id], pairs) == expected
+
+
+# ---------------------------------------------------------------- wording as published
+
+# Section 4 (LSNS-R items 1, 3, 4) and the 2026-12-01 errata (friends items, preambles).
+LSNS6_WORDING = {
+    "1": "How many relatives do you see or hear from at least once a month?",
+    "2": "How many relatives do you feel at ease with that you can talk about private matters?",
+    "3": "How many relatives do you feel close to such that you could call on them for help?",
+    "4": "How many of your friends do you see or hear from at least once a month?",
+    "5": "How many friends do you feel at ease with that you can talk about private matters?",
+    "6": "How many friends do you feel close to such that you could call on them for help?",
+}
+LSNS6_FAMILY = (
+    "FAMILY",
+    "Considering the people to whom you are related by birth, marriage, adoption, etc…",
+)
+LSNS6_FRIENDSHIPS = (
+    "FRIENDSHIPS",
+    "Considering all of your friends including those who live in your neighborhood…",
+)
+# Errata 2026-12-01: the official 93029-7 text ends with its example clause.
+PRAPARE_WORDING = (
+    "How often do you see or talk to people that you care about and feel close to (For "
+    "example: talking to friends on the phone, visiting friends or family, going to church "
+    "or club meetings)?"
+)
+
+
+def test_lsns6_items_read_as_published(catalog: dict[str, Instrument]) -> None:
+    definition = catalog["lsns-6"].definition
+    assert {item.linkId: item.text for item in definition.items} == LSNS6_WORDING
+
+
+def test_lsns6_blocks_open_with_the_preamble_that_says_who_counts(
+    catalog: dict[str, Instrument],
+) -> None:
+    definition = catalog["lsns-6"].definition
+    shown = {}
+    for item in definition.items:
+        assert item.preamble is not None, item.linkId
+        preamble = definition.preambles[item.preamble]
+        shown[item.linkId] = (preamble.title, preamble.text)
+    assert shown == {
+        **{link: LSNS6_FAMILY for link in ("1", "2", "3")},
+        **{link: LSNS6_FRIENDSHIPS for link in ("4", "5", "6")},
+    }
+
+
+def test_prapare_item_keeps_its_example_clause(catalog: dict[str, Instrument]) -> None:
+    (item,) = catalog["prapare-social-contact"].definition.items
+    assert item.text == PRAPARE_WORDING
+    assert item.wording_source and "PRAPARE" in item.wording_source
+
+
+def test_mspss_item_2_follows_zimets_own_sheet_and_says_so(
+    catalog: dict[str, Instrument],
+) -> None:
+    # Errata: Zimet's own sheet reads "share joys and sorrows" (most copies add "my"); the
+    # 1988 paper could not be read, which the recorded source must say.
+    item = catalog["mspss"].definition.items[1]
+    assert item.linkId == "2"
+    assert item.text == "There is a special person with whom I can share joys and sorrows."
+    assert item.wording_source is not None
+    assert "Zimet" in item.wording_source and "1988" in item.wording_source

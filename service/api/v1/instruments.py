@@ -14,7 +14,13 @@ from service.api.auth import PUBLIC, scoped
 from service.api.body import decode
 from service.api.catalog import Catalog
 from service.api.errors import ApiError
-from service.domain.instruments import Band, Coding, Instrument, MissingRule, Source
+from service.domain.instruments import (
+    Band,
+    Coding,
+    Instrument,
+    MissingRule,
+    Source,
+)
 from service.domain.scoring import AnswersInvalid, AnswerValue, Problem, Score, score, validate
 from service.fhir.questionnaire import canonical_url
 
@@ -54,12 +60,23 @@ class CodingView(msgspec.Struct):
     display: str
 
 
+class PreambleView(msgspec.Struct):
+    id: str
+    title: str
+    text: str
+
+
 class ItemView(msgspec.Struct, omit_defaults=True):
     linkId: str
     text: str
     options: list[OptionView]
     code: CodingView | None = None
     reverse: bool = False
+    preamble: PreambleView | None = None
+    """Text shown before the item's block (such as who counts as family), part of how the
+    item is presented."""
+    wording_source: str | None = None
+    """Where the item text comes from, where copies of the instrument word it differently."""
 
 
 class MissingView(msgspec.Struct):
@@ -208,12 +225,18 @@ def detail(catalog: NamedDependency[Catalog], instrument: Instrument) -> Instrum
         )
         for s, scale in zip(d.subscales, instrument.subscales, strict=True)
     ]
+    preambles = {
+        preamble_id: PreambleView(id=preamble_id, title=preamble.title, text=preamble.text)
+        for preamble_id, preamble in d.preambles.items()
+    }
     items = [
         ItemView(
             linkId=item.linkId,
             text=item.text,
             code=_coding(item.code),
             reverse=item.reverse,
+            preamble=preambles[item.preamble] if item.preamble else None,
+            wording_source=item.wording_source,
             options=[
                 OptionView(value=o.value, display=o.display, code=o.code, declined=o.declined)
                 for o in d.option_sets[item.options]
