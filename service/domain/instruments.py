@@ -177,6 +177,7 @@ class Definition(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_d
     items: Annotated[list[Item], msgspec.Meta(min_length=1)]
     scoring: Scoring
     panel: Coding | None = None
+    """A LOINC panel code, only where a source says the code is a panel."""
     preambles: dict[Identifier, Preamble] = {}
     subscales: list[Subscale] = []
     bands: list[Band] = []

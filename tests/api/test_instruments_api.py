@@ -86,6 +86,13 @@ def test_items_without_a_preamble_carry_none(client) -> None:
     assert all("preamble" not in item for item in body["items"])
 
 
+def test_promis_8a_score_codes_are_score_codes_not_panels(client) -> None:
+    for instrument_id, code in (("promis-si-8a", "77849-8"), ("promis-is-8a", "77850-6")):
+        body = client.get(f"/v1/instruments/{instrument_id}").json()
+        assert "panel" not in body, instrument_id
+        assert body["scoring"]["code"]["code"] == code
+
+
 def test_unknown_instrument_is_404_problem(client) -> None:
     response = client.get("/v1/instruments/nope")
     assert response.status_code == 404

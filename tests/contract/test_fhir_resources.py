@@ -472,6 +472,32 @@ def test_a_response_that_echoes_the_preambles_still_scores(client, catalog) -> N
     assert total["valueQuantity"]["value"] == 12
 
 
+@pytest.mark.parametrize(
+    ("instrument_id", "code"), [("promis-si-8a", "77849-8"), ("promis-is-8a", "77850-6")]
+)
+def test_promis_8a_score_carries_the_pco_score_code_and_no_panel(
+    licensed_client, catalog, instrument_id, code
+) -> None:
+    answers: dict[str, int | None] = {link: 3 for link in catalog[instrument_id].link_ids}
+    response = licensed_client.post(
+        "/v1/screenings",
+        json={
+            "patient_id": patient_id(),
+            "instrument": instrument_id,
+            "completed_at": "2025-02-03T08:15:00Z",
+            "answers": answers,
+        },
+    )
+    assert response.status_code == 201, response.text
+    result = response.json()
+    observations = result["observations"]
+    check_screening(catalog, instrument_id, answers, observations, result["questionnaire_response"])
+    assert not [o for o in observations if o["id"].endswith("-panel") or "hasMember" in o]
+    (total,) = [o for o in observations if o["id"].endswith("-total")]
+    assert [(c["system"], c["code"]) for c in total["code"]["coding"]] == [(LOINC, code)]
+    assert total["meta"]["profile"] == [SDOHCC_OSR]
+
+
 def test_answers_at_another_utc_offset_are_effective_in_utc(client, catalog) -> None:
     patient = patient_id()
     answers = {"1": 4}

@@ -628,3 +628,31 @@ def test_mspss_item_2_follows_zimets_own_sheet_and_says_so(
     assert item.text == "There is a special person with whom I can share joys and sorrows."
     assert item.wording_source is not None
     assert "Zimet" in item.wording_source and "1988" in item.wording_source
+
+
+# ---------------------------------------------------------------- PROMIS codes and bands
+
+# Errata 2026-12-01: 77849-8 / 77850-6 are PCO IG "target measure score codes", not panels.
+PROMIS_SCORE_CODES = {"promis-si-8a": "77849-8", "promis-is-8a": "77850-6"}
+
+
+@pytest.mark.parametrize("instrument_id", list(PROMIS_TABLES))
+def test_promis_forms_have_no_panel_and_only_the_pco_score_codes(
+    catalog: dict[str, Instrument], instrument_id: str
+) -> None:
+    definition = catalog[instrument_id].definition
+    assert definition.panel is None
+    code = definition.scoring.code
+    assert (code.code if code else None) == PROMIS_SCORE_CODES.get(instrument_id)
+
+
+@pytest.mark.parametrize("instrument_id", list(PROMIS_TABLES))
+def test_promis_bands_name_their_healthmeasures_scheme_and_stay_conventional(
+    catalog: dict[str, Instrument], instrument_id: str
+) -> None:
+    bands = catalog[instrument_id].definition.bands
+    assert bands
+    for band in bands:
+        assert band.provenance.value == "conventional", band.code
+        assert "mild/moderate/severe scheme" in band.source, band.code
+        assert '"very low" to "very high"' in band.source, band.code
