@@ -138,6 +138,52 @@ class Band(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_default
     signal: Signal | None = None
 
 
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+
+
+class MinimalImportantDifference(
+    msgspec.Struct, forbid_unknown_fields=True, frozen=True, tag="mid", tag_field="kind"
+):
+    """A minimal important difference published for the measure, on the reported score;
+    ``provenance`` says whether it is confirmed for this instrument."""
+
+    value: Positive
+    source: Text
+    provenance: Provenance
+    note: Text
+
+
+class ReliableChangeIndex(
+    msgspec.Struct, forbid_unknown_fields=True, frozen=True, tag="rci", tag_field="kind"
+):
+    """The change beyond measurement error at 95%: 1.96 x SD x sqrt(2) x sqrt(1 - r),
+    from a published SD and reliability (checked when the definition loads)."""
+
+    value: Positive
+    sd: Positive
+    sd_source: Text
+    reliability: Annotated[float, msgspec.Meta(gt=0, lt=1)]
+    reliability_source: Text
+    provenance: Provenance
+    note: Text
+    """The arithmetic, written out."""
+
+    def computed(self) -> float:
+        return 1.96 * self.sd * math.sqrt(2) * math.sqrt(1 - self.reliability)
+
+
+class NoThreshold(
+    msgspec.Struct, forbid_unknown_fields=True, frozen=True, tag="none", tag_field="kind"
+):
+    """No threshold: neither a published MID nor the SD and reliability for an RCI."""
+
+    reason: Text
+
+
+MeaningfulChange = MinimalImportantDifference | ReliableChangeIndex | NoThreshold
+"""How large a change in the total must be before it is called better or worse."""
+
+
 class Scoring(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
     method: Method
     missing: MissingRule
@@ -176,6 +222,7 @@ class Definition(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_d
     option_sets: dict[Identifier, Annotated[list[AnswerOption], msgspec.Meta(min_length=1)]]
     items: Annotated[list[Item], msgspec.Meta(min_length=1)]
     scoring: Scoring
+    meaningful_change: MeaningfulChange
     panel: Coding | None = None
     """A LOINC panel code, only where a source says the code is a panel."""
     preambles: dict[Identifier, Preamble] = {}
@@ -394,6 +441,12 @@ def build(definition: Definition, path: Path) -> Instrument:
     if path.stem != definition.id:
         raise fail(f"id {definition.id!r} must match the file name")
     _check_preambles(definition, fail)
+    change = definition.meaningful_change
+    if isinstance(change, ReliableChangeIndex) and abs(change.value - change.computed()) > 0.005:
+        raise fail(
+            f"meaningful_change.value: {change.value} is not 1.96 x {change.sd} x sqrt(2) x "
+            f"sqrt(1 - {change.reliability}) = {change.computed():.2f}"
+        )
     options: dict[str, dict[int, AnswerOption]] = {}
     scores: dict[str, dict[int, int]] = {}
     for index, item in enumerate(definition.items):

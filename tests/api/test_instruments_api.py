@@ -86,6 +86,15 @@ def test_items_without_a_preamble_carry_none(client) -> None:
     assert all("preamble" not in item for item in body["items"])
 
 
+def test_detail_gives_the_meaningful_change_threshold_with_its_source(client) -> None:
+    promis = client.get("/v1/instruments/promis-si-8a").json()["meaningful_change"]
+    assert (promis["kind"], promis["value"], promis["provenance"]) == ("mid", 3.0, "conventional")
+    assert promis["source"] and promis["note"]
+    ucla = client.get("/v1/instruments/ucla-3").json()["meaningful_change"]
+    assert ucla["kind"] == "none" and ucla["reason"]
+    assert "value" not in ucla
+
+
 def test_promis_8a_score_codes_are_score_codes_not_panels(client) -> None:
     for instrument_id, code in (("promis-si-8a", "77849-8"), ("promis-is-8a", "77850-6")):
         body = client.get(f"/v1/instruments/{instrument_id}").json()

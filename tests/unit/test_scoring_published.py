@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import combinations
 
+import msgspec
 import pytest
 
 from service.domain.instruments import Instrument
@@ -656,3 +657,27 @@ def test_promis_bands_name_their_healthmeasures_scheme_and_stay_conventional(
         assert band.provenance.value == "conventional", band.code
         assert "mild/moderate/severe scheme" in band.source, band.code
         assert '"very low" to "very high"' in band.source, band.code
+
+
+# ---------------------------------------------------------------- meaningful change
+
+# Errata 2026-12-01: PROMIS publishes MIDs of roughly 2-6 T points, about 3 for group
+# comparisons (not specific to the social domains: conventional). For every other
+# instrument no MID was found and the reference gives no reliability coefficient, so no
+# reliable change index can be computed from it: no threshold, with the reason.
+PROMIS_MID = 3.0
+
+
+@pytest.mark.parametrize("instrument_id", INSTRUMENT_IDS)
+def test_meaningful_change_threshold_and_its_source(
+    catalog: dict[str, Instrument], instrument_id: str
+) -> None:
+    change = msgspec.to_builtins(catalog[instrument_id].definition.meaningful_change)
+    if instrument_id.startswith("promis-"):
+        assert change["kind"] == "mid"
+        assert change["value"] == PROMIS_MID
+        assert change["provenance"] == "conventional"
+        assert "2-6" in change["note"] and change["source"].strip()
+    else:
+        assert change["kind"] == "none"
+        assert "reliab" in change["reason"]

@@ -18,6 +18,7 @@ from service.domain.instruments import (
     Band,
     Coding,
     Instrument,
+    MeaningfulChange,
     MissingRule,
     Source,
 )
@@ -130,6 +131,9 @@ class InstrumentDetail(msgspec.Struct, omit_defaults=True):
     sources: list[Source]
     questionnaire: str
     """Canonical URL of the matching FHIR Questionnaire."""
+    meaningful_change: MeaningfulChange
+    """The change in the total that the history calls better or worse: a minimal important
+    difference (mid), a reliable change index (rci), or none, with the reason."""
     panel: CodingView | None = None
     notes: list[str] = []
 
@@ -263,6 +267,7 @@ def detail(catalog: NamedDependency[Catalog], instrument: Instrument) -> Instrum
         subscales=subscales,
         sources=list(d.sources),
         questionnaire=canonical_url(d.id),
+        meaningful_change=d.meaningful_change,
         panel=_coding(d.panel),
         notes=list(d.notes),
     )
