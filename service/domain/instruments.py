@@ -97,6 +97,13 @@ class AnswerOption(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit
     """A recorded refusal: kept, but scored as a missing item."""
 
 
+class Preamble(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Text the instrument prints before a block of items, such as who counts as family."""
+
+    title: Text
+    text: Text
+
+
 class Item(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
     linkId: LinkId
     text: Text
@@ -104,6 +111,10 @@ class Item(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_default
     """Name of an entry in the definition's ``option_sets``."""
     code: Coding | None = None
     reverse: bool = False
+    preamble: Identifier | None = None
+    """Name of an entry in the definition's ``preambles``, shown before the item's block."""
+    wording_source: Text | None = None
+    """Where the item text comes from, where copies of the instrument word it differently."""
 
 
 class MissingRule(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -125,6 +136,52 @@ class Band(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_default
     provenance: Provenance
     source: Text
     signal: Signal | None = None
+
+
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+
+
+class MinimalImportantDifference(
+    msgspec.Struct, forbid_unknown_fields=True, frozen=True, tag="mid", tag_field="kind"
+):
+    """A minimal important difference published for the measure, on the reported score;
+    ``provenance`` says whether it is confirmed for this instrument."""
+
+    value: Positive
+    source: Text
+    provenance: Provenance
+    note: Text
+
+
+class ReliableChangeIndex(
+    msgspec.Struct, forbid_unknown_fields=True, frozen=True, tag="rci", tag_field="kind"
+):
+    """The change beyond measurement error at 95%: 1.96 x SD x sqrt(2) x sqrt(1 - r),
+    from a published SD and reliability (checked when the definition loads)."""
+
+    value: Positive
+    sd: Positive
+    sd_source: Text
+    reliability: Annotated[float, msgspec.Meta(gt=0, lt=1)]
+    reliability_source: Text
+    provenance: Provenance
+    note: Text
+    """The arithmetic, written out."""
+
+    def computed(self) -> float:
+        return 1.96 * self.sd * math.sqrt(2) * math.sqrt(1 - self.reliability)
+
+
+class NoThreshold(
+    msgspec.Struct, forbid_unknown_fields=True, frozen=True, tag="none", tag_field="kind"
+):
+    """No threshold: neither a published MID nor the SD and reliability for an RCI."""
+
+    reason: Text
+
+
+MeaningfulChange = MinimalImportantDifference | ReliableChangeIndex | NoThreshold
+"""How large a change in the total must be before it is called better or worse."""
 
 
 class Scoring(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
@@ -165,7 +222,10 @@ class Definition(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_d
     option_sets: dict[Identifier, Annotated[list[AnswerOption], msgspec.Meta(min_length=1)]]
     items: Annotated[list[Item], msgspec.Meta(min_length=1)]
     scoring: Scoring
+    meaningful_change: MeaningfulChange
     panel: Coding | None = None
+    """A LOINC panel code, only where a source says the code is a panel."""
+    preambles: dict[Identifier, Preamble] = {}
     subscales: list[Subscale] = []
     bands: list[Band] = []
     notes: list[Text] = []
@@ -349,6 +409,29 @@ def _check_bands_cover(scale: Scale, fail: Callable[[str], InstrumentError]) -> 
             )
 
 
+def _check_preambles(definition: Definition, fail: Callable[[str], InstrumentError]) -> None:
+    """Each preamble opens one run of consecutive items, and its id (the linkId of its
+    display item in the Questionnaire) is no item's linkId."""
+    link_ids = {item.linkId for item in definition.items}
+    used = {item.preamble for item in definition.items}
+    for preamble_id in definition.preambles:
+        if preamble_id in link_ids:
+            raise fail(f"preambles.{preamble_id}: the id is also an item linkId")
+        if preamble_id not in used:
+            raise fail(f"preambles.{preamble_id}: no item shows it")
+    finished: set[str] = set()
+    previous: str | None = None
+    for index, item in enumerate(definition.items):
+        if item.preamble is not None and item.preamble not in definition.preambles:
+            raise fail(f"items[{index}].preamble: no preamble named {item.preamble!r}")
+        if item.preamble != previous:
+            if item.preamble in finished:
+                raise fail(f"items[{index}].preamble: items sharing a preamble must be consecutive")
+            if previous is not None:
+                finished.add(previous)
+            previous = item.preamble
+
+
 def build(definition: Definition, path: Path) -> Instrument:
     """Resolve a decoded definition into an :class:`Instrument`, or say what is wrong."""
 
@@ -357,6 +440,13 @@ def build(definition: Definition, path: Path) -> Instrument:
 
     if path.stem != definition.id:
         raise fail(f"id {definition.id!r} must match the file name")
+    _check_preambles(definition, fail)
+    change = definition.meaningful_change
+    if isinstance(change, ReliableChangeIndex) and abs(change.value - change.computed()) > 0.005:
+        raise fail(
+            f"meaningful_change.value: {change.value} is not 1.96 x {change.sd} x sqrt(2) x "
+            f"sqrt(1 - {change.reliability}) = {change.computed():.2f}"
+        )
     options: dict[str, dict[int, AnswerOption]] = {}
     scores: dict[str, dict[int, int]] = {}
     for index, item in enumerate(definition.items):

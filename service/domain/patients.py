@@ -1,4 +1,5 @@
-"""The patient profile Belong keeps for matching: no names, addresses or birth dates."""
+"""The patient profile Belong keeps for matching (no names, addresses or birth dates), and
+how a change between two screenings is read."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from enum import StrEnum
 from typing import Annotated
 
 import msgspec
+
+from service.domain.instruments import Direction, MeaningfulChange, NoThreshold
 
 SNOMED = "http://snomed.info/sct"
 
@@ -85,3 +88,20 @@ class PatientProfile(msgspec.Struct, forbid_unknown_fields=True, frozen=True, om
     age_band: AgeBand | None = None
     max_travel_km: Annotated[float, msgspec.Meta(gt=0, le=500)] | None = None
     """How far the patient can travel to an in-person service."""
+
+
+class Trend(StrEnum):
+    BETTER = "better"
+    WORSE = "worse"
+    NO_MEANINGFUL_CHANGE = "no meaningful change"
+
+
+def trend(change: float | None, direction: Direction, threshold: MeaningfulChange) -> Trend | None:
+    """Better or worse once the change reaches the instrument's threshold, else no
+    meaningful change; None for a first screening or where there is no threshold."""
+    if change is None or isinstance(threshold, NoThreshold):
+        return None
+    if abs(change) < threshold.value:
+        return Trend.NO_MEANINGFUL_CHANGE
+    worse = change > 0 if direction is Direction.HIGHER_WORSE else change < 0
+    return Trend.WORSE if worse else Trend.BETTER

@@ -33,9 +33,21 @@ def answer_coding(instrument: Instrument, link_id: str, value: int) -> Coding:
 
 
 def questionnaire(instrument: Instrument) -> Questionnaire:
+    """The instrument's items in order, each block of items that shares a preamble opened by
+    a display item (linkId = the preamble's id, prefix = its title); the answerable items
+    keep their linkIds, so responses stay flat and read as before."""
     definition = instrument.definition
     items = []
+    shown: str | None = None
     for item in definition.items:
+        if item.preamble is not None and item.preamble != shown:
+            preamble = definition.preambles[item.preamble]
+            items.append(
+                QuestionnaireItem(
+                    linkId=item.preamble, prefix=preamble.title, type="display", text=preamble.text
+                )
+            )
+        shown = item.preamble
         options = []
         for option in definition.option_sets[item.options]:
             coding = option_coding(definition.id, option)

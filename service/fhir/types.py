@@ -74,6 +74,7 @@ class AnswerOption(Element, kw_only=True):
 
 class QuestionnaireItem(Element, kw_only=True):
     linkId: str
+    prefix: str | None = None
     type: str
     text: str | None = None
     code: list[Coding] = []

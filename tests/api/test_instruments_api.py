@@ -62,6 +62,46 @@ def test_detail_of_subscales_and_reverse_items(client) -> None:
     assert reversed_items == ["1", "5", "6", "9", "10", "15", "16", "19", "20"]
 
 
+def test_lsns6_items_carry_the_preamble_of_their_block(client) -> None:
+    body = client.get("/v1/instruments/lsns-6").json()
+    family = {
+        "id": "family",
+        "title": "FAMILY",
+        "text": "Considering the people to whom you are related by birth, marriage, adoption, etc…",
+    }
+    friends = {
+        "id": "friends",
+        "title": "FRIENDSHIPS",
+        "text": "Considering all of your friends including those who live in your neighborhood…",
+    }
+    assert [item["preamble"] for item in body["items"]] == [family] * 3 + [friends] * 3
+    assert body["items"][3]["text"] == (
+        "How many of your friends do you see or hear from at least once a month?"
+    )
+    assert "studylib" in body["items"][3]["wording_source"]
+
+
+def test_items_without_a_preamble_carry_none(client) -> None:
+    body = client.get("/v1/instruments/ucla-3").json()
+    assert all("preamble" not in item for item in body["items"])
+
+
+def test_detail_gives_the_meaningful_change_threshold_with_its_source(client) -> None:
+    promis = client.get("/v1/instruments/promis-si-8a").json()["meaningful_change"]
+    assert (promis["kind"], promis["value"], promis["provenance"]) == ("mid", 3.0, "conventional")
+    assert promis["source"] and promis["note"]
+    ucla = client.get("/v1/instruments/ucla-3").json()["meaningful_change"]
+    assert ucla["kind"] == "none" and ucla["reason"]
+    assert "value" not in ucla
+
+
+def test_promis_8a_score_codes_are_score_codes_not_panels(client) -> None:
+    for instrument_id, code in (("promis-si-8a", "77849-8"), ("promis-is-8a", "77850-6")):
+        body = client.get(f"/v1/instruments/{instrument_id}").json()
+        assert "panel" not in body, instrument_id
+        assert body["scoring"]["code"]["code"] == code
+
+
 def test_unknown_instrument_is_404_problem(client) -> None:
     response = client.get("/v1/instruments/nope")
     assert response.status_code == 404

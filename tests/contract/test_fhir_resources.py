@@ -142,10 +142,15 @@ def questionnaire_of(client, instrument_id: str) -> dict[str, Any]:
     return response.json()
 
 
+def questions(questionnaire: dict[str, Any]) -> list[dict[str, Any]]:
+    """The items that take an answer (display items only show text, such as a preamble)."""
+    return [item for item in questionnaire["item"] if item["type"] != "display"]
+
+
 def answer_codings(questionnaire: dict[str, Any]) -> dict[str, dict[int, dict[str, str]]]:
     """linkId -> option value (its ordinalValue) -> the answer's valueCoding."""
     codings: dict[str, dict[int, dict[str, str]]] = {}
-    for item in questionnaire["item"]:
+    for item in questions(questionnaire):
         options = codings.setdefault(item["linkId"], {})
         for option in item["answerOption"]:
             (ordinal,) = [
@@ -164,7 +169,7 @@ def own_response(
     """A QuestionnaireResponse to one of Belong's Questionnaires, as an EHR would send it."""
     codings = answer_codings(questionnaire)
     items = []
-    for item in questionnaire["item"]:
+    for item in questions(questionnaire):
         value = answers.get(item["linkId"])
         entry: dict[str, Any] = {"linkId": item["linkId"], "text": item["text"]}
         if value is not None:
@@ -356,7 +361,7 @@ def check_questionnaire_response(
     assert body["subject"] == {"reference": f"Patient/{patient}"}
     assert body["authored"] == authored
     codings = answer_codings(questionnaire)
-    assert [i["linkId"] for i in body["item"]] == [i["linkId"] for i in questionnaire["item"]]
+    assert [i["linkId"] for i in body["item"]] == [i["linkId"] for i in questions(questionnaire)]
     for item in body["item"]:
         value = answers.get(item["linkId"])
         if value is None:
@@ -440,6 +445,57 @@ def test_questionnaire_response_observations_follow_the_profile(
     )
     assert stored == created
     assert stored["identifier"] == posted["identifier"]
+
+
+def test_a_response_that_echoes_the_preambles_still_scores(client, catalog) -> None:
+    """Some renderers copy display items into the response; they carry no answer."""
+    patient = patient_id()
+    questionnaire = questionnaire_of(client, "lsns-6")
+    answers: dict[str, int | None] = {str(n): 2 for n in range(1, 7)}
+    posted = own_response(questionnaire, answers, patient)
+    by_link = {item["linkId"]: item for item in posted["item"]}
+    posted["item"] = [
+        by_link.get(item["linkId"], {"linkId": item["linkId"], "text": item["text"]})
+        for item in questionnaire["item"]
+    ]
+    assert [i["linkId"] for i in posted["item"]][:2] == ["family", "1"]
+    QuestionnaireResponse.model_validate(posted)
+    response = client.post(
+        "/fhir/QuestionnaireResponse", content=_json(posted), headers={"Content-Type": FHIR_JSON}
+    )
+    assert response.status_code == 201, response.text
+    observations = search_all(client, patient=patient)
+    check_screening(
+        catalog, "lsns-6", answers, observations, f"QuestionnaireResponse/{response.json()['id']}"
+    )
+    (total,) = [o for o in observations if o["id"].endswith("-total")]
+    assert total["valueQuantity"]["value"] == 12
+
+
+@pytest.mark.parametrize(
+    ("instrument_id", "code"), [("promis-si-8a", "77849-8"), ("promis-is-8a", "77850-6")]
+)
+def test_promis_8a_score_carries_the_pco_score_code_and_no_panel(
+    licensed_client, catalog, instrument_id, code
+) -> None:
+    answers: dict[str, int | None] = {link: 3 for link in catalog[instrument_id].link_ids}
+    response = licensed_client.post(
+        "/v1/screenings",
+        json={
+            "patient_id": patient_id(),
+            "instrument": instrument_id,
+            "completed_at": "2025-02-03T08:15:00Z",
+            "answers": answers,
+        },
+    )
+    assert response.status_code == 201, response.text
+    result = response.json()
+    observations = result["observations"]
+    check_screening(catalog, instrument_id, answers, observations, result["questionnaire_response"])
+    assert not [o for o in observations if o["id"].endswith("-panel") or "hasMember" in o]
+    (total,) = [o for o in observations if o["id"].endswith("-total")]
+    assert [(c["system"], c["code"]) for c in total["code"]["coding"]] == [(LOINC, code)]
+    assert total["meta"]["profile"] == [SDOHCC_OSR]
 
 
 def test_answers_at_another_utc_offset_are_effective_in_utc(client, catalog) -> None:

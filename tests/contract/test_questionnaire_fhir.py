@@ -26,8 +26,9 @@ def test_questionnaire_is_valid_r4(client, catalog, instrument_id) -> None:
     # que-0: name is computer-friendly
     assert fhirpathpy.evaluate(body, "name.matches('[A-Z]([A-Za-z0-9_]){0,254}')") == [True]
     definition = catalog[instrument_id].definition
-    assert [i.linkId for i in resource.item] == [i.linkId for i in definition.items]
-    for item, source in zip(resource.item, definition.items, strict=True):
+    questions = [i for i in resource.item if i.type != "display"]
+    assert [i.linkId for i in questions] == [i.linkId for i in definition.items]
+    for item, source in zip(questions, definition.items, strict=True):
         assert item.type == "choice"
         assert item.text == source.text
         if source.code is not None:
@@ -48,6 +49,40 @@ def test_questionnaire_is_valid_r4(client, catalog, instrument_id) -> None:
                 assert coding.code == str(option.value)
     if definition.panel is not None:
         assert resource.code[0].code == definition.panel.code
+
+
+LSNS6_FAMILY = "Considering the people to whom you are related by birth, marriage, adoption, etc…"
+LSNS6_FRIENDSHIPS = "Considering all of your friends including those who live in your neighborhood…"
+
+
+def test_lsns6_shows_each_preamble_as_display_text_before_its_block(client) -> None:
+    body = client.get("/fhir/Questionnaire/lsns-6").json()
+    resource = Questionnaire.model_validate(body)
+    assert [(i.linkId, i.type) for i in resource.item] == [
+        ("family", "display"),
+        ("1", "choice"),
+        ("2", "choice"),
+        ("3", "choice"),
+        ("friends", "display"),
+        ("4", "choice"),
+        ("5", "choice"),
+        ("6", "choice"),
+    ]
+    family, friends = (i for i in resource.item if i.type == "display")
+    assert (family.prefix, family.text) == ("FAMILY", LSNS6_FAMILY)
+    assert (friends.prefix, friends.text) == ("FRIENDSHIPS", LSNS6_FRIENDSHIPS)
+    for display in (family, friends):
+        # que-6 and the display-item rules: no answers, no required/repeats, no code.
+        assert display.answerOption is None and display.required is None
+        assert display.repeats is None and display.code is None
+    assert resource.item[5].text == (
+        "How many of your friends do you see or hear from at least once a month?"
+    )
+
+
+def test_questionnaire_without_preambles_has_no_display_items(client) -> None:
+    body = client.get("/fhir/Questionnaire/ucla-3").json()
+    assert {item["type"] for item in body["item"]} == {"choice"}
 
 
 def test_questionnaire_search_is_a_searchset_of_every_instrument(client) -> None:

@@ -186,7 +186,9 @@ def test_history_is_per_instrument_newest_first_with_change_and_trend(client: An
     assert (ucla["title"], ucla["direction"]) == ("Three-Item Loneliness Scale", "higher-worse")
     assert [s["id"] for s in ucla["screenings"]] == [later["id"], earlier["id"]]
     newest, first = ucla["screenings"]
-    assert (newest["total"], newest["change"], newest["trend"]) == (9, 6, "worse")
+    # No meaningful-change threshold is published for UCLA-3: the change, but no verdict.
+    assert ucla["meaningful_change"]["kind"] == "none"
+    assert (newest["total"], newest["change"], newest["trend"]) == (9, 6, None)
     assert newest["band"]["code"] == "lonely"
     assert newest["completed_at"] == "2024-05-01T10:00:00Z"
     assert (first["total"], first["change"], first["trend"]) == (3, None, None)
@@ -195,20 +197,53 @@ def test_history_is_per_instrument_newest_first_with_change_and_trend(client: An
     lsns = histories["lsns-6"]
     assert lsns["direction"] == "higher-better"
     assert [s["id"] for s in lsns["screenings"]] == [lsns_high["id"], lsns_low["id"]]
+    assert lsns["meaningful_change"]["kind"] == "none"
     assert [(s["total"], s["change"], s["trend"]) for s in lsns["screenings"]] == [
-        (18, 12, "better"),
+        (18, 12, None),
         (6, None, None),
     ]
 
 
-def test_history_trend_same_and_limit(client: Any) -> None:
+def promis_si_4a(patient_id: str, raw: int, day: int) -> dict[str, Any]:
+    """A PROMIS Social Isolation 4a screening with the given raw score (4..20)."""
+    values = [raw // 4 + (1 if i < raw % 4 else 0) for i in range(4)]
+    links = ("UCLA11x2", "UCLA13x3", "UCLA14x2", "UCLA18x2")
+    return {
+        "patient_id": patient_id,
+        "instrument": "promis-si-4a",
+        "completed_at": f"2024-07-{day:02d}T08:00:00Z",
+        "answers": dict(zip(links, values, strict=True)),
+    }
+
+
+def test_history_trend_is_better_or_worse_only_past_the_minimal_important_difference(
+    licensed_client: Any,
+) -> None:
+    patient_id = new_patient_id()
+    # Raw 12, 13, 15, 12: T 56.1, 58.1, 62.0, 56.1 (higher = more isolated).
+    for day, raw in enumerate((12, 13, 15, 12), start=1):
+        post(licensed_client, promis_si_4a(patient_id, raw, day))
+
+    promis = history(licensed_client, patient_id)["promis-si-4a"]
+
+    assert promis["meaningful_change"]["kind"] == "mid"
+    assert promis["meaningful_change"]["value"] == 3.0
+    assert [(s["total"], s["change"], s["trend"]) for s in promis["screenings"]] == [
+        (56.1, -5.9, "better"),
+        (62.0, 3.9, "worse"),
+        (58.1, 2.0, "no meaningful change"),
+        (56.1, None, None),
+    ]
+
+
+def test_history_without_a_threshold_gives_the_change_and_limit(client: Any) -> None:
     patient_id = new_patient_id()
     for day in (1, 2, 3):
         post(client, ucla3(patient_id, completed_at=f"2024-06-0{day}T08:00:00Z"))
 
     full = history(client, patient_id)["ucla-3"]["screenings"]
     assert [s["completed_at"][:10] for s in full] == ["2024-06-03", "2024-06-02", "2024-06-01"]
-    assert [s["trend"] for s in full] == ["same", "same", None]
+    assert [(s["change"], s["trend"]) for s in full] == [(0, None), (0, None), (None, None)]
 
     limited = history(client, patient_id, limit=2)["ucla-3"]["screenings"]
     assert [s["id"] for s in limited] == [s["id"] for s in full[:2]]

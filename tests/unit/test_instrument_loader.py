@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import msgspec
 import pytest
 import yaml
 
@@ -52,6 +53,41 @@ def test_instrument_schema_is_current() -> None:
     assert json.loads(INSTRUMENT_SCHEMA.read_text())["title"] == "Belong instrument definition"
 
 
+PREAMBLE = {"title": "BLOCK", "text": "Considering the people you meet"}
+
+
+def _preamble_on(data: dict, *indexes: int) -> None:
+    data["preambles"] = {"block": PREAMBLE}
+    for index in indexes:
+        data["items"][index]["preamble"] = "block"
+
+
+def rci(**change: object) -> dict[str, object]:
+    """A reliable change index: 1.96 x 2.0 x sqrt(2) x sqrt(1 - 0.8) = 2.479."""
+    return {
+        "kind": "rci",
+        "value": 2.48,
+        "sd": 2.0,
+        "sd_source": "A norm study",
+        "reliability": 0.8,
+        "reliability_source": "A test-retest study",
+        "provenance": "published",
+        "note": "1.96 x 2.0 x sqrt(2) x sqrt(1 - 0.8) = 2.48",
+        **change,
+    }
+
+
+def test_a_reliable_change_index_whose_arithmetic_holds_loads(tmp_path) -> None:
+    instrument = load_file(_broken_copy(tmp_path, lambda d: d.update(meaningful_change=rci())))
+    change = msgspec.to_builtins(instrument.definition.meaningful_change)
+    assert (change["kind"], change["value"], change["reliability"]) == ("rci", 2.48, 0.8)
+
+
+def test_consecutive_items_may_share_a_preamble(tmp_path) -> None:
+    instrument = load_file(_broken_copy(tmp_path, lambda d: _preamble_on(d, 1, 2)))
+    assert [item.preamble for item in instrument.definition.items] == [None, "block", "block"]
+
+
 def _broken_copy(tmp_path: Path, change) -> Path:
     data = yaml.safe_load((INSTRUMENTS_DIR / "ucla-3.yaml").read_text())
     change(data)
@@ -72,6 +108,19 @@ def _broken_copy(tmp_path: Path, change) -> Path:
         (lambda d: d["scoring"].update(method="median"), "$.scoring.method"),
         (lambda d: d.update(id="ucla-4"), "must match the file name"),
         (lambda d: d.update(colour="blue"), "unknown field `colour`"),
+        (lambda d: d.pop("meaningful_change"), "missing required field `meaningful_change`"),
+        (lambda d: d["items"][0].update(preamble="nope"), "items[0].preamble"),
+        (
+            lambda d: d.update(preambles={"1": PREAMBLE}),
+            "preambles.1: the id is also an item linkId",
+        ),
+        (lambda d: d.update(preambles={"block": PREAMBLE}), "preambles.block: no item shows it"),
+        (lambda d: _preamble_on(d, 0, 2), "items[2].preamble: items sharing a preamble"),
+        (lambda d: d.update(meaningful_change=rci(value=2.5)), "meaningful_change.value"),
+        (
+            lambda d: d.update(meaningful_change={"kind": "mid", "value": 1}),
+            "missing required field `source` - at `$.meaningful_change`",
+        ),
     ],
 )
 def test_broken_definition_names_file_and_field(tmp_path, change, message) -> None:

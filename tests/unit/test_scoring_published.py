@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import combinations
 
+import msgspec
 import pytest
 
 from service.domain.instruments import Instrument
@@ -563,3 +564,120 @@ def test_validation_accepts_published_values_and_unanswered_items(
     pairs = [(link, None if link == skipped else value) for link, value in answers.items()]
     expected = {link: value for link, value in answers.items() if link != skipped}
     assert validate(catalog[instrument_id], pairs) == expected
+
+
+# ---------------------------------------------------------------- wording as published
+
+# Section 4 (LSNS-R items 1, 3, 4) and the 2026-12-01 errata (friends items, preambles).
+LSNS6_WORDING = {
+    "1": "How many relatives do you see or hear from at least once a month?",
+    "2": "How many relatives do you feel at ease with that you can talk about private matters?",
+    "3": "How many relatives do you feel close to such that you could call on them for help?",
+    "4": "How many of your friends do you see or hear from at least once a month?",
+    "5": "How many friends do you feel at ease with that you can talk about private matters?",
+    "6": "How many friends do you feel close to such that you could call on them for help?",
+}
+LSNS6_FAMILY = (
+    "FAMILY",
+    "Considering the people to whom you are related by birth, marriage, adoption, etc…",
+)
+LSNS6_FRIENDSHIPS = (
+    "FRIENDSHIPS",
+    "Considering all of your friends including those who live in your neighborhood…",
+)
+# Errata 2026-12-01: the official 93029-7 text ends with its example clause.
+PRAPARE_WORDING = (
+    "How often do you see or talk to people that you care about and feel close to (For "
+    "example: talking to friends on the phone, visiting friends or family, going to church "
+    "or club meetings)?"
+)
+
+
+def test_lsns6_items_read_as_published(catalog: dict[str, Instrument]) -> None:
+    definition = catalog["lsns-6"].definition
+    assert {item.linkId: item.text for item in definition.items} == LSNS6_WORDING
+
+
+def test_lsns6_blocks_open_with_the_preamble_that_says_who_counts(
+    catalog: dict[str, Instrument],
+) -> None:
+    definition = catalog["lsns-6"].definition
+    shown = {}
+    for item in definition.items:
+        assert item.preamble is not None, item.linkId
+        preamble = definition.preambles[item.preamble]
+        shown[item.linkId] = (preamble.title, preamble.text)
+    assert shown == {
+        **{link: LSNS6_FAMILY for link in ("1", "2", "3")},
+        **{link: LSNS6_FRIENDSHIPS for link in ("4", "5", "6")},
+    }
+
+
+def test_prapare_item_keeps_its_example_clause(catalog: dict[str, Instrument]) -> None:
+    (item,) = catalog["prapare-social-contact"].definition.items
+    assert item.text == PRAPARE_WORDING
+    assert item.wording_source and "PRAPARE" in item.wording_source
+
+
+def test_mspss_item_2_follows_zimets_own_sheet_and_says_so(
+    catalog: dict[str, Instrument],
+) -> None:
+    # Errata: Zimet's own sheet reads "share joys and sorrows" (most copies add "my"); the
+    # 1988 paper could not be read, which the recorded source must say.
+    item = catalog["mspss"].definition.items[1]
+    assert item.linkId == "2"
+    assert item.text == "There is a special person with whom I can share joys and sorrows."
+    assert item.wording_source is not None
+    assert "Zimet" in item.wording_source and "1988" in item.wording_source
+
+
+# ---------------------------------------------------------------- PROMIS codes and bands
+
+# Errata 2026-12-01: 77849-8 / 77850-6 are PCO IG "target measure score codes", not panels.
+PROMIS_SCORE_CODES = {"promis-si-8a": "77849-8", "promis-is-8a": "77850-6"}
+
+
+@pytest.mark.parametrize("instrument_id", list(PROMIS_TABLES))
+def test_promis_forms_have_no_panel_and_only_the_pco_score_codes(
+    catalog: dict[str, Instrument], instrument_id: str
+) -> None:
+    definition = catalog[instrument_id].definition
+    assert definition.panel is None
+    code = definition.scoring.code
+    assert (code.code if code else None) == PROMIS_SCORE_CODES.get(instrument_id)
+
+
+@pytest.mark.parametrize("instrument_id", list(PROMIS_TABLES))
+def test_promis_bands_name_their_healthmeasures_scheme_and_stay_conventional(
+    catalog: dict[str, Instrument], instrument_id: str
+) -> None:
+    bands = catalog[instrument_id].definition.bands
+    assert bands
+    for band in bands:
+        assert band.provenance.value == "conventional", band.code
+        assert "mild/moderate/severe scheme" in band.source, band.code
+        assert '"very low" to "very high"' in band.source, band.code
+
+
+# ---------------------------------------------------------------- meaningful change
+
+# Errata 2026-12-01: PROMIS publishes MIDs of roughly 2-6 T points, about 3 for group
+# comparisons (not specific to the social domains: conventional). For every other
+# instrument no MID was found and the reference gives no reliability coefficient, so no
+# reliable change index can be computed from it: no threshold, with the reason.
+PROMIS_MID = 3.0
+
+
+@pytest.mark.parametrize("instrument_id", INSTRUMENT_IDS)
+def test_meaningful_change_threshold_and_its_source(
+    catalog: dict[str, Instrument], instrument_id: str
+) -> None:
+    change = msgspec.to_builtins(catalog[instrument_id].definition.meaningful_change)
+    if instrument_id.startswith("promis-"):
+        assert change["kind"] == "mid"
+        assert change["value"] == PROMIS_MID
+        assert change["provenance"] == "conventional"
+        assert "2-6" in change["note"] and change["source"].strip()
+    else:
+        assert change["kind"] == "none"
+        assert "reliab" in change["reason"]

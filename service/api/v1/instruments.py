@@ -14,7 +14,14 @@ from service.api.auth import PUBLIC, scoped
 from service.api.body import decode
 from service.api.catalog import Catalog
 from service.api.errors import ApiError
-from service.domain.instruments import Band, Coding, Instrument, MissingRule, Source
+from service.domain.instruments import (
+    Band,
+    Coding,
+    Instrument,
+    MeaningfulChange,
+    MissingRule,
+    Source,
+)
 from service.domain.scoring import AnswersInvalid, AnswerValue, Problem, Score, score, validate
 from service.fhir.questionnaire import canonical_url
 
@@ -54,12 +61,23 @@ class CodingView(msgspec.Struct):
     display: str
 
 
+class PreambleView(msgspec.Struct):
+    id: str
+    title: str
+    text: str
+
+
 class ItemView(msgspec.Struct, omit_defaults=True):
     linkId: str
     text: str
     options: list[OptionView]
     code: CodingView | None = None
     reverse: bool = False
+    preamble: PreambleView | None = None
+    """Text shown before the item's block (such as who counts as family), part of how the
+    item is presented."""
+    wording_source: str | None = None
+    """Where the item text comes from, where copies of the instrument word it differently."""
 
 
 class MissingView(msgspec.Struct):
@@ -113,6 +131,9 @@ class InstrumentDetail(msgspec.Struct, omit_defaults=True):
     sources: list[Source]
     questionnaire: str
     """Canonical URL of the matching FHIR Questionnaire."""
+    meaningful_change: MeaningfulChange
+    """The change in the total that the history calls better or worse: a minimal important
+    difference (mid), a reliable change index (rci), or none, with the reason."""
     panel: CodingView | None = None
     notes: list[str] = []
 
@@ -208,12 +229,18 @@ def detail(catalog: NamedDependency[Catalog], instrument: Instrument) -> Instrum
         )
         for s, scale in zip(d.subscales, instrument.subscales, strict=True)
     ]
+    preambles = {
+        preamble_id: PreambleView(id=preamble_id, title=preamble.title, text=preamble.text)
+        for preamble_id, preamble in d.preambles.items()
+    }
     items = [
         ItemView(
             linkId=item.linkId,
             text=item.text,
             code=_coding(item.code),
             reverse=item.reverse,
+            preamble=preambles[item.preamble] if item.preamble else None,
+            wording_source=item.wording_source,
             options=[
                 OptionView(value=o.value, display=o.display, code=o.code, declined=o.declined)
                 for o in d.option_sets[item.options]
@@ -240,6 +267,7 @@ def detail(catalog: NamedDependency[Catalog], instrument: Instrument) -> Instrum
         subscales=subscales,
         sources=list(d.sources),
         questionnaire=canonical_url(d.id),
+        meaningful_change=d.meaningful_change,
         panel=_coding(d.panel),
         notes=list(d.notes),
     )

@@ -18,8 +18,8 @@ from service.api.errors import ApiError, FieldError
 from service.api.params import ID_PATTERN
 from service.api.recommend import Recommendations, recommend
 from service.api.v1.referrals import Referral, referral_view
-from service.domain.instruments import Direction
-from service.domain.patients import PatientProfile
+from service.domain.instruments import MeaningfulChange
+from service.domain.patients import PatientProfile, Trend, trend
 from service.domain.scoring import BandResult
 from service.store.clients import Principal
 from service.store.database import Database, as_utc, utcnow
@@ -50,14 +50,18 @@ class HistoryEntry(msgspec.Struct):
     band: BandResult | None
     change: float | None
     """Total minus the previous screening's total on the same instrument."""
-    trend: str | None
-    """better | worse | same, read with the instrument's direction; null for the first."""
+    trend: Trend | None
+    """better | worse once the change reaches the instrument's meaningful change (read with
+    its direction), else "no meaningful change"; null for the first screening and where the
+    instrument has no threshold (``meaningful_change.kind`` none, with the reason)."""
 
 
 class InstrumentHistory(msgspec.Struct):
     instrument: str
     title: str
     direction: str
+    meaningful_change: MeaningfulChange
+    """The threshold the trend is read against, with its source."""
     screenings: list[HistoryEntry]
 
 
@@ -87,15 +91,6 @@ def not_found(patient_id: str) -> ApiError:
     return ApiError(
         404, f"No patient {patient_id!r}", [FieldError("patient_id", "not found", "not_found")]
     )
-
-
-def _trend(change: float | None, direction: str) -> str | None:
-    if change is None:
-        return None
-    if change == 0:
-        return "same"
-    worse = change > 0 if direction == Direction.HIGHER_WORSE else change < 0
-    return "worse" if worse else "better"
 
 
 class PatientController(Controller):
@@ -146,6 +141,13 @@ class PatientController(Controller):
         "/{patient_id:str}/screenings",
         operation_id="list_patient_screenings",
         summary="Screening history per instrument, newest first, with the change since the last",
+        description=(
+            "Each screening carries its change from the one before. The trend says better or "
+            "worse only once the change reaches the instrument's meaningful change (a "
+            "minimal important difference or a reliable change index, given with its source "
+            'as meaningful_change), and "no meaningful change" below it. Where the '
+            "instrument has no threshold (kind none, with the reason) the trend is null."
+        ),
         opt={**scoped("screenings:read"), **audited("search", "Screening")},
     )
     async def history(
@@ -186,7 +188,7 @@ class PatientController(Controller):
                         total=total,
                         band=msgspec.convert(band, BandResult) if band else None,
                         change=change,
-                        trend=_trend(change, definition.direction),
+                        trend=trend(change, definition.direction, definition.meaningful_change),
                     )
                 )
             histories.append(
@@ -194,6 +196,7 @@ class PatientController(Controller):
                     instrument=instrument_id,
                     title=definition.title,
                     direction=definition.direction.value,
+                    meaningful_change=definition.meaningful_change,
                     screenings=entries[:limit],
                 )
             )
