@@ -45,7 +45,7 @@ class TokenCache:
         if cached is not None and cached[1] > now:
             return cached[0]
         until = now + self.ttl
-        async with db.engine.connect() as conn:
+        async with db.begin() as conn:
             if token.startswith(ACCESS_TOKEN_PREFIX):
                 # A SMART access token: never cached beyond its own expiry.
                 found = await principal_for_access_token(conn, token)
