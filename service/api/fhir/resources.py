@@ -18,6 +18,7 @@ from litestar.params import PathParameter, QueryParameter
 
 from service.api.audit import audited, note
 from service.api.auth import scoped
+from service.api.body import document
 from service.api.catalog import Catalog
 from service.api.errors import FHIR_JSON, ApiError, FieldError
 from service.api.fhir.bundles import searchset, single
@@ -84,7 +85,7 @@ def _etag_headers(resource_id: str) -> dict[str, str]:
 
 def _decode_resource(request_body: bytes) -> tuple[dict[str, Any], InboundQuestionnaireResponse]:
     try:
-        raw = msgspec.json.decode(request_body)
+        raw = document(request_body)
     except msgspec.DecodeError as exc:
         raise _bad(400, "body", f"not JSON: {exc}") from exc
     if not isinstance(raw, dict):
