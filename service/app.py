@@ -26,7 +26,12 @@ from service.api.fhir.referrals import (
 )
 from service.api.fhir.resources import ObservationController, QuestionnaireResponseController
 from service.api.health import HealthController
-from service.api.limits import RateLimiter, TimeLimitMiddleware, check_request
+from service.api.limits import (
+    IncompleteBodyMiddleware,
+    RateLimiter,
+    TimeLimitMiddleware,
+    check_request,
+)
 from service.api.observability import (
     MetricsController,
     RequestContextMiddleware,
@@ -92,6 +97,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         },
         middleware=[
             RequestContextMiddleware,
+            IncompleteBodyMiddleware,
             DefineMiddleware(TimeLimitMiddleware, seconds=settings.request_timeout_s),
             DefineMiddleware(BearerAuthentication, exclude=["^/schema"]),
             AuditMiddleware,
