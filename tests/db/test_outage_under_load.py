@@ -25,6 +25,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from litestar.testing import TestClient
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -76,18 +77,23 @@ def postgres_url(database_url: str) -> str:
 
 
 class Outage:
-    """Closes the database to new sessions and terminates its backends, and reopens it."""
+    """Closes the database to new sessions and terminates the app's backends (only the app's:
+    the session's other apps keep theirs), and reopens the database."""
 
-    def __init__(self, postgres_url: str) -> None:
+    def __init__(self, postgres_url: str, app: Any) -> None:
         self.admin = create_async_engine(
             make_url(postgres_url).set(database="postgres"), isolation_level="AUTOCOMMIT"
         )
         self.database = make_url(postgres_url).database
+        self.backends: set[int] = set()
+        event.listen(app.state.db.engine.sync_engine, "connect", self._connected)
 
-    async def _run(self, *statements: str) -> None:
+    def _connected(self, dbapi_connection: Any, _record: Any) -> None:
+        self.backends.add(dbapi_connection.driver_connection.get_server_pid())
+
+    async def _run(self, statement: str, **values: Any) -> None:
         async with self.admin.connect() as conn:
-            for statement in statements:
-                await conn.execute(sa.text(statement), {"db": self.database})
+            await conn.execute(sa.text(statement), values)
 
     async def begin(self) -> None:
         await self._run(f'ALTER DATABASE "{self.database}" ALLOW_CONNECTIONS false')
@@ -96,7 +102,9 @@ class Outage:
     async def terminate(self) -> None:
         await self._run(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = :db AND pid <> pg_backend_pid()"
+            " WHERE datname = :db AND pid = ANY(:pids)",
+            db=self.database,
+            pids=sorted(self.backends),
         )
 
     async def end(self) -> None:
@@ -157,11 +165,12 @@ def test_an_outage_under_load_answers_503_writes_nothing_partial_and_recovers(
             request_timeout_s=10.0,
         )
     )
+    outage = Outage(postgres_url, app)
     with TestClient(app, raise_server_exceptions=False) as client:
         # Cached tokens expire within the outage, so lookups run while the database is away.
         app.state.token_cache = TokenCache(ttl=0.5)
         with caplog.at_level(logging.WARNING):
-            kinds, refused_writes = client.blocking_portal.call(run_load, app, postgres_url)
+            kinds, refused_writes = client.blocking_portal.call(run_load, app, outage, postgres_url)
     unhandled = [r.getMessage() for r in caplog.records if r.getMessage().startswith("unhandled")]
 
     for kind in kinds:
@@ -177,11 +186,12 @@ def test_an_outage_under_load_answers_503_writes_nothing_partial_and_recovers(
     assert all(rows == (0, 0, 0) for rows in refused_writes.values()), refused_writes
 
 
-async def run_load(app: Any, postgres_url: str) -> tuple[list[Kind], dict[str, tuple[int, ...]]]:
+async def run_load(
+    app: Any, outage: Outage, postgres_url: str
+) -> tuple[list[Kind], dict[str, tuple[int, ...]]]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url=BASE, timeout=30) as http:
         kinds = await prepare(app, http)
-        outage = Outage(postgres_url)
         phase = {"running": True}
 
         async def worker(kind: Kind) -> None:
