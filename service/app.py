@@ -26,7 +26,12 @@ from service.api.fhir.referrals import (
 )
 from service.api.fhir.resources import ObservationController, QuestionnaireResponseController
 from service.api.health import HealthController
-from service.api.limits import RateLimiter, TimeLimitMiddleware, check_request
+from service.api.limits import (
+    IncompleteBodyMiddleware,
+    RateLimiter,
+    TimeLimitMiddleware,
+    check_request,
+)
 from service.api.observability import MetricsController
 from service.api.observability import install as install_request_context
 from service.api.openapi import install as install_openapi
@@ -89,6 +94,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "db": Provide(provide_db, use_cache=True, sync_to_thread=False),
         },
         middleware=[
+            IncompleteBodyMiddleware,
             DefineMiddleware(TimeLimitMiddleware, seconds=settings.request_timeout_s),
             DefineMiddleware(BearerAuthentication, exclude=["^/schema"]),
             AuditMiddleware,

@@ -43,7 +43,7 @@ def _segment(part: str) -> dict[str, Any]:
     try:
         raw = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
         value = json.loads(raw)
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
         raise JwtRefused("the JWT is malformed") from None
     if not isinstance(value, dict):
         raise JwtRefused("the JWT is malformed")

@@ -16,14 +16,13 @@ from datetime import datetime
 from typing import Any
 
 from litestar import Request
-from litestar.exceptions import HTTPException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.errors import status_of
+from service.api.errors import error_response, status_of
 from service.api.observability import error_name, safe_traceback
 from service.api.params import FHIR_ID
 from service.store.clients import Principal
-from service.store.database import utcnow
+from service.store.database import UNAVAILABLE, utcnow
 from service.store.records import AuditEvent
 
 log = logging.getLogger("belong.audit")
@@ -118,21 +117,28 @@ class AuditMiddleware:
             )
             await scope["app"].state.audit_writer.write(principal.clinic_id, event)
 
+        withheld = False
+
         async def send_after_audit(message: Message) -> None:
+            nonlocal withheld
+            if withheld:
+                return  # the rest of the response the 503 replaced
             if message["type"] == "http.response.start" and not written and not already_written():
                 try:
                     await write(message["status"])
                 except Exception as error:
-                    log.error(
-                        "audit event could not be written; withholding the response: %s",
-                        error_name(error),
-                        extra={"exception": safe_traceback(error)},
-                    )
-                    raise HTTPException(
-                        status_code=503,
-                        detail="The audit trail is unavailable; nothing was returned",
-                        headers={"Retry-After": "5"},
-                    ) from None
+                    if isinstance(error, UNAVAILABLE):
+                        log.warning("audit event not written (database unavailable); withheld")
+                    else:
+                        log.error(
+                            "audit event could not be written; withholding the response: %s",
+                            error_name(error),
+                            extra={"exception": safe_traceback(error)},
+                        )
+                    # Answered here: raising would be an error after the response started.
+                    withheld = True
+                    await _audit_unavailable(scope, receive, send)
+                    return
             await send(message)
 
         try:
@@ -148,3 +154,16 @@ class AuditMiddleware:
                         extra={"exception": safe_traceback(error)},
                     )
             raise
+
+
+async def _audit_unavailable(scope: Scope, receive: Receive, send: Send) -> None:
+    """503 in place of a response whose audit event could not be stored."""
+    request: Request[Any, Any, Any] = Request(scope, receive)
+    response = error_response(
+        request,
+        503,
+        "The audit trail is unavailable; nothing was returned",
+        [],
+        {"Retry-After": "5"},
+    )
+    await response.to_asgi_response(app=None, request=request)(scope, receive, send)

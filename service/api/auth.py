@@ -51,7 +51,7 @@ class TokenCache:
         if cached is not None and cached[1] > now:
             return cached[0]
         found: tuple[Principal, datetime | None] | None
-        async with db.engine.connect() as conn:
+        async with db.begin() as conn:
             if token.startswith(ACCESS_TOKEN_PREFIX):
                 found = await principal_for_access_token(conn, token)
             else:

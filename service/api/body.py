@@ -17,6 +17,9 @@ from litestar import Request
 from service.api.errors import ApiError, FieldError
 
 T = TypeVar("T")
+MAX_JSON_DEPTH = 128
+"""How deep a request body's arrays and objects may nest. Resources nest far less; a deeper
+body is refused before the code after the parser (NUL checks, storage) recurses into it."""
 _AT = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
 _NAMED = re.compile(r"Object (contains unknown|missing required) field `(?P<name>[^`]+)`")
 
@@ -29,6 +32,39 @@ def _integral(value: Any) -> Any:
         return {k: _integral(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_integral(v) for v in value]
+    return value
+
+
+def too_deep() -> ApiError:
+    message = f"arrays and objects nest more than {MAX_JSON_DEPTH} deep"
+    return ApiError(
+        400, f"The body is not accepted: {message}", [FieldError("body", message, "too_deep")]
+    )
+
+
+def check_depth(value: Any) -> None:
+    """Refuse decoded JSON nesting deeper than MAX_JSON_DEPTH (level by level, no recursion)."""
+    level = [value] if isinstance(value, dict | list) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > MAX_JSON_DEPTH:
+            raise too_deep()
+        below: list[Any] = []
+        for container in level:
+            items = container.values() if isinstance(container, dict) else container
+            below.extend(item for item in items if isinstance(item, dict | list))
+        level = below
+
+
+def document(raw: bytes) -> Any:
+    """A body read without a type (a FHIR resource, an import file). Malformed JSON raises
+    ``msgspec.DecodeError`` for the caller to word; nesting too deep is a 400 here."""
+    try:
+        value = msgspec.json.decode(raw)
+    except RecursionError:
+        raise too_deep() from None
+    check_depth(value)
     return value
 
 
@@ -56,3 +92,5 @@ async def decode(request: Request[Any, Any, Any], type_: type[T]) -> T:
         raise ApiError(
             400, f"The body is not JSON: {exc}", [FieldError("body", str(exc), "malformed")]
         ) from exc
+    except RecursionError:  # nested too deep to decode, even in a field that is ignored
+        raise too_deep() from None

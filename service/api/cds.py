@@ -52,6 +52,8 @@ TOP_SERVICES = 3
 SUGGESTED_QUESTIONNAIRES = ("ucla-3", "lsns-6", "osss-3")
 OVERRIDE_SYSTEM = f"{CANONICAL_BASE}/CodeSystem/cds-override-reason"
 SDOHCC_CODES = "http://hl7.org/fhir/us/sdoh-clinicalcare/CodeSystem/SDOHCC-CodeSystemTemporaryCodes"
+NO_NUL = r"^[^\x00]*$"
+"""A CDS client's text: PostgreSQL cannot hold NUL, so a field carrying one is refused (400)."""
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 NEED_WORDS = {
     Signal.LONELINESS: "Loneliness",
@@ -83,9 +85,11 @@ class CdsServices(msgspec.Struct):
 
 
 class PatientViewContext(msgspec.Struct):
-    userId: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+    userId: Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=NO_NUL)]
     patientId: Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
-    encounterId: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] | None = None
+    encounterId: (
+        Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=NO_NUL)] | None
+    ) = None
 
 
 class FhirAuthorization(msgspec.Struct):
@@ -158,22 +162,22 @@ class CdsResponse(msgspec.Struct):
 
 
 class AcceptedSuggestion(msgspec.Struct):
-    id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=NO_NUL)]
 
 
 class OverrideReasonCoding(msgspec.Struct):
-    code: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-    system: Annotated[str, msgspec.Meta(max_length=255)] | None = None
-    display: Annotated[str, msgspec.Meta(max_length=255)] | None = None
+    code: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=NO_NUL)]
+    system: Annotated[str, msgspec.Meta(max_length=255, pattern=NO_NUL)] | None = None
+    display: Annotated[str, msgspec.Meta(max_length=255, pattern=NO_NUL)] | None = None
 
 
 class OverrideReason(msgspec.Struct):
     reason: OverrideReasonCoding | None = None
-    userComment: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
+    userComment: Annotated[str, msgspec.Meta(max_length=2000, pattern=NO_NUL)] | None = None
 
 
 class FeedbackEntry(msgspec.Struct):
-    card: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    card: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=NO_NUL)]
     outcome: Literal["accepted", "overridden"]
     outcomeTimestamp: Annotated[datetime, msgspec.Meta(tz=True)]
     acceptedSuggestions: Annotated[list[AcceptedSuggestion], msgspec.Meta(max_length=50)] = []

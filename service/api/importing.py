@@ -121,6 +121,9 @@ async def apply(
     if rejected and on_error is OnError.REJECT_FILE:
         return ImportReport(parsed.format, False, 0, 0, rejected)
     created = updated = 0
+    # In one order (by source id), so that concurrent imports sharing records wait on
+    # each other's rows rather than deadlock.
+    good.sort(key=lambda record: record.source_id)
     for done, record in enumerate(good, start=1):
         is_new = await store.save_service(
             str(new_id()),

@@ -10,7 +10,7 @@ import uuid
 from typing import Any
 
 from litestar import Request
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.errors import FHIR_JSON, ApiError, FieldError
 from service.api.observability import route_template
@@ -110,3 +110,37 @@ class TimeLimitMiddleware:
             raise ApiError(
                 503, "The request took too long; retry shortly", headers={"Retry-After": "2"}
             ) from None
+
+
+class IncompleteBodyMiddleware:
+    """400 for a request whose body ends before it is complete.
+
+    The server reports a body that is not validly chunked (as when a request carries both
+    ``Transfer-Encoding: chunked`` and ``Content-Length`` but a plain body: granian goes by
+    Transfer-Encoding alone, as RFC 9112 section 6.1 allows) as a disconnect while the body
+    is read, which Litestar answers 500. The client is at fault: 400."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        complete = False
+
+        async def receive_body() -> Message:
+            nonlocal complete
+            message = await receive()
+            if message["type"] == "http.request":
+                complete = not message.get("more_body", False)
+            elif message["type"] == "http.disconnect" and not complete:
+                raise ApiError(
+                    400,
+                    "The request body ended before it was complete",
+                    [FieldError("body", "incomplete, or not validly chunked", "malformed")],
+                    headers={"Connection": "close"},
+                )
+            return message
+
+        await self.app(scope, receive_body, send)

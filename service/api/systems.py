@@ -88,7 +88,7 @@ async def verify_system_jwt(
     issuer = claims.get("iss")
     if not isinstance(issuer, str) or not 1 <= len(issuer) <= 255:
         raise JwtRefused("iss is required")
-    async with db.engine.connect() as conn:
+    async with db.begin() as conn:
         client = await system_client(conn, issuer)
     if client is None:
         raise JwtRefused("the issuer is not registered")

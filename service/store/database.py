@@ -31,6 +31,9 @@ _DRIVER_UNAVAILABLE = (
     asyncpg.InterfaceError,
     asyncpg.exceptions.OperatorInterventionError,  # shutdown, statement timeout
     asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
+    # A connection killed under an operation is left in it ("cannot switch to state 12"):
+    # unusable, but the database may be fine a moment later.
+    asyncpg.exceptions.InternalClientError,
     OSError,
     TimeoutError,
 )
@@ -150,6 +153,8 @@ class Database:
         except exc.DBAPIError as error:
             cause = error.orig.__cause__ if error.orig is not None else None
             if isinstance(cause, _DRIVER_UNAVAILABLE):
+                # SQLAlchemy keeps a connection it does not see closed: drop it.
+                await conn.invalidate()
                 raise Unavailable(type(cause).__name__) from error
             raise
         finally:

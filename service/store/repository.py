@@ -355,13 +355,6 @@ class ClinicStore:
 
     # -- directory -------------------------------------------------------------------
 
-    async def find_service_by_source(self, source_system: str, source_id: str) -> Row[Any] | None:
-        query = self._select(directory_services).where(
-            directory_services.c.source_system == source_system,
-            directory_services.c.source_id == source_id,
-        )
-        return (await self.conn.execute(query)).first()
-
     async def save_service(
         self,
         service_id: str,
@@ -370,31 +363,38 @@ class ClinicStore:
         details: dict[str, Any],
         now: datetime,
     ) -> bool:
-        """Insert, or update by (source system, source id); True when new."""
-        existing = await self.find_service_by_source(source_system, source_id)
+        """Insert, or update by (source system, source id); True when new.
+
+        One upsert, so that concurrent imports of one record neither fail on the unique
+        source nor write it twice: the later waits for the earlier and updates its row."""
         columns = _service_columns(details)
-        if existing is None:
-            await self.conn.execute(
-                sa.insert(directory_services).values(
-                    self._row(
-                        id=service_id,
-                        source_system=source_system,
-                        source_id=source_id,
-                        details=details,
-                        created_at=now,
-                        updated_at=now,
-                        deleted_at=None,
-                        **columns,
-                    )
-                )
+        statement = self._insert(directory_services).values(
+            self._row(
+                id=service_id,
+                source_system=source_system,
+                source_id=source_id,
+                details=details,
+                created_at=now,
+                updated_at=now,
+                deleted_at=None,
+                **columns,
             )
-            return True
-        await self.conn.execute(
-            sa.update(directory_services)
-            .where(self._scoped(directory_services), directory_services.c.id == existing.id)
-            .values(details=details, updated_at=now, deleted_at=None, **columns)
         )
-        return False
+        changed = ("details", *columns)
+        statement = statement.on_conflict_do_update(
+            index_elements=[
+                directory_services.c.clinic_id,
+                directory_services.c.source_system,
+                directory_services.c.source_id,
+            ],
+            set_={
+                **{name: statement.excluded[name] for name in changed},
+                "updated_at": now,
+                "deleted_at": None,
+            },
+        ).returning(directory_services.c.id)
+        stored = (await self.conn.execute(statement)).scalar_one()
+        return bool(stored == service_id)
 
     async def get_service(self, service_id: str, withdrawn: bool = False) -> Row[Any] | None:
         """A live service; with ``withdrawn``, also one deleted from the directory."""

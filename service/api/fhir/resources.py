@@ -18,6 +18,7 @@ from litestar.params import PathParameter, QueryParameter
 
 from service.api.audit import audited, note
 from service.api.auth import scoped
+from service.api.body import document
 from service.api.catalog import Catalog
 from service.api.errors import FHIR_JSON, ApiError, FieldError
 from service.api.fhir.bundles import searchset, single
@@ -46,6 +47,7 @@ from service.store.clients import Principal
 from service.store.database import Database, new_id, utcnow
 from service.store.hotpaths import search_observations
 from service.store.repository import ClinicStore, ObservationQuery
+from service.store.tables import questionnaire_responses
 
 FHIR_ACCEPTED = ("application/fhir+json", "application/json")
 FHIR_DATE_TIME = re.compile(
@@ -54,6 +56,11 @@ FHIR_DATE_TIME = re.compile(
     r"(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00)))?)?)?"
 )
 """The R4 dateTime regex: a time, when given, carries its zone."""
+IDENTIFIER_MAX = {
+    "system": questionnaire_responses.c.identifier_system.type.length,
+    "value": questionnaire_responses.c.identifier_value.type.length,
+}
+"""The identifier is stored in columns of these sizes."""
 PatientRef = Annotated[str | None, QueryParameter(required=False, pattern=PATIENT_REFERENCE)]
 ResourceId = Annotated[str, PathParameter(pattern=ID_PATTERN, description="FHIR resource id")]
 OBSERVATION_PARAMS = (
@@ -84,7 +91,7 @@ def _etag_headers(resource_id: str) -> dict[str, str]:
 
 def _decode_resource(request_body: bytes) -> tuple[dict[str, Any], InboundQuestionnaireResponse]:
     try:
-        raw = msgspec.json.decode(request_body)
+        raw = document(request_body)
     except msgspec.DecodeError as exc:
         raise _bad(400, "body", f"not JSON: {exc}") from exc
     if not isinstance(raw, dict):
@@ -105,6 +112,16 @@ def _decode_resource(request_body: bytes) -> tuple[dict[str, Any], InboundQuesti
             else ("QuestionnaireResponse")
         )
         raise _bad(400, expression, f"not valid FHIR R4: {message}") from exc
+    if qr.identifier is not None:
+        for part in ("system", "value"):
+            text = getattr(qr.identifier, part)
+            if text is not None and len(text) > IDENTIFIER_MAX[part]:
+                raise _bad(
+                    400,
+                    f"QuestionnaireResponse.identifier.{part}",
+                    f"at most {IDENTIFIER_MAX[part]} characters",
+                    "too_long",
+                )
     return raw, qr
 
 
@@ -157,6 +174,8 @@ def _condition(request: Request[Any, Any, Any]) -> tuple[str | None, str] | None
         system, value = "", params[0][1]
     if not value:
         raise _bad(400, "If-None-Exist", "identifier needs a value")
+    if "\x00" in system or "\x00" in value:
+        raise _bad(400, "If-None-Exist", "NUL characters are not allowed")
     return (system if bar else None), value
 
 

@@ -12,7 +12,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromQuery, PathParameter, QueryParameter
 
 from service.api.auth import scoped
-from service.api.body import decode
+from service.api.body import decode, document
 from service.api.errors import ApiError, FieldError
 from service.api.importing import ImportFileError, ImportReport, OnError, apply, parse_file
 from service.api.params import ID_PATTERN, NEAR
@@ -288,7 +288,7 @@ class DirectoryController(Controller):
         on_error: FromQuery[OnError] = OnError.REJECT_FILE,
     ) -> Response[ImportReport]:
         try:
-            raw = msgspec.json.decode(await request.body())
+            raw = document(await request.body())
         except msgspec.DecodeError as exc:
             raise ApiError(
                 400, f"Not JSON: {exc}", [FieldError("body", str(exc), "malformed")]
