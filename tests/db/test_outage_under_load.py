@@ -254,7 +254,7 @@ async def prepare(app: Any, http: httpx.AsyncClient) -> list[Kind]:
     """A clinic with a screening, a referral in progress, a system client and spare tokens."""
     clinic_name = f"outage-{uuid.uuid4()}"
     async with app.state.db.begin() as conn:
-        _, token = await create_client(conn, clinic_name, list(SCOPES))
+        _, token = await create_client(conn, clinic_name, list(SCOPES), create_clinic=True)
         system = await create_system_client(
             conn,
             clinic_name,
