@@ -21,6 +21,7 @@ from service.api.auth import scoped
 from service.api.catalog import Catalog
 from service.api.errors import FHIR_JSON, ApiError, FieldError
 from service.api.fhir.bundles import searchset, single
+from service.api.origin import public_origin
 from service.api.params import FHIR_ID, ID_PATTERN, PATIENT_REFERENCE, TOKEN_LIST
 from service.api.recording import (
     Recorded,
@@ -78,8 +79,9 @@ def _bad(status: int, field: str, message: str, code: str = "invalid") -> ApiErr
     return ApiError(status, message, [FieldError(field, message, code)])
 
 
-def _etag_headers(resource_id: str) -> dict[str, str]:
-    return {"ETag": 'W/"1"', "Location": f"/fhir/QuestionnaireResponse/{resource_id}"}
+def _etag_headers(request: Request[Any, Any, Any], resource_id: str) -> dict[str, str]:
+    location = f"{public_origin(request)}/fhir/QuestionnaireResponse/{resource_id}"
+    return {"ETag": 'W/"1"', "Location": location}
 
 
 def _decode_resource(request_body: bytes) -> tuple[dict[str, Any], InboundQuestionnaireResponse]:
@@ -187,14 +189,14 @@ class QuestionnaireResponseController(Controller):
                 raise _bad(412, "If-None-Exist", "more than one resource matches", "duplicate")
             if existing:
                 note(request, existing[0].id, existing[0].patient_id)
-                return self._existing(existing[0])
+                return self._existing(request, existing[0])
         submission = self._submission(raw, qr, catalog)
         note(request, submission.questionnaire_response_id, submission.patient_id)
 
         def render(recorded: Recorded, _: object) -> tuple[int, bytes, dict[str, str]]:
             resource_id = recorded.submission.questionnaire_response_id
             body = msgspec.json.encode(recorded.questionnaire_response)
-            return 201, body, _etag_headers(resource_id)
+            return 201, body, _etag_headers(request, resource_id)
 
         try:
             return await record_once(
@@ -216,7 +218,7 @@ class QuestionnaireResponseController(Controller):
             if len(existing) != 1:
                 raise
             note(request, existing[0].id, existing[0].patient_id)
-            return self._existing(existing[0])
+            return self._existing(request, existing[0])
 
     @staticmethod
     async def _find(
@@ -228,12 +230,12 @@ class QuestionnaireResponseController(Controller):
             )
 
     @staticmethod
-    def _existing(row: Any) -> Response[bytes]:
+    def _existing(request: Request[Any, Any, Any], row: Any) -> Response[bytes]:
         return Response(
             msgspec.json.encode(row.resource),
             status_code=200,
             media_type=FHIR_JSON,
-            headers=_etag_headers(row.id),
+            headers=_etag_headers(request, row.id),
         )
 
     @staticmethod
