@@ -81,3 +81,10 @@ def test_the_docs_page_loads_only_assets_served_by_belong(session_client) -> Non
             if url.endswith(".css"):  # nor does a style sheet fetch fonts or images elsewhere
                 assert not re.search(r"url\(\s*['\"]?(https?:)?//|@import", asset.text), url
         assert "https://" not in "".join(parser.urls)
+
+
+def test_consent_is_documented_as_given(session_client) -> None:
+    """A referral without consent is refused (422), so the document allows only true."""
+    consent = session_client.get("/schema/openapi.json").json()["components"]["schemas"]["Consent"]
+    assert consent["properties"]["given"]["const"] is True
+    assert "given" in consent["required"]

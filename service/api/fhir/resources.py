@@ -22,7 +22,14 @@ from service.api.catalog import Catalog
 from service.api.errors import FHIR_JSON, ApiError, FieldError
 from service.api.fhir.bundles import searchset, single
 from service.api.origin import public_origin
-from service.api.params import FHIR_ID, ID_PATTERN, PATIENT_REFERENCE, TOKEN_LIST
+from service.api.params import (
+    FHIR_ID,
+    ID_PATTERN,
+    IDENTIFIER_SEARCH,
+    IF_NONE_EXIST,
+    PATIENT_REFERENCE,
+    TOKEN_LIST,
+)
 from service.api.recording import (
     Recorded,
     ScoredScreening,
@@ -55,6 +62,8 @@ FHIR_DATE_TIME = re.compile(
     r"(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00)))?)?)?"
 )
 """The R4 dateTime regex: a time, when given, carries its zone."""
+_IF_NONE_EXIST = re.compile(IF_NONE_EXIST)
+_IDENTIFIER = re.compile(IDENTIFIER_SEARCH)
 PatientRef = Annotated[str | None, QueryParameter(required=False, pattern=PATIENT_REFERENCE)]
 ResourceId = Annotated[str, PathParameter(pattern=ID_PATTERN, description="FHIR resource id")]
 OBSERVATION_PARAMS = (
@@ -142,24 +151,27 @@ def _score_picked(picked: list[Picked]) -> tuple[list[ScoredScreening], list[Pro
 
 
 def _condition(request: Request[Any, Any, Any]) -> tuple[str | None, str] | None:
-    """The identifier a conditional create names, from If-None-Exist or the query string."""
-    text = request.headers.get("if-none-exist") or request.url.query or None
-    if text is None:
-        return None
-    params = parse_qsl(text.lstrip("?"), keep_blank_values=True)
-    unsupported = sorted({name for name, _ in params if name != "identifier"})
-    if unsupported or len(params) != 1:
-        raise _bad(
-            400,
-            "If-None-Exist",
-            f"only one identifier=system|value is supported, not {unsupported or 'this'}",
-        )
-    system, bar, value = params[0][1].partition("|")
-    if not value and not bar:
-        system, value = "", params[0][1]
-    if not value:
-        raise _bad(400, "If-None-Exist", "identifier needs a value")
-    return (system if bar else None), value
+    """The identifier a conditional create names, from If-None-Exist or the query string:
+    (system, value), the system None for a bare value (any system). An empty If-None-Exist
+    is no condition, as when it is not sent."""
+    header = request.headers.get("if-none-exist")
+    if header:
+        if not _IF_NONE_EXIST.fullmatch(header):
+            raise _bad(
+                400,
+                "If-None-Exist",
+                "must be the search query identifier=system|value (or |value, or value), "
+                "percent-encoded",
+            )
+        token = parse_qsl(header)[0][1]
+    else:
+        token = request.query_params.get("identifier")
+        if token is None:
+            return None
+        if not _IDENTIFIER.fullmatch(token):
+            raise _bad(400, "identifier", "must be system|value, |value or value")
+    system, bar, value = token.partition("|")
+    return (system, value) if bar else (None, token)
 
 
 class QuestionnaireResponseController(Controller):
