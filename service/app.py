@@ -10,12 +10,14 @@ from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.middleware.base import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Server
 
 from service.api.audit import AuditMiddleware
 from service.api.auth import BearerAuthentication, TokenCache
 from service.api.catalog import Catalog
 from service.api.cds import CdsServicesController
+from service.api.docs_page import SwaggerUiPage
 from service.api.errors import handle_http
 from service.api.fhir.metadata import MetadataController
 from service.api.fhir.questionnaire import QuestionnaireController
@@ -135,6 +137,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 }
             ),
             path="/schema",
+            # Only what Belong serves itself: no docs page that loads a CDN.
+            render_plugins=[SwaggerUiPage(), JsonRenderPlugin(), YamlRenderPlugin()],
         ),
         debug=settings.debug,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import sys
@@ -44,7 +45,16 @@ def _serve(args: argparse.Namespace) -> int:
 
     from service.settings import Settings
 
-    Settings.from_env()  # fail here, with the setting named, rather than in every worker
+    # Fail here, with the setting named, rather than in every worker.
+    settings = Settings.from_env()
+    if settings.public_base_url is None and not _is_loopback(args.host):
+        print(
+            f"warning: serving on {args.host} without BELONG_PUBLIC_BASE_URL: absolute URLs "
+            "and the aud required of SMART and CDS Hooks JWTs name the listening address "
+            "(or what a BELONG_TRUSTED_PROXIES proxy forwards); set it to the external origin",
+            file=sys.stderr,
+            flush=True,
+        )
     # One metrics store shared by the workers (prometheus_client multiprocess mode).
     metrics_dir = tempfile.mkdtemp(prefix="belong-metrics-")
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)
@@ -59,6 +69,15 @@ def _serve(args: argparse.Namespace) -> int:
     )
     server.serve()
     return 0
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _instrument_schema_text() -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Annotated
 import msgspec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+LIST_SETTINGS = frozenset({"licensed_instruments", "trusted_proxies"})
+"""Settings given as a comma-separated list."""
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -30,11 +33,25 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     public_base_url: (
         Annotated[str, msgspec.Meta(pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$")] | None
     ) = None
-    """The external origin (https://belong.example.org) when behind a proxy: CDS Hooks
-    audiences and SMART endpoint URLs are built from it instead of the request's host."""
+    """The external origin (https://belong.example.org): every absolute URL Belong writes
+    (Bundle links, fullUrl, Location, SMART and CDS URLs) and the ``aud`` it requires of a
+    client's JWT are built from it. Unset, see :func:`service.api.origin.public_origin`."""
+    trusted_proxies: frozenset[str] = frozenset()
+    """Addresses or networks (``10.0.0.0/8``) of the proxies whose ``Forwarded`` /
+    ``X-Forwarded-Proto`` / ``X-Forwarded-Host`` headers name the public origin when
+    ``public_base_url`` is unset; from any other peer those headers are ignored."""
     cds_screening_window_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 180
     """CDS Hooks: a patient with no screening in this many days gets a "screening due" card."""
     log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        for entry in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"trusted_proxies: {entry!r} is not an IP address or network"
+                ) from None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -45,7 +62,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             value = environ.get(f"BELONG_{name.upper()}")
             if value is None:
                 continue
-            if name == "licensed_instruments":
+            if name in LIST_SETTINGS:
                 raw[name] = [part.strip() for part in value.split(",") if part.strip()]
             elif name == "public_base_url" and not value.strip():
                 continue

@@ -22,7 +22,8 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 
 from service.api.assertions import JwtRefused, looks_like_jwt
-from service.api.systems import JwtCaller, public_base, verify_system_jwt
+from service.api.origin import public_origin
+from service.api.systems import JwtCaller, verify_system_jwt
 from service.store.clients import Principal, hash_token, principal_for_token
 from service.store.database import Database, utcnow
 from service.store.systems import ACCESS_TOKEN_PREFIX, principal_for_access_token
@@ -95,7 +96,7 @@ class BearerAuthentication(AbstractAuthenticationMiddleware):
     ) -> AuthenticationResult:
         """A CDS Hooks call: the CDS client's own JWT, ``aud`` the exact URL called."""
         state = connection.app.state
-        base = public_base(str(connection.base_url), state.settings.public_base_url)
+        base = public_origin(connection)
         path = connection.url.path
         audiences = {base + path}
         if path.endswith("/feedback"):  # some clients name the service itself

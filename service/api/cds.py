@@ -32,9 +32,9 @@ from service.api.auth import PUBLIC, require_jwt_caller, scoped
 from service.api.body import decode
 from service.api.catalog import Catalog
 from service.api.errors import ApiError, FieldError
+from service.api.origin import public_origin
 from service.api.params import ID_PATTERN
 from service.api.recommend import recommend, screening_summary
-from service.api.systems import public_base
 from service.domain.instruments import Signal
 from service.domain.needs import ScreeningSummary
 from service.domain.patients import PatientProfile
@@ -415,7 +415,7 @@ class CdsServicesController(Controller):
         note(request, None, patient_id)
         patient = _prefetched_patient(call)
         settings = request.app.state.settings
-        base = public_base(str(request.base_url), settings.public_base_url)
+        base = public_origin(request)
         window = settings.cds_screening_window_days
         cutoff = utcnow() - timedelta(days=window)
         if patient.get("deceasedBoolean") is True or "deceasedDateTime" in patient:

@@ -25,7 +25,7 @@ from service.api.cds import (
 from service.api.errors import FHIR_JSON, PROBLEM_JSON, TITLES, ProblemDetails
 from service.api.fhir.resources import FHIR_ACCEPTED
 from service.api.importing import ImportReport
-from service.api.params import DATE_SEARCH
+from service.api.params import IDENTIFIER_SEARCH, IF_NONE_EXIST
 from service.api.smart import (
     ASSERTION_TYPE,
     FORM,
@@ -46,6 +46,7 @@ from service.api.v1.screenings import ScreeningRequest, ScreeningResult
 from service.domain.directory import ServiceDetails
 from service.domain.patients import PatientProfile
 from service.fhir.intake import VALUE_FIELDS, InboundQuestionnaireResponse
+from service.fhir.search import DATE_SEARCH
 from service.fhir.types import (
     Bundle,
     HealthcareService,
@@ -68,6 +69,10 @@ EXTRA_STATUSES: dict[str, set[int]] = {
     "update_referral_status": {409, 412, 422},
     "import_directory": {422},
     "fhir_create_questionnaire_response": {403, 409, 412, 422},
+    # A date the calendar does not have (29 February outside a leap year).
+    "fhir_search_observation": {422},
+    "fhir_search_service_request": {422},
+    "fhir_search_task": {422},
     "health_ready": {503},
     "cds_call": {412},
     "cds_feedback": {422},
@@ -313,6 +318,10 @@ def finalize(doc: dict[str, Any], app: Litestar) -> dict[str, Any]:
     _, components = msgspec.json.schema_components(SCHEMA_TYPES, ref_template=REF)
     schemas.update(components)
     schemas["BundleEntry"]["properties"]["resource"] = FHIR_RESOURCE
+    schemas["Consent"]["properties"]["given"] = {
+        "const": True,
+        "description": "The patient consented; a referral without consent answers 422",
+    }
     for name, example in EXAMPLES.items():
         schemas[name]["examples"] = [example]
     doc["components"]["securitySchemes"] = {
@@ -459,8 +468,11 @@ def _bodies(doc: dict[str, Any]) -> None:
             "name": "identifier",
             "in": "query",
             "required": False,
-            "description": "Conditional create by query string: system|value (or value)",
-            "schema": {"type": "string", "pattern": r"^[^\x00]{1,512}$"},
+            "description": (
+                "Conditional create by query string: system|value, |value (no system) or "
+                "value (any system); ignored when If-None-Exist is sent"
+            ),
+            "schema": {"type": "string", "pattern": IDENTIFIER_SEARCH},
         }
     )
     qr["parameters"].append(
@@ -468,8 +480,17 @@ def _bodies(doc: dict[str, Any]) -> None:
             "name": "If-None-Exist",
             "in": "header",
             "required": False,
-            "description": "Conditional create: identifier=system|value",
-            "schema": {"type": "string", "pattern": r"^identifier=[^\x00&]{1,512}$"},
+            "description": (
+                "Conditional create: a FHIR search query string, identifier=system|value "
+                "(or identifier=|value, or identifier=value), percent-encoded, e.g. "
+                "identifier=urn:oid:2.16.840.1.113883.3.1|A-1042. One match answers it with "
+                "200, several with 412, none stores the resource."
+            ),
+            "schema": {
+                "type": "string",
+                "pattern": IF_NONE_EXIST,
+                "examples": ["identifier=urn:oid:2.16.840.1.113883.3.1|A-1042"],
+            },
         }
     )
     for operation_id in ("fhir_read_questionnaire_response",):

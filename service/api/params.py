@@ -8,14 +8,9 @@ from typing import Annotated
 from litestar.params import QueryParameter
 
 from service.api.errors import ApiError, FieldError
+from service.fhir.search import MONTH_DAY, YEAR
 from service.store.database import utc_field
 
-YEAR = r"(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})"
-MONTH_DAY = (
-    r"((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)"
-    r"|02-(0[1-9]|1[0-9]|2[0-9]))"
-)
-"""A month and a day it has (29 February passes; outside a leap year it answers 400)."""
 INSTANT = (
     rf"^{YEAR}-{MONTH_DAY}T([01][0-9]|2[0-3]):[0-5][0-9]"
     r"(:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9]|[+-]14:00)$"
@@ -28,12 +23,15 @@ PATIENT_REFERENCE = rf"^(Patient/)?{FHIR_ID}$"
 SERVICE_REFERENCE = rf"^(HealthcareService/)?{FHIR_ID}$"
 SEARCH_TOKEN = r"([^|,\x00]{0,255}\|)?[^|,\x00]{1,64}"  # noqa: S105 - a pattern, not a secret
 TOKEN_LIST = rf"^{SEARCH_TOKEN}(,{SEARCH_TOKEN}){{0,9}}$"
-DATE_SEARCH = (
-    rf"^(eq|gt|lt|ge|le)?{YEAR}(-(0[1-9]|1[0-2])|-{MONTH_DAY}"
-    r"(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?"
-    r"(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])?)?)?$"
-)
-"""A FHIR date search value with a prefix: a year, a month, a day or an instant."""
+IDENTIFIER_SEARCH = r"^([^\x00|]{0,255}\|)?[^\x00|]{1,255}$"
+"""An identifier token, ``system|value``, ``|value`` (no system) or ``value`` (any system)."""
+_QUERY_CHAR = r"([!-$'-{}~]|%(0[1-9A-Fa-f]|[1-689A-Fa-f][0-9A-Fa-f]|7[0-9ABD-Fabd-f]))"
+"""A character of a query string: printable ASCII without space, ``%``, ``&`` and ``|``,
+or a percent-escape of anything but NUL and ``|``."""
+IF_NONE_EXIST = rf"^identifier=({_QUERY_CHAR}{{0,255}}(\||%7[Cc]))?{_QUERY_CHAR}{{1,255}}$"
+"""The FHIR search query of a conditional create, as sent in ``If-None-Exist``:
+``identifier=system|value`` (or ``|value``, or ``value``), percent-encoded or not (the
+bar may be sent as ``%7C``)."""
 
 LATITUDE = r"-?(90(\.0{1,8})?|[1-8]?[0-9](\.[0-9]{1,8})?)"
 LONGITUDE = r"-?(180(\.0{1,8})?|(1[0-7][0-9]|[1-9]?[0-9])(\.[0-9]{1,8})?)"

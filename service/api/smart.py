@@ -35,7 +35,8 @@ from litestar import Controller, Request, Response, get, post
 from service.api.assertions import JwtRefused
 from service.api.auth import PUBLIC
 from service.api.errors import ApiError, FieldError
-from service.api.systems import public_base, verify_system_jwt
+from service.api.origin import public_origin
+from service.api.systems import verify_system_jwt
 from service.store.database import Database
 from service.store.systems import ACCESS_TOKEN_SECONDS, issue_access_token
 
@@ -155,8 +156,7 @@ class SmartController(Controller):
         summary="SMART Backend Services discovery",
     )
     async def configuration(self, request: Request[Any, Any, Any]) -> SmartConfiguration:
-        settings = request.app.state.settings
-        return configuration(public_base(str(request.base_url), settings.public_base_url))
+        return configuration(public_origin(request))
 
     @get(
         "/fhir/.well-known/smart-configuration",
@@ -164,8 +164,7 @@ class SmartController(Controller):
         summary="SMART Backend Services discovery, at the FHIR base",
     )
     async def fhir_configuration(self, request: Request[Any, Any, Any]) -> SmartConfiguration:
-        settings = request.app.state.settings
-        return configuration(public_base(str(request.base_url), settings.public_base_url))
+        return configuration(public_origin(request))
 
     @post(
         TOKEN_PATH,
@@ -204,7 +203,7 @@ class SmartController(Controller):
             return oauth_error(400, "invalid_request", "client_assertion is required")
         if not fields.get("scope", "").strip():
             return oauth_error(400, "invalid_request", "scope is required")
-        base = public_base(str(request.base_url), state.settings.public_base_url)
+        base = public_origin(request)
         database: Database = state.db
         try:
             principal, _ = await verify_system_jwt(

@@ -105,8 +105,3 @@ async def verify_system_jwt(
     if not await consume_jti(db, issuer, verified.jti, verified.expires_at):
         raise JwtRefused("the jti has been used before (a replayed JWT)")
     return client.principal, verified
-
-
-def public_base(base_url: str, configured: str | None) -> str:
-    """The service's external origin: BELONG_PUBLIC_BASE_URL, or what the request says."""
-    return (configured or base_url).rstrip("/")

@@ -7,10 +7,28 @@ from datetime import UTC, datetime, timedelta
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 SUPPORTED_PREFIXES = ("eq", "gt", "lt", "ge", "le")
+YEAR = r"(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})"
+MONTH_DAY = (
+    r"((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)"
+    r"|02-(0[1-9]|1[0-9]|2[0-9]))"
+)
+"""A month and a day it can have (29 February passes the pattern whatever the year)."""
+DATE_SEARCH = (
+    rf"^(eq|gt|lt|ge|le)?{YEAR}(-(0[1-9]|1[0-2])|-{MONTH_DAY}"
+    r"(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?"
+    r"(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9]|[+-]14:00)?)?)?$"
+)
+"""A FHIR date search value with a prefix: a year, a month, a day or a time (its zone UTC
+when not given). Published as the parameters' pattern, and what :func:`parse_date` accepts:
+any other value answers 400, never a search that finds nothing."""
+_DATE_SEARCH = re.compile(DATE_SEARCH)
 _DATE = re.compile(
     r"^(?P<year>\d{4})(-(?P<month>\d{2})(-(?P<day>\d{2})"
-    r"(T(?P<time>\d{2}:\d{2}(:\d{2}(\.\d+)?)?)(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$"
+    r"(T(?P<time>\d{2}:\d{2}(:\d{2}(\.\d+)?)?)(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$",
+    re.ASCII,
 )
+EARLIEST = datetime.min.replace(tzinfo=UTC)
+LATEST = datetime.max.replace(tzinfo=UTC)
 
 
 class SearchError(ValueError):
@@ -20,7 +38,7 @@ class SearchError(ValueError):
         self.message = message
         self.status = status
         """400 for a value that is not the parameter's syntax; 422 for a well-formed date
-        that does not exist (30 February)."""
+        that does not exist (29 February outside a leap year)."""
 
 
 def parse_token(parameter: str, value: str) -> list[tuple[str | None, str]]:
@@ -50,36 +68,54 @@ def _precision(time: str) -> timedelta:
 
 
 def _range(parameter: str, text: str) -> tuple[datetime, datetime]:
-    """The instants [start, end) a FHIR date or dateTime value covers."""
+    """The instants [start, end) a FHIR date or dateTime value covers (``text`` fits
+    DATE_SEARCH), clamped to the years 1-9999 that Python can hold."""
     match = _DATE.match(text)
-    if match is None:
-        raise SearchError(parameter, f"{text!r} is not a FHIR date or dateTime")
+    assert match is not None
     year = int(match["year"])
     try:
         if match["time"]:
-            instant = datetime.fromisoformat(
+            local = datetime.fromisoformat(
                 f"{text[:10]}T{match['time']}{(match['tz'] or 'Z').replace('Z', '+00:00')}"
-            ).astimezone(UTC)
-            return instant, instant + _precision(match["time"])
+            )
+            try:
+                instant = local.astimezone(UTC)
+            except OverflowError:
+                instant = EARLIEST if year == 1 else LATEST
+            return instant, _later(instant, _precision(match["time"]))
         if match["day"]:
             start = datetime(year, int(match["month"]), int(match["day"]), tzinfo=UTC)
-            return start, start + timedelta(days=1)
-        if match["month"]:
-            month = int(match["month"])
-            start = datetime(year, month, 1, tzinfo=UTC)
-            end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
-            return start, end
-        return datetime(year, 1, 1, tzinfo=UTC), datetime(year + 1, 1, 1, tzinfo=UTC)
-    except ValueError as exc:
-        raise SearchError(parameter, f"{text!r} is not a valid date: {exc}") from exc
+            return start, _later(start, timedelta(days=1))
+    except ValueError as exc:  # 29 February outside a leap year
+        raise SearchError(parameter, f"{text!r} is a day the calendar does not have", 422) from exc
+    if match["month"]:
+        month = int(match["month"])
+        return datetime(year, month, 1, tzinfo=UTC), _month_start(
+            year + month // 12, month % 12 + 1
+        )
+    return datetime(year, 1, 1, tzinfo=UTC), _month_start(year + 1, 1)
+
+
+def _later(instant: datetime, span: timedelta) -> datetime:
+    return LATEST if instant > LATEST - span else instant + span
+
+
+def _month_start(year: int, month: int) -> datetime:
+    return LATEST if year > LATEST.year else datetime(year, month, 1, tzinfo=UTC)
 
 
 def parse_date(parameter: str, value: str) -> list[tuple[str, datetime]]:
     """A prefixed date as comparisons on an instant, e.g. ``ge2024-01-01``."""
     prefix = value[:2] if value[:2] in PREFIXES else "eq"
-    text = value[2:] if value[:2] in PREFIXES else value
     if prefix not in SUPPORTED_PREFIXES:
         raise SearchError(parameter, f"prefix {prefix!r} is not supported")
+    if not _DATE_SEARCH.fullmatch(value):
+        raise SearchError(
+            parameter,
+            f"{value!r} is not a FHIR date search value: an optional eq, gt, lt, ge or le, "
+            "then YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm[:ss[.ffffff]][Z|+hh:mm]",
+        )
+    text = value[2:] if value[:2] in PREFIXES else value
     start, end = _range(parameter, text)
     return {
         "eq": [("ge", start), ("lt", end)],

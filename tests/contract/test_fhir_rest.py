@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -16,9 +17,12 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
+import hypothesis
 import pytest
 import sqlalchemy as sa
+from hypothesis import strategies as st
 
+from service.cli import OPENAPI_DIR
 from service.store.clients import principal_for_token
 from service.store.tables import idempotency_keys, observations, questionnaire_responses
 
@@ -973,3 +977,106 @@ def test_concurrent_conditional_creates_store_one(session_client, make_clinic, h
     assert len({r.json()["id"] for r in responses}) == 1
     assert count_rows(session_client, questionnaire_responses, clinic) == 1
     assert count_rows(session_client, observations, clinic) == 2
+
+
+# -- the documented syntax is the accepted syntax --------------------------------------
+
+
+def documented(path: str, method: str, name: str) -> dict[str, Any]:
+    """The schema of parameter ``name`` in the published document."""
+    doc = json.loads((OPENAPI_DIR / "openapi.json").read_text(encoding="utf-8"))
+    (parameter,) = [p for p in doc["paths"][path][method]["parameters"] if p["name"] == name]
+    return parameter["schema"]
+
+
+@hypothesis.settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=list(hypothesis.HealthCheck),
+)
+@hypothesis.given(data=st.data())
+def test_every_documented_condition_is_accepted(client, data) -> None:
+    """A conditional create whose condition fits the document is answered, never 400."""
+    header = documented("/fhir/QuestionnaireResponse", "post", "If-None-Exist")
+    query = documented("/fhir/QuestionnaireResponse", "post", "identifier")
+    condition = data.draw(st.from_regex(header["pattern"], fullmatch=True), label="header")
+    identifier = data.draw(st.from_regex(query["pattern"], fullmatch=True), label="query")
+    posted = ahc_response(new_patient())
+    by_header = post(client, posted, {"If-None-Exist": condition})
+    assert by_header.status_code in (200, 201, 412), (condition, by_header.text)
+    by_query = post(client, posted, params={"identifier": identifier})
+    assert by_query.status_code in (200, 201, 412), (identifier, by_query.text)
+
+
+def test_the_if_none_exist_header_is_documented_as_a_search_query() -> None:
+    header = documented("/fhir/QuestionnaireResponse", "post", "If-None-Exist")
+    for good in ("identifier=urn:ehr|c-1", "identifier=c-1", "identifier=|c-1"):
+        assert re.fullmatch(header["pattern"], good), good
+    for bad in ("identifier=", "identifier=urn:ehr|", "identifier=a&x=1", "identifier=%00"):
+        assert not re.fullmatch(header["pattern"], bad), bad
+
+
+def test_an_empty_if_none_exist_is_no_condition(client) -> None:
+    assert post(client, ahc_response(new_patient()), {"If-None-Exist": ""}).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "condition",
+    ["identifier=a|%00", "identifier=|%7C", f"identifier={'x' * 256}", "identifier=a b"],
+)
+def test_conditions_outside_the_documented_syntax_are_400(client, condition) -> None:
+    posted = ahc_response(new_patient(), identifier={"system": "urn:ehr", "value": "x"})
+    issues = outcome(post(client, posted, {"If-None-Exist": condition}), 400)
+    assert issues[0]["expression"] == ["If-None-Exist"]
+
+
+@pytest.mark.parametrize("identifier", ["a|\x00", "|", "a|", "a|b|c", "x" * 256])
+def test_identifiers_outside_the_documented_syntax_are_400(client, identifier) -> None:
+    assert not re.fullmatch(
+        documented("/fhir/QuestionnaireResponse", "post", "identifier")["pattern"], identifier
+    )
+    posted = ahc_response(new_patient(), identifier={"system": "urn:ehr", "value": "x"})
+    issues = outcome(post(client, posted, params={"identifier": identifier}), 400)
+    assert issues[0]["expression"] == ["identifier"]
+
+
+DATE_SEARCHES = [
+    ("/fhir/Observation", "date"),
+    ("/fhir/Observation", "_lastUpdated"),
+    ("/fhir/ServiceRequest", "_lastUpdated"),
+    ("/fhir/Task", "_lastUpdated"),
+]
+
+
+@pytest.mark.parametrize(("path", "name"), DATE_SEARCHES)
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2024-01-01T10:00:00+14:30",  # no such zone
+        "2024-01-01T10:00+23:59",
+        "2024-01-01T10:00:00.1234567Z",  # more than microseconds
+        "\u0662\u0660\u0662\u0664",  # Arabic-Indic digits are not FHIR digits
+        "ge2024-01-01\n",
+        "2024-1-01",
+        "0000",
+    ],
+)
+def test_a_date_outside_the_search_syntax_is_400_naming_it(client, path, name, value) -> None:
+    pattern = documented(path, "get", name)["items"]["pattern"]
+    assert not re.fullmatch(pattern, value)
+    issues = outcome(client.get(path, params={name: value}), 400)
+    assert issues[0]["expression"] == [name]
+
+
+@pytest.mark.parametrize(("path", "name"), DATE_SEARCHES)
+def test_every_documented_date_is_answered(client, path, name) -> None:
+    pattern = documented(path, "get", name)["items"]["pattern"]
+    for value in ("9999-12-31", "9999", "0001-01-01T00:00+14:00", "le9999-12-31T23:59:59.999999Z"):
+        assert re.fullmatch(pattern, value), value
+        response = client.get(path, params={name: value})
+        assert response.status_code == 200, (value, response.text)
+    # A day the calendar does not have fits the syntax: a business rule, not a 400.
+    issues = outcome(client.get(path, params={name: "2023-02-29"}), 422)
+    assert issues[0]["expression"] == [name]
+    assert client.get(path, params={name: "2024-02-29"}).status_code == 200

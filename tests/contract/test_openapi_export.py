@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+from html.parser import HTMLParser
+from urllib.parse import urlsplit
 
 from service.cli import OPENAPI_DIR, openapi_documents
 
@@ -36,3 +39,52 @@ def test_list_item_constraints_survive(session_client) -> None:
     languages = schemas["PatientProfile"]["properties"]["languages"]
     assert languages["items"]["pattern"].startswith("^[A-Za-z]{2,3}")
     assert languages["maxItems"] == 10
+
+
+class _Assets(HTMLParser):
+    """Every URL a page makes the browser fetch: script src, link href, img src."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        wanted = {"script": "src", "link": "href", "img": "src"}.get(tag)
+        for name, value in attrs:
+            if name == wanted and value:
+                self.urls.append(value)
+
+
+DOCS_PAGES = ("/schema", "/schema/swagger", "/schema/redoc", "/schema/elements", "/schema/rapidoc")
+
+
+def test_the_docs_page_loads_only_assets_served_by_belong(session_client) -> None:
+    """/schema works on a closed network: no CDN, every asset from the package."""
+    page = session_client.get("/schema")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    for path in DOCS_PAGES:
+        response = session_client.get(path)
+        if response.status_code == 404:
+            continue
+        assert response.status_code == 200, path
+        parser = _Assets()
+        parser.feed(response.text)
+        assert parser.urls, path
+        for url in parser.urls:
+            parts = urlsplit(url)
+            assert not parts.scheme and not parts.netloc, (path, url)
+            assert url.startswith("/schema/"), (path, url)
+            asset = session_client.get(url)
+            assert asset.status_code == 200, url
+            assert asset.content, url
+            if url.endswith(".css"):  # nor does a style sheet fetch fonts or images elsewhere
+                assert not re.search(r"url\(\s*['\"]?(https?:)?//|@import", asset.text), url
+        assert "https://" not in "".join(parser.urls)
+
+
+def test_consent_is_documented_as_given(session_client) -> None:
+    """A referral without consent is refused (422), so the document allows only true."""
+    consent = session_client.get("/schema/openapi.json").json()["components"]["schemas"]["Consent"]
+    assert consent["properties"]["given"]["const"] is True
+    assert "given" in consent["required"]

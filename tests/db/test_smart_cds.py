@@ -981,3 +981,47 @@ def test_rotating_to_the_same_jwks_url_reads_the_keys_again(
     new_assertion = sign(claims(issuer, TOKEN_URL, sub=issuer), ec_key("ec-2"), "ES384")
     access_token(session_client, new_assertion)
     refused_client(token_request(session_client, assertion(me), scope="system/AuditEvent.rs"))
+
+
+def test_an_audience_named_in_the_host_header_is_refused(
+    session_client: TestClient[Litestar], system: System, ehr: System
+) -> None:
+    """Without BELONG_PUBLIC_BASE_URL the audience is the listening address: a JWT minted
+    for another server is refused even when that server is sent as Host."""
+    spoofed = {"Host": "other.example"}
+    elsewhere = sign(
+        claims(system.issuer, "http://other.example/auth/token", sub=system.issuer),
+        ec_key(),
+        "ES384",
+    )
+    form = {
+        "grant_type": "client_credentials",
+        "scope": ALL_SMART,
+        "client_assertion_type": ASSERTION_TYPE,
+        "client_assertion": elsewhere,
+    }
+    refused = session_client.post("/auth/token", data=form, headers={**FORM, **spoofed})
+    assert refused.status_code == 401, refused.text
+    assert refused.json()["error"] == "invalid_client"
+    form["client_assertion"] = assertion(system)
+    granted = session_client.post("/auth/token", data=form, headers={**FORM, **spoofed})
+    assert granted.status_code == 200, granted.text
+
+    body = hook_call(f"pat-{uuid.uuid4()}")
+    for_other = cds_jwt(ehr, aud=f"http://other.example/cds-services/{SERVICE_ID}")
+    response = session_client.post(
+        f"/cds-services/{SERVICE_ID}",
+        json=body,
+        headers={"Authorization": f"Bearer {for_other}", **spoofed},
+    )
+    assert response.status_code == 401, response.text
+    response = session_client.post(
+        f"/cds-services/{SERVICE_ID}",
+        json=body,
+        headers={"Authorization": f"Bearer {cds_jwt(ehr)}", **spoofed},
+    )
+    assert response.status_code == 200, response.text
+    for card in response.json()["cards"]:
+        assert card["source"]["url"].startswith(f"{BASE}/")
+        for link in card.get("links", []):
+            assert link["url"].startswith(f"{BASE}/"), link

@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 from litestar import Request
 
 from service.api.errors import ApiError, FieldError
+from service.api.origin import public_origin
 from service.fhir.types import Bundle, BundleEntry, BundleLink, BundleSearch
 from service.store.records import StoredJson
 
@@ -35,7 +36,7 @@ def searchset(
 ) -> Bundle:
     """``resources`` are Structs, stored JSON objects or StoredJson, each with an ``id``. The links
     carry only the ``used`` parameters, as FHIR asks of a self link."""
-    base = str(request.base_url).rstrip("/")
+    base = public_origin(request)
     # Encoded once for every link; only the offset differs between them.
     query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k in used])
     prefix = f"{base}/fhir/{resource_type}?{query}{'&' if query else ''}_offset="

@@ -22,7 +22,15 @@ from service.api.body import document
 from service.api.catalog import Catalog
 from service.api.errors import FHIR_JSON, ApiError, FieldError
 from service.api.fhir.bundles import searchset, single
-from service.api.params import FHIR_ID, ID_PATTERN, PATIENT_REFERENCE, TOKEN_LIST
+from service.api.origin import public_origin
+from service.api.params import (
+    FHIR_ID,
+    ID_PATTERN,
+    IDENTIFIER_SEARCH,
+    IF_NONE_EXIST,
+    PATIENT_REFERENCE,
+    TOKEN_LIST,
+)
 from service.api.recording import (
     Recorded,
     ScoredScreening,
@@ -61,6 +69,8 @@ IDENTIFIER_MAX = {
     "value": questionnaire_responses.c.identifier_value.type.length,
 }
 """The identifier is stored in columns of these sizes."""
+_IF_NONE_EXIST = re.compile(IF_NONE_EXIST)
+_IDENTIFIER = re.compile(IDENTIFIER_SEARCH)
 PatientRef = Annotated[str | None, QueryParameter(required=False, pattern=PATIENT_REFERENCE)]
 ResourceId = Annotated[str, PathParameter(pattern=ID_PATTERN, description="FHIR resource id")]
 OBSERVATION_PARAMS = (
@@ -85,8 +95,9 @@ def _bad(status: int, field: str, message: str, code: str = "invalid") -> ApiErr
     return ApiError(status, message, [FieldError(field, message, code)])
 
 
-def _etag_headers(resource_id: str) -> dict[str, str]:
-    return {"ETag": 'W/"1"', "Location": f"/fhir/QuestionnaireResponse/{resource_id}"}
+def _etag_headers(request: Request[Any, Any, Any], resource_id: str) -> dict[str, str]:
+    location = f"{public_origin(request)}/fhir/QuestionnaireResponse/{resource_id}"
+    return {"ETag": 'W/"1"', "Location": location}
 
 
 def _decode_resource(request_body: bytes) -> tuple[dict[str, Any], InboundQuestionnaireResponse]:
@@ -157,26 +168,27 @@ def _score_picked(picked: list[Picked]) -> tuple[list[ScoredScreening], list[Pro
 
 
 def _condition(request: Request[Any, Any, Any]) -> tuple[str | None, str] | None:
-    """The identifier a conditional create names, from If-None-Exist or the query string."""
-    text = request.headers.get("if-none-exist") or request.url.query or None
-    if text is None:
-        return None
-    params = parse_qsl(text.lstrip("?"), keep_blank_values=True)
-    unsupported = sorted({name for name, _ in params if name != "identifier"})
-    if unsupported or len(params) != 1:
-        raise _bad(
-            400,
-            "If-None-Exist",
-            f"only one identifier=system|value is supported, not {unsupported or 'this'}",
-        )
-    system, bar, value = params[0][1].partition("|")
-    if not value and not bar:
-        system, value = "", params[0][1]
-    if not value:
-        raise _bad(400, "If-None-Exist", "identifier needs a value")
-    if "\x00" in system or "\x00" in value:
-        raise _bad(400, "If-None-Exist", "NUL characters are not allowed")
-    return (system if bar else None), value
+    """The identifier a conditional create names, from If-None-Exist or the query string:
+    (system, value), the system None for a bare value (any system). An empty If-None-Exist
+    is no condition, as when it is not sent."""
+    header = request.headers.get("if-none-exist")
+    if header:
+        if not _IF_NONE_EXIST.fullmatch(header):
+            raise _bad(
+                400,
+                "If-None-Exist",
+                "must be the search query identifier=system|value (or |value, or value), "
+                "percent-encoded",
+            )
+        token = parse_qsl(header)[0][1]
+    else:
+        token = request.query_params.get("identifier")
+        if token is None:
+            return None
+        if not _IDENTIFIER.fullmatch(token):
+            raise _bad(400, "identifier", "must be system|value, |value or value")
+    system, bar, value = token.partition("|")
+    return (system, value) if bar else (None, token)
 
 
 class QuestionnaireResponseController(Controller):
@@ -206,14 +218,14 @@ class QuestionnaireResponseController(Controller):
                 raise _bad(412, "If-None-Exist", "more than one resource matches", "duplicate")
             if existing:
                 note(request, existing[0].id, existing[0].patient_id)
-                return self._existing(existing[0])
+                return self._existing(request, existing[0])
         submission = self._submission(raw, qr, catalog)
         note(request, submission.questionnaire_response_id, submission.patient_id)
 
         def render(recorded: Recorded, _: object) -> tuple[int, bytes, dict[str, str]]:
             resource_id = recorded.submission.questionnaire_response_id
             body = msgspec.json.encode(recorded.questionnaire_response)
-            return 201, body, _etag_headers(resource_id)
+            return 201, body, _etag_headers(request, resource_id)
 
         try:
             return await record_once(
@@ -235,7 +247,7 @@ class QuestionnaireResponseController(Controller):
             if len(existing) != 1:
                 raise
             note(request, existing[0].id, existing[0].patient_id)
-            return self._existing(existing[0])
+            return self._existing(request, existing[0])
 
     @staticmethod
     async def _find(
@@ -247,12 +259,12 @@ class QuestionnaireResponseController(Controller):
             )
 
     @staticmethod
-    def _existing(row: Any) -> Response[bytes]:
+    def _existing(request: Request[Any, Any, Any], row: Any) -> Response[bytes]:
         return Response(
             msgspec.json.encode(row.resource),
             status_code=200,
             media_type=FHIR_JSON,
-            headers=_etag_headers(row.id),
+            headers=_etag_headers(request, row.id),
         )
 
     @staticmethod
