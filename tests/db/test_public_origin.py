@@ -74,7 +74,9 @@ def app_with(database_url: str) -> Iterator[Any]:
 
         async def token() -> str:
             async with client.app.state.db.begin() as conn:
-                _, made = await create_client(conn, f"clinic-{uuid.uuid4()}", list(SCOPES))
+                _, made = await create_client(
+                    conn, f"clinic-{uuid.uuid4()}", list(SCOPES), create_clinic=True
+                )
             return made
 
         client.headers["Authorization"] = f"Bearer {client.blocking_portal.call(token)}"
