@@ -542,6 +542,18 @@ def test_only_a_completed_referral_takes_an_outcome_without_a_status(
     assert read(client, rid) == before
 
 
+def test_a_completion_sent_again_with_a_reason_is_a_refused_step(
+    client: TestClient[Litestar], world: World
+) -> None:
+    done = completed_without_outcome(client, world)
+    again = client.patch(
+        f"{REFERRALS}/{done['id']}",
+        json={"status": "completed", "reason": "busy", "outcome": "Joined"},
+    )
+    assert assert_problem(again, 409, "status")["errors"][0]["code"] == "invalid_transition"
+    assert read(client, done["id"]) == done
+
+
 def test_an_outcome_change_names_what_is_wrong_with_it(
     client: TestClient[Litestar], world: World
 ) -> None:

@@ -352,13 +352,16 @@ class ReferralController(Controller):
                     "The referral changed since it was read",
                     [FieldError("If-Match", f"current version is {row.version}", "stale")],
                 )
-            if data.outcome is not None and amends_outcome(Status(row.status), data.status):
-                if data.reason is not None:
-                    raise ApiError(
-                        422,
-                        "Changing a completed referral's outcome takes no reason",
-                        [FieldError("reason", "not allowed with only an outcome", "not_allowed")],
-                    )
+            # A completion sent again with a reason is a step (completed -> completed, 409),
+            # not an outcome change: concurrent completions then all answer 200 or 409.
+            amending = data.outcome is not None and amends_outcome(Status(row.status), data.status)
+            if amending and data.reason is not None and data.status is None:
+                raise ApiError(
+                    422,
+                    "Changing a completed referral's outcome takes no reason",
+                    [FieldError("reason", "not allowed with only an outcome", "not_allowed")],
+                )
+            if amending and data.reason is None:
                 await _amend_outcome(store, row, data.outcome, request.user.client_id, now)
                 [referral] = await load_referrals(store, [await store.get_referral(referral_id)])
                 return Response(referral, headers={"ETag": f'"{referral.version}"'})
