@@ -1175,6 +1175,8 @@ def bench(opts: Options) -> bool:
         )  # fmt: skip
         with serving(lean):
             prime_workers(lean.base_url, token, patients, opts.workers)
+            # Its pools filled, as Belong's were by the referrals' seeding.
+            run_wrk(wrk, lean.base_url, scripts["lean"].script, CONNECTIONS[-1], 1.0)
             log(f"measuring {scripts['lean'].label}")
             vacuum(plain_url)
             measure(wrk, lean, scripts["lean"], opts, results, profile_dir)
