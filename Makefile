@@ -54,8 +54,13 @@ contract: install
 	$(BIN)/python tests/contract/contract_cli.py
 
 # The scoring and matching micro-benchmarks, then the load benchmark against the bare
-# Litestar + asyncpg ceiling (not part of `make test`).
+# Litestar + asyncpg ceiling and the lean limit of a screening (not part of `make test`).
+# The load benchmark drives the servers with wrk: installed with apt-get when missing.
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends
 bench: install
+	@command -v wrk >/dev/null 2>&1 || { \
+		echo "wrk is missing: $(APT_INSTALL) wrk"; \
+		$(APT_INSTALL) wrk || { apt-get update && $(APT_INSTALL) wrk; }; }
 	$(BIN)/python tests/perf/bench_scoring.py
 	$(BIN)/python tests/perf/bench_matching.py
 	$(BIN)/python tests/perf/bench_load.py

@@ -122,7 +122,10 @@ def build(submission: Submission, recorded_at: datetime) -> Recorded:
     return Recorded(submission, recorded_at, resource, by_screening)
 
 
-def _rows(recorded: Recorded, key: KeyRecord | None, audit: AuditEvent | None) -> SubmissionRows:
+def submission_rows(
+    recorded: Recorded, key: KeyRecord | None, audit: AuditEvent | None
+) -> SubmissionRows:
+    """What ``write_submission`` stores: the recorded resources, the key and the audit."""
     submission = recorded.submission
     screenings = []
     for screening_id, scored in submission.screenings:
@@ -181,6 +184,20 @@ def resource_id(recorded: Recorded) -> str:
     return recorded.submission.questionnaire_response_id
 
 
+async def idempotency(request: Request[Any, Any, Any]) -> tuple[str | None, str]:
+    """The request's ``Idempotency-Key`` (None without one) and its body's fingerprint."""
+    key = request.headers.get("idempotency-key") or None
+    if key is None:
+        return None, ""
+    if not re.fullmatch(IDEMPOTENCY_KEY_PATTERN, key):
+        raise ApiError(
+            400,
+            "Idempotency-Key must be 1-255 visible ASCII characters",
+            [FieldError("Idempotency-Key", "malformed", "invalid")],
+        )
+    return key, hashlib.sha256(await request.body()).hexdigest()
+
+
 async def record_once(
     request: Request[Any, Any, Any],
     db: Database,
@@ -199,17 +216,8 @@ async def record_once(
     concurrent request means nothing of this one is stored and that response is replayed. A
     key reused with a different body answers 422.
     """
-    key = request.headers.get("idempotency-key") or None
+    key, fingerprint = await idempotency(request)
     now = utcnow()
-    fingerprint = ""
-    if key is not None:
-        if not re.fullmatch(IDEMPOTENCY_KEY_PATTERN, key):
-            raise ApiError(
-                400,
-                "Idempotency-Key must be 1-255 visible ASCII characters",
-                [FieldError("Idempotency-Key", "malformed", "invalid")],
-            )
-        fingerprint = hashlib.sha256(await request.body()).hexdigest()
     prepared = None
     if prepare is not None:
         context = await patient_context(
@@ -226,7 +234,8 @@ async def record_once(
             route, key, fingerprint, status, body, headers, resource_id(recorded)
         )
     audit = audit_event(request, status, now)
-    written = await write_submission(db, principal.clinic_id, _rows(recorded, stored_key, audit))
+    rows = submission_rows(recorded, stored_key, audit)
+    written = await write_submission(db, principal.clinic_id, rows)
     if written is Written.KEY_TAKEN:
         assert key is not None
         held = await held_key(db, principal.clinic_id, route, key)

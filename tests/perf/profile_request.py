@@ -9,6 +9,10 @@ can be compared on a busy machine more steadily than with the load benchmark.
     BELONG_TOKEN=$(.venv/bin/belong clients create --clinic "Bench Clinic" --name profile \\
         --scope screenings:read --scope screenings:write --scope referrals:read | tail -1) \\
     .venv/bin/python tests/perf/profile_request.py screening --requests 500
+
+``--lean`` sends the same screenings to the lean limit (lean_screening_app.py, for the clinic
+``LEAN_CLINIC``, "Bench Clinic" by default) instead: what Belong's machinery adds to a
+screening is the difference.
 """
 
 from __future__ import annotations
@@ -107,10 +111,23 @@ def requests_for(route: str, app: Any, token: str, patients: int) -> Call:
     return routes[route]
 
 
+def lean_app(settings: Settings) -> Any:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from lean_screening_app import create_app as create_lean_app
+
+    return create_lean_app(settings, os.environ.get("LEAN_CLINIC", "Bench Clinic"))
+
+
 async def run(args: argparse.Namespace) -> None:
     # As bench_load.py serves it: no rate limit (it would answer 429 within a minute).
-    app = create_app(msgspec.structs.replace(Settings.from_env(), rate_limit_per_minute=0))
-    one = requests_for(args.route, app, os.environ["BELONG_TOKEN"], args.patients)
+    settings = msgspec.structs.replace(Settings.from_env(), rate_limit_per_minute=0)
+    app = lean_app(settings) if args.lean else create_app(settings)
+    async with app.lifespan():
+        await measure(args, app)
+
+
+async def measure(args: argparse.Namespace, app: Any) -> None:
+    one = requests_for(args.route, app, os.environ.get("BELONG_TOKEN", ""), args.patients)
     for _ in range(30):  # warm caches: tokens, the directory, prepared statements
         answer = await one()
     if answer.get("status") not in (200, 201):
@@ -139,7 +156,13 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=1000)
     parser.add_argument("--top", type=int, default=40, help="profile lines (0: no profile)")
     parser.add_argument("--sort", default="cumulative", choices=["cumulative", "tottime"])
-    asyncio.run(run(parser.parse_args()))
+    parser.add_argument(
+        "--lean", action="store_true", help="the screening on the lean limit instead of Belong"
+    )
+    args = parser.parse_args()
+    if args.lean and args.route != "screening":
+        parser.error("--lean: the lean limit serves screenings only")
+    asyncio.run(run(args))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -16,7 +17,7 @@ from service.api.body import decode
 from service.api.catalog import Catalog
 from service.api.errors import ApiError, FieldError
 from service.api.params import ID_PATTERN
-from service.api.recommend import Recommendations, recommend
+from service.api.recommend import DirectoryCache, Recommendations, recommend
 from service.api.recording import (
     IDEMPOTENCY_KEY_PATTERN,
     Recorded,
@@ -26,7 +27,7 @@ from service.api.recording import (
     record_once,
 )
 from service.api.v1.instruments import Answers, score_answers
-from service.domain.instruments import Instrument, Severity, Signal
+from service.domain.instruments import Severity, Signal
 from service.domain.needs import ScreeningSummary
 from service.domain.patients import PainCondition, PatientId, PatientProfile
 from service.domain.scoring import Score
@@ -75,10 +76,70 @@ class ScreeningResult(msgspec.Struct):
     POST answer only; GET /v1/patients/{patient_id}/referrals gives the current ones)."""
 
 
-def _result(recorded: Recorded, recommendations: Recommendations) -> ScreeningResult:
+SCREENING_ROUTE = "POST /v1/screenings"
+"""The route an Idempotency-Key is held under."""
+
+
+def screening_submission(
+    data: ScreeningRequest, catalog: Catalog, screening_id: str, now: datetime
+) -> Submission:
+    """The request validated and scored with the catalog: what one screening records."""
+    instrument = catalog.usable(data.instrument, field="instrument")
+    accepted, score = score_answers(instrument, data.answers)
+    completed_at = check_completed_at(data.completed_at, "completed_at", now)
+    return Submission(
+        patient_id=data.patient_id,
+        profile=msgspec.to_builtins(data.profile) if data.profile is not None else None,
+        completed_at=completed_at,
+        encounter_id=data.encounter_id,
+        context={"pain_conditions": [c.value for c in data.pain_conditions or []]},
+        questionnaire_response_id=screening_id,
+        questionnaire_response=None,
+        identifier_system="",
+        identifier_value=None,
+        screenings=[(screening_id, ScoredScreening(instrument, accepted, score))],
+    )
+
+
+async def screening_recommendations(
+    db: Database,
+    clinic_id: uuid.UUID,
+    cache: DirectoryCache,
+    catalog: Catalog,
+    context: PatientContext,
+    submission: Submission,
+    profile: PatientProfile | None,
+) -> Recommendations:
+    """The services matched to the patient's needs with this screening counted in;
+    ``profile`` as sent with it, else the stored one."""
+    screening_id, scored = submission.screenings[0]
+    instrument, score = scored.instrument, scored.score
+    band = score.band
+    new = ScreeningSummary(
+        screening_id=screening_id,
+        instrument=instrument.id,
+        instrument_title=instrument.definition.short_title,
+        construct=instrument.definition.construct,
+        completed_at=submission.completed_at,
+        total=score.total,
+        positive=bool(band and band.positive),
+        signal=Signal(band.signal) if band and band.signal else None,
+        severity=Severity(band.severity) if band else Severity.NONE,
+        band_label=band.label if band else None,
+    )
+    if profile is None:
+        stored = context.profile
+        profile = msgspec.convert(stored, PatientProfile) if stored else PatientProfile()
+    return await recommend(db, clinic_id, cache, catalog, context.latest, profile, extra=[new])
+
+
+def render_screening(
+    recorded: Recorded, recommendations: Recommendations
+) -> tuple[int, bytes, dict[str, str]]:
+    """The POST answer: status, body and headers."""
     submission = recorded.submission
     screening_id, scored = submission.screenings[0]
-    return ScreeningResult(
+    result = ScreeningResult(
         id=screening_id,
         patient_id=submission.patient_id,
         instrument=scored.instrument.id,
@@ -90,6 +151,7 @@ def _result(recorded: Recorded, recommendations: Recommendations) -> ScreeningRe
         encounter_id=submission.encounter_id,
         recommendations=recommendations,
     )
+    return 201, msgspec.json.encode(result), {"Location": f"/v1/screenings/{screening_id}"}
 
 
 class ScreeningController(Controller):
@@ -125,82 +187,26 @@ class ScreeningController(Controller):
         # dependencies in a task group, two tasks per request on the busiest route.
         catalog: Catalog = request.app.state.catalog
         data = await decode(request, ScreeningRequest)
-        instrument = catalog.usable(data.instrument, field="instrument")
-        accepted, score = score_answers(instrument, data.answers)
-        completed_at = check_completed_at(data.completed_at, "completed_at", utcnow())
         screening_id = str(new_id())
+        submission = screening_submission(data, catalog, screening_id, utcnow())
         note(request, screening_id, data.patient_id)
-        submission = Submission(
-            patient_id=data.patient_id,
-            profile=msgspec.to_builtins(data.profile) if data.profile is not None else None,
-            completed_at=completed_at,
-            encounter_id=data.encounter_id,
-            context={"pain_conditions": [c.value for c in data.pain_conditions or []]},
-            questionnaire_response_id=screening_id,
-            questionnaire_response=None,
-            identifier_system="",
-            identifier_value=None,
-            screenings=[(screening_id, ScoredScreening(instrument, accepted, score))],
-        )
-
-        def render(
-            recorded: Recorded, recommendations: Recommendations
-        ) -> tuple[int, bytes, dict[str, str]]:
-            body = msgspec.json.encode(_result(recorded, recommendations))
-            return 201, body, {"Location": f"/v1/screenings/{screening_id}"}
+        clinic_id = request.user.clinic_id
+        cache: DirectoryCache = request.app.state.directory_cache
 
         async def recommendations(context: PatientContext) -> Recommendations:
-            return await self._recommend(
-                request, db, context, catalog, data, instrument, score, screening_id
+            return await screening_recommendations(
+                db, clinic_id, cache, catalog, context, submission, data.profile
             )
 
         return await record_once(
             request,
             db,
             request.user,
-            "POST /v1/screenings",
+            SCREENING_ROUTE,
             submission,
-            render,
+            render_screening,
             "application/json",
             prepare=recommendations,
-        )
-
-    @staticmethod
-    async def _recommend(
-        request: Request[Principal, Any, Any],
-        db: Database,
-        context: PatientContext,
-        catalog: Catalog,
-        data: ScreeningRequest,
-        instrument: Instrument,
-        score: Score,
-        screening_id: str,
-    ) -> Recommendations:
-        band = score.band
-        new = ScreeningSummary(
-            screening_id=screening_id,
-            instrument=instrument.id,
-            instrument_title=instrument.definition.short_title,
-            construct=instrument.definition.construct,
-            completed_at=as_utc(data.completed_at),
-            total=score.total,
-            positive=bool(band and band.positive),
-            signal=Signal(band.signal) if band and band.signal else None,
-            severity=Severity(band.severity) if band else Severity.NONE,
-            band_label=band.label if band else None,
-        )
-        profile = data.profile
-        if profile is None:
-            stored = context.profile
-            profile = msgspec.convert(stored, PatientProfile) if stored else PatientProfile()
-        return await recommend(
-            db,
-            request.user.clinic_id,
-            request.app.state.directory_cache,
-            catalog,
-            context.latest,
-            profile,
-            extra=[new],
         )
 
     @get(

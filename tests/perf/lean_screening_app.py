@@ -1,0 +1,154 @@
+"""The lean limit of a screening for the load benchmark: a screening's work on a bare app.
+
+One POST endpoint, ``/v1/screenings``, takes the body Belong's does and does a screening's
+work by calling Belong's own functions, in Belong's order: decode and validate the body,
+score it with the catalog (``screening_submission``), read the patient's context with the
+Idempotency-Key (``patient_context``), match against the directory cache
+(``screening_recommendations``), build the FHIR resources (``build``), encode the answer
+(``render_screening``), and store it all with the key holding that answer in the one
+write statement (``submission_rows`` + ``write_submission``). What Belong adds around the
+work is left out: its middleware (body and time limits, request context, metrics), the
+token check, the audit event (the write's audit row is not written), the rate limit,
+dependency injection and error rendering. A held key answers 409 (the benchmark sends a
+fresh key with every request, so it never does).
+
+It is served exactly as ``belong serve`` serves Belong (granian, same arguments), with
+Belong's settings from the environment (``BELONG_DATABASE_URL``, the pool) and one clinic
+(``LEAN_CLINIC``, by name) whose directory it matches against:
+
+    BELONG_DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/belong_bench \\
+    LEAN_CLINIC="Bench Clinic" \\
+        .venv/bin/python tests/perf/lean_screening_app.py --host 127.0.0.1 --port 8200
+
+tests/db/test_lean_screening_app.py holds its answer to Belong's for the same input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+# This checkout's service package, in granian's workers too.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from litestar import Litestar, Request, Response, get, post
+from litestar.datastructures import State
+
+from service.api.body import decode
+from service.api.catalog import Catalog
+from service.api.recommend import DirectoryCache
+from service.api.recording import build, idempotency, resource_id, submission_rows
+from service.api.v1.screenings import (
+    SCREENING_ROUTE,
+    ScreeningRequest,
+    render_screening,
+    screening_recommendations,
+    screening_submission,
+)
+from service.domain.instruments import load_catalog
+from service.settings import Settings
+from service.store.clinics import clinic_id_named
+from service.store.database import Database, new_id, utcnow
+from service.store.hotpaths import patient_context, write_submission
+from service.store.records import KeyRecord, Written
+
+HERE = Path(__file__).resolve().parent
+MEDIA_TYPE = "application/json"
+
+
+@post("/v1/screenings", status_code=201)
+async def create_screening(request: Request[Any, Any, State]) -> Response[bytes]:
+    state = request.app.state
+    catalog: Catalog = state.catalog
+    db: Database = state.db
+    data = await decode(request, ScreeningRequest)
+    screening_id = str(new_id())
+    submission = screening_submission(data, catalog, screening_id, utcnow())
+    key, fingerprint = await idempotency(request)
+    now = utcnow()
+    held = (SCREENING_ROUTE, key) if key is not None else None
+    context = await patient_context(db, state.clinic_id, data.patient_id, held)
+    if context.held is not None:
+        return Response(b'{"detail":"key held"}', status_code=409, media_type=MEDIA_TYPE)
+    recommendations = await screening_recommendations(
+        db, state.clinic_id, state.directory_cache, catalog, context, submission, data.profile
+    )
+    recorded = build(submission, now)
+    status, body, headers = render_screening(recorded, recommendations)
+    stored_key = None
+    if key is not None:
+        stored_key = KeyRecord(
+            SCREENING_ROUTE, key, fingerprint, status, body, headers, resource_id(recorded)
+        )
+    rows = submission_rows(recorded, stored_key, None)
+    if await write_submission(db, state.clinic_id, rows) is not Written.STORED:
+        return Response(b'{"detail":"not stored"}', status_code=409, media_type=MEDIA_TYPE)
+    return Response(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+@get("/health/ready")
+async def ready(state: State) -> dict[str, str]:
+    await state.db.ping()
+    return {"status": "ok"}
+
+
+def create_app(settings: Settings | None = None, clinic: str | None = None) -> Litestar:
+    """The lean app on Belong's settings (from the environment by default), for ``clinic``
+    (by name; ``LEAN_CLINIC`` by default)."""
+    settings = settings or Settings.from_env()
+    clinic_name = clinic or os.environ["LEAN_CLINIC"]
+    db = Database(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
+    )
+    catalog = Catalog.of(
+        load_catalog(Path(settings.instruments_dir)), settings.licensed_instruments
+    )
+
+    async def find_clinic(app: Litestar) -> None:
+        async with db.begin() as conn:
+            app.state.clinic_id = await clinic_id_named(conn, clinic_name)
+
+    return Litestar(
+        route_handlers=[create_screening, ready],
+        on_startup=[find_clinic],
+        on_shutdown=[db.dispose],
+        state=State({"catalog": catalog, "db": db, "directory_cache": DirectoryCache()}),
+        logging_config=None,
+        openapi_config=None,
+    )
+
+
+def main() -> int:
+    from granian.constants import Interfaces
+    from granian.server import Server
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8200)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--graceful-timeout", type=int, default=30)
+    args = parser.parse_args()
+    # The same Server arguments as service/cli.py's `belong serve`.
+    server = Server(
+        "lean_screening_app:create_app",
+        factory=True,
+        address=args.host,
+        port=args.port,
+        interface=Interfaces.ASGI,
+        workers=args.workers,
+        workers_kill_timeout=args.graceful_timeout,
+        working_dir=HERE,
+    )
+    server.serve()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
