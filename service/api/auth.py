@@ -12,6 +12,7 @@ second so that a busy client costs one hash and one dictionary read per request.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import datetime
 from typing import Any
@@ -41,16 +42,34 @@ CDS_JWT_MAX_SECONDS = 3600
 
 
 class TokenCache:
+    """Principals by token hash for ``ttl`` seconds. Concurrent misses of one token share a
+    single look-up, so an entry expiring under load costs one query, not one per request."""
+
     def __init__(self, ttl: float = TOKEN_CACHE_SECONDS) -> None:
         self.ttl = ttl
         self._entries: dict[str, tuple[Principal, float]] = {}
+        self._lookups: dict[str, asyncio.Future[Principal | None]] = {}
 
     async def principal(self, db: Database, token: str) -> Principal | None:
         key = hash_token(token)
         cached = self._entries.get(key)
-        now = time.monotonic()
-        if cached is not None and cached[1] > now:
+        if cached is not None and cached[1] > time.monotonic():
             return cached[0]
+        lookup = self._lookups.get(key)
+        if lookup is None:
+            lookup = asyncio.ensure_future(self._look_up(db, token, key))
+            self._lookups[key] = lookup
+            lookup.add_done_callback(lambda done: self._finished(key, done))
+        # shielded: a caller cut off by its time limit leaves the look-up to the others
+        return await asyncio.shield(lookup)
+
+    def _finished(self, key: str, lookup: asyncio.Future[Principal | None]) -> None:
+        self._lookups.pop(key, None)
+        if not lookup.cancelled():
+            lookup.exception()  # retrieved here, so a look-up whose callers all left is quiet
+
+    async def _look_up(self, db: Database, token: str, key: str) -> Principal | None:
+        now = time.monotonic()  # before the query: the entry never outlives ttl from it
         found: tuple[Principal, datetime | None] | None
         async with db.begin() as conn:
             if token.startswith(ACCESS_TOKEN_PREFIX):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import time
@@ -14,9 +15,10 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from service.api.auth import TokenCache
 from service.store.clients import create_client
 from service.store.tables import api_clients
-from tests.conftest import MakeClinic
+from tests.conftest import Clinic, MakeClinic
 from tests.db.conftest import (
     BelongCli,
     Storage,
@@ -415,3 +417,19 @@ def test_cli_expiry_options(session_client: Any, belong_cli: BelongCli, storage:
     rotated = belong_cli("clients", "rotate", str(in_days), "--expires-at", "2999-02-01T00:00:00Z")
     assert rotated.code == 0, rotated.err
     assert listed(belong_cli, "--clinic", clinic)[str(in_days)][5] == "2999-02-01T00:00:00Z"
+
+
+def test_concurrent_misses_of_one_token_share_one_look_up(
+    session_client: Any, clinic: Clinic
+) -> None:
+    """An entry expiring under load costs one query: every concurrent caller gets the one
+    principal that a single look-up made (each look-up makes a new one)."""
+    db = session_client.app.state.db
+
+    async def many() -> list[Any]:
+        cache = TokenCache()
+        return await asyncio.gather(*(cache.principal(db, clinic.token) for _ in range(20)))
+
+    found = session_client.blocking_portal.call(many)
+    assert found[0] is not None and found[0].clinic_id == clinic.clinic_id
+    assert all(principal is found[0] for principal in found)
