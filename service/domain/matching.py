@@ -24,8 +24,7 @@ that produced the score.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from collections.abc import Set as AbstractSet
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
@@ -299,9 +298,10 @@ class _Patient:
     severe: bool
     high_pain: bool
     languages: frozenset[str]
-    conditions: frozenset[PainCondition]
+    conditions: tuple[PainCondition, ...]
     condition_bits: int
-    modalities: frozenset[Modality]
+    modalities: tuple[Modality, ...]
+    """In the enums' order (tuples: membership by identity, without hashing an enum)."""
     modality_bits: int
     age: tuple[int, int] | None
     lat: float | None
@@ -327,8 +327,10 @@ def _patient(
         answers[category] = tuple(answered)
     location = profile.location
     stand_in = () if profile.languages else tuple(clinic_languages)
-    conditions = frozenset(c for c in profile.pain_conditions if c is not PainCondition.OTHER)
-    modalities = frozenset(profile.preferred_modalities)
+    conditions = tuple(
+        c for c in PainCondition if c in profile.pain_conditions and c is not PainCondition.OTHER
+    )
+    modalities = tuple(m for m in Modality if m in profile.preferred_modalities)
     return _Patient(
         needs=needs,
         profile=profile,
@@ -398,7 +400,7 @@ def _bonus(
     return Rule(code, holds, lambda s, p, km: (Reason(code, words(s, p, km)),), points)
 
 
-def _condition_words(conditions: AbstractSet[PainCondition], joiner: str) -> str:
+def _condition_words(conditions: Container[PainCondition], joiner: str) -> str:
     return joiner.join(CONDITION_WORDS[c] for c in PainCondition if c in conditions)
 
 
@@ -471,7 +473,7 @@ FILTERS: tuple[Rule[FilterColumns], ...] = (
     _filter(
         "condition_not_served",
         _condition_not_served,
-        lambda s, p, km: f"Only for people with {_condition_words(set(s.conditions), ' or ')}",
+        lambda s, p, km: f"Only for people with {_condition_words(s.conditions, ' or ')}",
     ),
     _filter(
         "outside_catchment",
@@ -514,7 +516,7 @@ def _condition_specific(f: _Facts[RankingColumns]) -> np.ndarray | None:
 
 
 def _condition_specific_words(s: DirectoryService, p: _Patient, km: float) -> str:
-    shared = _condition_words(p.conditions.intersection(s.conditions), " and ")
+    shared = _condition_words([c for c in p.conditions if c in s.conditions], " and ")
     return f"{CATEGORY_NOUNS[s.category]} for people with {shared}"
 
 
@@ -524,7 +526,7 @@ def _preferred_modality(f: _Facts[RankingColumns]) -> np.ndarray | None:
 
 
 def _modality_words(s: DirectoryService, p: _Patient, km: float) -> str:
-    preferred = sorted(m.value for m in p.modalities.intersection(s.modalities))
+    preferred = sorted(m.value for m in p.modalities if m in s.modalities)
     return f"Offered {', '.join(preferred)}, as preferred"
 
 
