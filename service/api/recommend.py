@@ -22,8 +22,8 @@ from service.api.catalog import Catalog
 from service.domain.directory import Category, Contact, DirectoryService
 from service.domain.instruments import Severity, Signal
 from service.domain.matching import (
-    Candidate,
     MatchResult,
+    Prepared,
     ProfileField,
     ProfileWarning,
     WarningCode,
@@ -180,7 +180,7 @@ def screening_summary(row: LatestScreening, catalog: Catalog) -> ScreeningSummar
 
 @dataclass(frozen=True, slots=True)
 class ClinicDirectory:
-    candidates: list[Candidate]
+    candidates: Prepared
     languages: tuple[str, ...]
     """The clinic's languages: matching's for a patient whose profile records none."""
 
@@ -252,7 +252,7 @@ async def recommend(
     summaries = [s for row in latest if (s := screening_summary(row, catalog)) is not None]
     needs = derive([*summaries, *extra])
     if not needs.needs:
-        return view(match(needs, profile, []), needs)
+        return view(match(needs, profile, prepare(())), needs)
     directory = await cache.directory(db, clinic_id)
     result = match(
         needs,

@@ -376,16 +376,13 @@ def test_languages_share_by_primary_subtag(offered: list[str], spoken: list[str]
     assert names(run([service("Talk", languages=offered)], patient)) == ["Talk"]
 
 
-@pytest.mark.parametrize("vectorised", [True, False], ids=["vector", "scalar"])
-def test_the_clinics_languages_stand_in_for_a_profile_without_languages(
-    vectorised: bool,
-) -> None:
+def test_the_clinics_languages_stand_in_for_a_profile_without_languages() -> None:
     directory = [
         service("Arabic Circle", languages=["ar"]),
         service("English Group", languages=["en-GB"]),
         service("Any Language Group"),
     ]
-    candidates = prepare(directory) if vectorised else list(prepare(directory))
+    candidates = prepare(directory)
 
     unknown = match(needs(), PatientProfile(), candidates, clinic_languages=("en",))
     spoken = match(needs(), profile(languages=["ar"]), candidates, clinic_languages=("en",))
@@ -394,6 +391,17 @@ def test_the_clinics_languages_stand_in_for_a_profile_without_languages(
     assert names(unknown) == ["Any Language Group", "English Group"]
     assert names(spoken) == ["Any Language Group", "Arabic Circle"]  # the patient's own win
     assert len(names(no_clinic)) == 3
+
+
+def test_a_directory_in_many_languages_is_filtered_on_each() -> None:
+    tags = [f"x{chr(97 + i // 26)}{chr(97 + i % 26)}" for i in range(80)]
+    directory = [service(f"In {tag}", languages=[tag]) for tag in tags]
+
+    result = run(directory, profile(languages=["xab-Latn", "xcz"]), explain_excluded=True)
+
+    assert names(result) == ["In xab", "In xcz"]
+    assert len(result.excluded) == 78
+    assert {r.code for e in result.excluded for r in e.reasons} == {"no_shared_language"}
 
 
 def test_an_exclusion_on_the_clinics_languages_says_so() -> None:
@@ -809,6 +817,26 @@ def check_recommendation(r: Recommendation, n: Needs, p: PatientProfile) -> None
     assert r.score == pytest.approx(round(score, 2), abs=0.006)
 
 
+def expected_score(s: DirectoryService, n: Needs, p: PatientProfile) -> float:
+    """A kept service's score, restated from the ranking rules in the matching docstring."""
+    score = NEED_POINTS * sum(
+        FIT[x.signal][s.category] * SEVERITY_WEIGHT[x.severity] for x in n.needs
+    )
+    if n.most_severe is Severity.SEVERE and s.category is Category.COUNSELLING:
+        score += SEVERE_COUNSELLING_POINTS
+    if set(s.conditions) & (set(p.pain_conditions) - {PainCondition.OTHER}):
+        score += CONDITION_POINTS
+    if set(s.modalities) & set(p.preferred_modalities):
+        score += MODALITY_POINTS
+    if n.high_pain_interference and {Modality.ONLINE, Modality.PHONE} & set(s.modalities):
+        score += FROM_HOME_POINTS
+    if Modality.IN_PERSON in s.modalities and s.location and p.location:
+        distance = haversine((s.location.lat, s.location.lon), (p.location.lat, p.location.lon))
+        reach = min(x for x in (s.catchment_km, p.max_travel_km, 50.0) if x is not None)
+        score += DISTANCE_POINTS * max(0.0, 1 - distance / reach)
+    return score
+
+
 # -- random directories --------------------------------------------------------------------
 
 LANGUAGES = ["en", "en-GB", "es", "es-MX", "fr", "pl", "ur", "zh-Hant"]
@@ -882,23 +910,6 @@ def some_needs(draw: st.DrawFn) -> Needs:
     patient=patients(),
     patient_needs=some_needs(),
 )
-def test_fast_score_equals_the_explained_score(
-    directory: list[DirectoryService], patient: PatientProfile, patient_needs: Needs
-) -> None:
-    """The docstring of ``_fast_score`` promises this property test."""
-    p = matching._patient(patient_needs, patient)
-    for candidate in prepare(directory):
-        reasons: list[matching.Reason] = []
-        explained, _ = matching._assess(candidate, p, reasons)
-        assert matching._fast_score(candidate, p) == explained, (candidate.service, reasons)
-
-
-@PROPERTY
-@given(
-    directory=st.lists(services(), min_size=1, max_size=12),
-    patient=patients(),
-    patient_needs=some_needs(),
-)
 def test_every_recommendation_and_exclusion_tells_the_truth(
     directory: list[DirectoryService], patient: PatientProfile, patient_needs: Needs
 ) -> None:
@@ -929,11 +940,10 @@ def test_recommendations_are_the_best_in_order(
     patient_needs: Needs,
     limit: int,
 ) -> None:
-    p = matching._patient(patient_needs, patient)
     ranked = sorted(
-        (-score, c.service.name, c.service.id)
-        for c in prepare(directory)
-        if (score := matching._fast_score(c, p)) is not None
+        (-expected_score(s, patient_needs, patient), s.name, s.id)
+        for s in directory
+        if not expected_drops(s, patient)
     )
 
     result = run(directory, patient, patient_needs, limit=limit)
@@ -983,20 +993,42 @@ def test_distance_km_is_the_haversine_great_circle() -> None:
     directory=st.lists(services(), min_size=1, max_size=15),
     patient=patients(),
     patient_needs=some_needs(),
+    clinic=st.sampled_from([(), ("en",), ("fr", "pl")]),
 )
-def test_vector_scores_equal_the_scalar_scores(
-    directory: list[DirectoryService], patient: PatientProfile, patient_needs: Needs
+def test_the_explanation_is_the_rules_that_ranked_and_filtered(
+    directory: list[DirectoryService],
+    patient: PatientProfile,
+    patient_needs: Needs,
+    clinic: tuple[str, ...],
 ) -> None:
-    """The docstring of ``_vector_scores`` promises this property test."""
+    """Each rule is written once, in ``matching.FILTERS`` or ``matching.RANKING``. The
+    explanation evaluates the ranking rules again on the services explained (with haversine
+    distances, where the whole-directory pass uses chords): every service's explained score
+    is the one it was ranked by, and the services excluded are exactly those the pass
+    dropped, each for the reasons of the filters that hold for it."""
     prepared = prepare(directory)
-    p = matching._patient(patient_needs, patient)
-    kept, scores = matching._vector_scores(prepared, p)
-    scalar = {i: matching._fast_score(c, p) for i, c in enumerate(prepared)}
-    assert sorted(int(i) for i in kept) == sorted(i for i, s in scalar.items() if s is not None)
-    for index, score in zip(kept, scores, strict=True):
-        expected = scalar[int(index)]
-        assert expected is not None
-        assert math.isclose(float(score), expected, rel_tol=1e-9, abs_tol=1e-9)
+    p = matching._patient(patient_needs, patient, clinic)
+    evaluation = matching._evaluate(prepared, p)
+    kept = evaluation.kept.tolist()
+
+    explained = matching._recommendations(prepared, evaluation.kept, p)
+    result = match(
+        patient_needs, patient, prepared, limit=100, explain_excluded=True, clinic_languages=clinic
+    )
+
+    assert [r.service.id for r in explained] == [directory[i].id for i in kept]
+    for r, score in zip(explained, evaluation.scores.tolist(), strict=True):
+        assert math.isclose(r.score, score, abs_tol=0.0051)
+    assert [e.service.id for e in result.excluded] == [
+        s.id for i, s in enumerate(directory) if i not in kept
+    ]
+    filter_codes = {rule.code for rule in matching.FILTERS}
+    assert filter_codes == DROP_CODES
+    assert all(r.code in filter_codes for e in result.excluded for r in e.reasons)
+    ranking_codes = {rule.code for rule in matching.RANKING}
+    for r in result.recommendations:
+        for reason in r.reasons:
+            assert reason.code in ranking_codes or reason.code.startswith("answers_")
 
 
 @PROPERTY
@@ -1006,17 +1038,10 @@ def test_vector_scores_equal_the_scalar_scores(
     patient_needs=some_needs(),
     limit=st.integers(min_value=1, max_value=6),
 )
-def test_the_vector_path_picks_the_scalar_paths_best(
+def test_asking_for_exclusions_does_not_change_the_recommendations(
     directory: list[DirectoryService], patient: PatientProfile, patient_needs: Needs, limit: int
 ) -> None:
-    """Only the scores at or above the limit-th best are sorted (``_best``): the picks must
-    still be the scalar path's, best first."""
     prepared = prepare(directory)
-    vector = match(patient_needs, patient, prepared, limit=limit)
-    scalar = match(patient_needs, patient, list(prepared), limit=limit)
-    assert len(vector.recommendations) == len(scalar.recommendations)
-    for picked, expected in zip(vector.recommendations, scalar.recommendations, strict=True):
-        assert math.isclose(picked.score, expected.score, abs_tol=0.011)
-    exact = [r.service.id for r in scalar.recommendations]
-    if len(set(r.score for r in scalar.recommendations)) == len(exact):  # no ties to break
-        assert [r.service.id for r in vector.recommendations] == exact
+    plain = match(patient_needs, patient, prepared, limit=limit)
+    explained = match(patient_needs, patient, prepared, limit=limit, explain_excluded=True)
+    assert plain.recommendations == explained.recommendations
