@@ -12,6 +12,7 @@ from litestar.params import QueryParameter
 
 from service.api.audit import audited, note
 from service.api.auth import scoped
+from service.api.documented import documented
 from service.api.errors import FHIR_JSON, ApiError, FieldError
 from service.api.fhir.bundles import searchset
 from service.api.fhir.resources import ResourceId, _patient_param
@@ -28,6 +29,7 @@ from service.fhir.directory import (
     task,
 )
 from service.fhir.search import SearchError, parse_date, parse_token
+from service.fhir.types import Bundle, HealthcareService, ServiceRequest, Task
 from service.store.clients import Principal
 from service.store.database import Database, as_utc
 from service.store.repository import ClinicStore, ReferralQuery, ServiceQuery
@@ -132,7 +134,11 @@ class ServiceRequestController(Controller):
         operation_id="fhir_search_service_request",
         media_type=FHIR_JSON,
         summary="Search referrals as SDOHCC ServiceRequests",
-        opt={**scoped("referrals:read"), **audited("search", "ServiceRequest")},
+        opt={
+            **scoped("referrals:read"),
+            **audited("search", "ServiceRequest"),
+            **documented(errors={422}, bodies={200: (FHIR_JSON, Bundle)}),
+        },
     )
     async def search(
         self,
@@ -169,7 +175,11 @@ class ServiceRequestController(Controller):
         operation_id="fhir_read_service_request",
         media_type=FHIR_JSON,
         summary="Read a referral as an SDOHCC ServiceRequest",
-        opt={**scoped("referrals:read"), **audited("read", "ServiceRequest")},
+        opt={
+            **scoped("referrals:read"),
+            **audited("read", "ServiceRequest"),
+            **documented(bodies={200: (FHIR_JSON, ServiceRequest)}),
+        },
     )
     async def read(
         self,
@@ -188,7 +198,11 @@ class TaskController(Controller):
         operation_id="fhir_search_task",
         media_type=FHIR_JSON,
         summary="Search referral Tasks (SDOHCC-TaskForReferralManagement) for polling",
-        opt={**scoped("referrals:read"), **audited("search", "Task")},
+        opt={
+            **scoped("referrals:read"),
+            **audited("search", "Task"),
+            **documented(errors={422}, bodies={200: (FHIR_JSON, Bundle)}),
+        },
     )
     async def search(
         self,
@@ -230,7 +244,11 @@ class TaskController(Controller):
         operation_id="fhir_read_task",
         media_type=FHIR_JSON,
         summary="Read a referral Task",
-        opt={**scoped("referrals:read"), **audited("read", "Task")},
+        opt={
+            **scoped("referrals:read"),
+            **audited("read", "Task"),
+            **documented(bodies={200: (FHIR_JSON, Task)}),
+        },
     )
     async def read(
         self,
@@ -249,7 +267,7 @@ class HealthcareServiceController(Controller):
         operation_id="fhir_search_healthcare_service",
         media_type=FHIR_JSON,
         summary="Search the clinic's directory as HealthcareService",
-        opt=scoped("referrals:read"),
+        opt={**scoped("referrals:read"), **documented(bodies={200: (FHIR_JSON, Bundle)})},
     )
     async def search(
         self,
@@ -297,7 +315,10 @@ class HealthcareServiceController(Controller):
         operation_id="fhir_read_healthcare_service",
         media_type=FHIR_JSON,
         summary="Read one directory service as HealthcareService",
-        opt=scoped("referrals:read"),
+        opt={
+            **scoped("referrals:read"),
+            **documented(bodies={200: (FHIR_JSON, HealthcareService)}),
+        },
     )
     async def read(
         self,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from itertools import combinations
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
@@ -20,6 +21,7 @@ from service.api.audit import audited, note
 from service.api.auth import scoped
 from service.api.body import document
 from service.api.catalog import Catalog
+from service.api.documented import FHIR_RESOURCE, REF, documented, link
 from service.api.errors import FHIR_JSON, ApiError, FieldError
 from service.api.fhir.bundles import searchset, single
 from service.api.origin import public_origin
@@ -40,6 +42,7 @@ from service.api.recording import (
 )
 from service.domain.scoring import AnswersInvalid, Problem, score, validate
 from service.fhir.intake import (
+    VALUE_FIELDS,
     InboundQuestionnaireResponse,
     Picked,
     contains_nul,
@@ -50,7 +53,7 @@ from service.fhir.intake import (
 )
 from service.fhir.screening import CATEGORY_CODES
 from service.fhir.search import SearchError, parse_date, parse_token
-from service.fhir.types import Bundle
+from service.fhir.types import Bundle, Observation
 from service.store.clients import Principal
 from service.store.database import Database, new_id, utcnow
 from service.store.hotpaths import search_observations
@@ -58,6 +61,84 @@ from service.store.repository import ClinicStore, ObservationQuery
 from service.store.tables import questionnaire_responses
 
 FHIR_ACCEPTED = ("application/fhir+json", "application/json")
+
+INBOUND_BODY = {"$ref": REF.format(name="InboundQuestionnaireResponse")}
+CREATE_RESPONSES: dict[int, dict[str, Any]] = {
+    200: {
+        "description": "An existing QuestionnaireResponse matched the conditional create",
+        "content": {FHIR_JSON: {"schema": FHIR_RESOURCE}},
+    },
+    201: {
+        "description": "Stored and scored",
+        "headers": {
+            "Location": {"schema": {"type": "string"}},
+            "ETag": {"schema": {"type": "string"}},
+        },
+        "content": {FHIR_JSON: {"schema": FHIR_RESOURCE}},
+    },
+}
+"""The create's answers, built as bytes: a match of the conditional create, or stored."""
+CONDITIONAL_CREATE = (
+    {
+        "name": "identifier",
+        "in": "query",
+        "required": False,
+        "description": (
+            "Conditional create by query string: system|value, |value (no system) or "
+            "value (any system); ignored when If-None-Exist is sent"
+        ),
+        "schema": {"type": "string", "pattern": IDENTIFIER_SEARCH},
+    },
+    {
+        "name": "If-None-Exist",
+        "in": "header",
+        "required": False,
+        "description": (
+            "Conditional create: a FHIR search query string, identifier=system|value "
+            "(or identifier=|value, or identifier=value), percent-encoded, e.g. "
+            "identifier=urn:oid:2.16.840.1.113883.3.1|A-1042. One match answers it with "
+            "200, several with 412, none stores the resource."
+        ),
+        "schema": {
+            "type": "string",
+            "pattern": IF_NONE_EXIST,
+            "examples": ["identifier=urn:oid:2.16.840.1.113883.3.1|A-1042"],
+        },
+    },
+)
+"""Parameters of the conditional create, read from the raw query and headers."""
+
+
+def inbound_components() -> dict[str, Any]:
+    """The received QuestionnaireResponse, from the same Structs that decode it."""
+    _, components = msgspec.json.schema_components([InboundQuestionnaireResponse], ref_template=REF)
+    components["InboundQuestionnaireResponse"]["description"] = (
+        "A FHIR R4 QuestionnaireResponse, stored as received. It must cite a Belong "
+        "Questionnaire (its canonical url) or carry items whose linkIds are LOINC codes "
+        "Belong knows; subject Patient/<id>, status completed and authored (a time with its "
+        "zone) are needed to score it (422 otherwise). Elements R4 does not define answer 400."
+    )
+    no_nul = {"$ref": REF.format(name="JsonWithoutNul")}
+    components["JsonWithoutNul"] = {
+        "description": "Any JSON value without a NUL character in a string or a key",
+        "anyOf": [
+            {"type": ["null", "boolean", "number"]},
+            {"type": "string", "pattern": "^[^\\x00]*$"},
+            {"type": "array", "items": no_nul},
+            {
+                "type": "object",
+                "propertyNames": {"pattern": "^[^\\x00]*$"},
+                "additionalProperties": no_nul,
+            },
+        ],
+    }
+    pairs = combinations(VALUE_FIELDS, 2)
+    components["InboundAnswer"]["not"] = {
+        "anyOf": [{"required": list(pair)} for pair in pairs],
+    }
+    return components
+
+
 FHIR_DATE_TIME = re.compile(
     r"([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]"
     r"|3[0-1])(T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?"
@@ -199,7 +280,23 @@ class QuestionnaireResponseController(Controller):
         operation_id="fhir_create_questionnaire_response",
         summary="Store and score a QuestionnaireResponse (conditional create by identifier)",
         media_type=FHIR_JSON,
-        opt={**scoped("screenings:write"), **audited("create", "QuestionnaireResponse")},
+        opt={
+            **scoped("screenings:write"),
+            **audited("create", "QuestionnaireResponse"),
+            **documented(
+                errors={403, 409, 412, 422},
+                request=INBOUND_BODY,
+                request_media=FHIR_ACCEPTED,
+                responses=CREATE_RESPONSES,
+                parameters=CONDITIONAL_CREATE,
+                components=inbound_components(),
+                links={
+                    "ReadQuestionnaireResponse": link(
+                        "fhir_read_questionnaire_response", resource_id="$response.body#/id"
+                    ),
+                },
+            ),
+        },
     )
     async def create(
         self,
@@ -331,7 +428,11 @@ class QuestionnaireResponseController(Controller):
         operation_id="fhir_read_questionnaire_response",
         media_type=FHIR_JSON,
         summary="Read a stored QuestionnaireResponse",
-        opt={**scoped("screenings:read"), **audited("read", "QuestionnaireResponse")},
+        opt={
+            **scoped("screenings:read"),
+            **audited("read", "QuestionnaireResponse"),
+            **documented(bodies={200: (FHIR_JSON, FHIR_RESOURCE)}),
+        },
     )
     async def read(
         self,
@@ -372,7 +473,11 @@ class ObservationController(Controller):
         operation_id="fhir_read_observation",
         media_type=FHIR_JSON,
         summary="Read one Observation",
-        opt={**scoped("screenings:read"), **audited("read", "Observation")},
+        opt={
+            **scoped("screenings:read"),
+            **audited("read", "Observation"),
+            **documented(bodies={200: (FHIR_JSON, Observation)}),
+        },
     )
     async def read(
         self,
@@ -393,7 +498,11 @@ class ObservationController(Controller):
         operation_id="fhir_search_observation",
         media_type=FHIR_JSON,
         summary="Search Observations by patient, code, category, date and _lastUpdated",
-        opt={**scoped("screenings:read"), **audited("search", "Observation")},
+        opt={
+            **scoped("screenings:read"),
+            **audited("search", "Observation"),
+            **documented(errors={422}, bodies={200: (FHIR_JSON, Bundle)}),
+        },
     )
     async def search(
         self,

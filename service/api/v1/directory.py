@@ -13,6 +13,7 @@ from litestar.params import FromQuery, PathParameter, QueryParameter
 
 from service.api.auth import scoped
 from service.api.body import decode, document
+from service.api.documented import JSON, documented, link
 from service.api.errors import ApiError, FieldError
 from service.api.importing import ImportFileError, ImportReport, OnError, apply, parse_file
 from service.api.params import ID_PATTERN, NEAR
@@ -24,6 +25,33 @@ from service.store.database import Database, as_utc, new_id, utcnow
 from service.store.repository import ClinicStore, ServiceQuery
 
 ServiceId = Annotated[str, PathParameter(pattern=ID_PATTERN, description="Directory service id")]
+
+
+DIRECTORY_FILE = {
+    "description": (
+        "An Open Referral HSDS 3.0 list of services (or a page with `contents`) using the "
+        "`belong` taxonomy attributes, or a FHIR R4 Bundle of HealthcareService with its "
+        "Location and Organization entries. Records that cannot be read are reported by "
+        "index (422 with on_error=reject-file)."
+    ),
+    "oneOf": [
+        {"type": "array", "items": {"type": "object"}},
+        {
+            "type": "object",
+            "required": ["contents"],
+            "properties": {"contents": {"type": "array", "items": {"type": "object"}}},
+        },
+        {
+            "type": "object",
+            "required": ["resourceType", "entry"],
+            "properties": {
+                "resourceType": {"const": "Bundle"},
+                "entry": {"type": "array", "items": {"type": "object"}},
+            },
+        },
+    ],
+}
+"""The import body: read from raw bytes, which Litestar cannot describe."""
 
 
 class ServiceEntry(ServiceDetails, frozen=True, kw_only=True):
@@ -131,7 +159,7 @@ class DirectoryController(Controller):
             "Filters combine. `near=lat,lon` with `radius_km` keeps services whose location "
             "lies within that great-circle distance, nearest first."
         ),
-        opt=scoped("referrals:read"),
+        opt={**scoped("referrals:read"), **documented(schemas=(ServicePage,))},
     )
     async def search(
         self,
@@ -187,7 +215,19 @@ class DirectoryController(Controller):
         "/services",
         operation_id="create_service",
         summary="Add a service to the directory",
-        opt=scoped("directory:write"),
+        opt={
+            **scoped("directory:write"),
+            **documented(
+                errors={422},
+                request=ServiceDetails,
+                schemas=(ServiceEntry,),
+                links={
+                    "GetService": link("get_service", service_id="$response.body#/id"),
+                    "ReplaceService": link("replace_service", service_id="$response.body#/id"),
+                    "DeleteService": link("delete_service", service_id="$response.body#/id"),
+                },
+            ),
+        },
     )
     async def create(
         self,
@@ -232,7 +272,7 @@ class DirectoryController(Controller):
         "/services/{service_id:str}",
         operation_id="replace_service",
         summary="Replace a directory service",
-        opt=scoped("directory:write"),
+        opt={**scoped("directory:write"), **documented(errors={422}, request=ServiceDetails)},
     )
     async def replace(
         self,
@@ -278,7 +318,10 @@ class DirectoryController(Controller):
             "a file with any bad record changes nothing and answers 422 with the report; "
             "with `skip-record` the good records are applied and the bad ones reported."
         ),
-        opt=scoped("directory:write"),
+        opt={
+            **scoped("directory:write"),
+            **documented(errors={422}, request=DIRECTORY_FILE, bodies={200: (JSON, ImportReport)}),
+        },
         status_code=200,
     )
     async def import_file(

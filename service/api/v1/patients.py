@@ -14,6 +14,7 @@ from service.api.audit import audited, note
 from service.api.auth import scoped
 from service.api.body import decode
 from service.api.catalog import Catalog
+from service.api.documented import JSON, documented, link
 from service.api.errors import ApiError, FieldError
 from service.api.params import ID_PATTERN
 from service.api.recommend import Recommendations, recommend
@@ -102,7 +103,24 @@ class PatientController(Controller):
         operation_id="put_patient",
         summary="Create or replace a patient's matching profile",
         description="Belong stores no names, addresses or birth dates: only what matching needs.",
-        opt={**scoped("screenings:write"), **audited("update", "Patient")},
+        opt={
+            **scoped("screenings:write"),
+            **audited("update", "Patient"),
+            **documented(
+                errors={422},
+                request=PatientProfile,
+                example={
+                    "pain_conditions": ["crps"],
+                    "languages": ["en"],
+                    "location": {"lat": 51.52, "lon": -0.12},
+                    "preferred_modalities": ["online"],
+                    "age_band": "45-64",
+                    "max_travel_km": 10,
+                },
+                bodies={200: (JSON, Patient), 201: (JSON, Patient)},
+                links={"GetPatient": link("get_patient", patient_id="$response.body#/id")},
+            ),
+        },
     )
     async def put_profile(
         self,

@@ -15,6 +15,7 @@ from litestar.params import FromQuery, HeaderParameter, PathParameter, QueryPara
 from service.api.audit import audited, note
 from service.api.auth import scoped
 from service.api.body import decode
+from service.api.documented import documented, link
 from service.api.errors import ApiError, FieldError
 from service.api.observability import REFERRALS
 from service.api.params import ID_PATTERN, Instant, instant
@@ -181,7 +182,29 @@ class ReferralController(Controller):
     @post(
         operation_id="create_referral",
         summary="Refer a patient to a directory service, with their consent",
-        opt={**scoped("referrals:write"), **audited("create", "Referral")},
+        opt={
+            **scoped("referrals:write"),
+            **audited("create", "Referral"),
+            **documented(
+                errors={422},
+                request=ReferralRequest,
+                example={
+                    "patient_id": "pat-1042",
+                    "service_id": "01a213cc-3899-769f-979a-40a09bb72e88",
+                    "need": "loneliness",
+                    "consent": {"given": True, "method": "verbal"},
+                    "note": "Prefers evening online groups",
+                },
+                schemas=(Referral,),
+                links={
+                    "GetReferral": link("get_referral", referral_id="$response.body#/id"),
+                    "UpdateReferral": link(
+                        "update_referral_status", referral_id="$response.body#/id"
+                    ),
+                    "ReadTask": link("fhir_read_task", resource_id="$response.body#/id"),
+                },
+            ),
+        },
     )
     async def create(
         self,
@@ -256,7 +279,11 @@ class ReferralController(Controller):
     @get(
         operation_id="list_referrals",
         summary="The clinic's referral worklist, most recently changed first",
-        opt={**scoped("referrals:read"), **audited("search", "Referral")},
+        opt={
+            **scoped("referrals:read"),
+            **audited("search", "Referral"),
+            **documented(schemas=(ReferralPage,)),
+        },
     )
     async def worklist(
         self,
@@ -320,7 +347,15 @@ class ReferralController(Controller):
             "the change is kept in the history and audited. Send `If-Match` with the "
             "referral's ETag to be sure no one changed it since you read it (412 otherwise)."
         ),
-        opt={**scoped("referrals:write"), **audited("update", "Referral")},
+        opt={
+            **scoped("referrals:write"),
+            **audited("update", "Referral"),
+            **documented(
+                errors={409, 412, 422},
+                request=StatusChange,
+                example={"status": "completed", "outcome": "Attended 6 of 8 sessions"},
+            ),
+        },
     )
     async def move(
         self,

@@ -14,6 +14,7 @@ from service.api.audit import audited, note
 from service.api.auth import scoped
 from service.api.body import decode
 from service.api.catalog import Catalog
+from service.api.documented import JSON, documented, link
 from service.api.errors import ApiError, FieldError
 from service.api.params import ID_PATTERN
 from service.api.recommend import Recommendations, recommend
@@ -104,7 +105,33 @@ class ScreeningController(Controller):
             "Observation per item and per total and subscale, in one transaction. Send an "
             "`Idempotency-Key` header to make retries safe: a repeat returns the first result."
         ),
-        opt={**scoped("screenings:write"), **audited("create", "Screening")},
+        opt={
+            **scoped("screenings:write"),
+            **audited("create", "Screening"),
+            **documented(
+                errors={403, 404, 409, 422},
+                request=ScreeningRequest,
+                example={
+                    "patient_id": "pat-1042",
+                    "instrument": "ucla-3",
+                    "completed_at": "2026-11-24T09:30:00Z",
+                    "answers": {"1": 3, "2": 2, "3": 3},
+                    "encounter_id": "enc-77",
+                    "profile": {"pain_conditions": ["crps"], "preferred_modalities": ["online"]},
+                },
+                bodies={201: (JSON, ScreeningResult)},
+                links={
+                    "GetScreening": link("get_screening", screening_id="$response.body#/id"),
+                    "GetPatient": link("get_patient", patient_id="$response.body#/patient_id"),
+                    "GetPatientScreenings": link(
+                        "list_patient_screenings", patient_id="$response.body#/patient_id"
+                    ),
+                    "GetPatientReferrals": link(
+                        "get_patient_referrals", patient_id="$response.body#/patient_id"
+                    ),
+                },
+            ),
+        },
         status_code=201,
     )
     async def create(
