@@ -85,6 +85,11 @@ class ApiError(HTTPException):
         self.errors = [FieldError(e.field, e.message, e.code) for e in errors]
 
 
+def field_error(status: int, field: str, message: str, code: str = "invalid") -> ApiError:
+    """An error about one field, the field's message its sentence too."""
+    return ApiError(status, message, [FieldError(field, message, code)])
+
+
 def _validation_errors(exc: ValidationException) -> list[FieldError]:
     errors = []
     for entry in exc.extra if isinstance(exc.extra, list) else []:

@@ -13,7 +13,7 @@ from litestar.params import QueryParameter
 from service.api.audit import audited, note
 from service.api.auth import scoped
 from service.api.documented import documented
-from service.api.errors import FHIR_JSON, ApiError, FieldError
+from service.api.errors import FHIR_JSON, field_error
 from service.api.fhir.bundles import searchset
 from service.api.fhir.resources import ResourceId, _patient_param
 from service.api.params import PATIENT_REFERENCE, SERVICE_REFERENCE
@@ -47,10 +47,6 @@ SERVICE_TYPE = (
     rf"^({re.escape(CATEGORY_SYSTEM)}\|)?"
     rf"({'|'.join(re.escape(c.value) for c in Category)})$"
 )
-
-
-def _bad(field: str, message: str, status: int = 400, code: str = "invalid") -> ApiError:
-    return ApiError(status, message, [FieldError(field, message, code)])
 
 
 async def _facts(store: ClinicStore, rows: list[Any]) -> list[ReferralFacts]:
@@ -116,7 +112,7 @@ async def _read(
         store = ClinicStore(conn, request.user.clinic_id)
         row = await store.get_referral(referral_id)
         if row is None:
-            raise _bad("id", f"no such {resource_type}", 404, "not_found")
+            raise field_error(404, "id", f"no such {resource_type}", "not_found")
         note(request, row.id, row.patient_id)
         [facts] = await _facts(store, [row])
     return Response(build(facts), media_type=FHIR_JSON)
@@ -158,7 +154,7 @@ class ServiceRequestController(Controller):
             patient_id = _patient_param(patient or subject)
             updated = _updated(last_updated)
         except SearchError as exc:
-            raise _bad(exc.parameter, exc.message, exc.status) from exc
+            raise field_error(exc.status, exc.parameter, exc.message) from exc
         statuses = [s.value for s, sr in SERVICE_REQUEST_STATUS.items() if sr == status]
         query = ReferralQuery(
             statuses=statuses,
@@ -225,9 +221,11 @@ class TaskController(Controller):
             updated = _updated(last_updated)
             statuses = [Status(s).value for s in status.split(",")] if status else []
         except SearchError as exc:
-            raise _bad(exc.parameter, exc.message, exc.status) from exc
+            raise field_error(exc.status, exc.parameter, exc.message) from exc
         except ValueError:
-            raise _bad("status", f"one or more of {', '.join(s.value for s in Status)}") from None
+            raise field_error(
+                400, "status", f"one or more of {', '.join(s.value for s in Status)}"
+            ) from None
         query = ReferralQuery(
             statuses=statuses,
             patient_id=patient_id,
@@ -285,11 +283,13 @@ class HealthcareServiceController(Controller):
             try:
                 tokens = parse_token("service-type", service_type)
             except SearchError as exc:
-                raise _bad(exc.parameter, exc.message, exc.status) from exc
+                raise field_error(exc.status, exc.parameter, exc.message) from exc
             codes = {code for system, code in tokens if system in (None, CATEGORY_SYSTEM)}
             known = [c for c in Category if c.value in codes]
             if len(known) != 1:
-                raise _bad("service-type", f"one of {', '.join(c.value for c in Category)}")
+                raise field_error(
+                    400, "service-type", f"one of {', '.join(c.value for c in Category)}"
+                )
             category = known[0].value
         async with db.begin() as conn:
             rows = await ClinicStore(conn, request.user.clinic_id).search_services(
@@ -329,7 +329,7 @@ class HealthcareServiceController(Controller):
         async with db.begin() as conn:
             row = await ClinicStore(conn, request.user.clinic_id).get_service(resource_id)
         if row is None:
-            raise _bad("id", "no such HealthcareService", 404, "not_found")
+            raise field_error(404, "id", "no such HealthcareService", "not_found")
         return Response(
             healthcare_service(directory_service(row), as_utc(row.updated_at)),
             media_type=FHIR_JSON,

@@ -22,7 +22,7 @@ from service.api.auth import scoped
 from service.api.body import document
 from service.api.catalog import Catalog
 from service.api.documented import FHIR_RESOURCE, REF, documented, link
-from service.api.errors import FHIR_JSON, ApiError, FieldError
+from service.api.errors import FHIR_JSON, ApiError, field_error
 from service.api.fhir.bundles import searchset, single
 from service.api.origin import public_origin
 from service.api.params import (
@@ -172,10 +172,6 @@ SORTS = {
 }
 
 
-def _bad(status: int, field: str, message: str, code: str = "invalid") -> ApiError:
-    return ApiError(status, message, [FieldError(field, message, code)])
-
-
 def _etag_headers(request: Request[Any, Any, Any], resource_id: str) -> dict[str, str]:
     location = f"{public_origin(request)}/fhir/QuestionnaireResponse/{resource_id}"
     return {"ETag": 'W/"1"', "Location": location}
@@ -185,14 +181,18 @@ def _decode_resource(request_body: bytes) -> tuple[dict[str, Any], InboundQuesti
     try:
         raw = document(request_body)
     except msgspec.DecodeError as exc:
-        raise _bad(400, "body", f"not JSON: {exc}") from exc
+        raise field_error(400, "body", f"not JSON: {exc}") from exc
     if not isinstance(raw, dict):
-        raise _bad(400, "body", "a QuestionnaireResponse resource (a JSON object) is expected")
+        raise field_error(
+            400, "body", "a QuestionnaireResponse resource (a JSON object) is expected"
+        )
     nul_at = contains_nul(raw, "QuestionnaireResponse")
     if nul_at is not None:
-        raise _bad(400, nul_at, "NUL characters are not allowed")
+        raise field_error(400, nul_at, "NUL characters are not allowed")
     if raw.get("resourceType") != "QuestionnaireResponse":
-        raise _bad(400, "QuestionnaireResponse.resourceType", "must be QuestionnaireResponse")
+        raise field_error(
+            400, "QuestionnaireResponse.resourceType", "must be QuestionnaireResponse"
+        )
     try:
         qr = msgspec.convert(raw, InboundQuestionnaireResponse)
     except msgspec.ValidationError as exc:
@@ -203,12 +203,12 @@ def _decode_resource(request_body: bytes) -> tuple[dict[str, Any], InboundQuesti
             if where
             else ("QuestionnaireResponse")
         )
-        raise _bad(400, expression, f"not valid FHIR R4: {message}") from exc
+        raise field_error(400, expression, f"not valid FHIR R4: {message}") from exc
     if qr.identifier is not None:
         for part in ("system", "value"):
             text = getattr(qr.identifier, part)
             if text is not None and len(text) > IDENTIFIER_MAX[part]:
-                raise _bad(
+                raise field_error(
                     400,
                     f"QuestionnaireResponse.identifier.{part}",
                     f"at most {IDENTIFIER_MAX[part]} characters",
@@ -255,7 +255,7 @@ def _condition(request: Request[Any, Any, Any]) -> tuple[str | None, str] | None
     header = request.headers.get("if-none-exist")
     if header:
         if not _IF_NONE_EXIST.fullmatch(header):
-            raise _bad(
+            raise field_error(
                 400,
                 "If-None-Exist",
                 "must be the search query identifier=system|value (or |value, or value), "
@@ -267,7 +267,7 @@ def _condition(request: Request[Any, Any, Any]) -> tuple[str | None, str] | None
         if token is None:
             return None
         if not _IDENTIFIER.fullmatch(token):
-            raise _bad(400, "identifier", "must be system|value, |value or value")
+            raise field_error(400, "identifier", "must be system|value, |value or value")
     system, bar, value = token.partition("|")
     return (system, value) if bar else (None, token)
 
@@ -306,13 +306,15 @@ class QuestionnaireResponseController(Controller):
     ) -> Response[bytes]:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type not in FHIR_ACCEPTED:
-            raise _bad(415, "Content-Type", "send application/fhir+json or application/json")
+            raise field_error(415, "Content-Type", "send application/fhir+json or application/json")
         raw, qr = _decode_resource(await request.body())
         condition = _condition(request)
         if condition is not None:
             existing = await self._find(db, request.user, *condition)
             if len(existing) > 1:
-                raise _bad(412, "If-None-Exist", "more than one resource matches", "duplicate")
+                raise field_error(
+                    412, "If-None-Exist", "more than one resource matches", "duplicate"
+                )
             if existing:
                 note(request, existing[0].id, existing[0].patient_id)
                 return self._existing(request, existing[0])
@@ -369,16 +371,22 @@ class QuestionnaireResponseController(Controller):
         raw: dict[str, Any], qr: InboundQuestionnaireResponse, catalog: Catalog
     ) -> Submission:
         if qr.status not in ("completed", "amended"):
-            raise _bad(422, "QuestionnaireResponse.status", "only completed responses are scored")
+            raise field_error(
+                422, "QuestionnaireResponse.status", "only completed responses are scored"
+            )
         patient_id = patient_id_of(qr.subject)
         if patient_id is None or not _is_fhir_id(patient_id):
-            raise _bad(422, "QuestionnaireResponse.subject", "a Patient/<id> reference is required")
+            raise field_error(
+                422, "QuestionnaireResponse.subject", "a Patient/<id> reference is required"
+            )
         if not qr.authored:
-            raise _bad(422, "QuestionnaireResponse.authored", "when it was completed is required")
+            raise field_error(
+                422, "QuestionnaireResponse.authored", "when it was completed is required"
+            )
         if not FHIR_DATE_TIME.fullmatch(qr.authored):
-            raise _bad(400, "QuestionnaireResponse.authored", "not a FHIR dateTime")
+            raise field_error(400, "QuestionnaireResponse.authored", "not a FHIR dateTime")
         if "T" not in qr.authored:
-            raise _bad(
+            raise field_error(
                 422,
                 "QuestionnaireResponse.authored",
                 "a screening is dated to the second: give a time with a zone",
@@ -386,7 +394,9 @@ class QuestionnaireResponseController(Controller):
         try:
             authored = datetime.fromisoformat(qr.authored.replace("Z", "+00:00"))
         except ValueError:
-            raise _bad(400, "QuestionnaireResponse.authored", "not a FHIR dateTime") from None
+            raise field_error(
+                400, "QuestionnaireResponse.authored", "not a FHIR dateTime"
+            ) from None
         completed_at = check_completed_at(authored, "QuestionnaireResponse.authored", utcnow())
         usable = [i for i in catalog.instruments.values() if catalog.enabled(i)]
         own = own_instrument(qr.questionnaire, catalog.instruments)
@@ -445,7 +455,7 @@ class QuestionnaireResponseController(Controller):
                 resource_id
             )
         if row is None:
-            raise _bad(404, "id", "no such QuestionnaireResponse", "not_found")
+            raise field_error(404, "id", "no such QuestionnaireResponse", "not_found")
         note(request, row.id, row.patient_id)
         return Response(
             msgspec.json.encode(row.resource), media_type=FHIR_JSON, headers={"ETag": 'W/"1"'}
@@ -488,7 +498,7 @@ class ObservationController(Controller):
         async with db.begin() as conn:
             row = await ClinicStore(conn, request.user.clinic_id).get_observation(resource_id)
         if row is None:
-            raise _bad(404, "id", "no such Observation", "not_found")
+            raise field_error(404, "id", "no such Observation", "not_found")
         note(request, row.id, row.patient_id)
         return Response(
             msgspec.json.encode(row.resource), media_type=FHIR_JSON, headers={"ETag": 'W/"1"'}
@@ -536,7 +546,7 @@ class ObservationController(Controller):
             updated = [c for value in last_updated or [] for c in parse_date("_lastUpdated", value)]
             categories = parse_token("category", category) if category else []
         except SearchError as exc:
-            raise _bad(exc.status, exc.parameter, exc.message) from exc
+            raise field_error(exc.status, exc.parameter, exc.message) from exc
         note(request, None, patient_id)
         sort_by, descending = SORTS[sort]
         query = ObservationQuery(
