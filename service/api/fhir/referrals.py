@@ -19,6 +19,7 @@ from service.api.fhir.resources import ResourceId, _patient_param
 from service.api.params import PATIENT_REFERENCE, SERVICE_REFERENCE
 from service.api.v1.directory import directory_service
 from service.domain.directory import Category
+from service.domain.lookup import found
 from service.domain.referrals import Status
 from service.fhir.directory import (
     CATEGORY_SYSTEM,
@@ -110,9 +111,7 @@ async def _read(
 ) -> Response[Any]:
     async with db.begin() as conn:
         store = ClinicStore(conn, request.user.clinic_id)
-        row = await store.get_referral(referral_id)
-        if row is None:
-            raise field_error(404, "id", f"no such {resource_type}", "not_found")
+        row = found(await store.get_referral(referral_id), resource_type, referral_id)
         note(request, row.id, row.patient_id)
         [facts] = await _facts(store, [row])
     return Response(build(facts), media_type=FHIR_JSON)
@@ -328,8 +327,7 @@ class HealthcareServiceController(Controller):
     ) -> Response[Any]:
         async with db.begin() as conn:
             row = await ClinicStore(conn, request.user.clinic_id).get_service(resource_id)
-        if row is None:
-            raise field_error(404, "id", "no such HealthcareService", "not_found")
+        row = found(row, "HealthcareService", resource_id)
         return Response(
             healthcare_service(directory_service(row), as_utc(row.updated_at)),
             media_type=FHIR_JSON,

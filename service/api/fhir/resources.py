@@ -40,6 +40,7 @@ from service.api.recording import (
     check_completed_at,
     record_once,
 )
+from service.domain.lookup import found
 from service.domain.scoring import AnswersInvalid, Problem, score, validate
 from service.fhir.intake import (
     VALUE_FIELDS,
@@ -454,8 +455,7 @@ class QuestionnaireResponseController(Controller):
             row = await ClinicStore(conn, request.user.clinic_id).get_questionnaire_response(
                 resource_id
             )
-        if row is None:
-            raise field_error(404, "id", "no such QuestionnaireResponse", "not_found")
+        row = found(row, "QuestionnaireResponse", resource_id)
         note(request, row.id, row.patient_id)
         return Response(
             msgspec.json.encode(row.resource), media_type=FHIR_JSON, headers={"ETag": 'W/"1"'}
@@ -497,8 +497,7 @@ class ObservationController(Controller):
     ) -> Response[bytes]:
         async with db.begin() as conn:
             row = await ClinicStore(conn, request.user.clinic_id).get_observation(resource_id)
-        if row is None:
-            raise field_error(404, "id", "no such Observation", "not_found")
+        row = found(row, "Observation", resource_id)
         note(request, row.id, row.patient_id)
         return Response(
             msgspec.json.encode(row.resource), media_type=FHIR_JSON, headers={"ETag": 'W/"1"'}

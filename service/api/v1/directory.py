@@ -18,6 +18,7 @@ from service.api.errors import ApiError, FieldError
 from service.api.importing import ImportFileError, ImportReport, OnError, apply, parse_file
 from service.api.params import ID_PATTERN, NEAR
 from service.domain.directory import Category, DirectoryService, ServiceDetails
+from service.domain.lookup import NotFound, found
 from service.domain.matching import EARTH_RADIUS_KM, distance_km
 from service.domain.patients import Modality, PainCondition
 from service.store.clients import Principal
@@ -104,12 +105,6 @@ def _check(details: ServiceDetails) -> None:
             "The service entry is inconsistent",
             [FieldError(field, message, "inconsistent") for field, message in problems],
         )
-
-
-def _not_found(service_id: str) -> ApiError:
-    return ApiError(
-        404, f"No service {service_id!r}", [FieldError("service_id", "not found", "not_found")]
-    )
 
 
 def _near(text: str) -> tuple[float, float]:
@@ -264,9 +259,7 @@ class DirectoryController(Controller):
     ) -> ServiceEntry:
         async with db.begin() as conn:
             row = await ClinicStore(conn, request.user.clinic_id).get_service(service_id)
-        if row is None:
-            raise _not_found(service_id)
-        return entry(row)
+        return entry(found(row, "service", service_id))
 
     @put(
         "/services/{service_id:str}",
@@ -285,7 +278,7 @@ class DirectoryController(Controller):
         async with db.begin() as conn:
             store = ClinicStore(conn, request.user.clinic_id)
             if not await store.replace_service(service_id, msgspec.to_builtins(data), utcnow()):
-                raise _not_found(service_id)
+                raise NotFound("service", service_id)
             row = await store.get_service(service_id)
         request.app.state.directory_cache.forget(request.user.clinic_id)
         return entry(row)
@@ -306,7 +299,7 @@ class DirectoryController(Controller):
             if not await ClinicStore(conn, request.user.clinic_id).delete_service(
                 service_id, utcnow()
             ):
-                raise _not_found(service_id)
+                raise NotFound("service", service_id)
         request.app.state.directory_cache.forget(request.user.clinic_id)
 
     @post(

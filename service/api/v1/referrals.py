@@ -22,6 +22,7 @@ from service.api.params import ID_PATTERN, Instant, instant
 from service.api.recommend import ServiceSummary, summary
 from service.api.v1.directory import directory_service, stored_service
 from service.domain.instruments import Signal
+from service.domain.lookup import found
 from service.domain.patients import PatientId
 from service.domain.referrals import (
     NEEDS_REASON,
@@ -111,10 +112,6 @@ class ReferralPage(msgspec.Struct):
     total: int
     limit: int
     offset: int
-
-
-def _not_found() -> ApiError:
-    return ApiError(404, "No such referral", [FieldError("referral_id", "not found", "not_found")])
 
 
 async def load_referrals(store: ClinicStore, rows: list[Any]) -> list[Referral]:
@@ -329,9 +326,9 @@ class ReferralController(Controller):
     ) -> Response[Referral]:
         async with db.begin() as conn:
             store = ClinicStore(conn, request.user.clinic_id)
-            row = await store.get_referral(referral_id)
-            if row is None:
-                raise _not_found()
+            row = found(
+                await store.get_referral(referral_id), "referral", referral_id, "No such referral"
+            )
             note(request, referral_id, row.patient_id)
             [referral] = await load_referrals(store, [row])
         return Response(referral, headers={"ETag": f'"{referral.version}"'})
@@ -376,9 +373,12 @@ class ReferralController(Controller):
             )
         async with db.begin() as conn:
             store = ClinicStore(conn, request.user.clinic_id)
-            row = await store.get_referral(referral_id, for_update=True)
-            if row is None:
-                raise _not_found()
+            row = found(
+                await store.get_referral(referral_id, for_update=True),
+                "referral",
+                referral_id,
+                "No such referral",
+            )
             now = utcnow()  # after the lock, so history times follow the order of steps
             note(request, referral_id, row.patient_id)
             if if_match and if_match.removeprefix("W/").strip('"') != str(row.version):

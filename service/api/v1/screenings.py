@@ -15,7 +15,6 @@ from service.api.auth import scoped
 from service.api.body import decode
 from service.api.catalog import Catalog
 from service.api.documented import JSON, documented, link
-from service.api.errors import ApiError, FieldError
 from service.api.params import ID_PATTERN
 from service.api.recommend import Recommendations, recommend
 from service.api.recording import (
@@ -28,6 +27,7 @@ from service.api.recording import (
 )
 from service.api.v1.instruments import Answers, score_answers
 from service.domain.instruments import Instrument, Severity, Signal
+from service.domain.lookup import found
 from service.domain.needs import ScreeningSummary
 from service.domain.patients import PainCondition, PatientId, PatientProfile
 from service.domain.scoring import Score
@@ -244,11 +244,12 @@ class ScreeningController(Controller):
     ) -> ScreeningResult:
         async with db.begin() as conn:
             store = ClinicStore(conn, request.user.clinic_id)
-            row = await store.get_screening(screening_id)
-            if row is None:
-                raise ApiError(
-                    404, "No such screening", [FieldError("screening_id", "not found", "not_found")]
-                )
+            row = found(
+                await store.get_screening(screening_id),
+                "screening",
+                screening_id,
+                "No such screening",
+            )
             note(request, screening_id, row.patient_id)
             resources = await store.observations_of([screening_id])
         return ScreeningResult(
