@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get
 from litestar.di import NamedDependency
+from litestar.handlers import HTTPRouteHandler
 from litestar.params import QueryParameter
 
 from service.api.audit import audited, note
@@ -102,19 +103,38 @@ async def _search(
     return Response(bundle, media_type=FHIR_JSON)
 
 
-async def _read(
-    request: Request[Principal, Any, Any],
-    db: Database,
-    referral_id: str,
-    build: Build,
-    resource_type: str,
-) -> Response[Any]:
-    async with db.begin() as conn:
-        store = ClinicStore(conn, request.user.clinic_id)
-        row = found(await store.get_referral(referral_id), resource_type, referral_id)
-        note(request, row.id, row.patient_id)
-        [facts] = await _facts(store, [row])
-    return Response(build(facts), media_type=FHIR_JSON)
+def _read_handler(
+    published: type, build: Build, operation_id: str, summary: str
+) -> HTTPRouteHandler:
+    """GET /fhir/<type>/{id}, for ServiceRequest and Task alike: one referral, built by
+    ``build`` as the resource type ``published`` is named for."""
+    resource_type = published.__name__
+
+    @get(
+        "/{resource_id:str}",
+        operation_id=operation_id,
+        media_type=FHIR_JSON,
+        summary=summary,
+        opt={
+            **scoped("referrals:read"),
+            **audited("read", resource_type),
+            **documented(bodies={200: (FHIR_JSON, published)}),
+        },
+    )
+    async def read(
+        self: Controller,
+        request: Request[Principal, Any, Any],
+        resource_id: ResourceId,
+        db: NamedDependency[Database],
+    ) -> Response[Any]:
+        async with db.begin() as conn:
+            store = ClinicStore(conn, request.user.clinic_id)
+            row = found(await store.get_referral(resource_id), resource_type, resource_id)
+            note(request, row.id, row.patient_id)
+            [facts] = await _facts(store, [row])
+        return Response(build(facts), media_type=FHIR_JSON)
+
+    return read
 
 
 def _updated(values: list[str] | None) -> list[Any]:
@@ -165,24 +185,12 @@ class ServiceRequestController(Controller):
         used = ("patient", "subject", "status", "_lastUpdated", "_count")
         return await _search(request, db, query, service_request, "ServiceRequest", used)
 
-    @get(
-        "/{resource_id:str}",
-        operation_id="fhir_read_service_request",
-        media_type=FHIR_JSON,
-        summary="Read a referral as an SDOHCC ServiceRequest",
-        opt={
-            **scoped("referrals:read"),
-            **audited("read", "ServiceRequest"),
-            **documented(bodies={200: (FHIR_JSON, ServiceRequest)}),
-        },
+    read = _read_handler(
+        ServiceRequest,
+        service_request,
+        "fhir_read_service_request",
+        "Read a referral as an SDOHCC ServiceRequest",
     )
-    async def read(
-        self,
-        request: Request[Principal, Any, Any],
-        resource_id: ResourceId,
-        db: NamedDependency[Database],
-    ) -> Response[Any]:
-        return await _read(request, db, resource_id, service_request, "ServiceRequest")
 
 
 class TaskController(Controller):
@@ -236,24 +244,7 @@ class TaskController(Controller):
         used = ("patient", "owner", "status", "_lastUpdated", "_count")
         return await _search(request, db, query, task, "Task", used)
 
-    @get(
-        "/{resource_id:str}",
-        operation_id="fhir_read_task",
-        media_type=FHIR_JSON,
-        summary="Read a referral Task",
-        opt={
-            **scoped("referrals:read"),
-            **audited("read", "Task"),
-            **documented(bodies={200: (FHIR_JSON, Task)}),
-        },
-    )
-    async def read(
-        self,
-        request: Request[Principal, Any, Any],
-        resource_id: ResourceId,
-        db: NamedDependency[Database],
-    ) -> Response[Any]:
-        return await _read(request, db, resource_id, task, "Task")
+    read = _read_handler(Task, task, "fhir_read_task", "Read a referral Task")
 
 
 class HealthcareServiceController(Controller):
