@@ -10,7 +10,6 @@ from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.middleware.base import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Server
 
 from service.api.audit import AuditMiddleware
@@ -36,6 +35,7 @@ from service.api.limits import (
 )
 from service.api.observability import MetricsController
 from service.api.observability import install as install_request_context
+from service.api.openapi import FinishedJson, FinishedYaml
 from service.api.openapi import install as install_openapi
 from service.api.recommend import DirectoryCache
 from service.api.smart import SmartController
@@ -138,7 +138,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ),
             path="/schema",
             # Only what Belong serves itself: no docs page that loads a CDN.
-            render_plugins=[SwaggerUiPage(), JsonRenderPlugin(), YamlRenderPlugin()],
+            render_plugins=[SwaggerUiPage(), FinishedJson(), FinishedYaml()],
         ),
         debug=settings.debug,
     )

@@ -568,9 +568,7 @@ def openapi_documents() -> dict[str, str]:
     from service.settings import Settings
 
     app = create_app(Settings(database_url="sqlite+aiosqlite:///:memory:"))
-    from litestar._openapi.plugin import OpenAPIPlugin
-
-    document = app.plugins.get(OpenAPIPlugin).provide_openapi_schema()
+    document = app.state.openapi_document
     return {
         "openapi.json": json.dumps(document, indent=2, sort_keys=True) + "\n",
         "openapi.yaml": yaml.safe_dump(document, sort_keys=True, allow_unicode=True),

@@ -3,7 +3,7 @@
 Litestar converts bodies leniently (``0`` becomes ``false``, ``"1"`` becomes ``1``), which
 would make the service accept what its published schema forbids. Bodies are decoded here
 with msgspec in strict mode instead, and the document lists the same Structs
-(see openapi.REQUEST_BODIES).
+(each handler names it with ``documented(request=...)``).
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from service.api.audit import audited, note
 from service.api.auth import PUBLIC, require_jwt_caller, scoped
 from service.api.body import decode
 from service.api.catalog import Catalog
+from service.api.documented import JSON, documented
 from service.api.errors import ApiError, FieldError
 from service.api.origin import public_origin
 from service.api.params import ID_PATTERN
@@ -370,7 +371,7 @@ class CdsServicesController(Controller):
     @get(
         operation_id="cds_discovery",
         summary="CDS Hooks discovery: the services Belong offers",
-        opt=PUBLIC,
+        opt={**PUBLIC, **documented(schemas=(CdsServices,))},
     )
     async def discovery(self) -> CdsServices:
         return CdsServices(services=[SERVICE])
@@ -384,7 +385,12 @@ class CdsServicesController(Controller):
             "`aud` the URL called, `iss` its registered issuer, `exp`, `iat` and a fresh `jti`."
         ),
         guards=[require_jwt_caller],
-        opt={**scoped("referrals:read"), **audited("read", "CdsCards"), "cds": True},
+        opt={
+            **scoped("referrals:read"),
+            **audited("read", "CdsCards"),
+            "cds": True,
+            **documented(errors={412}, request=CdsRequest, bodies={200: (JSON, CdsResponse)}),
+        },
         status_code=200,
     )
     async def call(
@@ -452,7 +458,12 @@ class CdsServicesController(Controller):
         operation_id="cds_feedback",
         summary="Feedback on cards: accepted or overridden",
         guards=[require_jwt_caller],
-        opt={**scoped("referrals:read"), **audited("create", "CdsFeedback"), "cds": True},
+        opt={
+            **scoped("referrals:read"),
+            **audited("create", "CdsFeedback"),
+            "cds": True,
+            **documented(errors={422}, request=FeedbackRequest, schemas=(FeedbackReceipt,)),
+        },
         status_code=200,
     )
     async def feedback(

@@ -16,6 +16,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from service.api.observability import error_name, route_template, safe_traceback
+from service.domain.lookup import NotFound
 from service.domain.scoring import Problem
 from service.fhir.types import OperationOutcome, OperationOutcomeIssue
 from service.store.database import UNAVAILABLE, OutOfRange
@@ -85,6 +86,11 @@ class ApiError(HTTPException):
         self.errors = [FieldError(e.field, e.message, e.code) for e in errors]
 
 
+def field_error(status: int, field: str, message: str, code: str = "invalid") -> ApiError:
+    """An error about one field, the field's message its sentence too."""
+    return ApiError(status, message, [FieldError(field, message, code)])
+
+
 def _validation_errors(exc: ValidationException) -> list[FieldError]:
     errors = []
     for entry in exc.extra if isinstance(exc.extra, list) else []:
@@ -146,9 +152,20 @@ def status_of(exc: BaseException) -> int:
         return exc.status_code
     if isinstance(exc, CLIENT_ERRORS):
         return 400
+    if isinstance(exc, NotFound):
+        return 404
     if isinstance(exc, UNAVAILABLE):
         return 503
     return 500
+
+
+def _not_found(request: Request, exc: NotFound) -> Response:
+    """404: on /fhir naming the resource type at ``id``, on /v1 the ``<kind>_id`` field."""
+    if _is_fhir(request):
+        message = f"no such {exc.kind}"
+        return error_response(request, 404, message, [FieldError("id", message, "not_found")])
+    field = FieldError(f"{exc.kind}_id", "not found", "not_found")
+    return error_response(request, 404, exc.detail, [field])
 
 
 def handle_http(request: Request, exc: Exception) -> Response:
@@ -160,6 +177,8 @@ def handle_http(request: Request, exc: Exception) -> Response:
         return error_response(request, 400, detail, errors)
     if isinstance(exc, ApiError):
         return error_response(request, exc.status_code, exc.detail, exc.errors, exc.headers)
+    if isinstance(exc, NotFound):
+        return _not_found(request, exc)
     if isinstance(exc, OutOfRange):
         return error_response(
             request, 400, str(exc), [FieldError(exc.field, str(exc), "out_of_range")]

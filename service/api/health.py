@@ -8,6 +8,7 @@ from litestar.datastructures import State
 from sqlalchemy import exc
 
 from service.api.auth import PUBLIC
+from service.api.documented import documented
 from service.api.errors import ApiError
 from service.store.database import UNAVAILABLE
 
@@ -28,7 +29,12 @@ class HealthController(Controller):
     async def live(self) -> Health:
         return Health(status="ok")
 
-    @get("/ready", operation_id="health_ready", summary="Ready to serve: the database answers")
+    @get(
+        "/ready",
+        operation_id="health_ready",
+        summary="Ready to serve: the database answers",
+        opt=documented(errors={503}),
+    )
     async def ready(self, state: State) -> Health:
         try:
             await asyncio.wait_for(state.db.ping(), timeout=READY_TIMEOUT)

@@ -34,6 +34,7 @@ from litestar import Controller, Request, Response, get, post
 
 from service.api.assertions import JwtRefused
 from service.api.auth import PUBLIC
+from service.api.documented import JSON, documented
 from service.api.errors import ApiError, FieldError
 from service.api.origin import public_origin
 from service.api.systems import verify_system_jwt
@@ -146,6 +147,33 @@ def configuration(base: str) -> SmartConfiguration:
     )
 
 
+TOKEN_FORM = {
+    "type": "object",
+    "description": (
+        "RFC 6749 client_credentials with a private_key_jwt client assertion (RFC 7523): "
+        "a JWT signed with RS384 or ES384, iss = sub = the client_id, aud = the token URL, "
+        "exp at most 300 seconds ahead, a jti never used before."
+    ),
+    "required": ["grant_type", "scope", "client_assertion_type", "client_assertion"],
+    "properties": {
+        "grant_type": {"type": "string", "enum": ["client_credentials"]},
+        "scope": {
+            "type": "string",
+            "description": "Space-separated system/ scopes (see scopes_supported)",
+            "pattern": "^[!#-\\[\\]-~]+( [!#-\\[\\]-~]+)*$",
+            "maxLength": 2000,
+        },
+        "client_assertion_type": {"type": "string", "enum": [ASSERTION_TYPE]},
+        "client_assertion": {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]*$",
+            "maxLength": 8192,
+        },
+    },
+}
+"""The token request: a form, which Litestar cannot describe from the handler."""
+
+
 class SmartController(Controller):
     tags = ["smart"]
     opt = PUBLIC
@@ -162,6 +190,7 @@ class SmartController(Controller):
         "/fhir/.well-known/smart-configuration",
         operation_id="fhir_smart_configuration",
         summary="SMART Backend Services discovery, at the FHIR base",
+        opt=documented(bodies={200: (JSON, SmartConfiguration)}, plain_json=True),
     )
     async def fhir_configuration(self, request: Request[Any, Any, Any]) -> SmartConfiguration:
         return configuration(public_origin(request))
@@ -178,6 +207,12 @@ class SmartController(Controller):
         ),
         before_request=form_only,
         status_code=200,
+        opt=documented(
+            errors={401},
+            request=TOKEN_FORM,
+            request_media=(FORM,),
+            bodies={200: (JSON, TokenResponse), 400: (JSON, OAuthError), 401: (JSON, OAuthError)},
+        ),
     )
     async def token(self, request: Request[Any, Any, Any]) -> Response[Any]:
         state = request.app.state

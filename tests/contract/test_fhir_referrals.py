@@ -711,3 +711,16 @@ def test_fhir_referral_reads_are_audited(
     assert ("read", "ServiceRequest", rid) in seen
     assert ("read", "Task", rid) in seen
     assert ("search", "Task", None) in seen
+
+
+def test_service_request_and_task_are_read_by_one_handler(app: Litestar) -> None:
+    reads = {
+        handler.operation_id: handler
+        for route in app.routes
+        for handler in getattr(route, "route_handlers", [])
+        if handler.operation_id in ("fhir_read_service_request", "fhir_read_task")
+    }
+    service_request, task = reads["fhir_read_service_request"], reads["fhir_read_task"]
+    assert service_request.fn.__code__ is task.fn.__code__
+    assert service_request.opt["audit"] == ("read", "ServiceRequest")
+    assert task.opt["audit"] == ("read", "Task")

@@ -88,3 +88,41 @@ def test_consent_is_documented_as_given(session_client) -> None:
     consent = session_client.get("/schema/openapi.json").json()["components"]["schemas"]["Consent"]
     assert consent["properties"]["given"]["const"] is True
     assert "given" in consent["required"]
+
+
+FACT_MODULES = {"service.api.documented", "service.api.errors"}
+"""What the finishing step may import from service.api: no controller."""
+
+
+def test_the_finishing_step_imports_no_controller_and_writes_no_litestar_internals() -> None:
+    import ast
+    import inspect
+
+    import service.api.openapi as finishing
+
+    tree = ast.parse(inspect.getsource(finishing))
+    imported = {
+        node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+    } | {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    assert {m for m in imported if m.startswith("service.api")} <= FACT_MODULES
+    assert not [m for m in imported if m.startswith("litestar._")]
+    private_writes = [
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.ctx, ast.Store)
+        and node.attr.startswith("_")
+    ]
+    assert private_writes == []
+
+
+def test_served_yaml_is_the_finished_document(session_client) -> None:
+    import yaml
+
+    served = yaml.safe_load(session_client.get("/schema/openapi.yaml").text)
+    assert served == json.loads(openapi_documents()["openapi.json"])

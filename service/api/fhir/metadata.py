@@ -6,6 +6,7 @@ from typing import Any
 from litestar import Controller, get
 
 from service.api.auth import PUBLIC
+from service.api.documented import FHIR_RESOURCE, documented
 from service.api.errors import FHIR_JSON
 from service.fhir.capability import capability_statement
 
@@ -26,6 +27,7 @@ class MetadataController(Controller):
         operation_id="fhir_capabilities",
         media_type=FHIR_JSON,
         summary="The CapabilityStatement (FHIR 4.0.1)",
+        opt=documented(bodies={200: (FHIR_JSON, FHIR_RESOURCE)}),
     )
     async def metadata(self) -> dict[str, Any]:
         return CAPABILITY

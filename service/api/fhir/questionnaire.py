@@ -10,6 +10,7 @@ from litestar.params import QueryParameter
 
 from service.api.auth import PUBLIC
 from service.api.catalog import Catalog
+from service.api.documented import documented
 from service.api.errors import FHIR_JSON
 from service.api.fhir.bundles import searchset
 from service.api.v1.instruments import InstrumentId
@@ -26,6 +27,7 @@ class QuestionnaireController(Controller):
         operation_id="fhir_search_questionnaire",
         media_type=FHIR_JSON,
         summary="Every instrument as an R4 Questionnaire (searchset)",
+        opt=documented(bodies={200: (FHIR_JSON, Bundle)}),
     )
     async def search(
         self,
@@ -45,6 +47,7 @@ class QuestionnaireController(Controller):
         operation_id="fhir_read_questionnaire",
         media_type=FHIR_JSON,
         summary="One instrument as an R4 Questionnaire",
+        opt=documented(bodies={200: (FHIR_JSON, Questionnaire)}),
     )
     async def read(
         self, catalog: NamedDependency[Catalog], instrument_id: InstrumentId

@@ -8,16 +8,19 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get
 from litestar.di import NamedDependency
+from litestar.handlers import HTTPRouteHandler
 from litestar.params import QueryParameter
 
 from service.api.audit import audited, note
 from service.api.auth import scoped
-from service.api.errors import FHIR_JSON, ApiError, FieldError
+from service.api.documented import documented
+from service.api.errors import FHIR_JSON, field_error
 from service.api.fhir.bundles import searchset
 from service.api.fhir.resources import ResourceId, _patient_param
 from service.api.params import PATIENT_REFERENCE, SERVICE_REFERENCE
 from service.api.v1.directory import directory_service
 from service.domain.directory import Category
+from service.domain.lookup import found
 from service.domain.referrals import Status
 from service.fhir.directory import (
     CATEGORY_SYSTEM,
@@ -28,6 +31,7 @@ from service.fhir.directory import (
     task,
 )
 from service.fhir.search import SearchError, parse_date, parse_token
+from service.fhir.types import Bundle, HealthcareService, ServiceRequest, Task
 from service.store.clients import Principal
 from service.store.database import Database, as_utc
 from service.store.repository import ClinicStore, ReferralQuery, ServiceQuery
@@ -45,10 +49,6 @@ SERVICE_TYPE = (
     rf"^({re.escape(CATEGORY_SYSTEM)}\|)?"
     rf"({'|'.join(re.escape(c.value) for c in Category)})$"
 )
-
-
-def _bad(field: str, message: str, status: int = 400, code: str = "invalid") -> ApiError:
-    return ApiError(status, message, [FieldError(field, message, code)])
 
 
 async def _facts(store: ClinicStore, rows: list[Any]) -> list[ReferralFacts]:
@@ -103,21 +103,38 @@ async def _search(
     return Response(bundle, media_type=FHIR_JSON)
 
 
-async def _read(
-    request: Request[Principal, Any, Any],
-    db: Database,
-    referral_id: str,
-    build: Build,
-    resource_type: str,
-) -> Response[Any]:
-    async with db.begin() as conn:
-        store = ClinicStore(conn, request.user.clinic_id)
-        row = await store.get_referral(referral_id)
-        if row is None:
-            raise _bad("id", f"no such {resource_type}", 404, "not_found")
-        note(request, row.id, row.patient_id)
-        [facts] = await _facts(store, [row])
-    return Response(build(facts), media_type=FHIR_JSON)
+def _read_handler(
+    published: type, build: Build, operation_id: str, summary: str
+) -> HTTPRouteHandler:
+    """GET /fhir/<type>/{id}, for ServiceRequest and Task alike: one referral, built by
+    ``build`` as the resource type ``published`` is named for."""
+    resource_type = published.__name__
+
+    @get(
+        "/{resource_id:str}",
+        operation_id=operation_id,
+        media_type=FHIR_JSON,
+        summary=summary,
+        opt={
+            **scoped("referrals:read"),
+            **audited("read", resource_type),
+            **documented(bodies={200: (FHIR_JSON, published)}),
+        },
+    )
+    async def read(
+        self: Controller,
+        request: Request[Principal, Any, Any],
+        resource_id: ResourceId,
+        db: NamedDependency[Database],
+    ) -> Response[Any]:
+        async with db.begin() as conn:
+            store = ClinicStore(conn, request.user.clinic_id)
+            row = found(await store.get_referral(resource_id), resource_type, resource_id)
+            note(request, row.id, row.patient_id)
+            [facts] = await _facts(store, [row])
+        return Response(build(facts), media_type=FHIR_JSON)
+
+    return read
 
 
 def _updated(values: list[str] | None) -> list[Any]:
@@ -132,7 +149,11 @@ class ServiceRequestController(Controller):
         operation_id="fhir_search_service_request",
         media_type=FHIR_JSON,
         summary="Search referrals as SDOHCC ServiceRequests",
-        opt={**scoped("referrals:read"), **audited("search", "ServiceRequest")},
+        opt={
+            **scoped("referrals:read"),
+            **audited("search", "ServiceRequest"),
+            **documented(errors={422}, bodies={200: (FHIR_JSON, Bundle)}),
+        },
     )
     async def search(
         self,
@@ -152,7 +173,7 @@ class ServiceRequestController(Controller):
             patient_id = _patient_param(patient or subject)
             updated = _updated(last_updated)
         except SearchError as exc:
-            raise _bad(exc.parameter, exc.message, exc.status) from exc
+            raise field_error(exc.status, exc.parameter, exc.message) from exc
         statuses = [s.value for s, sr in SERVICE_REQUEST_STATUS.items() if sr == status]
         query = ReferralQuery(
             statuses=statuses,
@@ -164,20 +185,12 @@ class ServiceRequestController(Controller):
         used = ("patient", "subject", "status", "_lastUpdated", "_count")
         return await _search(request, db, query, service_request, "ServiceRequest", used)
 
-    @get(
-        "/{resource_id:str}",
-        operation_id="fhir_read_service_request",
-        media_type=FHIR_JSON,
-        summary="Read a referral as an SDOHCC ServiceRequest",
-        opt={**scoped("referrals:read"), **audited("read", "ServiceRequest")},
+    read = _read_handler(
+        ServiceRequest,
+        service_request,
+        "fhir_read_service_request",
+        "Read a referral as an SDOHCC ServiceRequest",
     )
-    async def read(
-        self,
-        request: Request[Principal, Any, Any],
-        resource_id: ResourceId,
-        db: NamedDependency[Database],
-    ) -> Response[Any]:
-        return await _read(request, db, resource_id, service_request, "ServiceRequest")
 
 
 class TaskController(Controller):
@@ -188,7 +201,11 @@ class TaskController(Controller):
         operation_id="fhir_search_task",
         media_type=FHIR_JSON,
         summary="Search referral Tasks (SDOHCC-TaskForReferralManagement) for polling",
-        opt={**scoped("referrals:read"), **audited("search", "Task")},
+        opt={
+            **scoped("referrals:read"),
+            **audited("search", "Task"),
+            **documented(errors={422}, bodies={200: (FHIR_JSON, Bundle)}),
+        },
     )
     async def search(
         self,
@@ -211,9 +228,11 @@ class TaskController(Controller):
             updated = _updated(last_updated)
             statuses = [Status(s).value for s in status.split(",")] if status else []
         except SearchError as exc:
-            raise _bad(exc.parameter, exc.message, exc.status) from exc
+            raise field_error(exc.status, exc.parameter, exc.message) from exc
         except ValueError:
-            raise _bad("status", f"one or more of {', '.join(s.value for s in Status)}") from None
+            raise field_error(
+                400, "status", f"one or more of {', '.join(s.value for s in Status)}"
+            ) from None
         query = ReferralQuery(
             statuses=statuses,
             patient_id=patient_id,
@@ -225,20 +244,7 @@ class TaskController(Controller):
         used = ("patient", "owner", "status", "_lastUpdated", "_count")
         return await _search(request, db, query, task, "Task", used)
 
-    @get(
-        "/{resource_id:str}",
-        operation_id="fhir_read_task",
-        media_type=FHIR_JSON,
-        summary="Read a referral Task",
-        opt={**scoped("referrals:read"), **audited("read", "Task")},
-    )
-    async def read(
-        self,
-        request: Request[Principal, Any, Any],
-        resource_id: ResourceId,
-        db: NamedDependency[Database],
-    ) -> Response[Any]:
-        return await _read(request, db, resource_id, task, "Task")
+    read = _read_handler(Task, task, "fhir_read_task", "Read a referral Task")
 
 
 class HealthcareServiceController(Controller):
@@ -249,7 +255,7 @@ class HealthcareServiceController(Controller):
         operation_id="fhir_search_healthcare_service",
         media_type=FHIR_JSON,
         summary="Search the clinic's directory as HealthcareService",
-        opt=scoped("referrals:read"),
+        opt={**scoped("referrals:read"), **documented(bodies={200: (FHIR_JSON, Bundle)})},
     )
     async def search(
         self,
@@ -267,11 +273,13 @@ class HealthcareServiceController(Controller):
             try:
                 tokens = parse_token("service-type", service_type)
             except SearchError as exc:
-                raise _bad(exc.parameter, exc.message, exc.status) from exc
+                raise field_error(exc.status, exc.parameter, exc.message) from exc
             codes = {code for system, code in tokens if system in (None, CATEGORY_SYSTEM)}
             known = [c for c in Category if c.value in codes]
             if len(known) != 1:
-                raise _bad("service-type", f"one of {', '.join(c.value for c in Category)}")
+                raise field_error(
+                    400, "service-type", f"one of {', '.join(c.value for c in Category)}"
+                )
             category = known[0].value
         async with db.begin() as conn:
             rows = await ClinicStore(conn, request.user.clinic_id).search_services(
@@ -297,7 +305,10 @@ class HealthcareServiceController(Controller):
         operation_id="fhir_read_healthcare_service",
         media_type=FHIR_JSON,
         summary="Read one directory service as HealthcareService",
-        opt=scoped("referrals:read"),
+        opt={
+            **scoped("referrals:read"),
+            **documented(bodies={200: (FHIR_JSON, HealthcareService)}),
+        },
     )
     async def read(
         self,
@@ -307,8 +318,7 @@ class HealthcareServiceController(Controller):
     ) -> Response[Any]:
         async with db.begin() as conn:
             row = await ClinicStore(conn, request.user.clinic_id).get_service(resource_id)
-        if row is None:
-            raise _bad("id", "no such HealthcareService", 404, "not_found")
+        row = found(row, "HealthcareService", resource_id)
         return Response(
             healthcare_service(directory_service(row), as_utc(row.updated_at)),
             media_type=FHIR_JSON,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from itertools import combinations
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
@@ -20,7 +21,8 @@ from service.api.audit import audited, note
 from service.api.auth import scoped
 from service.api.body import document
 from service.api.catalog import Catalog
-from service.api.errors import FHIR_JSON, ApiError, FieldError
+from service.api.documented import FHIR_RESOURCE, REF, documented, link
+from service.api.errors import FHIR_JSON, ApiError, field_error
 from service.api.fhir.bundles import searchset, single
 from service.api.origin import public_origin
 from service.api.params import (
@@ -38,8 +40,10 @@ from service.api.recording import (
     check_completed_at,
     record_once,
 )
+from service.domain.lookup import found
 from service.domain.scoring import AnswersInvalid, Problem, score, validate
 from service.fhir.intake import (
+    VALUE_FIELDS,
     InboundQuestionnaireResponse,
     Picked,
     contains_nul,
@@ -50,7 +54,7 @@ from service.fhir.intake import (
 )
 from service.fhir.screening import CATEGORY_CODES
 from service.fhir.search import SearchError, parse_date, parse_token
-from service.fhir.types import Bundle
+from service.fhir.types import Bundle, Observation
 from service.store.clients import Principal
 from service.store.database import Database, new_id, utcnow
 from service.store.hotpaths import search_observations
@@ -58,6 +62,84 @@ from service.store.repository import ClinicStore, ObservationQuery
 from service.store.tables import questionnaire_responses
 
 FHIR_ACCEPTED = ("application/fhir+json", "application/json")
+
+INBOUND_BODY = {"$ref": REF.format(name="InboundQuestionnaireResponse")}
+CREATE_RESPONSES: dict[int, dict[str, Any]] = {
+    200: {
+        "description": "An existing QuestionnaireResponse matched the conditional create",
+        "content": {FHIR_JSON: {"schema": FHIR_RESOURCE}},
+    },
+    201: {
+        "description": "Stored and scored",
+        "headers": {
+            "Location": {"schema": {"type": "string"}},
+            "ETag": {"schema": {"type": "string"}},
+        },
+        "content": {FHIR_JSON: {"schema": FHIR_RESOURCE}},
+    },
+}
+"""The create's answers, built as bytes: a match of the conditional create, or stored."""
+CONDITIONAL_CREATE = (
+    {
+        "name": "identifier",
+        "in": "query",
+        "required": False,
+        "description": (
+            "Conditional create by query string: system|value, |value (no system) or "
+            "value (any system); ignored when If-None-Exist is sent"
+        ),
+        "schema": {"type": "string", "pattern": IDENTIFIER_SEARCH},
+    },
+    {
+        "name": "If-None-Exist",
+        "in": "header",
+        "required": False,
+        "description": (
+            "Conditional create: a FHIR search query string, identifier=system|value "
+            "(or identifier=|value, or identifier=value), percent-encoded, e.g. "
+            "identifier=urn:oid:2.16.840.1.113883.3.1|A-1042. One match answers it with "
+            "200, several with 412, none stores the resource."
+        ),
+        "schema": {
+            "type": "string",
+            "pattern": IF_NONE_EXIST,
+            "examples": ["identifier=urn:oid:2.16.840.1.113883.3.1|A-1042"],
+        },
+    },
+)
+"""Parameters of the conditional create, read from the raw query and headers."""
+
+
+def inbound_components() -> dict[str, Any]:
+    """The received QuestionnaireResponse, from the same Structs that decode it."""
+    _, components = msgspec.json.schema_components([InboundQuestionnaireResponse], ref_template=REF)
+    components["InboundQuestionnaireResponse"]["description"] = (
+        "A FHIR R4 QuestionnaireResponse, stored as received. It must cite a Belong "
+        "Questionnaire (its canonical url) or carry items whose linkIds are LOINC codes "
+        "Belong knows; subject Patient/<id>, status completed and authored (a time with its "
+        "zone) are needed to score it (422 otherwise). Elements R4 does not define answer 400."
+    )
+    no_nul = {"$ref": REF.format(name="JsonWithoutNul")}
+    components["JsonWithoutNul"] = {
+        "description": "Any JSON value without a NUL character in a string or a key",
+        "anyOf": [
+            {"type": ["null", "boolean", "number"]},
+            {"type": "string", "pattern": "^[^\\x00]*$"},
+            {"type": "array", "items": no_nul},
+            {
+                "type": "object",
+                "propertyNames": {"pattern": "^[^\\x00]*$"},
+                "additionalProperties": no_nul,
+            },
+        ],
+    }
+    pairs = combinations(VALUE_FIELDS, 2)
+    components["InboundAnswer"]["not"] = {
+        "anyOf": [{"required": list(pair)} for pair in pairs],
+    }
+    return components
+
+
 FHIR_DATE_TIME = re.compile(
     r"([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]"
     r"|3[0-1])(T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?"
@@ -91,10 +173,6 @@ SORTS = {
 }
 
 
-def _bad(status: int, field: str, message: str, code: str = "invalid") -> ApiError:
-    return ApiError(status, message, [FieldError(field, message, code)])
-
-
 def _etag_headers(request: Request[Any, Any, Any], resource_id: str) -> dict[str, str]:
     location = f"{public_origin(request)}/fhir/QuestionnaireResponse/{resource_id}"
     return {"ETag": 'W/"1"', "Location": location}
@@ -104,14 +182,18 @@ def _decode_resource(request_body: bytes) -> tuple[dict[str, Any], InboundQuesti
     try:
         raw = document(request_body)
     except msgspec.DecodeError as exc:
-        raise _bad(400, "body", f"not JSON: {exc}") from exc
+        raise field_error(400, "body", f"not JSON: {exc}") from exc
     if not isinstance(raw, dict):
-        raise _bad(400, "body", "a QuestionnaireResponse resource (a JSON object) is expected")
+        raise field_error(
+            400, "body", "a QuestionnaireResponse resource (a JSON object) is expected"
+        )
     nul_at = contains_nul(raw, "QuestionnaireResponse")
     if nul_at is not None:
-        raise _bad(400, nul_at, "NUL characters are not allowed")
+        raise field_error(400, nul_at, "NUL characters are not allowed")
     if raw.get("resourceType") != "QuestionnaireResponse":
-        raise _bad(400, "QuestionnaireResponse.resourceType", "must be QuestionnaireResponse")
+        raise field_error(
+            400, "QuestionnaireResponse.resourceType", "must be QuestionnaireResponse"
+        )
     try:
         qr = msgspec.convert(raw, InboundQuestionnaireResponse)
     except msgspec.ValidationError as exc:
@@ -122,12 +204,12 @@ def _decode_resource(request_body: bytes) -> tuple[dict[str, Any], InboundQuesti
             if where
             else ("QuestionnaireResponse")
         )
-        raise _bad(400, expression, f"not valid FHIR R4: {message}") from exc
+        raise field_error(400, expression, f"not valid FHIR R4: {message}") from exc
     if qr.identifier is not None:
         for part in ("system", "value"):
             text = getattr(qr.identifier, part)
             if text is not None and len(text) > IDENTIFIER_MAX[part]:
-                raise _bad(
+                raise field_error(
                     400,
                     f"QuestionnaireResponse.identifier.{part}",
                     f"at most {IDENTIFIER_MAX[part]} characters",
@@ -174,7 +256,7 @@ def _condition(request: Request[Any, Any, Any]) -> tuple[str | None, str] | None
     header = request.headers.get("if-none-exist")
     if header:
         if not _IF_NONE_EXIST.fullmatch(header):
-            raise _bad(
+            raise field_error(
                 400,
                 "If-None-Exist",
                 "must be the search query identifier=system|value (or |value, or value), "
@@ -186,7 +268,7 @@ def _condition(request: Request[Any, Any, Any]) -> tuple[str | None, str] | None
         if token is None:
             return None
         if not _IDENTIFIER.fullmatch(token):
-            raise _bad(400, "identifier", "must be system|value, |value or value")
+            raise field_error(400, "identifier", "must be system|value, |value or value")
     system, bar, value = token.partition("|")
     return (system, value) if bar else (None, token)
 
@@ -199,7 +281,23 @@ class QuestionnaireResponseController(Controller):
         operation_id="fhir_create_questionnaire_response",
         summary="Store and score a QuestionnaireResponse (conditional create by identifier)",
         media_type=FHIR_JSON,
-        opt={**scoped("screenings:write"), **audited("create", "QuestionnaireResponse")},
+        opt={
+            **scoped("screenings:write"),
+            **audited("create", "QuestionnaireResponse"),
+            **documented(
+                errors={403, 409, 412, 422},
+                request=INBOUND_BODY,
+                request_media=FHIR_ACCEPTED,
+                responses=CREATE_RESPONSES,
+                parameters=CONDITIONAL_CREATE,
+                components=inbound_components(),
+                links={
+                    "ReadQuestionnaireResponse": link(
+                        "fhir_read_questionnaire_response", resource_id="$response.body#/id"
+                    ),
+                },
+            ),
+        },
     )
     async def create(
         self,
@@ -209,13 +307,15 @@ class QuestionnaireResponseController(Controller):
     ) -> Response[bytes]:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type not in FHIR_ACCEPTED:
-            raise _bad(415, "Content-Type", "send application/fhir+json or application/json")
+            raise field_error(415, "Content-Type", "send application/fhir+json or application/json")
         raw, qr = _decode_resource(await request.body())
         condition = _condition(request)
         if condition is not None:
             existing = await self._find(db, request.user, *condition)
             if len(existing) > 1:
-                raise _bad(412, "If-None-Exist", "more than one resource matches", "duplicate")
+                raise field_error(
+                    412, "If-None-Exist", "more than one resource matches", "duplicate"
+                )
             if existing:
                 note(request, existing[0].id, existing[0].patient_id)
                 return self._existing(request, existing[0])
@@ -272,16 +372,22 @@ class QuestionnaireResponseController(Controller):
         raw: dict[str, Any], qr: InboundQuestionnaireResponse, catalog: Catalog
     ) -> Submission:
         if qr.status not in ("completed", "amended"):
-            raise _bad(422, "QuestionnaireResponse.status", "only completed responses are scored")
+            raise field_error(
+                422, "QuestionnaireResponse.status", "only completed responses are scored"
+            )
         patient_id = patient_id_of(qr.subject)
         if patient_id is None or not _is_fhir_id(patient_id):
-            raise _bad(422, "QuestionnaireResponse.subject", "a Patient/<id> reference is required")
+            raise field_error(
+                422, "QuestionnaireResponse.subject", "a Patient/<id> reference is required"
+            )
         if not qr.authored:
-            raise _bad(422, "QuestionnaireResponse.authored", "when it was completed is required")
+            raise field_error(
+                422, "QuestionnaireResponse.authored", "when it was completed is required"
+            )
         if not FHIR_DATE_TIME.fullmatch(qr.authored):
-            raise _bad(400, "QuestionnaireResponse.authored", "not a FHIR dateTime")
+            raise field_error(400, "QuestionnaireResponse.authored", "not a FHIR dateTime")
         if "T" not in qr.authored:
-            raise _bad(
+            raise field_error(
                 422,
                 "QuestionnaireResponse.authored",
                 "a screening is dated to the second: give a time with a zone",
@@ -289,7 +395,9 @@ class QuestionnaireResponseController(Controller):
         try:
             authored = datetime.fromisoformat(qr.authored.replace("Z", "+00:00"))
         except ValueError:
-            raise _bad(400, "QuestionnaireResponse.authored", "not a FHIR dateTime") from None
+            raise field_error(
+                400, "QuestionnaireResponse.authored", "not a FHIR dateTime"
+            ) from None
         completed_at = check_completed_at(authored, "QuestionnaireResponse.authored", utcnow())
         usable = [i for i in catalog.instruments.values() if catalog.enabled(i)]
         own = own_instrument(qr.questionnaire, catalog.instruments)
@@ -331,7 +439,11 @@ class QuestionnaireResponseController(Controller):
         operation_id="fhir_read_questionnaire_response",
         media_type=FHIR_JSON,
         summary="Read a stored QuestionnaireResponse",
-        opt={**scoped("screenings:read"), **audited("read", "QuestionnaireResponse")},
+        opt={
+            **scoped("screenings:read"),
+            **audited("read", "QuestionnaireResponse"),
+            **documented(bodies={200: (FHIR_JSON, FHIR_RESOURCE)}),
+        },
     )
     async def read(
         self,
@@ -343,8 +455,7 @@ class QuestionnaireResponseController(Controller):
             row = await ClinicStore(conn, request.user.clinic_id).get_questionnaire_response(
                 resource_id
             )
-        if row is None:
-            raise _bad(404, "id", "no such QuestionnaireResponse", "not_found")
+        row = found(row, "QuestionnaireResponse", resource_id)
         note(request, row.id, row.patient_id)
         return Response(
             msgspec.json.encode(row.resource), media_type=FHIR_JSON, headers={"ETag": 'W/"1"'}
@@ -372,7 +483,11 @@ class ObservationController(Controller):
         operation_id="fhir_read_observation",
         media_type=FHIR_JSON,
         summary="Read one Observation",
-        opt={**scoped("screenings:read"), **audited("read", "Observation")},
+        opt={
+            **scoped("screenings:read"),
+            **audited("read", "Observation"),
+            **documented(bodies={200: (FHIR_JSON, Observation)}),
+        },
     )
     async def read(
         self,
@@ -382,8 +497,7 @@ class ObservationController(Controller):
     ) -> Response[bytes]:
         async with db.begin() as conn:
             row = await ClinicStore(conn, request.user.clinic_id).get_observation(resource_id)
-        if row is None:
-            raise _bad(404, "id", "no such Observation", "not_found")
+        row = found(row, "Observation", resource_id)
         note(request, row.id, row.patient_id)
         return Response(
             msgspec.json.encode(row.resource), media_type=FHIR_JSON, headers={"ETag": 'W/"1"'}
@@ -393,7 +507,11 @@ class ObservationController(Controller):
         operation_id="fhir_search_observation",
         media_type=FHIR_JSON,
         summary="Search Observations by patient, code, category, date and _lastUpdated",
-        opt={**scoped("screenings:read"), **audited("search", "Observation")},
+        opt={
+            **scoped("screenings:read"),
+            **audited("search", "Observation"),
+            **documented(errors={422}, bodies={200: (FHIR_JSON, Bundle)}),
+        },
     )
     async def search(
         self,
@@ -427,7 +545,7 @@ class ObservationController(Controller):
             updated = [c for value in last_updated or [] for c in parse_date("_lastUpdated", value)]
             categories = parse_token("category", category) if category else []
         except SearchError as exc:
-            raise _bad(exc.status, exc.parameter, exc.message) from exc
+            raise field_error(exc.status, exc.parameter, exc.message) from exc
         note(request, None, patient_id)
         sort_by, descending = SORTS[sort]
         query = ObservationQuery(

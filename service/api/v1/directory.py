@@ -13,10 +13,12 @@ from litestar.params import FromQuery, PathParameter, QueryParameter
 
 from service.api.auth import scoped
 from service.api.body import decode, document
+from service.api.documented import JSON, documented, link
 from service.api.errors import ApiError, FieldError
 from service.api.importing import ImportFileError, ImportReport, OnError, apply, parse_file
 from service.api.params import ID_PATTERN, NEAR
 from service.domain.directory import Category, DirectoryService, ServiceDetails
+from service.domain.lookup import NotFound, found
 from service.domain.matching import EARTH_RADIUS_KM, distance_km
 from service.domain.patients import Modality, PainCondition
 from service.store.clients import Principal
@@ -24,6 +26,33 @@ from service.store.database import Database, as_utc, new_id, utcnow
 from service.store.repository import ClinicStore, ServiceQuery
 
 ServiceId = Annotated[str, PathParameter(pattern=ID_PATTERN, description="Directory service id")]
+
+
+DIRECTORY_FILE = {
+    "description": (
+        "An Open Referral HSDS 3.0 list of services (or a page with `contents`) using the "
+        "`belong` taxonomy attributes, or a FHIR R4 Bundle of HealthcareService with its "
+        "Location and Organization entries. Records that cannot be read are reported by "
+        "index (422 with on_error=reject-file)."
+    ),
+    "oneOf": [
+        {"type": "array", "items": {"type": "object"}},
+        {
+            "type": "object",
+            "required": ["contents"],
+            "properties": {"contents": {"type": "array", "items": {"type": "object"}}},
+        },
+        {
+            "type": "object",
+            "required": ["resourceType", "entry"],
+            "properties": {
+                "resourceType": {"const": "Bundle"},
+                "entry": {"type": "array", "items": {"type": "object"}},
+            },
+        },
+    ],
+}
+"""The import body: read from raw bytes, which Litestar cannot describe."""
 
 
 class ServiceEntry(ServiceDetails, frozen=True, kw_only=True):
@@ -78,12 +107,6 @@ def _check(details: ServiceDetails) -> None:
         )
 
 
-def _not_found(service_id: str) -> ApiError:
-    return ApiError(
-        404, f"No service {service_id!r}", [FieldError("service_id", "not found", "not_found")]
-    )
-
-
 def _near(text: str) -> tuple[float, float]:
     try:
         lat_text, lon_text = text.split(",")
@@ -131,7 +154,7 @@ class DirectoryController(Controller):
             "Filters combine. `near=lat,lon` with `radius_km` keeps services whose location "
             "lies within that great-circle distance, nearest first."
         ),
-        opt=scoped("referrals:read"),
+        opt={**scoped("referrals:read"), **documented(schemas=(ServicePage,))},
     )
     async def search(
         self,
@@ -187,7 +210,19 @@ class DirectoryController(Controller):
         "/services",
         operation_id="create_service",
         summary="Add a service to the directory",
-        opt=scoped("directory:write"),
+        opt={
+            **scoped("directory:write"),
+            **documented(
+                errors={422},
+                request=ServiceDetails,
+                schemas=(ServiceEntry,),
+                links={
+                    "GetService": link("get_service", service_id="$response.body#/id"),
+                    "ReplaceService": link("replace_service", service_id="$response.body#/id"),
+                    "DeleteService": link("delete_service", service_id="$response.body#/id"),
+                },
+            ),
+        },
     )
     async def create(
         self,
@@ -224,15 +259,13 @@ class DirectoryController(Controller):
     ) -> ServiceEntry:
         async with db.begin() as conn:
             row = await ClinicStore(conn, request.user.clinic_id).get_service(service_id)
-        if row is None:
-            raise _not_found(service_id)
-        return entry(row)
+        return entry(found(row, "service", service_id))
 
     @put(
         "/services/{service_id:str}",
         operation_id="replace_service",
         summary="Replace a directory service",
-        opt=scoped("directory:write"),
+        opt={**scoped("directory:write"), **documented(errors={422}, request=ServiceDetails)},
     )
     async def replace(
         self,
@@ -245,7 +278,7 @@ class DirectoryController(Controller):
         async with db.begin() as conn:
             store = ClinicStore(conn, request.user.clinic_id)
             if not await store.replace_service(service_id, msgspec.to_builtins(data), utcnow()):
-                raise _not_found(service_id)
+                raise NotFound("service", service_id)
             row = await store.get_service(service_id)
         request.app.state.directory_cache.forget(request.user.clinic_id)
         return entry(row)
@@ -266,7 +299,7 @@ class DirectoryController(Controller):
             if not await ClinicStore(conn, request.user.clinic_id).delete_service(
                 service_id, utcnow()
             ):
-                raise _not_found(service_id)
+                raise NotFound("service", service_id)
         request.app.state.directory_cache.forget(request.user.clinic_id)
 
     @post(
@@ -278,7 +311,10 @@ class DirectoryController(Controller):
             "a file with any bad record changes nothing and answers 422 with the report; "
             "with `skip-record` the good records are applied and the bad ones reported."
         ),
-        opt=scoped("directory:write"),
+        opt={
+            **scoped("directory:write"),
+            **documented(errors={422}, request=DIRECTORY_FILE, bodies={200: (JSON, ImportReport)}),
+        },
         status_code=200,
     )
     async def import_file(

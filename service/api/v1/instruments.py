@@ -13,6 +13,7 @@ from litestar.status_codes import HTTP_200_OK
 from service.api.auth import PUBLIC, scoped
 from service.api.body import decode
 from service.api.catalog import Catalog
+from service.api.documented import documented
 from service.api.errors import ApiError
 from service.domain.instruments import (
     Band,
@@ -317,7 +318,14 @@ class InstrumentController(Controller):
     @post(
         "/{instrument_id:str}/score",
         operation_id="score_answers",
-        opt=scoped("screenings:write"),
+        opt={
+            **scoped("screenings:write"),
+            **documented(
+                errors={403, 422},
+                request=ScoreRequest,
+                example={"answers": {"1": 2, "2": 3, "3": 2}},
+            ),
+        },
         status_code=HTTP_200_OK,
         summary="Score a set of answers; nothing is stored",
     )

@@ -14,11 +14,12 @@ from service.api.audit import audited, note
 from service.api.auth import scoped
 from service.api.body import decode
 from service.api.catalog import Catalog
-from service.api.errors import ApiError, FieldError
+from service.api.documented import JSON, documented, link
 from service.api.params import ID_PATTERN
 from service.api.recommend import Recommendations, recommend
 from service.api.v1.referrals import Referral, referral_view
 from service.domain.instruments import MeaningfulChange
+from service.domain.lookup import NotFound, found
 from service.domain.patients import PatientProfile, Trend, trend
 from service.domain.scoring import BandResult
 from service.store.clients import Principal
@@ -87,12 +88,6 @@ def _patient(row: Any) -> Patient:
     )
 
 
-def not_found(patient_id: str) -> ApiError:
-    return ApiError(
-        404, f"No patient {patient_id!r}", [FieldError("patient_id", "not found", "not_found")]
-    )
-
-
 class PatientController(Controller):
     path = "/v1/patients"
     tags = ["patients"]
@@ -102,7 +97,24 @@ class PatientController(Controller):
         operation_id="put_patient",
         summary="Create or replace a patient's matching profile",
         description="Belong stores no names, addresses or birth dates: only what matching needs.",
-        opt={**scoped("screenings:write"), **audited("update", "Patient")},
+        opt={
+            **scoped("screenings:write"),
+            **audited("update", "Patient"),
+            **documented(
+                errors={422},
+                request=PatientProfile,
+                example={
+                    "pain_conditions": ["crps"],
+                    "languages": ["en"],
+                    "location": {"lat": 51.52, "lon": -0.12},
+                    "preferred_modalities": ["online"],
+                    "age_band": "45-64",
+                    "max_travel_km": 10,
+                },
+                bodies={200: (JSON, Patient), 201: (JSON, Patient)},
+                links={"GetPatient": link("get_patient", patient_id="$response.body#/id")},
+            ),
+        },
     )
     async def put_profile(
         self,
@@ -133,9 +145,7 @@ class PatientController(Controller):
     ) -> Patient:
         async with db.begin() as conn:
             row = await ClinicStore(conn, request.user.clinic_id).get_patient(patient_id)
-        if row is None:
-            raise not_found(patient_id)
-        return _patient(row)
+        return _patient(found(row, "patient", patient_id))
 
     @get(
         "/{patient_id:str}/screenings",
@@ -162,8 +172,7 @@ class PatientController(Controller):
     ) -> PatientScreenings:
         async with db.begin() as conn:
             store = ClinicStore(conn, request.user.clinic_id)
-            if await store.get_patient(patient_id) is None:
-                raise not_found(patient_id)
+            found(await store.get_patient(patient_id), "patient", patient_id)
             rows = await store.patient_screenings(patient_id, per_instrument=limit + 1)
         by_instrument: dict[str, list[Any]] = {}
         for row in rows:
@@ -222,7 +231,7 @@ class PatientController(Controller):
         clinic_id = request.user.clinic_id
         context = await patient_context(db, clinic_id, patient_id)
         if context.profile is None:
-            raise not_found(patient_id)
+            raise NotFound("patient", patient_id)
         recommendations = await recommend(
             db,
             clinic_id,

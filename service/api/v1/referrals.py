@@ -15,12 +15,14 @@ from litestar.params import FromQuery, HeaderParameter, PathParameter, QueryPara
 from service.api.audit import audited, note
 from service.api.auth import scoped
 from service.api.body import decode
+from service.api.documented import documented, link
 from service.api.errors import ApiError, FieldError
 from service.api.observability import REFERRALS
 from service.api.params import ID_PATTERN, Instant, instant
 from service.api.recommend import ServiceSummary, summary
 from service.api.v1.directory import directory_service, stored_service
 from service.domain.instruments import Signal
+from service.domain.lookup import found
 from service.domain.patients import PatientId
 from service.domain.referrals import (
     NEEDS_REASON,
@@ -112,10 +114,6 @@ class ReferralPage(msgspec.Struct):
     offset: int
 
 
-def _not_found() -> ApiError:
-    return ApiError(404, "No such referral", [FieldError("referral_id", "not found", "not_found")])
-
-
 async def load_referrals(store: ClinicStore, rows: list[Any]) -> list[Referral]:
     """Referral views with their services (even withdrawn ones) and full history."""
     return [referral_view(record) for record in await store.with_history(rows)]
@@ -181,7 +179,29 @@ class ReferralController(Controller):
     @post(
         operation_id="create_referral",
         summary="Refer a patient to a directory service, with their consent",
-        opt={**scoped("referrals:write"), **audited("create", "Referral")},
+        opt={
+            **scoped("referrals:write"),
+            **audited("create", "Referral"),
+            **documented(
+                errors={422},
+                request=ReferralRequest,
+                example={
+                    "patient_id": "pat-1042",
+                    "service_id": "01a213cc-3899-769f-979a-40a09bb72e88",
+                    "need": "loneliness",
+                    "consent": {"given": True, "method": "verbal"},
+                    "note": "Prefers evening online groups",
+                },
+                schemas=(Referral,),
+                links={
+                    "GetReferral": link("get_referral", referral_id="$response.body#/id"),
+                    "UpdateReferral": link(
+                        "update_referral_status", referral_id="$response.body#/id"
+                    ),
+                    "ReadTask": link("fhir_read_task", resource_id="$response.body#/id"),
+                },
+            ),
+        },
     )
     async def create(
         self,
@@ -256,7 +276,11 @@ class ReferralController(Controller):
     @get(
         operation_id="list_referrals",
         summary="The clinic's referral worklist, most recently changed first",
-        opt={**scoped("referrals:read"), **audited("search", "Referral")},
+        opt={
+            **scoped("referrals:read"),
+            **audited("search", "Referral"),
+            **documented(schemas=(ReferralPage,)),
+        },
     )
     async def worklist(
         self,
@@ -302,9 +326,9 @@ class ReferralController(Controller):
     ) -> Response[Referral]:
         async with db.begin() as conn:
             store = ClinicStore(conn, request.user.clinic_id)
-            row = await store.get_referral(referral_id)
-            if row is None:
-                raise _not_found()
+            row = found(
+                await store.get_referral(referral_id), "referral", referral_id, "No such referral"
+            )
             note(request, referral_id, row.patient_id)
             [referral] = await load_referrals(store, [row])
         return Response(referral, headers={"ETag": f'"{referral.version}"'})
@@ -320,7 +344,15 @@ class ReferralController(Controller):
             "the change is kept in the history and audited. Send `If-Match` with the "
             "referral's ETag to be sure no one changed it since you read it (412 otherwise)."
         ),
-        opt={**scoped("referrals:write"), **audited("update", "Referral")},
+        opt={
+            **scoped("referrals:write"),
+            **audited("update", "Referral"),
+            **documented(
+                errors={409, 412, 422},
+                request=StatusChange,
+                example={"status": "completed", "outcome": "Attended 6 of 8 sessions"},
+            ),
+        },
     )
     async def move(
         self,
@@ -341,9 +373,12 @@ class ReferralController(Controller):
             )
         async with db.begin() as conn:
             store = ClinicStore(conn, request.user.clinic_id)
-            row = await store.get_referral(referral_id, for_update=True)
-            if row is None:
-                raise _not_found()
+            row = found(
+                await store.get_referral(referral_id, for_update=True),
+                "referral",
+                referral_id,
+                "No such referral",
+            )
             now = utcnow()  # after the lock, so history times follow the order of steps
             note(request, referral_id, row.patient_id)
             if if_match and if_match.removeprefix("W/").strip('"') != str(row.version):

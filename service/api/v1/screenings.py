@@ -15,7 +15,7 @@ from service.api.audit import audited, note
 from service.api.auth import scoped
 from service.api.body import decode
 from service.api.catalog import Catalog
-from service.api.errors import ApiError, FieldError
+from service.api.documented import JSON, documented, link
 from service.api.params import ID_PATTERN
 from service.api.recommend import DirectoryCache, Recommendations, recommend
 from service.api.recording import (
@@ -28,6 +28,7 @@ from service.api.recording import (
 )
 from service.api.v1.instruments import Answers, score_answers
 from service.domain.instruments import Severity, Signal
+from service.domain.lookup import found
 from service.domain.needs import ScreeningSummary
 from service.domain.patients import PainCondition, PatientId, PatientProfile
 from service.domain.scoring import Score
@@ -166,7 +167,33 @@ class ScreeningController(Controller):
             "Observation per item and per total and subscale, in one transaction. Send an "
             "`Idempotency-Key` header to make retries safe: a repeat returns the first result."
         ),
-        opt={**scoped("screenings:write"), **audited("create", "Screening")},
+        opt={
+            **scoped("screenings:write"),
+            **audited("create", "Screening"),
+            **documented(
+                errors={403, 404, 409, 422},
+                request=ScreeningRequest,
+                example={
+                    "patient_id": "pat-1042",
+                    "instrument": "ucla-3",
+                    "completed_at": "2026-11-24T09:30:00Z",
+                    "answers": {"1": 3, "2": 2, "3": 3},
+                    "encounter_id": "enc-77",
+                    "profile": {"pain_conditions": ["crps"], "preferred_modalities": ["online"]},
+                },
+                bodies={201: (JSON, ScreeningResult)},
+                links={
+                    "GetScreening": link("get_screening", screening_id="$response.body#/id"),
+                    "GetPatient": link("get_patient", patient_id="$response.body#/patient_id"),
+                    "GetPatientScreenings": link(
+                        "list_patient_screenings", patient_id="$response.body#/patient_id"
+                    ),
+                    "GetPatientReferrals": link(
+                        "get_patient_referrals", patient_id="$response.body#/patient_id"
+                    ),
+                },
+            ),
+        },
         status_code=201,
     )
     async def create(
@@ -223,11 +250,12 @@ class ScreeningController(Controller):
     ) -> ScreeningResult:
         async with db.begin() as conn:
             store = ClinicStore(conn, request.user.clinic_id)
-            row = await store.get_screening(screening_id)
-            if row is None:
-                raise ApiError(
-                    404, "No such screening", [FieldError("screening_id", "not found", "not_found")]
-                )
+            row = found(
+                await store.get_screening(screening_id),
+                "screening",
+                screening_id,
+                "No such screening",
+            )
             note(request, screening_id, row.patient_id)
             resources = await store.observations_of([screening_id])
         return ScreeningResult(
