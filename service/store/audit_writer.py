@@ -18,7 +18,6 @@ import uuid
 
 from service.store.database import UNAVAILABLE, Database
 from service.store.records import AuditEvent
-from service.store.repository import ClinicStore
 
 AUDIT_COLUMNS = {
     "id": "uuid",
@@ -82,11 +81,6 @@ class AuditWriter:
                 _settle(batch, None)
 
     async def _insert(self, batch: list[Queued]) -> None:
-        if not self.db.is_postgresql:
-            async with self.db.begin() as conn:
-                for clinic_id, event, _ in batch:
-                    await ClinicStore(conn, clinic_id).record_audit(event)
-            return
         rows = [{**event.columns(), "clinic_id": clinic_id} for clinic_id, event, _ in batch]
         columns = [[row[name] for row in rows] for name in AUDIT_COLUMNS]
         async with self.db.driver() as conn:

@@ -1,12 +1,11 @@
 """The hot paths: what a screening's answer needs to know, writing a scored submission,
 searching Observations, and a patient's referrals.
 
-Each is one round trip on PostgreSQL: a single statement on the pooled connection's own
+Each is one round trip: a single statement on the pooled connection's own
 asyncpg connection (prepared and cached by the driver). The write is one statement of
 data-modifying CTEs, so it is atomic without a transaction block: the idempotency key, the
 patient, the QuestionnaireResponse, its screenings and Observations and the audit event land
-together or not at all. SQLite runs the same reads and writes through :class:`ClinicStore`
-in one transaction. Every statement here is scoped by ``clinic_id`` as ClinicStore's are.
+together or not at all. Every statement here is scoped by ``clinic_id`` as ClinicStore's are.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ import asyncpg
 import msgspec
 
 from service.store.audit_writer import AUDIT_COLUMNS
-from service.store.database import Database, as_utc, json_text
+from service.store.database import Database, json_text
 from service.store.records import (
     HeldKey,
     KeyRecord,
@@ -31,7 +30,7 @@ from service.store.records import (
     SubmissionRows,
     Written,
 )
-from service.store.repository import ClinicStore, ObservationQuery, ReferralQuery
+from service.store.repository import ClinicStore, ObservationQuery
 
 
 class _Statement:
@@ -146,9 +145,6 @@ async def patient_context(
 ) -> PatientContext:
     """The patient's profile, newest screening per instrument and, given ``(route, key)``,
     the idempotency key already held."""
-    if not db.is_postgresql:
-        async with db.begin() as conn:
-            return await _context_core(ClinicStore(conn, clinic_id), patient_id, key)
     route, name = key if key is not None else (None, None)
     values = {"clinic_id": clinic_id, "patient_id": patient_id, "route": route, "key": name}
     async with db.driver() as conn:
@@ -175,19 +171,6 @@ async def patient_context(
             resource_id=row["resource_id"],
         )
     return PatientContext(profile=row["profile"], latest=latest, held=held)
-
-
-async def _context_core(
-    store: ClinicStore, patient_id: str, key: tuple[str, str] | None
-) -> PatientContext:
-    patient = await store.get_patient(patient_id)
-    rows = await store.patient_screenings(patient_id, per_instrument=1) if patient else []
-    held = await store.get_idempotency_key(*key) if key is not None else None
-    return PatientContext(
-        profile=patient.profile if patient is not None else None,
-        latest=[LatestScreening(r.id, r.instrument, as_utc(r.completed_at), r.score) for r in rows],
-        held=held,
-    )
 
 
 _PATIENT_REFERRALS = _Statement(
@@ -218,11 +201,6 @@ async def patient_referrals(
     db: Database, clinic_id: uuid.UUID, patient_id: str, limit: int
 ) -> list[ReferralRecord]:
     """The patient's referrals, most recently changed first, with services and history."""
-    if not db.is_postgresql:
-        async with db.begin() as conn:
-            store = ClinicStore(conn, clinic_id)
-            rows, _ = await store.list_referrals(ReferralQuery(patient_id=patient_id, limit=limit))
-            return await store.with_history(rows)
     values = {"clinic_id": clinic_id, "patient_id": patient_id, "limit": limit}
     async with db.driver() as conn:
         rows = await conn.fetch(_PATIENT_REFERRALS.sql, *_PATIENT_REFERRALS.args(values))
@@ -241,21 +219,7 @@ async def held_key(db: Database, clinic_id: uuid.UUID, route: str, key: str) -> 
         return await ClinicStore(conn, clinic_id).get_idempotency_key(route, key)
 
 
-class _RollBack(Exception):
-    def __init__(self, written: Written) -> None:
-        self.written = written
-
-
 async def write_submission(db: Database, clinic_id: uuid.UUID, rows: SubmissionRows) -> Written:
-    if not db.is_postgresql:
-        try:
-            async with db.begin() as conn:
-                written = await ClinicStore(conn, clinic_id).record_submission(rows)
-                if written is not Written.STORED:
-                    raise _RollBack(written)
-        except _RollBack as undone:
-            return undone.written
-        return written
     key, audit = rows.key, rows.audit
     key_values = key.columns() if key is not None else dict.fromkeys(_KEY_COLUMNS)
     if key is not None:
@@ -300,12 +264,6 @@ async def search_observations(
     db: Database, clinic_id: uuid.UUID, q: ObservationQuery
 ) -> tuple[list[StoredJson], int]:
     """A page of Observations (as stored JSON) and the number matching."""
-    if not db.is_postgresql:
-        async with db.begin() as conn:
-            rows, total = await ClinicStore(conn, clinic_id).search_observations(q)
-        return [
-            StoredJson(r.resource["id"], msgspec.Raw(msgspec.json.encode(r.resource))) for r in rows
-        ], total
     args: list[Any] = [clinic_id]
 
     def arg(value: Any) -> str:
@@ -325,8 +283,7 @@ async def search_observations(
         where.append(f"({' OR '.join(either)})")
     for column, filters in (("effective_at", q.date_filters), ("last_updated", q.updated_filters)):
         where.extend(
-            f"o.{column} {_COMPARISONS[prefix]} {arg(as_utc(instant))}"
-            for prefix, instant in filters
+            f"o.{column} {_COMPARISONS[prefix]} {arg(instant)}" for prefix, instant in filters
         )
     condition = " AND ".join(where)
     direction = "DESC" if q.sort_descending else "ASC"

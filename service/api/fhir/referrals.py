@@ -29,7 +29,7 @@ from service.fhir.directory import (
 )
 from service.fhir.search import SearchError, parse_date, parse_token
 from service.store.clients import Principal
-from service.store.database import Database, as_utc
+from service.store.database import Database
 from service.store.repository import ClinicStore, ReferralQuery, ServiceQuery
 
 Count = Annotated[int, QueryParameter(name="_count", ge=1, le=100)]
@@ -74,8 +74,8 @@ async def _facts(store: ClinicStore, rows: list[Any]) -> list[ReferralFacts]:
                     f"Patient consent to share: {'given' if consent.get('given') else 'not given'}"
                     f" ({consent.get('method')}, {consent.get('recorded_at')})"
                 ),
-                created_at=as_utc(row.created_at),
-                updated_at=as_utc(row.updated_at),
+                created_at=row.created_at,
+                updated_at=row.updated_at,
                 outcome=row.outcome,
             )
         )
@@ -278,7 +278,7 @@ class HealthcareServiceController(Controller):
                 ServiceQuery(category=category)
             )
         page = rows[offset : offset + count]
-        resources = [healthcare_service(directory_service(r), as_utc(r.updated_at)) for r in page]
+        resources = [healthcare_service(directory_service(r), r.updated_at) for r in page]
         return Response(
             searchset(
                 request,
@@ -310,6 +310,6 @@ class HealthcareServiceController(Controller):
         if row is None:
             raise _bad("id", "no such HealthcareService", 404, "not_found")
         return Response(
-            healthcare_service(directory_service(row), as_utc(row.updated_at)),
+            healthcare_service(directory_service(row), row.updated_at),
             media_type=FHIR_JSON,
         )

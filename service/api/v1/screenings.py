@@ -32,7 +32,7 @@ from service.domain.patients import PainCondition, PatientId, PatientProfile
 from service.domain.scoring import Score
 from service.fhir.types import Observation
 from service.store.clients import Principal
-from service.store.database import Database, as_utc, new_id, utcnow
+from service.store.database import Database, new_id, utcnow
 from service.store.records import PatientContext
 from service.store.repository import ClinicStore
 
@@ -182,7 +182,7 @@ class ScreeningController(Controller):
             instrument=instrument.id,
             instrument_title=instrument.definition.short_title,
             construct=instrument.definition.construct,
-            completed_at=as_utc(data.completed_at),
+            completed_at=data.completed_at,
             total=score.total,
             positive=bool(band and band.positive),
             signal=Signal(band.signal) if band and band.signal else None,
@@ -228,8 +228,8 @@ class ScreeningController(Controller):
             id=row.id,
             patient_id=row.patient_id,
             instrument=row.instrument,
-            completed_at=as_utc(row.completed_at),
-            recorded_at=as_utc(row.created_at),
+            completed_at=row.completed_at,
+            recorded_at=row.created_at,
             score=msgspec.convert(row.score, Score),
             questionnaire_response=f"QuestionnaireResponse/{row.questionnaire_response_id}",
             observations=[msgspec.convert(r.resource, Observation) for r in resources],
