@@ -14,6 +14,7 @@ import asyncpg
 import msgspec
 import sqlalchemy as sa
 from sqlalchemy import exc
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.util.concurrency import greenlet_spawn
 
@@ -72,6 +73,24 @@ def new_id() -> uuid.UUID:
 def json_text(value: Any) -> str:
     """JSON as text, as json/jsonb parameters take it."""
     return msgspec.json.encode(value).decode()
+
+
+_ASYNCPG = asyncpg_dialect()
+
+
+class Compiled:
+    """A SQLAlchemy Core statement compiled once (at import) to asyncpg's ``$n`` SQL, for
+    :meth:`Database.driver`'s connection: the columns are named only in tables.py and the
+    statement, and a request pays neither compilation nor SQLAlchemy's execution work."""
+
+    def __init__(self, statement: sa.ClauseElement) -> None:
+        compiled = statement.compile(dialect=_ASYNCPG)
+        self.sql = compiled.string
+        self.names = list(compiled.positiontup or ())
+
+    def args(self, values: dict[str, Any]) -> list[Any]:
+        """The parameters in ``$n`` order, from their bind names."""
+        return [values[name] for name in self.names]
 
 
 class Database:

@@ -197,46 +197,6 @@ class ClinicStore:
         query = self._select(observations).where(observations.c.id == observation_id)
         return (await self.conn.execute(query)).first()
 
-    async def search_observations(self, q: ObservationQuery) -> tuple[list[Row[Any]], int]:
-        conditions: list[Any] = []
-        if q.patient_id is not None:
-            conditions.append(observations.c.patient_id == q.patient_id)
-        if q.codes:
-            conditions.append(
-                sa.or_(
-                    *(
-                        sa.and_(observations.c.code == code, observations.c.code_system == system)
-                        if system is not None
-                        else observations.c.code == code
-                        for system, code in q.codes
-                    )
-                )
-            )
-        for prefix, instant in q.date_filters:
-            conditions.append(_COMPARATORS[prefix](observations.c.effective_at, instant))
-        for prefix, instant in q.updated_filters:
-            conditions.append(_COMPARATORS[prefix](observations.c.last_updated, instant))
-        column = observations.c[q.sort_by]
-        order = (
-            (column.desc(), observations.c.id.desc())
-            if q.sort_descending
-            else (column.asc(), observations.c.id.asc())
-        )
-        total_column = sa.func.count().over().label("total")
-        page = (
-            self._select(observations, observations.c.resource, total_column)
-            .where(*conditions)
-            .order_by(*order)
-            .limit(q.limit)
-            .offset(q.offset)
-        )
-        rows = list((await self.conn.execute(page)).all())
-        if rows or q.offset == 0:
-            return rows, rows[0].total if rows else 0
-        # A page past the end has no row to carry the count: ask for it.
-        count = self._select(observations, sa.func.count()).where(*conditions)
-        return rows, (await self.conn.execute(count)).scalar_one()
-
     # -- audit -----------------------------------------------------------------------
 
     async def audit_events(self, q: AuditQuery) -> tuple[list[Row[Any]], int]:
