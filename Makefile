@@ -18,6 +18,8 @@ install: $(STAMP)
 DEMO_SCOPES := --scope screenings:write --scope screenings:read --scope referrals:read \
 	--scope referrals:write --scope directory:write --scope audit:read --scope metrics:read
 
+# BELONG_DATABASE_URL unset: the embedded PostgreSQL under ./var/pg, started by the first
+# command that needs it and left running for the next.
 run: install
 	$(BIN)/belong db upgrade
 	$(BIN)/belong clinics create --name "Demo Clinic" --language en --if-missing
@@ -36,12 +38,9 @@ typecheck: install
 unit: install
 	$(BIN)/pytest
 
+# On the PostgreSQL of BELONG_TEST_DATABASE_URL when set, else on an embedded one under
+# ./var/pgtest that the run starts and stops; its last line names which.
 test: lint typecheck
-	@if [ -z "$$BELONG_TEST_DATABASE_URL" ]; then \
-		echo "BELONG_TEST_DATABASE_URL is not set: the PostgreSQL leg is skipped (SQLite only)."; \
-	else \
-		echo "PostgreSQL leg: on"; \
-	fi
 	$(BIN)/pytest
 
 # Regenerate the checked-in artefacts that tests compare against.

@@ -49,6 +49,7 @@ from service.domain.instruments import load_catalog
 from service.settings import Settings
 from service.store.audit_writer import AuditWriter
 from service.store.database import Database
+from service.store.embedded import database_url
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -57,7 +58,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         load_catalog(Path(settings.instruments_dir)), settings.licensed_instruments
     )
     db = Database(
-        settings.database_url,
+        database_url(settings.database_url),
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,

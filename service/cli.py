@@ -37,6 +37,14 @@ def asgi_app() -> Any:
     return create_app(settings)
 
 
+def _database_url() -> str:
+    """BELONG_DATABASE_URL, or the embedded PostgreSQL's (started if it is not running)."""
+    from service.settings import Settings
+    from service.store.embedded import database_url
+
+    return database_url(Settings.from_env().database_url)
+
+
 def _serve(args: argparse.Namespace) -> int:
     import tempfile
 
@@ -55,6 +63,8 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
+    # The workers read the URL from the environment: the embedded server is started once.
+    os.environ["BELONG_DATABASE_URL"] = _database_url()
     # One metrics store shared by the workers (prometheus_client multiprocess mode).
     metrics_dir = tempfile.mkdtemp(prefix="belong-metrics-")
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)
@@ -108,10 +118,9 @@ def _instruments_check(args: argparse.Namespace) -> int:
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
-    from service.settings import Settings
     from service.store.migrate import upgrade
 
-    upgrade(Settings.from_env().database_url, args.revision)
+    upgrade(_database_url(), args.revision)
     print(f"database at {args.revision}")
     return 0
 
@@ -120,11 +129,10 @@ def _clinic_work(work: Callable[[Any], Awaitable[T]]) -> T:
     """Run ``work(conn)`` in one transaction on BELONG_DATABASE_URL."""
     import asyncio
 
-    from service.settings import Settings
     from service.store.database import Database
 
     async def run() -> T:
-        db = Database(Settings.from_env().database_url)
+        db = Database(_database_url())
         try:
             async with db.begin() as conn:
                 return await work(conn)
@@ -212,7 +220,6 @@ def _clients_create_with_keys(args: argparse.Namespace) -> int:
     """A system client that signs JWTs (SMART Backend Services or a CDS Hooks client)."""
     import asyncio
 
-    from service.settings import Settings
     from service.store.database import Database
     from service.store.systems import create_system_client
 
@@ -224,7 +231,7 @@ def _clients_create_with_keys(args: argparse.Namespace) -> int:
     expires_at = _expiry(args)
 
     async def create() -> str:
-        db = Database(Settings.from_env().database_url)
+        db = Database(_database_url())
         try:
             async with db.begin() as conn:
                 client = await create_system_client(
@@ -268,14 +275,13 @@ def _clients_create(args: argparse.Namespace) -> int:
         print("error: --issuer goes with --jwks", file=sys.stderr)
         return 2
 
-    from service.settings import Settings
     from service.store.clients import create_client
     from service.store.database import Database
 
     expires_at = _expiry(args)
 
     async def create() -> str:
-        db = Database(Settings.from_env().database_url)
+        db = Database(_database_url())
         try:
             async with db.begin() as conn:
                 principal, token = await create_client(
@@ -383,11 +389,10 @@ def _in_transaction(work: Callable[[AsyncConnection], Awaitable[int]]) -> int:
     (:class:`LookupError`, :class:`ValueError`) is printed, exit status 2."""
     import asyncio
 
-    from service.settings import Settings
     from service.store.database import Database
 
     async def run() -> int:
-        db = Database(Settings.from_env().database_url)
+        db = Database(_database_url())
         try:
             async with db.begin() as conn:
                 return await work(conn)
@@ -567,7 +572,8 @@ def openapi_documents() -> dict[str, str]:
     from service.app import create_app
     from service.settings import Settings
 
-    app = create_app(Settings(database_url="sqlite+aiosqlite:///:memory:"))
+    # The document needs no database: the engine is created but never connects.
+    app = create_app(Settings(database_url="postgresql+asyncpg://openapi@localhost/none"))
     document = app.state.openapi_document
     return {
         "openapi.json": json.dumps(document, indent=2, sort_keys=True) + "\n",
@@ -597,7 +603,6 @@ def _directory_import(args: argparse.Namespace) -> int:
     import msgspec
 
     from service.api.importing import ImportFileError, OnError, apply, parse_file
-    from service.settings import Settings
     from service.store.clinics import clinic_id_named
     from service.store.database import Database, utcnow
     from service.store.repository import ClinicStore
@@ -610,7 +615,7 @@ def _directory_import(args: argparse.Namespace) -> int:
     print(f"{args.file}: {parsed.format} file, {len(parsed.records)} records", file=sys.stderr)
 
     async def run() -> int:
-        db = Database(Settings.from_env().database_url)
+        db = Database(_database_url())
         try:
             async with db.begin() as conn:
                 clinic_id = await clinic_id_named(conn, args.clinic, create=args.create_clinic)

@@ -16,7 +16,9 @@ LIST_SETTINGS = frozenset({"licensed_instruments", "trusted_proxies"})
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
-    database_url: str = "sqlite+aiosqlite:///./var/belong.db"
+    database_url: str | None = None
+    """A PostgreSQL URL (``postgresql+asyncpg://...``); unset, an embedded PostgreSQL keeps
+    its data under ./var/pg (see :mod:`service.store.embedded`)."""
     instruments_dir: Path = PROJECT_ROOT / "schemas" / "instruments"
     licensed_instruments: frozenset[str] = frozenset()
     """Licensed instrument groups the deployment holds permission for (e.g. ``promis``)."""

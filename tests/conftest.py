@@ -1,13 +1,15 @@
-"""Shared fixtures: the app on each database, and a fresh clinic with a token per test.
+"""Shared fixtures: the app on its database, and a fresh clinic with a token per test.
 
-The database tests run on SQLite always and on PostgreSQL when
-``BELONG_TEST_DATABASE_URL`` is set. Each test works in a clinic of its own, so tests
-need no clean-up and cross-clinic checks come for free.
+The tests run on the PostgreSQL in ``BELONG_TEST_DATABASE_URL`` when it is set, else on an
+embedded PostgreSQL under ./var/pgtest that the session starts (and stops at its end, if it
+started it). Each test works in a clinic of its own, so tests need no clean-up and
+cross-clinic checks come for free.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,22 +25,83 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from service.app import create_app
 from service.domain.instruments import Instrument, load_catalog
 from service.settings import PROJECT_ROOT, Settings
+from service.store import embedded
 from service.store.clients import SCOPES, create_client
 from service.store.clinics import DEFAULT_LANGUAGES, create_clinic
 from service.store.migrate import upgrade
 
 INSTRUMENTS_DIR = PROJECT_ROOT / "schemas" / "instruments"
-POSTGRES_URL = os.environ.get("BELONG_TEST_DATABASE_URL")
+EMBEDDED_DIR = PROJECT_ROOT / "var" / "pgtest"
+_started_embedded = False
+_scratch_databases: list[str] = []
 
-DATABASES = [pytest.param("sqlite", id="sqlite")]
-if POSTGRES_URL:
-    DATABASES.append(pytest.param("postgresql", id="postgresql"))
+
+@functools.cache
+def server_url() -> str:
+    """``BELONG_TEST_DATABASE_URL``, else the embedded test server's (started if need be)."""
+    global _started_embedded
+    configured = os.environ.get("BELONG_TEST_DATABASE_URL")
+    if configured:
+        return configured
+    _started_embedded = not embedded.is_running(EMBEDDED_DIR)
+    return embedded.start(EMBEDDED_DIR, "belong_test")
+
+
+def described(url: str) -> str:
+    """Where the tests ran, without credentials."""
+    if not os.environ.get("BELONG_TEST_DATABASE_URL"):
+        return f"embedded PostgreSQL at ./{EMBEDDED_DIR.relative_to(PROJECT_ROOT)}"
+    given = sa.engine.make_url(url)
+    return sa.engine.URL.create(
+        given.drivername, host=given.host, port=given.port, database=given.database
+    ).render_as_string()
+
+
+def scratch_database(name: str) -> str:
+    """A new, empty database ``<test database>_<name>`` beside the test database (dropped
+    first if a previous run left it), for a test that needs a database of its own."""
+    base = sa.engine.make_url(server_url())
+    database = f"{base.database}_{name}"
+
+    async def create() -> None:
+        engine = create_async_engine(base, isolation_level="AUTOCOMMIT")
+        async with engine.connect() as conn:
+            await conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+            await conn.execute(sa.text(f'CREATE DATABASE "{database}"'))
+        await engine.dispose()
+
+    asyncio.run(create())
+    _scratch_databases.append(database)
+    return base.set(database=database).render_as_string(hide_password=False).replace("%2F", "/")
 
 
 def pytest_report_header() -> str:
-    if POSTGRES_URL:
-        return "database legs: sqlite, postgresql"
-    return "database legs: sqlite only (set BELONG_TEST_DATABASE_URL for the PostgreSQL leg)"
+    configured = os.environ.get("BELONG_TEST_DATABASE_URL")
+    return "database: " + (
+        described(configured) if configured else "embedded PostgreSQL (started on first use)"
+    )
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if server_url.cache_info().currsize:
+        terminalreporter.write_line(f"tests ran on {described(server_url())}")
+
+
+def pytest_unconfigure() -> None:
+    if _scratch_databases:
+
+        async def drop_all() -> None:
+            engine = create_async_engine(server_url(), isolation_level="AUTOCOMMIT")
+            async with engine.connect() as conn:
+                for database in set(_scratch_databases):
+                    await conn.execute(
+                        sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+                    )
+            await engine.dispose()
+
+        asyncio.run(drop_all())
+    if _started_embedded:
+        embedded.stop(EMBEDDED_DIR)
 
 
 @pytest.fixture(scope="session")
@@ -57,14 +120,10 @@ def reset_postgres(url: str) -> None:
     asyncio.run(reset())
 
 
-@pytest.fixture(scope="session", params=DATABASES)
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'belong.db'}"
-    else:
-        assert POSTGRES_URL is not None
-        url = POSTGRES_URL
-        reset_postgres(url)
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    url = server_url()
+    reset_postgres(url)
     upgrade(url)
     return url
 

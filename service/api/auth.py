@@ -35,7 +35,7 @@ TOKEN_CACHE_SECONDS = 1.0
 """How long a worker trusts a token it has looked up, and so the longest a revoked, rotated
 or expired token is still served: each worker is its own process, and ``belong clients
 revoke`` another. A PostgreSQL LISTEN/NOTIFY invalidation would need a connection held per
-worker and still a TTL for when it drops (and SQLite has none); the price of one second is
+worker and still a TTL for when it drops; the price of one second is
 one indexed lookup (about a millisecond) per token per second per worker."""
 CDS_JWT_MAX_SECONDS = 3600
 """The longest a CDS client's JWT may live (``exp`` - ``iat``)."""

@@ -100,12 +100,11 @@ JsonFormatter.converter = time.gmtime
 
 _ERROR_FIELDS = {
     "sqlstate": "SQLSTATE",
-    "sqlite_errorname": "SQLite",
     "table_name": "table",
     "column_name": "column",
     "constraint_name": "constraint",
 }
-"""What a database error says about itself without quoting a value (asyncpg, sqlite3)."""
+"""What a database error says about itself without quoting a value (asyncpg)."""
 
 
 def error_name(error: BaseException) -> str:
@@ -161,9 +160,8 @@ def configure_logging(level: str, stream: IO[str] | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # httpx and granian name URLs in their own lines, aiosqlite every statement with its
-    # values at DEBUG; keep them out.
-    for noisy in ("httpx", "granian.access", "aiosqlite"):
+    # httpx and granian name URLs in their own lines; keep them out.
+    for noisy in ("httpx", "granian.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

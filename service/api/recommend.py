@@ -34,7 +34,7 @@ from service.domain.matching import (
 from service.domain.needs import Needs, ScreeningSummary, derive
 from service.domain.patients import PatientProfile
 from service.store.clinics import clinic_languages
-from service.store.database import Database, as_utc
+from service.store.database import Database
 from service.store.records import LatestScreening
 from service.store.repository import ClinicStore
 
@@ -169,7 +169,7 @@ def screening_summary(row: LatestScreening, catalog: Catalog) -> ScreeningSummar
         instrument=row.instrument,
         instrument_title=instrument.definition.short_title,
         construct=instrument.definition.construct,
-        completed_at=as_utc(row.completed_at),
+        completed_at=row.completed_at,
         total=row.score.get("total"),
         positive=bool(band.get("positive")),
         signal=Signal(band["signal"]) if band.get("signal") else None,

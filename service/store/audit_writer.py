@@ -16,28 +16,27 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from service.store.database import UNAVAILABLE, Database
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
+
+from service.store.database import UNAVAILABLE, Compiled, Database
 from service.store.records import AuditEvent
-from service.store.repository import ClinicStore
+from service.store.tables import audit_events
 
-AUDIT_COLUMNS = {
-    "id": "uuid",
-    "clinic_id": "uuid",
-    "client_id": "uuid",
-    "action": "varchar",
-    "resource_type": "varchar",
-    "resource_id": "varchar",
-    "patient_id": "varchar",
-    "outcome": "varchar",
-    "status_code": "int2",
-    "recorded_at": "timestamptz",
-}
-"""The audit_events columns and their types, in the order the statements name them."""
 
-_ARRAYS = ", ".join(f"${n}::{kind}[]" for n, kind in enumerate(AUDIT_COLUMNS.values(), 1))
-_INSERT_BATCH = (  # only the fixed names above are written into the text
-    f"INSERT INTO audit_events ({', '.join(AUDIT_COLUMNS)}) SELECT * FROM unnest({_ARRAYS})"  # noqa: S608
-)
+def _insert_batch() -> sa.Insert:
+    """One INSERT of a batch: each column's values as one array, unnested into rows."""
+    columns = list(audit_events.c)
+    # Arrays of unsized types: a cast to varchar(n)[] would cut a long value short.
+    arrays = [
+        sa.bindparam(c.name, type_=ARRAY(sa.String() if isinstance(c.type, sa.String) else c.type))
+        for c in columns
+    ]
+    rows = sa.func.unnest(*arrays).table_valued(*(c.name for c in columns)).render_derived("batch")
+    return sa.insert(audit_events).from_select([c.name for c in columns], sa.select(rows))
+
+
+_INSERT_BATCH = Compiled(_insert_batch())
 
 MAX_BATCH = 500
 
@@ -82,15 +81,10 @@ class AuditWriter:
                 _settle(batch, None)
 
     async def _insert(self, batch: list[Queued]) -> None:
-        if not self.db.is_postgresql:
-            async with self.db.begin() as conn:
-                for clinic_id, event, _ in batch:
-                    await ClinicStore(conn, clinic_id).record_audit(event)
-            return
         rows = [{**event.columns(), "clinic_id": clinic_id} for clinic_id, event, _ in batch]
-        columns = [[row[name] for row in rows] for name in AUDIT_COLUMNS]
+        columns = {name: [row[name] for row in rows] for name in _INSERT_BATCH.names}
         async with self.db.driver() as conn:
-            await conn.execute(_INSERT_BATCH, *columns)
+            await conn.execute(_INSERT_BATCH.sql, *_INSERT_BATCH.args(columns))
 
 
 def _settle(batch: list[Queued], error: Exception | None) -> None:

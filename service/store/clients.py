@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.store.clinics import clinic_id_named
-from service.store.database import as_utc, new_id, utcnow
+from service.store.database import new_id, utcnow
 from service.store.tables import api_clients, client_keys, clinics
 
 TOKEN_PREFIX = "blg_"  # noqa: S105 - a prefix, not a secret
@@ -81,12 +81,12 @@ async def create_client(
 
 
 def valid_expiry(expires_at: datetime | None) -> datetime | None:
-    """The expiry in UTC (as SQLite keeps no offset); :class:`ValueError` if it has passed."""
+    """The expiry; :class:`ValueError` if it has passed."""
     if expires_at is None:
         return None
     if expires_at <= utcnow():
         raise ValueError(f"the expiry {expires_at.isoformat()} is in the past")
-    return as_utc(expires_at)
+    return expires_at
 
 
 def client_is_live(now: datetime) -> sa.ColumnElement[bool]:
@@ -113,7 +113,7 @@ async def principal_for_token(
     ).first()
     if row is None:
         return None
-    expires_at = as_utc(row.expires_at) if row.expires_at is not None else None
+    expires_at = row.expires_at if row.expires_at is not None else None
     return Principal(row.id, row.clinic_id, frozenset(row.scopes)), expires_at
 
 
@@ -148,18 +148,15 @@ client_keys."""
 
 
 def client_record(row: sa.Row[Any]) -> ClientRecord:
-    def instant(value: datetime | None) -> datetime | None:
-        return as_utc(value) if value is not None else None
-
     return ClientRecord(
         id=row.id,
         clinic=row.clinic,
         name=row.name,
         scopes=tuple(row.scopes),
-        created_at=as_utc(row.created_at),
-        expires_at=instant(row.expires_at),
-        rotated_at=instant(row.rotated_at),
-        revoked_at=instant(row.revoked_at),
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        rotated_at=row.rotated_at,
+        revoked_at=row.revoked_at,
         is_system=bool(row.is_system),
     )
 

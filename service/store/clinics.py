@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.domain.patients import LanguageTag
-from service.store.database import as_utc, new_id, utcnow
+from service.store.database import new_id, utcnow
 from service.store.tables import clinics
 
 DEFAULT_LANGUAGES = ("en",)
@@ -71,7 +71,7 @@ def _checked_name(name: str) -> str:
 
 
 def _clinic(row: Any) -> Clinic:
-    return Clinic(row.id, row.name, tuple(row.languages), as_utc(row.created_at))
+    return Clinic(row.id, row.name, tuple(row.languages), row.created_at)
 
 
 async def find_clinic(conn: AsyncConnection, name: str) -> Clinic | None:

@@ -1,8 +1,7 @@
-"""Engine, transactions and time handling shared by PostgreSQL and SQLite."""
+"""Engine, transactions and time handling (PostgreSQL, through asyncpg)."""
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 import uuid
@@ -14,7 +13,8 @@ from typing import Any
 import asyncpg
 import msgspec
 import sqlalchemy as sa
-from sqlalchemy import event, exc
+from sqlalchemy import exc
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.util.concurrency import greenlet_spawn
 
@@ -43,18 +43,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def as_utc(value: datetime) -> datetime:
-    """Aware UTC; a naive value (as SQLite returns) is taken to be UTC already."""
+def utc_field(value: datetime, field: str) -> datetime:
+    """A client's instant in UTC (a naive one is taken to be UTC already); :class:`OutOfRange`
+    names the field when the instant cannot be expressed in UTC (years 1 and 9999 with an
+    offset)."""
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
-def utc_field(value: datetime, field: str) -> datetime:
-    """``as_utc`` for a client's value; :class:`OutOfRange` names the field when the instant
-    cannot be expressed in UTC (years 1 and 9999 with an offset)."""
     try:
-        return as_utc(value)
+        return value.astimezone(UTC)
     except OverflowError:
         raise OutOfRange(field) from None
 
@@ -79,15 +75,22 @@ def json_text(value: Any) -> str:
     return msgspec.json.encode(value).decode()
 
 
-def is_sqlite(url: str) -> bool:
-    return url.startswith("sqlite")
+_ASYNCPG = asyncpg_dialect()
 
 
-def ensure_sqlite_directory(url: str) -> None:
-    """SQLite creates the file but not its folder (the default is ./var/belong.db)."""
-    path = sa.engine.make_url(url).database
-    if is_sqlite(url) and path and path != ":memory:":
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+class Compiled:
+    """A SQLAlchemy Core statement compiled once (at import) to asyncpg's ``$n`` SQL, for
+    :meth:`Database.driver`'s connection: the columns are named only in tables.py and the
+    statement, and a request pays neither compilation nor SQLAlchemy's execution work."""
+
+    def __init__(self, statement: sa.ClauseElement) -> None:
+        compiled = statement.compile(dialect=_ASYNCPG)
+        self.sql = compiled.string
+        self.names = list(compiled.positiontup or ())
+
+    def args(self, values: dict[str, Any]) -> list[Any]:
+        """The parameters in ``$n`` order, from their bind names."""
+        return [values[name] for name in self.names]
 
 
 class Database:
@@ -105,34 +108,21 @@ class Database:
         # request (503, Retry-After) and SQLAlchemy then discards the pool's connections.
         # hide_parameters: an error's text names the statement, never its values (patient
         # ids, answers, free text).
-        kwargs: dict[str, Any] = {
-            "hide_parameters": True,
-            "pool_pre_ping": False,
-            "json_serializer": json_text,
-            "json_deserializer": msgspec.json.decode,
-        }
-        if is_sqlite(url):
-            ensure_sqlite_directory(url)
-            kwargs["connect_args"] = {"timeout": 30}
-        else:
-            kwargs.update(
-                pool_size=pool_size,
-                max_overflow=max_overflow,
-                pool_timeout=pool_timeout,
-                connect_args={
-                    "timeout": pool_timeout,
-                    "command_timeout": statement_timeout_ms / 1000,
-                    "server_settings": {"statement_timeout": str(statement_timeout_ms)},
-                },
-            )
-        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
-        if is_sqlite(url):
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
-            event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
-
-    @property
-    def dialect(self) -> str:
-        return self.engine.dialect.name
+        self.engine: AsyncEngine = create_async_engine(
+            url,
+            hide_parameters=True,
+            pool_pre_ping=False,
+            json_serializer=json_text,
+            json_deserializer=msgspec.json.decode,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_timeout=pool_timeout,
+            connect_args={
+                "timeout": pool_timeout,
+                "command_timeout": statement_timeout_ms / 1000,
+                "server_settings": {"statement_timeout": str(statement_timeout_ms)},
+            },
+        )
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
@@ -160,15 +150,11 @@ class Database:
         finally:
             await conn.close()
 
-    @property
-    def is_postgresql(self) -> bool:
-        return self.dialect == "postgresql"
-
     @asynccontextmanager
     async def driver(self) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection's own asyncpg connection, for the hot paths: prepared
         statements without SQLAlchemy's per-statement work. No transaction is open, so
-        each statement commits on its own. PostgreSQL only.
+        each statement commits on its own.
 
         ``json``/``jsonb`` parameters take JSON text and results come back decoded (the
         codecs SQLAlchemy installs on each connection)."""
@@ -193,18 +179,3 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # Transactions are begun explicitly (see _sqlite_begin), so writers queue on the
-    # busy timeout instead of failing on a lock upgrade.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
-
-
-def _sqlite_begin(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")

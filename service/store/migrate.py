@@ -6,7 +6,6 @@ from alembic import command
 from alembic.config import Config
 
 from service.settings import PROJECT_ROOT
-from service.store.database import ensure_sqlite_directory
 
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 
@@ -14,14 +13,14 @@ MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 def alembic_config(database_url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.set_main_option("sqlalchemy.url", database_url)
+    # The option is interpolated: a % in the URL (an escaped socket path) must be doubled.
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     config.set_main_option("path_separator", "os")
     return config
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:
     """Bring the database to ``revision`` (blocking; call outside a running event loop)."""
-    ensure_sqlite_directory(database_url)
     command.upgrade(alembic_config(database_url), revision)
 
 

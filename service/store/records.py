@@ -1,5 +1,5 @@
-"""Plain rows the store reads and writes: no SQL here, so the API and both write paths
-(service.store.hotpaths on PostgreSQL, ClinicStore on SQLite) share them."""
+"""Plain rows the store reads and writes: no SQL here, so the API, service.store.hotpaths
+and ClinicStore share them."""
 
 from __future__ import annotations
 

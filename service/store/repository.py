@@ -2,9 +2,9 @@
 
 A :class:`ClinicStore` is bound to one connection (one transaction) and one clinic.
 Every read goes through :meth:`ClinicStore._select` and every write through
-:meth:`ClinicStore._row`, both of which add the clinic. The hot paths' hand-written
-PostgreSQL statements (service/store/hotpaths.py) take the clinic as their first parameter
-and fall back to these methods on SQLite; tests/db/test_tenancy.py covers both.
+:meth:`ClinicStore._row`, both of which add the clinic. The hot paths' statements
+(service/store/hotpaths.py) take the clinic as their first parameter;
+tests/db/test_tenancy.py covers both.
 """
 
 from __future__ import annotations
@@ -15,14 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import msgspec
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.store.database import as_utc, new_id
-from service.store.records import AuditEvent, HeldKey, ReferralRecord, SubmissionRows, Written
+from service.store.database import new_id
+from service.store.records import HeldKey, ReferralRecord
 from service.store.tables import (
     audit_events,
     clinics,
@@ -83,11 +82,6 @@ class ReferralQuery:
     offset: int = 0
 
 
-def terms(values: Sequence[str]) -> str:
-    """Space-delimited terms, matched with LIKE '% term %' (see tables.directory_services)."""
-    return " " + " ".join(values) + " " if values else " "
-
-
 _COMPARATORS = {
     "eq": lambda column, value: column == value,
     "ge": lambda column, value: column >= value,
@@ -114,8 +108,7 @@ class ClinicStore:
         return {**values, "clinic_id": self.clinic_id}
 
     def _insert(self, table: sa.Table) -> Any:
-        module = postgresql if self.conn.dialect.name == "postgresql" else sqlite
-        return module.insert(table)
+        return postgresql.insert(table)
 
     # -- patients --------------------------------------------------------------------
 
@@ -204,50 +197,7 @@ class ClinicStore:
         query = self._select(observations).where(observations.c.id == observation_id)
         return (await self.conn.execute(query)).first()
 
-    async def search_observations(self, q: ObservationQuery) -> tuple[list[Row[Any]], int]:
-        conditions: list[Any] = []
-        if q.patient_id is not None:
-            conditions.append(observations.c.patient_id == q.patient_id)
-        if q.codes:
-            conditions.append(
-                sa.or_(
-                    *(
-                        sa.and_(observations.c.code == code, observations.c.code_system == system)
-                        if system is not None
-                        else observations.c.code == code
-                        for system, code in q.codes
-                    )
-                )
-            )
-        for prefix, instant in q.date_filters:
-            conditions.append(_COMPARATORS[prefix](observations.c.effective_at, as_utc(instant)))
-        for prefix, instant in q.updated_filters:
-            conditions.append(_COMPARATORS[prefix](observations.c.last_updated, as_utc(instant)))
-        column = observations.c[q.sort_by]
-        order = (
-            (column.desc(), observations.c.id.desc())
-            if q.sort_descending
-            else (column.asc(), observations.c.id.asc())
-        )
-        total_column = sa.func.count().over().label("total")
-        page = (
-            self._select(observations, observations.c.resource, total_column)
-            .where(*conditions)
-            .order_by(*order)
-            .limit(q.limit)
-            .offset(q.offset)
-        )
-        rows = list((await self.conn.execute(page)).all())
-        if rows or q.offset == 0:
-            return rows, rows[0].total if rows else 0
-        # A page past the end has no row to carry the count: ask for it.
-        count = self._select(observations, sa.func.count()).where(*conditions)
-        return rows, (await self.conn.execute(count)).scalar_one()
-
     # -- audit -----------------------------------------------------------------------
-
-    async def record_audit(self, event: AuditEvent) -> None:
-        await self.conn.execute(sa.insert(audit_events).values(self._row(**event.columns())))
 
     async def audit_events(self, q: AuditQuery) -> tuple[list[Row[Any]], int]:
         """One page of events, newest first, and how many match in all."""
@@ -255,9 +205,9 @@ class ClinicStore:
         if q.patient_id is not None:
             conditions.append(audit_events.c.patient_id == q.patient_id)
         if q.since is not None:
-            conditions.append(audit_events.c.recorded_at >= as_utc(q.since))
+            conditions.append(audit_events.c.recorded_at >= q.since)
         if q.until is not None:
-            conditions.append(audit_events.c.recorded_at < as_utc(q.until))
+            conditions.append(audit_events.c.recorded_at < q.until)
         count = self._select(audit_events, sa.func.count()).where(*conditions)
         total = (await self.conn.execute(count)).scalar_one()
         page = (
@@ -283,71 +233,6 @@ class ClinicStore:
         ).where(idempotency_keys.c.route == route, idempotency_keys.c.key == key)
         found = (await self.conn.execute(query)).first()
         return HeldKey(*found) if found is not None else None
-
-    async def _insert_if_new(self, table: sa.Table, **values: Any) -> bool:
-        """One row, unless it conflicts with one stored already; True when inserted."""
-        statement = (
-            self._insert(table)
-            .values(self._row(**values))
-            .on_conflict_do_nothing()
-            .returning(table.c.clinic_id)
-        )
-        return (await self.conn.execute(statement)).first() is not None
-
-    async def record_submission(self, rows: SubmissionRows) -> Written:
-        """A scored submission's rows, as service.store.hotpaths writes them on
-        PostgreSQL; the caller's transaction must be rolled back unless STORED."""
-        if rows.key is not None:
-            key = rows.key
-            inserted = await self._insert_if_new(
-                idempotency_keys, **key.columns(), state="done", created_at=rows.recorded_at
-            )
-            if not inserted:
-                return Written.KEY_TAKEN
-        await self.put_patient(rows.patient_id, rows.profile, rows.recorded_at)
-        stored = await self._insert_if_new(
-            questionnaire_responses,
-            id=rows.questionnaire_response_id,
-            patient_id=rows.patient_id,
-            identifier_system=rows.identifier_system,
-            identifier_value=rows.identifier_value,
-            authored_at=rows.completed_at,
-            last_updated=rows.recorded_at,
-            resource=rows.questionnaire_response,
-        )
-        if not stored:
-            return Written.IDENTIFIER_TAKEN
-        common = {"patient_id": rows.patient_id}
-        await self.conn.execute(
-            sa.insert(screenings),
-            [
-                self._row(
-                    **msgspec.to_builtins(s),
-                    **common,
-                    questionnaire_response_id=rows.questionnaire_response_id,
-                    completed_at=rows.completed_at,
-                    created_at=rows.recorded_at,
-                    encounter_id=rows.encounter_id,
-                    context=rows.context,
-                )
-                for s in rows.screenings
-            ],
-        )
-        await self.conn.execute(
-            sa.insert(observations),
-            [
-                self._row(
-                    **msgspec.to_builtins(o),
-                    **common,
-                    effective_at=rows.completed_at,
-                    last_updated=rows.recorded_at,
-                )
-                for o in rows.observations
-            ],
-        )
-        if rows.audit is not None:
-            await self.record_audit(rows.audit)
-        return Written.STORED
 
     async def clinic_name(self) -> str:
         query = sa.select(clinics.c.name).where(clinics.c.id == self.clinic_id)
@@ -453,12 +338,12 @@ class ClinicStore:
             query = query.where(c.category == q.category)
         if q.condition is not None:
             query = query.where(
-                sa.or_(c.conditions == " ", c.conditions.like(f"% {q.condition} %"))
+                sa.or_(sa.func.cardinality(c.conditions) == 0, c.conditions.contains([q.condition]))
             )
         if q.language is not None:
-            query = query.where(c.languages.like(f"% {q.language} %"))
+            query = query.where(c.languages.contains([q.language]))
         if q.modality is not None:
-            query = query.where(c.modalities.like(f"% {q.modality} %"))
+            query = query.where(c.modalities.contains([q.modality]))
         if q.accepting is not None:
             query = query.where(c.accepting.is_(q.accepting))
         if q.bounds:
@@ -484,8 +369,7 @@ class ClinicStore:
         await self.conn.execute(sa.insert(referral_events).values(self._row(id=new_id(), **values)))
 
     async def get_referral(self, referral_id: str, for_update: bool = False) -> Row[Any] | None:
-        """The referral; with ``for_update``, locked until the transaction ends (PostgreSQL;
-        SQLite's write transactions are serial already)."""
+        """The referral; with ``for_update``, locked until the transaction ends."""
         query = self._select(referrals).where(referrals.c.id == referral_id)
         if for_update:
             query = query.with_for_update()
@@ -500,9 +384,9 @@ class ClinicStore:
         if q.service_id is not None:
             conditions.append(referrals.c.service_id == q.service_id)
         if q.updated_since is not None:
-            conditions.append(referrals.c.updated_at >= as_utc(q.updated_since))
+            conditions.append(referrals.c.updated_at >= q.updated_since)
         for prefix, instant in q.updated_filters:
-            conditions.append(_COMPARATORS[prefix](referrals.c.updated_at, as_utc(instant)))
+            conditions.append(_COMPARATORS[prefix](referrals.c.updated_at, instant))
         count = self._select(referrals, sa.func.count()).where(*conditions)
         total = (await self.conn.execute(count)).scalar_one()
         page = (
@@ -597,9 +481,9 @@ def _service_columns(details: dict[str, Any]) -> dict[str, Any]:
         "category": details["category"],
         "accepting": bool(details.get("accepting_referrals", True))
         and details.get("capacity") != 0,
-        "conditions": terms(details.get("conditions", [])),
-        "modalities": terms(details.get("modalities", [])),
-        "languages": terms(languages),
+        "conditions": list(details.get("conditions", [])),
+        "modalities": list(details.get("modalities", [])),
+        "languages": languages,
         "latitude": location.get("lat"),
         "longitude": location.get("lon"),
     }

@@ -28,7 +28,7 @@ from service.store.clients import (
     create_client,
     rotation_expiry,
 )
-from service.store.database import Database, as_utc, new_id, utcnow
+from service.store.database import Database, new_id, utcnow
 from service.store.tables import access_tokens, api_clients, cds_feedback, client_keys, used_jtis
 
 ACCESS_TOKEN_PREFIX = "bat_"  # noqa: S105 - a prefix, not a secret
@@ -109,8 +109,7 @@ async def system_client(conn: AsyncConnection, issuer: str) -> SystemClient | No
     if row is None:
         return None
     principal = Principal(row.id, row.clinic_id, frozenset(row.scopes))
-    rotated_at = as_utc(row.rotated_at) if row.rotated_at is not None else None
-    return SystemClient(principal, issuer, row.jwks, row.jwks_url, rotated_at)
+    return SystemClient(principal, issuer, row.jwks, row.jwks_url, row.rotated_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,9 +245,9 @@ async def principal_for_access_token(
     ).first()
     if row is None:
         return None
-    expires_at = as_utc(row.expires_at)
+    expires_at = row.expires_at
     if row.client_expires_at is not None:
-        expires_at = min(expires_at, as_utc(row.client_expires_at))
+        expires_at = min(expires_at, row.client_expires_at)
     return Principal(row.id, row.clinic_id, frozenset(row.scopes)), expires_at
 
 

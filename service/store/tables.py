@@ -8,7 +8,7 @@ clinic's patient.
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 metadata = sa.MetaData(
     naming_convention={
@@ -20,12 +20,13 @@ metadata = sa.MetaData(
     }
 )
 
-Json = sa.JSON().with_variant(JSONB(), "postgresql")
+Json = JSONB()
 Document = sa.JSON()
 """A FHIR resource kept as written and served back verbatim. PostgreSQL's ``json`` stores
 the text, so a search returns it without conversion; ``jsonb`` would re-serialise every
 resource on every read (half a search's database time) and parse it on every write."""
 Timestamp = sa.DateTime(timezone=True)
+Terms = ARRAY(sa.Text)
 
 clinics = sa.Table(
     "clinics",
@@ -185,9 +186,9 @@ directory_services = sa.Table(
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("category", sa.String(32), nullable=False),
     sa.Column("accepting", sa.Boolean, nullable=False),
-    sa.Column("conditions", sa.String(200), nullable=False),
-    sa.Column("modalities", sa.String(64), nullable=False),
-    sa.Column("languages", sa.String(400), nullable=False),
+    sa.Column("conditions", Terms, nullable=False),
+    sa.Column("modalities", Terms, nullable=False),
+    sa.Column("languages", Terms, nullable=False),
     sa.Column("latitude", sa.Float, nullable=True),
     sa.Column("longitude", sa.Float, nullable=True),
     sa.Column("details", Json, nullable=False),
@@ -196,9 +197,12 @@ directory_services = sa.Table(
     sa.Column("deleted_at", Timestamp, nullable=True),
     sa.UniqueConstraint("clinic_id", "source_system", "source_id", name="uq_directory_source"),
     sa.Index("ix_directory_clinic_category", "clinic_id", "category"),
+    sa.Index("ix_directory_languages", "languages", postgresql_using="gin"),
+    sa.Index("ix_directory_modalities", "modalities", postgresql_using="gin"),
 )
-"""``conditions``, ``modalities`` and ``languages`` hold space-delimited terms (" crps en ")
-so that both databases can filter them with LIKE; ``details`` holds the whole entry."""
+"""``conditions``, ``modalities`` and ``languages`` are the entry's terms as arrays, searched
+with ``@>`` (GIN-indexed; a search by condition also takes the services that name none, so
+no index serves it); ``details`` holds the whole entry."""
 
 referrals = sa.Table(
     "referrals",

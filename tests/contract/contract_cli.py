@@ -1,7 +1,7 @@
 """`make contract`: a longer schemathesis CLI run against `belong serve` on loopback.
 
-Starts the server on a fresh SQLite file (or the PostgreSQL of BELONG_TEST_DATABASE_URL,
-reset first), imports the sample directory, and runs `schemathesis run` over
+Starts the server on a fresh database beside the tests' (BELONG_TEST_DATABASE_URL's server,
+or the embedded one), imports the sample directory, and runs `schemathesis run` over
 openapi/openapi.json with every check and the stateful phase, as the suite's
 test_schemathesis does but with more examples (BELONG_CONTRACT_EXAMPLES, default 150).
 """
@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from service.store.clients import SCOPES  # noqa: E402
+from tests.conftest import scratch_database  # noqa: E402
 from tests.live import belong, live_server  # noqa: E402
 
 CONFIG = """
@@ -30,11 +31,7 @@ expected-statuses = ["2xx", "401", "403", "404", "409", "412", "422", "429"]
 def main() -> int:
     examples = os.environ.get("BELONG_CONTRACT_EXAMPLES", "150")
     with tempfile.TemporaryDirectory(prefix="belong-contract-") as folder:
-        url = os.environ.get("BELONG_TEST_DATABASE_URL") or f"sqlite+aiosqlite:///{folder}/c.db"
-        if url.startswith("postgresql"):
-            from tests.conftest import reset_postgres
-
-            reset_postgres(url)
+        url = scratch_database("contract")
         config = Path(folder) / "schemathesis.toml"
         config.write_text(CONFIG)
         quiet = {"BELONG_RATE_LIMIT_PER_MINUTE": "0"}

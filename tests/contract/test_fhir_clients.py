@@ -1,7 +1,7 @@
 """Real FHIR clients against the real server: SMART's ``fhirclient`` and ``fhirpy``.
 
 One ``belong serve`` (granian, one worker) runs on a free loopback port for the module, on
-a fresh SQLite file migrated with ``belong db upgrade`` and a token made by ``belong
+a fresh database migrated with ``belong db upgrade`` and a token made by ``belong
 clients create``. Each client reads the CapabilityStatement, creates a
 QuestionnaireResponse and pages through the patient's Observations by ``next`` links.
 Every request has a timeout and every loop a bound; the server is stopped at the end.
@@ -27,6 +27,7 @@ from fhirclient.models.questionnaireresponse import (
 from fhirpy import SyncFHIRClient
 from fhirpy.base.exceptions import OperationOutcome as FhirpyOperationOutcome
 
+from tests.conftest import scratch_database
 from tests.live import live_server
 
 TIMEOUT = 10.0
@@ -45,7 +46,7 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     folder = tmp_path_factory.mktemp("served")
-    url = f"sqlite+aiosqlite:///{folder / 'belong.db'}"
+    url = scratch_database("fhir_clients")
     scopes = ("screenings:write", "screenings:read")
     with live_server(url, folder, scopes, clinic="fhir-clients") as live:
         yield Server(base=f"{live.origin}/fhir", token=live.token)

@@ -19,6 +19,7 @@ from schemathesis.config import SchemathesisConfig
 
 from service.cli import OPENAPI_DIR
 from service.store.clients import SCOPES
+from tests.conftest import scratch_database
 from tests.live import LiveServer, belong, live_server
 
 EXAMPLES = int(os.environ.get("BELONG_SCHEMATHESIS_EXAMPLES", "25"))
@@ -41,13 +42,7 @@ schema = schemathesis.openapi.from_path(OPENAPI_DIR / "openapi.json", config=CON
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     folder = tmp_path_factory.mktemp("schemathesis")
-    url = os.environ.get("BELONG_TEST_DATABASE_URL") or (
-        f"sqlite+aiosqlite:///{folder / 'belong.db'}"
-    )
-    if url.startswith("postgresql"):
-        from tests.conftest import reset_postgres
-
-        reset_postgres(url)
+    url = scratch_database("schemathesis")
     quiet = {"BELONG_RATE_LIMIT_PER_MINUTE": "0"}
     with live_server(url, folder, SCOPES, clinic="schemathesis", extra_env=quiet) as live:
         belong(

@@ -322,8 +322,6 @@ def test_every_worker_of_a_running_server_refuses_a_revoked_token_within_a_secon
 ) -> None:
     """``belong serve`` with two worker processes, which cache the token as they serve it,
     and ``belong clients revoke`` run beside them as an operator would."""
-    if not database_url.startswith("postgresql"):
-        pytest.skip("workers share PostgreSQL when deployed; the SQLite leg checks the cache")
     clinic = f"workers-{uuid.uuid4()}"
     with live_server(database_url, tmp_path, ["audit:read"], clinic=clinic, workers=2) as live:
 

@@ -3,15 +3,15 @@
 Every test works in a clinic of its own (the ``client`` fixture), so a directory starts
 empty. Distances are placed with the direct geodesic formula on the same sphere the
 service uses, so "9.9 km away" means 9.9 km of great circle. The CLI import runs the real
-``belong`` command in a subprocess against a SQLite file it migrated itself.
+``belong`` command in a subprocess against a fresh database it migrated itself.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
-import sqlite3
 import subprocess
 import sys
 import uuid
@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from litestar import Litestar
 from litestar.testing import TestClient
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from service.domain.matching import EARTH_RADIUS_KM
 from service.fhir.directory import CATEGORY_SYSTEM, CONDITION_SYSTEM, MODALITY_SYSTEM
-from tests.conftest import Clinic, MakeClinic
+from tests.conftest import Clinic, MakeClinic, scratch_database
 from tests.db.conftest import PROBLEM_JSON, assert_problem
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -744,20 +746,30 @@ def belong(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def stored_services(db_file: Path, clinic: str) -> dict[str, tuple[str, str]]:
-    """source_id -> (name, source_system) for one clinic, read straight from SQLite."""
-    with sqlite3.connect(db_file) as conn:
-        rows = conn.execute(
-            "SELECT s.source_id, s.name, s.source_system FROM directory_services s "
-            "JOIN clinics c ON c.id = s.clinic_id WHERE c.name = ? AND s.deleted_at IS NULL",
-            (clinic,),
-        ).fetchall()
-    return {source_id: (name, system) for source_id, name, system in rows}
+def stored_services(url: str, clinic: str) -> dict[str, tuple[str, str]]:
+    """source_id -> (name, source_system) for one clinic, read straight from the database."""
+
+    async def read() -> list[Any]:
+        engine = create_async_engine(url)
+        try:
+            async with engine.connect() as conn:
+                result = await conn.execute(
+                    sa.text(
+                        "SELECT s.source_id, s.name, s.source_system FROM directory_services s "
+                        "JOIN clinics c ON c.id = s.clinic_id "
+                        "WHERE c.name = :clinic AND s.deleted_at IS NULL"
+                    ),
+                    {"clinic": clinic},
+                )
+                return list(result)
+        finally:
+            await engine.dispose()
+
+    return {source_id: (name, system) for source_id, name, system in asyncio.run(read())}
 
 
 def test_the_cli_imports_the_seed_and_a_bundle_idempotently(tmp_path: Path) -> None:
-    db_file = tmp_path / "cli.db"
-    url = f"sqlite+aiosqlite:///{db_file}"
+    url = scratch_database("cli")
     upgraded = belong(url, "db", "upgrade")
     assert upgraded.returncode == 0, upgraded.stderr
 
@@ -769,7 +781,7 @@ def test_the_cli_imports_the_seed_and_a_bundle_idempotently(tmp_path: Path) -> N
     second = belong(url, "directory", "import", "--clinic", "CLI Clinic", str(SEED))
     assert second.returncode == 0, second.stderr
     assert second.stdout.strip().splitlines()[-1] == "created 0, updated 55, rejected 0"
-    stored = stored_services(db_file, "CLI Clinic")
+    stored = stored_services(url, "CLI Clinic")
     assert len(stored) == 55
     assert {system for _, system in stored.values()} == {"hsds"}
 
@@ -780,7 +792,7 @@ def test_the_cli_imports_the_seed_and_a_bundle_idempotently(tmp_path: Path) -> N
     assert fhir.stdout.strip().splitlines()[-1] == "created 2, updated 0, rejected 0"
     again = belong(url, "directory", "import", "--clinic", "CLI Clinic", str(bundle_file))
     assert again.stdout.strip().splitlines()[-1] == "created 0, updated 2, rejected 0"
-    assert len(stored_services(db_file, "CLI Clinic")) == 57
+    assert len(stored_services(url, "CLI Clinic")) == 57
 
     other = belong(
         url, "directory", "import", "--clinic", "Other Clinic", "--create-clinic", str(bundle_file)
@@ -789,14 +801,13 @@ def test_the_cli_imports_the_seed_and_a_bundle_idempotently(tmp_path: Path) -> N
 
 
 def test_the_cli_refuses_a_bad_record_then_skips_it_when_asked(tmp_path: Path) -> None:
-    db_file = tmp_path / "cli.db"
-    url = f"sqlite+aiosqlite:///{db_file}"
+    url = scratch_database("cli")
     assert belong(url, "db", "upgrade").returncode == 0
     seed_file = tmp_path / "seed.json"
     seed_file.write_text(json.dumps(seed()[:10]), encoding="utf-8")
     assert belong(url, "clinics", "create", "--name", "C").returncode == 0
     assert belong(url, "directory", "import", "--clinic", "C", str(seed_file)).returncode == 0
-    before = stored_services(db_file, "C")
+    before = stored_services(url, "C")
     bad = seed_with_bad_record(3)[:10]
     bad_file = tmp_path / "bad.json"
     bad_file.write_text(json.dumps(bad), encoding="utf-8")
@@ -806,7 +817,7 @@ def test_the_cli_refuses_a_bad_record_then_skips_it_when_asked(tmp_path: Path) -
     assert refused.returncode == 1
     assert f"rejected [3] {bad[3]['id']}" in refused.stderr
     assert "nothing imported" in refused.stderr
-    assert stored_services(db_file, "C") == before
+    assert stored_services(url, "C") == before
 
     skipped = belong(
         url, "directory", "import", "--clinic", "C", "--on-error", "skip-record", str(bad_file)
@@ -814,7 +825,7 @@ def test_the_cli_refuses_a_bad_record_then_skips_it_when_asked(tmp_path: Path) -
 
     assert skipped.returncode == 0, skipped.stderr
     assert skipped.stdout.strip().splitlines()[-1] == "created 0, updated 9, rejected 1"
-    after = stored_services(db_file, "C")
+    after = stored_services(url, "C")
     assert after[bad[0]["id"]][0] == "Changed by the bad file"
     assert after[bad[3]["id"]] == before[bad[3]["id"]]
 
@@ -825,8 +836,7 @@ def test_the_cli_refuses_a_bad_record_then_skips_it_when_asked(tmp_path: Path) -
     ids=["not-json", "wrong-shape", "nul-byte"],
 )
 def test_the_cli_refuses_a_malformed_file(tmp_path: Path, content: bytes) -> None:
-    db_file = tmp_path / "cli.db"
-    url = f"sqlite+aiosqlite:///{db_file}"
+    url = scratch_database("cli")
     assert belong(url, "db", "upgrade").returncode == 0
     bad_file = tmp_path / "bad.json"
     bad_file.write_bytes(content)
@@ -835,12 +845,11 @@ def test_the_cli_refuses_a_malformed_file(tmp_path: Path, content: bytes) -> Non
 
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: {bad_file}")
-    assert stored_services(db_file, "C") == {}
+    assert stored_services(url, "C") == {}
 
 
 def test_the_cli_imports_nothing_from_a_file_with_a_bad_record(tmp_path: Path) -> None:
-    db_file = tmp_path / "cli.db"
-    url = f"sqlite+aiosqlite:///{db_file}"
+    url = scratch_database("cli")
     assert belong(url, "db", "upgrade").returncode == 0
     bad_file = tmp_path / "bad.json"
     bad_file.write_bytes(b'[{"id": "a\\u0000"}]')
@@ -849,14 +858,13 @@ def test_the_cli_imports_nothing_from_a_file_with_a_bad_record(tmp_path: Path) -
 
     assert result.returncode == 1
     assert "rejected [0]" in result.stderr
-    assert stored_services(db_file, "C") == {}
+    assert stored_services(url, "C") == {}
 
 
 def test_the_cli_and_the_api_agree_on_the_seed(
     tmp_path: Path, client: TestClient[Litestar]
 ) -> None:
-    db_file = tmp_path / "cli.db"
-    url = f"sqlite+aiosqlite:///{db_file}"
+    url = scratch_database("cli")
     assert belong(url, "db", "upgrade").returncode == 0
     assert belong(url, "clinics", "create", "--name", "C").returncode == 0
     assert belong(url, "directory", "import", "--clinic", "C", str(SEED)).returncode == 0
@@ -864,4 +872,4 @@ def test_the_cli_and_the_api_agree_on_the_seed(
 
     api = {i["source_id"]: (i["name"], i["source_system"]) for i in snapshot(client)}
 
-    assert stored_services(db_file, "C") == api
+    assert stored_services(url, "C") == api

@@ -29,7 +29,8 @@ from tests.live import free_port
 
 
 class Proxy:
-    """A loopback TCP proxy with a switch, running its own event loop in a thread."""
+    """A loopback TCP proxy with a switch, running its own event loop in a thread. A target
+    host that is a folder is a Unix socket's (the embedded server's)."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
@@ -51,7 +52,11 @@ class Proxy:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
+            host, port = self.target
+            if host.startswith("/"):
+                up_reader, up_writer = await asyncio.open_unix_connection(f"{host}/.s.PGSQL.{port}")
+            else:
+                up_reader, up_writer = await asyncio.open_connection(host, port)
         except OSError:
             writer.close()
             return
@@ -97,15 +102,14 @@ class Proxy:
 
 @pytest.fixture
 def postgres_url(database_url: str) -> str:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("fault tests stop a PostgreSQL connection (set BELONG_TEST_DATABASE_URL)")
     return database_url
 
 
 @pytest.fixture
 def proxy(postgres_url: str) -> Iterator[Proxy]:
     url = make_url(postgres_url)
-    running = Proxy(url.host or "127.0.0.1", url.port or 5432)
+    socket_dir = url.query.get("host")
+    running = Proxy(str(socket_dir or url.host or "127.0.0.1"), url.port or 5432)
     yield running
     running.close()
 
@@ -115,7 +119,11 @@ def proxied_app(
     postgres_url: str, proxy: Proxy, **settings: Any
 ) -> Iterator[tuple[TestClient, dict[str, str]]]:
     """The app with its database behind ``proxy``, and a token's headers."""
-    proxied = make_url(postgres_url).set(host="127.0.0.1", port=proxy.port)
+    proxied = (
+        make_url(postgres_url)
+        .set(host="127.0.0.1", port=proxy.port)
+        .difference_update_query(["host"])
+    )
     app = create_app(
         Settings(database_url=proxied.render_as_string(hide_password=False), **settings)
     )

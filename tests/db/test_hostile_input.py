@@ -25,7 +25,7 @@ from service.api.cds import SERVICE_ID
 from service.api.smart import ASSERTION_TYPE
 from service.store.systems import create_system_client
 from service.store.tables import cds_feedback, questionnaire_responses
-from tests.conftest import Clinic
+from tests.conftest import Clinic, scratch_database
 from tests.db.conftest import Storage
 from tests.jwt_keys import claims, ec_key, public_jwks, sign
 from tests.live import live_server
@@ -334,7 +334,7 @@ def exchange(origin: str, request: bytes) -> bytes:
 def test_a_body_not_framed_as_its_headers_say_is_400(tmp_path: Path) -> None:
     """Both ``Transfer-Encoding: chunked`` and ``Content-Length`` with a plain body, and a
     chunked body that is not chunked: 400 from a real granian, not 500."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'framing.db'}"
+    url = scratch_database("framing")
     body = json.dumps(
         {
             "patient_id": "pat-framing",

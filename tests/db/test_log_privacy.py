@@ -1,7 +1,7 @@
 """No patient data in the log, even when the database refuses a write.
 
-The database is made to refuse the rows of this test's patients (a CHECK constraint on
-PostgreSQL, whose error repeats the whole failing row; a trigger on SQLite), so each write
+The database is made to refuse the rows of this test's patients (a CHECK constraint,
+whose error in PostgreSQL repeats the whole failing row), so each write
 fails deep in the driver and is answered as an unexpected error (500). The log of the run,
 formatted as `belong serve` writes it, must name the failures without the patient ids,
 answers, free text or identifiers the requests carried.
@@ -41,21 +41,12 @@ def refusing_marked_rows(storage: Storage) -> Iterator[None]:
     async def change(conn: Any, add: bool) -> None:
         for table, column in REFUSED.items():
             name = f"fault_probe_{table}"
-            if conn.dialect.name == "postgresql":
-                sql = (
-                    f"ALTER TABLE {table} ADD CONSTRAINT {name} "
-                    f"CHECK ({column} NOT LIKE '{MARK}-%') NOT VALID"
-                    if add
-                    else f"ALTER TABLE {table} DROP CONSTRAINT {name}"
-                )
-            else:
-                sql = (
-                    f"CREATE TRIGGER {name} BEFORE INSERT ON {table} "
-                    f"WHEN NEW.{column} LIKE '{MARK}-%' "
-                    f"BEGIN SELECT RAISE(ABORT, 'CHECK constraint failed: {name}'); END"
-                    if add
-                    else f"DROP TRIGGER {name}"
-                )
+            sql = (
+                f"ALTER TABLE {table} ADD CONSTRAINT {name} "
+                f"CHECK ({column} NOT LIKE '{MARK}-%') NOT VALID"
+                if add
+                else f"ALTER TABLE {table} DROP CONSTRAINT {name}"
+            )
             await conn.exec_driver_sql(sql)
 
     storage.run(lambda conn: change(conn, True))
@@ -167,8 +158,7 @@ def test_a_run_of_refused_writes_logs_no_patient_data(
     lines = [json.loads(line) for line in text.splitlines()]
     unhandled = [e for e in lines if e["message"].startswith("unhandled error")]
     assert [e.get("request_id") for e in unhandled] == ["fault-run-1", "fault-run-2", "fault-run-3"]
-    for entry in unhandled:  # each names what failed: the class, and SQLSTATE on PostgreSQL
+    for entry in unhandled:  # each names what failed: the class and the SQLSTATE
         assert re.search(r"(IntegrityError|CheckViolationError)", entry["message"]), entry
         assert "File " in entry["exception"], entry
-        if client.app.state.db.is_postgresql:
-            assert "SQLSTATE 23514" in entry["exception"], entry
+        assert "SQLSTATE 23514" in entry["exception"], entry

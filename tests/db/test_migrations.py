@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from service.store.migrate import alembic_config, upgrade
 from service.store.tables import metadata
+from tests.conftest import scratch_database
 
 
 def schema_diff(url: str) -> list[Any]:
@@ -55,8 +56,8 @@ def test_migrations_create_every_declared_table(database_url: str) -> None:
     assert set(metadata.tables) <= table_names(database_url)
 
 
-def test_downgrade_to_base_and_upgrade_again(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'throwaway.db'}"
+def test_downgrade_to_base_and_upgrade_again() -> None:
+    url = scratch_database("throwaway")
     upgrade(url)
     assert set(metadata.tables) <= table_names(url)
     assert schema_diff(url) == []
@@ -69,8 +70,8 @@ def test_downgrade_to_base_and_upgrade_again(tmp_path: Path) -> None:
     assert schema_diff(url) == []
 
 
-def test_upgrade_is_idempotent(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'twice.db'}"
+def test_upgrade_is_idempotent() -> None:
+    url = scratch_database("twice")
     upgrade(url)
     upgrade(url)
     assert schema_diff(url) == []
@@ -89,8 +90,6 @@ def scalar(url: str, sql: str) -> Any:
 
 
 def test_stored_responses_are_compressed_with_lz4_on_postgresql(database_url: str) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("column compression is PostgreSQL's")
     has_lz4 = scalar(
         database_url,
         "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'",
@@ -101,3 +100,90 @@ def test_stored_responses_are_compressed_with_lz4_on_postgresql(database_url: st
         " WHERE attrelid = 'idempotency_keys'::regclass AND attname = 'response'",
     )
     assert method == ("l" if has_lz4 else "")
+
+
+PREVIOUS_HEAD = "0010"
+"""The last revision written while SQLite was still supported."""
+
+CLINIC = "0190d3a0-0000-7000-8000-000000000001"
+ROWS_AT_PREVIOUS_HEAD = [
+    f"INSERT INTO clinics (id, name, created_at, languages) VALUES "
+    f"('{CLINIC}', 'Old Clinic', '2026-01-02T03:04:05+00', '[\"en\", \"fr\"]')",
+    # As ClinicStore wrote directory entries then: terms space-delimited, " " for none.
+    "INSERT INTO directory_services (id, clinic_id, source_system, source_id, name, category,"
+    " accepting, conditions, modalities, languages, details, created_at, updated_at) VALUES"
+    f" ('svc-a', '{CLINIC}', 'hsds', 'a', 'Walking group', 'peer-support', true,"
+    "  ' crps fibromyalgia ', ' in-person online ', ' en fr ', '{}',"
+    "  '2026-01-02T03:04:05+00', '2026-01-02T03:04:05+00'),"
+    f" ('svc-b', '{CLINIC}', 'hsds', 'b', 'Phone line', 'befriending', true,"
+    "  ' ', ' phone ', ' en ', '{}', '2026-01-02T03:04:05+00', '2026-01-02T03:04:05+00')",
+    "INSERT INTO patients (clinic_id, id, profile, created_at, updated_at) VALUES"
+    f" ('{CLINIC}', 'pat-old', '{{\"languages\": [\"fr\"]}}',"
+    "  '2026-01-02T03:04:05+00', '2026-01-02T03:04:05+00')",
+]
+
+
+def test_data_written_before_postgresql_only_reads_back_after_the_upgrade() -> None:
+    """A database at the previous head, holding rows as today's main writes them, upgrades
+    in place: a directory entry's terms become arrays that the searches find."""
+    from service.store.database import Database
+    from service.store.repository import ClinicStore, ServiceQuery
+
+    url = scratch_database("old_data")
+    upgrade(url, PREVIOUS_HEAD)
+
+    async def write_old_rows() -> None:
+        engine = create_async_engine(url)
+        async with engine.begin() as conn:
+            for statement in ROWS_AT_PREVIOUS_HEAD:
+                await conn.execute(sa.text(statement))
+        await engine.dispose()
+
+    asyncio.run(write_old_rows())
+    upgrade(url)
+    assert schema_diff(url) == []
+
+    async def read_back() -> dict[str, Any]:
+        db = Database(url)
+        try:
+            async with db.begin() as conn:
+                terms = {
+                    row.id: (row.conditions, row.modalities, row.languages)
+                    for row in await conn.execute(
+                        sa.text(
+                            "SELECT id, conditions, modalities, languages"
+                            " FROM directory_services ORDER BY id"
+                        )
+                    )
+                }
+                store = ClinicStore(conn, uuid.UUID(CLINIC))
+
+                async def ids(**query: Any) -> list[str]:
+                    rows = await store.search_services(ServiceQuery(**query))
+                    return sorted(row.id for row in rows)
+
+                patient = await store.get_patient("pat-old")
+                return {
+                    "terms": terms,
+                    "french": await ids(language="fr"),
+                    "phone": await ids(modality="phone"),
+                    "crps": await ids(condition="crps"),
+                    "asthma": await ids(condition="asthma"),
+                    "profile": patient.profile if patient else None,
+                    "updated_at": patient.updated_at if patient else None,
+                }
+        finally:
+            await db.dispose()
+
+    found = asyncio.run(read_back())
+    assert found["terms"] == {
+        "svc-a": (["crps", "fibromyalgia"], ["in-person", "online"], ["en", "fr"]),
+        "svc-b": ([], ["phone"], ["en"]),
+    }
+    assert found["french"] == ["svc-a"]
+    assert found["phone"] == ["svc-b"]
+    # A service naming no condition serves every condition.
+    assert found["crps"] == ["svc-a", "svc-b"]
+    assert found["asthma"] == ["svc-b"]
+    assert found["profile"] == {"languages": ["fr"]}
+    assert found["updated_at"] == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)

@@ -24,6 +24,7 @@ from litestar.testing import TestClient
 from service.app import create_app
 from service.settings import Settings
 from service.store.clients import SCOPES, create_client
+from tests.conftest import scratch_database
 from tests.live import BELONG, belong, free_port
 
 PUBLIC = "https://belong.example.org"
@@ -164,7 +165,7 @@ def serve_output(folder: Path, host: str, **env: str) -> str:
     """What ``belong serve --host HOST`` prints until it answers /health/live."""
     environment = {
         **os.environ,
-        "BELONG_DATABASE_URL": f"sqlite+aiosqlite:///{folder / 'belong.db'}",
+        "BELONG_DATABASE_URL": scratch_database("serve"),
         "BELONG_LOG_LEVEL": "WARNING",
         **env,
     }

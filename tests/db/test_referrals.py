@@ -684,8 +684,7 @@ def test_a_step_that_waited_for_a_concurrent_writer_is_recorded_after_it(
             transport=transport, base_url="http://test", headers=world.clinic.headers
         ) as http:
             async with db.begin() as conn:  # another writer is moving the referral
-                if conn.dialect.name == "postgresql":
-                    await conn.execute(sa.text("LOCK TABLE referrals IN ACCESS EXCLUSIVE MODE"))
+                await conn.execute(sa.text("LOCK TABLE referrals IN ACCESS EXCLUSIVE MODE"))
                 late = asyncio.create_task(
                     http.patch(f"{REFERRALS}/{rid}", json={"status": "in-progress"})
                 )
@@ -1020,7 +1019,7 @@ def test_patient_referrals_show_recommendations_and_referrals_made(
 def test_patient_referrals_list_exactly_what_the_referral_list_does(
     client: TestClient[Litestar], world: World
 ) -> None:
-    """GET /v1/patients/{id}/referrals reads in one statement on PostgreSQL; its referrals,
+    """GET /v1/patients/{id}/referrals reads in one statement; its referrals,
     services and histories must be those the referral list builds."""
     first = new_referral(client, world, service="Pain Counselling")
     drive(client, first["id"], Status.ACCEPTED)

@@ -182,7 +182,8 @@ def compose() -> dict[str, Any]:
 def routes() -> dict[str, list[Any]]:
     from service.app import create_app
 
-    app = create_app(Settings())  # defaults: no database is opened to build the routes
+    # No database is opened to build the routes (and none is started: the URL is given).
+    app = create_app(Settings(database_url="postgresql+asyncpg://unused@localhost/none"))
     return {route.path: list(route.route_handlers) for route in app.routes}
 
 

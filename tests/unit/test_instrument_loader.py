@@ -142,7 +142,11 @@ def test_app_refuses_to_start_on_a_broken_file(tmp_path) -> None:
 
     _broken_copy(tmp_path, lambda d: d["items"][0].pop("text"))
     with pytest.raises(InstrumentError, match=r"ucla-3\.yaml: .*text"):
-        create_app(Settings(instruments_dir=tmp_path, database_url="sqlite+aiosqlite:///:memory:"))
+        create_app(
+            Settings(
+                instruments_dir=tmp_path, database_url="postgresql+asyncpg://unused@localhost/none"
+            )
+        )
 
 
 def test_settings_from_environment() -> None:

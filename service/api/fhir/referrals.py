@@ -33,7 +33,7 @@ from service.fhir.directory import (
 from service.fhir.search import SearchError, parse_date, parse_token
 from service.fhir.types import Bundle, HealthcareService, ServiceRequest, Task
 from service.store.clients import Principal
-from service.store.database import Database, as_utc
+from service.store.database import Database
 from service.store.repository import ClinicStore, ReferralQuery, ServiceQuery
 
 Count = Annotated[int, QueryParameter(name="_count", ge=1, le=100)]
@@ -74,8 +74,8 @@ async def _facts(store: ClinicStore, rows: list[Any]) -> list[ReferralFacts]:
                     f"Patient consent to share: {'given' if consent.get('given') else 'not given'}"
                     f" ({consent.get('method')}, {consent.get('recorded_at')})"
                 ),
-                created_at=as_utc(row.created_at),
-                updated_at=as_utc(row.updated_at),
+                created_at=row.created_at,
+                updated_at=row.updated_at,
                 outcome=row.outcome,
             )
         )
@@ -286,7 +286,7 @@ class HealthcareServiceController(Controller):
                 ServiceQuery(category=category)
             )
         page = rows[offset : offset + count]
-        resources = [healthcare_service(directory_service(r), as_utc(r.updated_at)) for r in page]
+        resources = [healthcare_service(directory_service(r), r.updated_at) for r in page]
         return Response(
             searchset(
                 request,
@@ -320,6 +320,6 @@ class HealthcareServiceController(Controller):
             row = await ClinicStore(conn, request.user.clinic_id).get_service(resource_id)
         row = found(row, "HealthcareService", resource_id)
         return Response(
-            healthcare_service(directory_service(row), as_utc(row.updated_at)),
+            healthcare_service(directory_service(row), row.updated_at),
             media_type=FHIR_JSON,
         )

@@ -14,7 +14,7 @@ from litestar.params import QueryParameter
 from service.api.auth import scoped
 from service.api.params import ID_PATTERN, Instant, instant
 from service.store.clients import Principal
-from service.store.database import Database, as_utc
+from service.store.database import Database
 from service.store.repository import AuditQuery, ClinicStore
 
 
@@ -77,7 +77,7 @@ class AuditEventController(Controller):
                 patient_id=row.patient_id,
                 outcome=row.outcome,
                 status_code=row.status_code,
-                recorded_at=as_utc(row.recorded_at),
+                recorded_at=row.recorded_at,
             )
             for row in rows
         ]

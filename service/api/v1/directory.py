@@ -22,7 +22,7 @@ from service.domain.lookup import NotFound, found
 from service.domain.matching import EARTH_RADIUS_KM, distance_km
 from service.domain.patients import Modality, PainCondition
 from service.store.clients import Principal
-from service.store.database import Database, as_utc, new_id, utcnow
+from service.store.database import Database, new_id, utcnow
 from service.store.repository import ClinicStore, ServiceQuery
 
 ServiceId = Annotated[str, PathParameter(pattern=ID_PATTERN, description="Directory service id")]
@@ -80,8 +80,8 @@ def entry(row: Any, distance: float | None = None) -> ServiceEntry:
             "id": row.id,
             "source_system": row.source_system,
             "source_id": row.source_id,
-            "created_at": as_utc(row.created_at),
-            "updated_at": as_utc(row.updated_at),
+            "created_at": row.created_at,
+            "updated_at": row.updated_at,
             "distance_km": round(distance, 2) if distance is not None else None,
         },
         ServiceEntry,

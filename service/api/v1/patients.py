@@ -23,7 +23,7 @@ from service.domain.lookup import NotFound, found
 from service.domain.patients import PatientProfile, Trend, trend
 from service.domain.scoring import BandResult
 from service.store.clients import Principal
-from service.store.database import Database, as_utc, utcnow
+from service.store.database import Database, utcnow
 from service.store.hotpaths import patient_context, patient_referrals
 from service.store.repository import ClinicStore
 
@@ -83,8 +83,8 @@ def _patient(row: Any) -> Patient:
     return Patient(
         id=row.id,
         profile=msgspec.convert(row.profile, PatientProfile),
-        created_at=as_utc(row.created_at),
-        updated_at=as_utc(row.updated_at),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
     )
 
 
@@ -193,7 +193,7 @@ class PatientController(Controller):
                 entries.append(
                     HistoryEntry(
                         id=row.id,
-                        completed_at=as_utc(row.completed_at),
+                        completed_at=row.completed_at,
                         total=total,
                         band=msgspec.convert(band, BandResult) if band else None,
                         change=change,

@@ -33,7 +33,7 @@ from service.domain.referrals import (
     check,
 )
 from service.store.clients import Principal
-from service.store.database import Database, as_utc, new_id, utcnow
+from service.store.database import Database, new_id, utcnow
 from service.store.records import ReferralRecord
 from service.store.repository import ClinicStore, ReferralQuery
 
@@ -129,8 +129,8 @@ def referral_view(record: ReferralRecord) -> Referral:
         allowed_next=sorted(NEXT[Status(row["status"])]),
         consent=msgspec.convert(row["consent"], Consent),
         version=row["version"],
-        created_at=as_utc(row["created_at"]),
-        updated_at=as_utc(row["updated_at"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
         history=[_event(event) for event in record.history],
         screening_id=row["screening_id"],
         need=Signal(row["need"]) if row["need"] else None,
@@ -141,8 +141,7 @@ def referral_view(record: ReferralRecord) -> Referral:
 
 
 def _event(stored: dict[str, Any]) -> ReferralEvent:
-    event = msgspec.convert(stored, ReferralEvent)
-    return msgspec.structs.replace(event, recorded_at=as_utc(event.recorded_at))
+    return msgspec.convert(stored, ReferralEvent)
 
 
 async def _amend_outcome(

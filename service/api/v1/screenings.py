@@ -34,7 +34,7 @@ from service.domain.patients import PainCondition, PatientId, PatientProfile
 from service.domain.scoring import Score
 from service.fhir.types import Observation
 from service.store.clients import Principal
-from service.store.database import Database, as_utc, new_id, utcnow
+from service.store.database import Database, new_id, utcnow
 from service.store.records import PatientContext
 from service.store.repository import ClinicStore
 
@@ -262,8 +262,8 @@ class ScreeningController(Controller):
             id=row.id,
             patient_id=row.patient_id,
             instrument=row.instrument,
-            completed_at=as_utc(row.completed_at),
-            recorded_at=as_utc(row.created_at),
+            completed_at=row.completed_at,
+            recorded_at=row.created_at,
             score=msgspec.convert(row.score, Score),
             questionnaire_response=f"QuestionnaireResponse/{row.questionnaire_response_id}",
             observations=[msgspec.convert(r.resource, Observation) for r in resources],

@@ -1,0 +1,44 @@
+"""The embedded PostgreSQL that ``make run`` uses when BELONG_DATABASE_URL is unset: it
+starts in a folder of its own, creates the database, is found running by the next
+command, takes the migrations, and stops."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from service.store import embedded
+from service.store.migrate import upgrade
+from service.store.tables import metadata
+
+
+def tables(url: str) -> set[str]:
+    async def run() -> set[str]:
+        engine = create_async_engine(url)
+        try:
+            async with engine.connect() as conn:
+                return set(await conn.run_sync(lambda c: sa.inspect(c).get_table_names()))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def test_an_embedded_server_starts_is_found_running_migrates_and_stops() -> None:
+    # A short folder: the server's socket path must stay under ~107 bytes.
+    with tempfile.TemporaryDirectory(prefix="pg", dir="/tmp") as folder:
+        data = Path(folder) / "pg"
+        url = embedded.start(data, "belong")
+        try:
+            assert embedded.is_running(data)
+            assert url == f"postgresql+asyncpg://postgres@/belong?host={data.resolve()}"
+            assert embedded.start(data, "belong") == url  # the next command finds it up
+            upgrade(url)
+            assert set(metadata.tables) <= tables(url)
+        finally:
+            embedded.stop(data)
+        assert not embedded.is_running(data)
