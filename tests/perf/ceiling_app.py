@@ -14,10 +14,8 @@ The table is created by bench_load.py (``ceiling_rows``); see TABLE_SQL.
 
 from __future__ import annotations
 
-import argparse
 import os
 import uuid
-from pathlib import Path
 from typing import Annotated
 
 import asyncpg
@@ -25,7 +23,6 @@ import msgspec
 from litestar import Litestar, get, post
 from litestar.datastructures import State
 
-HERE = Path(__file__).resolve().parent
 POOL_MAX = int(os.environ.get("CEILING_POOL_MAX", "6"))
 """Connections per worker: bench_load.py sets Belong's pool size (default 6, no overflow)."""
 
@@ -83,28 +80,9 @@ def create_app() -> Litestar:
 
 
 def main() -> int:
-    from granian.constants import Interfaces
-    from granian.server import Server
+    from serve_app import serve  # beside this file, which runs as a script
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8100)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--graceful-timeout", type=int, default=30)
-    args = parser.parse_args()
-    # The same Server arguments as service/cli.py's `belong serve`.
-    server = Server(
-        "ceiling_app:create_app",
-        factory=True,
-        address=args.host,
-        port=args.port,
-        interface=Interfaces.ASGI,
-        workers=args.workers,
-        workers_kill_timeout=args.graceful_timeout,
-        working_dir=HERE,
-    )
-    server.serve()
-    return 0
+    return serve("ceiling_app", __doc__.splitlines()[0], default_port=8100)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ tests/db/test_lean_screening_app.py holds its answer to Belong's for the same in
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -55,7 +54,6 @@ from service.store.database import Database, new_id, utcnow
 from service.store.hotpaths import patient_context, write_submission
 from service.store.records import KeyRecord, Written
 
-HERE = Path(__file__).resolve().parent
 MEDIA_TYPE = "application/json"
 
 
@@ -126,28 +124,9 @@ def create_app(settings: Settings | None = None, clinic: str | None = None) -> L
 
 
 def main() -> int:
-    from granian.constants import Interfaces
-    from granian.server import Server
+    from serve_app import serve  # beside this file, which runs as a script
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8200)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--graceful-timeout", type=int, default=30)
-    args = parser.parse_args()
-    # The same Server arguments as service/cli.py's `belong serve`.
-    server = Server(
-        "lean_screening_app:create_app",
-        factory=True,
-        address=args.host,
-        port=args.port,
-        interface=Interfaces.ASGI,
-        workers=args.workers,
-        workers_kill_timeout=args.graceful_timeout,
-        working_dir=HERE,
-    )
-    server.serve()
-    return 0
+    return serve("lean_screening_app", __doc__.splitlines()[0], default_port=8200)
 
 
 if __name__ == "__main__":
