@@ -12,44 +12,48 @@ from litestar.middleware.base import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme, Server
 
-from service.api.audit import AuditMiddleware
-from service.api.auth import BearerAuthentication, TokenCache
-from service.api.catalog import Catalog
-from service.api.cds import CdsServicesController
-from service.api.docs_page import SwaggerUiPage
-from service.api.errors import handle_http
-from service.api.fhir.metadata import MetadataController
-from service.api.fhir.questionnaire import QuestionnaireController
-from service.api.fhir.referrals import (
-    HealthcareServiceController,
-    ServiceRequestController,
-    TaskController,
-)
-from service.api.fhir.resources import ObservationController, QuestionnaireResponseController
-from service.api.health import HealthController
-from service.api.limits import (
+from service.directory.controllers.v1 import DirectoryController
+from service.fhir.metadata import MetadataController
+from service.instruments.catalog import Catalog
+from service.instruments.controllers.fhir import QuestionnaireController
+from service.instruments.controllers.v1 import InstrumentController
+from service.instruments.model import load_catalog
+from service.matching.service import DirectoryCache
+from service.patients.controllers.v1 import PatientController
+from service.platform.audit import AuditMiddleware
+from service.platform.audit_events import AuditEventController
+from service.platform.audit_writer import AuditWriter
+from service.platform.auth import BearerAuthentication, TokenCache
+from service.platform.caller import provide_caller
+from service.platform.database import Database
+from service.platform.docs_page import SwaggerUiPage
+from service.platform.embedded import database_url
+from service.platform.errors import handle_http
+from service.platform.health import HealthController
+from service.platform.limits import (
     IncompleteBodyMiddleware,
     RateLimiter,
     TimeLimitMiddleware,
     check_request,
 )
-from service.api.observability import MetricsController
-from service.api.observability import install as install_request_context
-from service.api.openapi import FinishedJson, FinishedYaml
-from service.api.openapi import install as install_openapi
-from service.api.recommend import DirectoryCache
-from service.api.smart import SmartController
-from service.api.v1.audit_events import AuditEventController
-from service.api.v1.directory import DirectoryController
-from service.api.v1.instruments import InstrumentController
-from service.api.v1.patients import PatientController
-from service.api.v1.referrals import ReferralController
-from service.api.v1.screenings import ScreeningController
-from service.domain.instruments import load_catalog
+from service.platform.observability import MetricsController
+from service.platform.observability import install as install_request_context
+from service.platform.openapi import FinishedJson, FinishedYaml
+from service.platform.openapi import install as install_openapi
+from service.referrals.controllers.fhir import (
+    HealthcareServiceController,
+    ServiceRequestController,
+    TaskController,
+)
+from service.referrals.controllers.v1 import ReferralController
+from service.screenings.controllers.fhir import (
+    ObservationController,
+    QuestionnaireResponseController,
+)
+from service.screenings.controllers.v1 import ScreeningController
 from service.settings import Settings
-from service.store.audit_writer import AuditWriter
-from service.store.database import Database
-from service.store.embedded import database_url
+from service.systems.controllers.cds import CdsServicesController
+from service.systems.controllers.smart import SmartController
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -95,6 +99,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         dependencies={
             "catalog": Provide(provide_catalog, use_cache=True, sync_to_thread=False),
             "db": Provide(provide_db, use_cache=True, sync_to_thread=False),
+            "caller": Provide(provide_caller, sync_to_thread=False),
         },
         middleware=[
             IncompleteBodyMiddleware,

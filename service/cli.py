@@ -12,10 +12,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from service.api.importing import OnError
+from service.directory.importing import OnError
+from service.platform.clinics import DEFAULT_LANGUAGES, Clinic, UnknownClinic
+from service.platform.credentials import SCOPES
 from service.settings import PROJECT_ROOT
-from service.store.clients import SCOPES
-from service.store.clinics import DEFAULT_LANGUAGES, Clinic, UnknownClinic
 
 T = TypeVar("T")
 
@@ -28,8 +28,8 @@ OPENAPI_DIR = PROJECT_ROOT / "openapi"
 
 def asgi_app() -> Any:
     """What each granian worker serves: JSON logging, then the app from the environment."""
-    from service.api.observability import configure_logging
     from service.app import create_app
+    from service.platform.observability import configure_logging
     from service.settings import Settings
 
     settings = Settings.from_env()
@@ -39,8 +39,8 @@ def asgi_app() -> Any:
 
 def _database_url() -> str:
     """BELONG_DATABASE_URL, or the embedded PostgreSQL's (started if it is not running)."""
+    from service.platform.embedded import database_url
     from service.settings import Settings
-    from service.store.embedded import database_url
 
     return database_url(Settings.from_env().database_url)
 
@@ -91,7 +91,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def _instrument_schema_text() -> str:
-    from service.domain.instruments import json_schema
+    from service.instruments.model import json_schema
 
     return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
 
@@ -103,7 +103,7 @@ def _instruments_schema(args: argparse.Namespace) -> int:
 
 
 def _instruments_check(args: argparse.Namespace) -> int:
-    from service.domain.instruments import InstrumentError, load_catalog
+    from service.instruments.model import InstrumentError, load_catalog
     from service.settings import Settings
 
     try:
@@ -118,7 +118,7 @@ def _instruments_check(args: argparse.Namespace) -> int:
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
-    from service.store.migrate import upgrade
+    from service.platform.migrate import upgrade
 
     upgrade(_database_url(), args.revision)
     print(f"database at {args.revision}")
@@ -129,7 +129,7 @@ def _clinic_work(work: Callable[[Any], Awaitable[T]]) -> T:
     """Run ``work(conn)`` in one transaction on BELONG_DATABASE_URL."""
     import asyncio
 
-    from service.store.database import Database
+    from service.platform.database import Database
 
     async def run() -> T:
         db = Database(_database_url())
@@ -156,7 +156,7 @@ def _clinic_line(clinic: Clinic) -> str:
 
 
 def _clinics_create(args: argparse.Namespace) -> int:
-    from service.store.clinics import ClinicExists, create_clinic, find_clinic
+    from service.platform.clinics import ClinicExists, create_clinic, find_clinic
 
     languages = args.language or list(DEFAULT_LANGUAGES)
 
@@ -180,7 +180,7 @@ def _clinics_create(args: argparse.Namespace) -> int:
 
 
 def _clinics_list(args: argparse.Namespace) -> int:
-    from service.store.clinics import list_clinics
+    from service.platform.clinics import list_clinics
 
     rows = [
         (c.name, ", ".join(c.languages), f"{c.created_at:%Y-%m-%dT%H:%M:%SZ}", str(c.id))
@@ -199,7 +199,7 @@ def _clinics_list(args: argparse.Namespace) -> int:
 
 
 def _clinics_update(args: argparse.Namespace) -> int:
-    from service.store.clinics import update_clinic
+    from service.platform.clinics import update_clinic
 
     async def update(conn: Any) -> Clinic:
         return await update_clinic(conn, args.name, args.language)
@@ -220,8 +220,8 @@ def _clients_create_with_keys(args: argparse.Namespace) -> int:
     """A system client that signs JWTs (SMART Backend Services or a CDS Hooks client)."""
     import asyncio
 
-    from service.store.database import Database
-    from service.store.systems import create_system_client
+    from service.platform.database import Database
+    from service.systems.repository import create_system_client
 
     try:
         jwks, jwks_url = _key_source(args.jwks)
@@ -275,8 +275,8 @@ def _clients_create(args: argparse.Namespace) -> int:
         print("error: --issuer goes with --jwks", file=sys.stderr)
         return 2
 
-    from service.store.clients import create_client
-    from service.store.database import Database
+    from service.platform.credentials import create_client
+    from service.platform.database import Database
 
     expires_at = _expiry(args)
 
@@ -314,7 +314,7 @@ def _clients_create(args: argparse.Namespace) -> int:
 
 def _key_source(source: str) -> tuple[Any, str | None]:
     """A system's public keys as (JWKS, None) from a file, or (None, URL)."""
-    from service.api.assertions import public_key_set
+    from service.platform.jwt import public_key_set
 
     if source.startswith(("https://", "http://")):
         return None, source
@@ -389,7 +389,7 @@ def _in_transaction(work: Callable[[AsyncConnection], Awaitable[int]]) -> int:
     (:class:`LookupError`, :class:`ValueError`) is printed, exit status 2."""
     import asyncio
 
-    from service.store.database import Database
+    from service.platform.database import Database
 
     async def run() -> int:
         db = Database(_database_url())
@@ -410,7 +410,7 @@ CLIENT_COLUMNS = ("ID", "CLINIC", "NAME", "SCOPES", "CREATED", "EXPIRES", "ROTAT
 
 
 def _clients_list(args: argparse.Namespace) -> int:
-    from service.store.clients import list_clients
+    from service.platform.credentials import list_clients
 
     async def show(conn: AsyncConnection) -> int:
         rows = [
@@ -434,7 +434,7 @@ def _clients_list(args: argparse.Namespace) -> int:
 
 async def _token_client(conn: AsyncConnection, client_id: str, action: str) -> Any:
     """The bearer-token client ``client_id``; a system is refused with the command it needs."""
-    from service.store.clients import client_by_id
+    from service.platform.credentials import client_by_id
 
     client = await client_by_id(conn, client_id)
     if client.is_system:
@@ -445,7 +445,7 @@ async def _token_client(conn: AsyncConnection, client_id: str, action: str) -> A
 
 
 def _clients_revoke(args: argparse.Namespace) -> int:
-    from service.store.clients import revoke_client
+    from service.platform.credentials import revoke_client
 
     async def revoke(conn: AsyncConnection) -> int:
         client = await _token_client(conn, args.id, "revoke")
@@ -463,7 +463,7 @@ def _clients_revoke(args: argparse.Namespace) -> int:
 
 
 def _clients_rotate(args: argparse.Namespace) -> int:
-    from service.store.clients import rotate_token
+    from service.platform.credentials import rotate_token
 
     expires_at = _expiry(args)
 
@@ -494,7 +494,7 @@ def _keys_shown(jwks: Any, jwks_url: str | None) -> str:
 
 
 def _systems_list(args: argparse.Namespace) -> int:
-    from service.store.systems import list_systems
+    from service.systems.repository import list_systems
 
     async def show(conn: AsyncConnection) -> int:
         rows = [
@@ -519,8 +519,8 @@ def _systems_list(args: argparse.Namespace) -> int:
 
 
 def _systems_revoke(args: argparse.Namespace) -> int:
-    from service.store.clients import revoke_client
-    from service.store.systems import system_named
+    from service.platform.credentials import revoke_client
+    from service.systems.repository import system_named
 
     async def revoke(conn: AsyncConnection) -> int:
         system = await system_named(conn, args.system)
@@ -542,7 +542,7 @@ def _systems_revoke(args: argparse.Namespace) -> int:
 
 
 def _systems_rotate(args: argparse.Namespace) -> int:
-    from service.store.systems import replace_keys, system_named
+    from service.systems.repository import replace_keys, system_named
 
     try:
         jwks, jwks_url = _key_source(args.jwks)
@@ -602,10 +602,10 @@ def _directory_import(args: argparse.Namespace) -> int:
 
     import msgspec
 
-    from service.api.importing import ImportFileError, OnError, apply, parse_file
-    from service.store.clinics import clinic_id_named
-    from service.store.database import Database, utcnow
-    from service.store.repository import ClinicStore
+    from service.directory.importing import ImportFileError, OnError, apply, parse_file
+    from service.platform.clinics import clinic_id_named
+    from service.platform.database import Database, utcnow
+    from service.platform.tenancy import ClinicStore
 
     try:
         parsed = parse_file(msgspec.json.decode(Path(args.file).read_bytes()))

@@ -18,7 +18,7 @@ LIST_SETTINGS = frozenset({"licensed_instruments", "trusted_proxies"})
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str | None = None
     """A PostgreSQL URL (``postgresql+asyncpg://...``); unset, an embedded PostgreSQL keeps
-    its data under ./var/pg (see :mod:`service.store.embedded`)."""
+    its data under ./var/pg (see :mod:`service.platform.embedded`)."""
     instruments_dir: Path = PROJECT_ROOT / "schemas" / "instruments"
     licensed_instruments: frozenset[str] = frozenset()
     """Licensed instrument groups the deployment holds permission for (e.g. ``promis``)."""
@@ -37,7 +37,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ) = None
     """The external origin (https://belong.example.org): every absolute URL Belong writes
     (Bundle links, fullUrl, Location, SMART and CDS URLs) and the ``aud`` it requires of a
-    client's JWT are built from it. Unset, see :func:`service.api.origin.public_origin`."""
+    client's JWT are built from it. Unset, see :func:`service.platform.origin.public_origin`."""
     trusted_proxies: frozenset[str] = frozenset()
     """Addresses or networks (``10.0.0.0/8``) of the proxies whose ``Forwarded`` /
     ``X-Forwarded-Proto`` / ``X-Forwarded-Host`` headers name the public origin when

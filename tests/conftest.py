@@ -23,12 +23,12 @@ from litestar.testing import TestClient
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from service.app import create_app
-from service.domain.instruments import Instrument, load_catalog
+from service.instruments.model import Instrument, load_catalog
+from service.platform import embedded
+from service.platform.clinics import DEFAULT_LANGUAGES, create_clinic
+from service.platform.credentials import SCOPES, create_client
+from service.platform.migrate import upgrade
 from service.settings import PROJECT_ROOT, Settings
-from service.store import embedded
-from service.store.clients import SCOPES, create_client
-from service.store.clinics import DEFAULT_LANGUAGES, create_clinic
-from service.store.migrate import upgrade
 
 INSTRUMENTS_DIR = PROJECT_ROOT / "schemas" / "instruments"
 EMBEDDED_DIR = PROJECT_ROOT / "var" / "pgtest"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.domain.instruments import Instrument
+from service.instruments.model import Instrument
 
 PROMIS = "promis-si-4a"
 

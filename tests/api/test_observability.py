@@ -7,7 +7,7 @@ import logging
 
 from prometheus_client import REGISTRY
 
-from service.api.observability import JsonFormatter
+from service.platform.observability import JsonFormatter
 
 PATIENT = "pat-observed-4711"
 

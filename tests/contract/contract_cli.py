@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from service.store.clients import SCOPES  # noqa: E402
+from service.platform.credentials import SCOPES  # noqa: E402
 from tests.conftest import scratch_database  # noqa: E402
 from tests.live import belong, live_server  # noqa: E402
 

@@ -1,13 +1,13 @@
-"""FHIR controllers build their field errors with one helper, service.api.errors.field_error."""
+"""FHIR controllers build their field errors with one helper, errors.field_error."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-import service.api
+import service
 
-FHIR_CONTROLLERS = Path(service.api.__file__).parent / "fhir"
+FHIR_CONTROLLERS = sorted(Path(service.__file__).parent.glob("*/controllers/fhir.py"))
 
 
 def _builds_a_field_error(function: ast.FunctionDef) -> bool:
@@ -25,8 +25,8 @@ def _builds_a_field_error(function: ast.FunctionDef) -> bool:
 
 def test_no_fhir_controller_keeps_its_own_field_error_helper() -> None:
     own = [
-        f"{path.name}:{node.name}"
-        for path in sorted(FHIR_CONTROLLERS.glob("*.py"))
+        f"{path.parent.parent.name}/{path.name}:{node.name}"
+        for path in FHIR_CONTROLLERS
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
         if isinstance(node, ast.FunctionDef) and _builds_a_field_error(node)
     ]

@@ -32,7 +32,7 @@ from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 from fhirpathpy.models import models
 from pydantic import ValidationError
 
-from service.domain.instruments import Interval
+from service.instruments.model import Interval
 from tests.conftest import INSTRUMENTS_DIR
 
 R4 = models["r4"]
@@ -570,7 +570,7 @@ def test_every_instrument_emits_valid_resources(
 
 # Resources that R4 rejects, each posted as an otherwise good response. Belong stores the
 # received QuestionnaireResponse and serves it back, so what it accepts it must be able to
-# serve as valid FHIR: base-invalid input is 400 (service/api/fhir/resources.py docstring).
+# serve as valid FHIR: base-invalid input is 400 (service/screenings/controllers/fhir.py docstring).
 BASE_INVALID = {
     "unknown-element": lambda r: r.update(colour="blue"),
     "item-text-not-a-string": lambda r: r["item"][0].update(text=5),

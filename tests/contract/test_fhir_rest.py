@@ -23,8 +23,8 @@ import sqlalchemy as sa
 from hypothesis import strategies as st
 
 from service.cli import OPENAPI_DIR
-from service.store.clients import principal_for_token
-from service.store.tables import idempotency_keys, observations, questionnaire_responses
+from service.platform.credentials import principal_for_token
+from service.platform.tables import idempotency_keys, observations, questionnaire_responses
 
 FHIR_JSON = "application/fhir+json"
 LOINC = "http://loinc.org"

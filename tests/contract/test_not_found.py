@@ -7,15 +7,15 @@ import ast
 import uuid
 from pathlib import Path
 
-import service.api
+import service
 
-API = Path(service.api.__file__).parent
-CONTROLLERS = [*sorted((API / "v1").glob("*.py")), *sorted((API / "fhir").glob("*.py"))]
+SERVICE = Path(service.__file__).parent
+CONTROLLERS = sorted([*SERVICE.glob("*/controllers/v1.py"), *SERVICE.glob("*/controllers/fhir.py")])
 
 
 def test_no_controller_builds_its_own_404() -> None:
     own = [
-        f"{path.relative_to(API)}:{node.lineno}"
+        f"{path.relative_to(SERVICE)}:{node.lineno}"
         for path in CONTROLLERS
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
         if isinstance(node, ast.Call)

@@ -18,7 +18,7 @@ import schemathesis
 from schemathesis.config import SchemathesisConfig
 
 from service.cli import OPENAPI_DIR
-from service.store.clients import SCOPES
+from service.platform.credentials import SCOPES
 from tests.conftest import scratch_database
 from tests.live import LiveServer, belong, live_server
 

@@ -19,7 +19,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 
 from service.cli import main as belong
-from service.store.tables import (
+from service.platform.tables import (
     api_clients,
     observations,
     patients,

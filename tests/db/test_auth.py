@@ -15,9 +15,9 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from service.api.auth import TokenCache
-from service.store.clients import create_client
-from service.store.tables import api_clients
+from service.platform.auth import TokenCache
+from service.platform.credentials import create_client
+from service.platform.tables import api_clients
 from tests.conftest import Clinic, MakeClinic
 from tests.db.conftest import (
     BelongCli,

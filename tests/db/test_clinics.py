@@ -19,7 +19,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 
 from service.cli import main as belong
-from service.store.tables import api_clients, clinics
+from service.platform.tables import api_clients, clinics
 from tests.conftest import Clinic, MakeClinic
 from tests.db.conftest import Storage, new_patient_id, ucla3
 

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from service.store.tables import directory_services
+from service.platform.tables import directory_services
 from tests.conftest import Clinic
 from tests.db.conftest import Storage
 

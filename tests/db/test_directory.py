@@ -24,8 +24,8 @@ from litestar import Litestar
 from litestar.testing import TestClient
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from service.domain.matching import EARTH_RADIUS_KM
-from service.fhir.directory import CATEGORY_SYSTEM, CONDITION_SYSTEM, MODALITY_SYSTEM
+from service.directory.fhir import CATEGORY_SYSTEM, CONDITION_SYSTEM, MODALITY_SYSTEM
+from service.matching.model import EARTH_RADIUS_KM
 from tests.conftest import Clinic, MakeClinic, scratch_database
 from tests.db.conftest import PROBLEM_JSON, assert_problem
 

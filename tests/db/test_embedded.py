@@ -11,9 +11,9 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from service.store import embedded
-from service.store.migrate import upgrade
-from service.store.tables import metadata
+from service.platform import embedded
+from service.platform.migrate import upgrade
+from service.platform.tables import metadata
 
 
 def tables(url: str) -> set[str]:

@@ -21,10 +21,10 @@ import sqlalchemy as sa
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from service.api.cds import SERVICE_ID
-from service.api.smart import ASSERTION_TYPE
-from service.store.systems import create_system_client
-from service.store.tables import cds_feedback, questionnaire_responses
+from service.platform.tables import cds_feedback, questionnaire_responses
+from service.systems.controllers.cds import SERVICE_ID
+from service.systems.controllers.smart import ASSERTION_TYPE
+from service.systems.repository import create_system_client
 from tests.conftest import Clinic, scratch_database
 from tests.db.conftest import Storage
 from tests.jwt_keys import claims, ec_key, public_jwks, sign

@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from litestar import Litestar
 from litestar.testing import TestClient
 
+from service.platform.tables import idempotency_keys
 from service.settings import Settings
-from service.store.tables import idempotency_keys
 from tests.conftest import Clinic
 from tests.db.conftest import Storage, new_patient_id, ucla3
 

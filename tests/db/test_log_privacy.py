@@ -21,8 +21,8 @@ from typing import Any
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from service.api.cds import SERVICE_ID
-from service.api.observability import configure_logging
+from service.platform.observability import configure_logging
+from service.systems.controllers.cds import SERVICE_ID
 from tests.conftest import Clinic
 from tests.db.conftest import Storage
 from tests.db.test_smart_cds import FEEDBACK_URL, System, cds_jwt, register

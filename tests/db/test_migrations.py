@@ -13,8 +13,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from service.store.migrate import alembic_config, upgrade
-from service.store.tables import metadata
+from service.platform.migrate import alembic_config, upgrade
+from service.platform.tables import metadata
 from tests.conftest import scratch_database
 
 
@@ -126,8 +126,8 @@ ROWS_AT_PREVIOUS_HEAD = [
 def test_data_written_before_postgresql_only_reads_back_after_the_upgrade() -> None:
     """A database at the previous head, holding rows as today's main writes them, upgrades
     in place: a directory entry's terms become arrays that the searches find."""
-    from service.store.database import Database
-    from service.store.repository import ClinicStore, ServiceQuery
+    from service.platform.database import Database
+    from service.platform.tenancy import ClinicStore, ServiceQuery
 
     url = scratch_database("old_data")
     upgrade(url, PREVIOUS_HEAD)

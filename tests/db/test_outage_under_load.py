@@ -29,13 +29,13 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from service.api.auth import TokenCache
-from service.api.cds import SERVICE_ID
-from service.api.smart import ASSERTION_TYPE
 from service.app import create_app
+from service.platform.auth import TokenCache
+from service.platform.credentials import SCOPES, create_client
 from service.settings import Settings
-from service.store.clients import SCOPES, create_client
-from service.store.systems import create_system_client
+from service.systems.controllers.cds import SERVICE_ID
+from service.systems.controllers.smart import ASSERTION_TYPE
+from service.systems.repository import create_system_client
 from tests.jwt_keys import claims, ec_key, public_jwks, sign
 
 BASE = "http://testserver.local"

@@ -22,8 +22,8 @@ from litestar import Litestar
 from litestar.testing import TestClient
 
 from service.app import create_app
+from service.platform.credentials import SCOPES, create_client
 from service.settings import Settings
-from service.store.clients import SCOPES, create_client
 from tests.conftest import scratch_database
 from tests.live import BELONG, belong, free_port
 

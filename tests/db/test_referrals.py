@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from service.domain.referrals import Status, check
-from service.store.repository import ClinicStore
+from service.platform.tenancy import ClinicStore
+from service.referrals.model import Status, check
 from tests.conftest import Clinic, MakeClinic
 from tests.db.conftest import PROBLEM_JSON, Storage, assert_problem, new_patient_id, ucla3
 

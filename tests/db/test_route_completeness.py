@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from litestar import Litestar
 
-from service.store.clients import SCOPES
+from service.platform.credentials import SCOPES
 
 PATIENT_DATA_PREFIXES = (
     "/v1/patients",

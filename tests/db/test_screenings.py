@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from service.store.tables import observations
+from service.platform.tables import observations
 from tests.conftest import Clinic
 from tests.db.conftest import Storage, assert_problem, new_patient_id, ucla3
 

@@ -18,12 +18,12 @@ import sqlalchemy as sa
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from service.api import systems
-from service.api.cds import SERVICE_ID
-from service.api.smart import ASSERTION_TYPE, belong_scopes
 from service.cli import main as belong
-from service.store.systems import create_system_client
-from service.store.tables import access_tokens, cds_feedback, client_keys, used_jtis
+from service.platform import system_auth as systems
+from service.platform.tables import access_tokens, cds_feedback, client_keys, used_jtis
+from service.systems.controllers.cds import SERVICE_ID
+from service.systems.controllers.smart import ASSERTION_TYPE, belong_scopes
+from service.systems.repository import create_system_client
 from tests.conftest import Clinic, MakeClinic
 from tests.db.conftest import BelongCli, seconds_until_refused
 from tests.jwt_keys import claims, ec_key, hmac_signed, public_jwks, rsa_key, sign, unsigned

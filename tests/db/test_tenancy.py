@@ -194,7 +194,7 @@ def test_idempotency_keys_are_per_clinic(
 def test_the_hot_paths_read_only_their_clinic(
     session_client: Any, two_clinics: tuple[Clinic, Clinic], a_data: dict[str, str]
 ) -> None:
-    """The one-statement reads and writes (service/store/hotpaths.py) are scoped too."""
+    """The one-statement reads and writes (service/screenings/repository.py) are scoped too."""
     a, b = two_clinics
     patient_id = a_data["patient_id"]
 

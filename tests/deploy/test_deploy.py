@@ -429,7 +429,7 @@ def test_readme_says_how_prometheus_gets_its_token() -> None:
 
 
 def test_readme_lists_every_scope() -> None:
-    from service.store.clients import SCOPES
+    from service.platform.credentials import SCOPES
 
     text = README.read_text(encoding="utf-8")
     listed = re.search(r"^Scopes: (.*?)\. Repeat", text, re.MULTILINE | re.DOTALL)

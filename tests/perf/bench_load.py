@@ -455,7 +455,7 @@ def patient_profile(rng: random.Random) -> dict[str, Any]:
 
 def answer_options() -> dict[str, dict[str, list[int]]]:
     """instrument -> linkId -> the option values a patient may pick."""
-    from service.domain.instruments import load_catalog
+    from service.instruments.model import load_catalog
 
     catalog = load_catalog(INSTRUMENTS_DIR)
     options: dict[str, dict[str, list[int]]] = {}
@@ -1078,7 +1078,7 @@ def bench(opts: Options) -> bool:
     try:
         run(belong("db", "upgrade"), env=env, timeout=120)
         run(belong("clinics", "create", "--name", CLINIC, "--if-missing"), env=env, timeout=60)
-        from service.store.clients import SCOPES
+        from service.platform.credentials import SCOPES
 
         created = run(
             belong(

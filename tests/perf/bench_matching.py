@@ -28,11 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import msgspec
 
-from service.domain.directory import Category, DirectoryService
-from service.domain.instruments import Severity, Signal
-from service.domain.matching import EARTH_RADIUS_KM, match, prepare
-from service.domain.needs import Need, Needs
-from service.domain.patients import AgeBand, Modality, PainCondition, PatientProfile
+from service.directory.model import Category, DirectoryService
+from service.instruments.model import Severity, Signal
+from service.matching.model import EARTH_RADIUS_KM, match, prepare
+from service.matching.needs import Need, Needs
+from service.patients.model import AgeBand, Modality, PainCondition, PatientProfile
 
 TARGET_P95_MS = 20.0
 CENTER = (51.5, -0.12)

@@ -29,8 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from service.domain.instruments import Instrument, load_catalog
-from service.domain.scoring import score, validate
+from service.instruments.model import Instrument, load_catalog
+from service.instruments.scoring import score, validate
 
 INSTRUMENTS_DIR = Path(__file__).resolve().parents[2] / "schemas" / "instruments"
 

@@ -36,23 +36,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from litestar import Litestar, Request, Response, get, post
 from litestar.datastructures import State
 
-from service.api.body import decode
-from service.api.catalog import Catalog
-from service.api.recommend import DirectoryCache
-from service.api.recording import build, idempotency, resource_id, submission_rows
-from service.api.v1.screenings import (
+from service.instruments.catalog import Catalog
+from service.instruments.model import load_catalog
+from service.matching.service import DirectoryCache
+from service.platform.body import decode
+from service.platform.clinics import clinic_id_named
+from service.platform.database import Database, new_id, utcnow
+from service.screenings.controllers.v1 import (
     SCREENING_ROUTE,
     ScreeningRequest,
     render_screening,
     screening_recommendations,
     screening_submission,
 )
-from service.domain.instruments import load_catalog
+from service.screenings.records import KeyRecord, Written
+from service.screenings.repository import patient_context, write_submission
+from service.screenings.service import build, idempotency, resource_id, submission_rows
 from service.settings import Settings
-from service.store.clinics import clinic_id_named
-from service.store.database import Database, new_id, utcnow
-from service.store.hotpaths import patient_context, write_submission
-from service.store.records import KeyRecord, Written
 
 MEDIA_TYPE = "application/json"
 

@@ -16,8 +16,8 @@ from typing import Literal, NamedTuple
 
 import pytest
 
-from service.domain.instruments import Instrument, load_catalog
-from service.domain.scoring import Score, score, validate
+from service.instruments.model import Instrument, load_catalog
+from service.instruments.scoring import Score, score, validate
 
 CATALOG_DIR = Path(__file__).resolve().parents[2] / "schemas" / "instruments"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from service.domain.instruments import load_catalog
-from service.domain.scoring import score, validate
+from service.instruments.model import load_catalog
+from service.instruments.scoring import score, validate
 from tests.unit.conftest import CATALOG_DIR
 
 BENCH = Path(__file__).resolve().parents[1] / "perf" / "bench_scoring.py"

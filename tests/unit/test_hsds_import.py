@@ -20,11 +20,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from service.api.importing import ImportFileError, parse_file
-from service.domain import hsds
-from service.domain.directory import DirectoryService, ServiceDetails
-from service.domain.patients import Coordinates
-from service.fhir.directory import (
+from service.directory import hsds
+from service.directory.fhir import (
     CATEGORY_SYSTEM,
     CONDITION_SYSTEM,
     EXTENSION,
@@ -32,6 +29,9 @@ from service.fhir.directory import (
     healthcare_service,
     healthcare_service_details,
 )
+from service.directory.importing import ImportFileError, parse_file
+from service.directory.model import DirectoryService, ServiceDetails
+from service.patients.model import Coordinates
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT / "deploy" / "seed" / "directory.hsds.json"
@@ -514,7 +514,7 @@ def test_native_fields_map_to_the_entry() -> None:
 
 
 BUG_MALFORMED_NESTED = (
-    "BUG: service/domain/hsds.py:95 _phone does (contact or {}).get(...) on a non-object "
+    "BUG: service/directory/hsds.py:95 _phone does (contact or {}).get(...) on a non-object "
     "contacts entry and raises AttributeError (API answers 500) instead of rejecting the record"
 )
 

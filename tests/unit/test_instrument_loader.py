@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from service.cli import INSTRUMENT_SCHEMA, _instrument_schema_text
-from service.domain.instruments import InstrumentError, load_catalog, load_file
+from service.instruments.model import InstrumentError, load_catalog, load_file
 from service.settings import Settings
 from tests.conftest import INSTRUMENTS_DIR
 

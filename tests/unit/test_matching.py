@@ -2,7 +2,7 @@
 
 Directories are built here, service by service, so each test shows the one fact it is
 about. The rules checked are the ones written in DESIGN.md section 7 and in the
-docstrings of ``service.domain.needs`` and ``service.domain.matching``; where a check
+docstrings of ``service.matching.needs`` and ``service.matching.model``; where a check
 needs an oracle (which filters apply, which reasons are true) it is restated here from
 those words rather than read back from the code.
 """
@@ -19,10 +19,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.domain import matching
-from service.domain.directory import Category, DirectoryService
-from service.domain.instruments import Construct, Severity, Signal
-from service.domain.matching import (
+from service.directory.model import Category, DirectoryService
+from service.instruments.model import Construct, Severity, Signal
+from service.matching import model as matching
+from service.matching.model import (
     CONDITION_POINTS,
     DISTANCE_POINTS,
     EARTH_RADIUS_KM,
@@ -37,8 +37,8 @@ from service.domain.matching import (
     match,
     prepare,
 )
-from service.domain.needs import Need, Needs, ScreeningSummary, derive
-from service.domain.patients import AgeBand, Modality, PainCondition, PatientProfile
+from service.matching.needs import Need, Needs, ScreeningSummary, derive
+from service.patients.model import AgeBand, Modality, PainCondition, PatientProfile
 
 PROPERTY = settings(max_examples=300, deadline=None, database=None)
 DAY = datetime(2024, 3, 1, 9, 30, tzinfo=UTC)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from service.domain.instruments import (
+from service.instruments.model import (
     Direction,
     MinimalImportantDifference,
     NoThreshold,
     Provenance,
     ReliableChangeIndex,
 )
-from service.domain.patients import Trend, trend
+from service.patients.model import Trend, trend
 
 MID = MinimalImportantDifference(
     value=3.0, source="A published MID", provenance=Provenance.PUBLISHED, note="3 T points"

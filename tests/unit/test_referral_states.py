@@ -13,7 +13,7 @@ from collections import deque
 
 import pytest
 
-from service.domain.referrals import (
+from service.referrals.model import (
     NEEDS_REASON,
     NEXT,
     Status,

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.domain.instruments import Instrument, Scale
-from service.domain.scoring import Score, validate
+from service.instruments.model import Instrument, Scale
+from service.instruments.scoring import Score, validate
 from tests.unit.conftest import (
     INSTRUMENT_IDS,
     PUBLISHED,

@@ -13,8 +13,8 @@ from itertools import combinations
 import msgspec
 import pytest
 
-from service.domain.instruments import Instrument
-from service.domain.scoring import AnswersInvalid, Score, validate
+from service.instruments.model import Instrument
+from service.instruments.scoring import AnswersInvalid, Score, validate
 from tests.unit.conftest import (
     INSTRUMENT_IDS,
     PUBLISHED,

@@ -10,7 +10,7 @@ import pytest
 
 from service.settings import PROJECT_ROOT
 
-HOT_MODULES = ["service/store/hotpaths.py", "service/store/audit_writer.py"]
+HOT_MODULES = ["service/screenings/repository.py", "service/platform/audit_writer.py"]
 SQL_TEXT = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|FROM|WHERE|JOIN)\b")
 
 
@@ -37,8 +37,9 @@ def test_hot_statements_are_not_written_as_sql_text(module: str) -> None:
 
 
 def test_each_hot_statement_is_compiled_once_from_the_tables() -> None:
-    from service.store import audit_writer, hotpaths
-    from service.store.database import Compiled
+    from service.platform import audit_writer
+    from service.platform.database import Compiled
+    from service.screenings import repository as hotpaths
 
     statements = [
         hotpaths._CONTEXT,

@@ -1,0 +1,265 @@
+"""Needs and recommendations for a patient: the latest screenings, the profile, the directory.
+
+The directory's match candidates are built once per clinic and reused until the directory
+changes (a row count and newest update, asked at most every few seconds; see DirectoryCache).
+A profile without languages is matched in the clinic's languages, and the recommendations
+carry warnings naming what the profile lacks (see ``matching.profile_warnings``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import msgspec
+
+from service.directory.model import Category, Contact, DirectoryService
+from service.instruments.catalog import Catalog
+from service.instruments.model import Severity, Signal
+from service.matching.model import (
+    MatchResult,
+    Prepared,
+    ProfileField,
+    ProfileWarning,
+    WarningCode,
+    match,
+    prepare,
+    profile_warnings,
+)
+from service.matching.needs import Needs, ScreeningSummary, derive
+from service.patients.model import PatientProfile
+from service.platform.clinics import clinic_languages
+from service.platform.database import Database
+from service.platform.tenancy import ClinicStore
+from service.screenings.records import LatestScreening
+
+
+class ReasonView(msgspec.Struct):
+    code: str
+    text: str
+
+
+class ServiceSummary(msgspec.Struct, omit_defaults=True):
+    id: str
+    name: str
+    organization: str
+    category: Category
+    modalities: list[str]
+    conditions: list[str] = []
+    languages: list[str] = []
+    address: str | None = None
+    schedule: str | None = None
+    cost: str | None = None
+    contact: Contact | None = None
+    referral_method: str | None = None
+
+
+class RecommendationView(msgspec.Struct):
+    service: ServiceSummary
+    score: float
+    reasons: list[ReasonView]
+    answers: list[Signal]
+    """The needs this service answers."""
+    distance_km: float | None = None
+
+
+class ExcludedView(msgspec.Struct):
+    service: ServiceSummary
+    reasons: list[ReasonView]
+
+
+class NeedView(msgspec.Struct):
+    signal: Signal
+    severity: Severity
+    screening_id: str
+    instrument: str
+    completed_at: datetime
+    band: str
+
+
+class WarningView(msgspec.Struct):
+    code: WarningCode
+    field: ProfileField
+    """The profile field missing."""
+    message: str
+    """What matching did without it."""
+
+
+class Recommendations(msgspec.Struct):
+    needs: list[NeedView]
+    high_pain_interference: bool
+    """A recent PEG of 7 or more: services usable from home rank higher."""
+    items: list[RecommendationView]
+    considered: int
+    """Directory services looked at."""
+    warnings: list[WarningView]
+    """What the patient's profile lacks that matching filters on, each with what was done
+    without it: missing languages are taken to be the clinic's. Empty when the profile is
+    complete, or when there are no needs (nothing was matched)."""
+    excluded: list[ExcludedView] | None = None
+    """Services filtered out, each with why (when asked for with explain=true)."""
+
+
+def summary(service: DirectoryService) -> ServiceSummary:
+    return ServiceSummary(
+        id=service.id,
+        name=service.name,
+        organization=service.organization,
+        category=service.category,
+        modalities=[m.value for m in service.modalities],
+        conditions=[c.value for c in service.conditions],
+        languages=list(service.languages),
+        address=service.address,
+        schedule=service.schedule,
+        cost=service.cost,
+        contact=service.contact,
+        referral_method=service.referral_method,
+    )
+
+
+def view(
+    result: MatchResult, needs: Needs, warnings: Sequence[ProfileWarning] = ()
+) -> Recommendations:
+    return Recommendations(
+        needs=[
+            NeedView(
+                signal=n.signal,
+                severity=n.severity,
+                screening_id=n.screening_id,
+                instrument=n.instrument,
+                completed_at=n.completed_at,
+                band=n.band_label,
+            )
+            for n in needs.needs
+        ],
+        high_pain_interference=needs.high_pain_interference,
+        items=[
+            RecommendationView(
+                service=summary(r.service),
+                score=r.score,
+                reasons=[ReasonView(x.code, x.text) for x in r.reasons],
+                answers=list(r.answers),
+                distance_km=r.distance_km,
+            )
+            for r in result.recommendations
+        ],
+        considered=result.considered,
+        warnings=[WarningView(w.code, w.field, w.message) for w in warnings],
+        excluded=[
+            ExcludedView(summary(e.service), [ReasonView(x.code, x.text) for x in e.reasons])
+            for e in result.excluded
+        ]
+        if result.excluded
+        else None,
+    )
+
+
+def screening_summary(row: LatestScreening, catalog: Catalog) -> ScreeningSummary | None:
+    instrument = catalog.instruments.get(row.instrument)
+    if instrument is None:
+        return None
+    band = row.score.get("band") or {}
+    return ScreeningSummary(
+        screening_id=row.id,
+        instrument=row.instrument,
+        instrument_title=instrument.definition.short_title,
+        construct=instrument.definition.construct,
+        completed_at=row.completed_at,
+        total=row.score.get("total"),
+        positive=bool(band.get("positive")),
+        signal=Signal(band["signal"]) if band.get("signal") else None,
+        severity=Severity(band.get("severity", "none")),
+        band_label=band.get("label"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ClinicDirectory:
+    candidates: Prepared
+    languages: tuple[str, ...]
+    """The clinic's languages: matching's for a patient whose profile records none."""
+
+
+class DirectoryCache:
+    """Match candidates (and the clinic's languages) per clinic, rebuilt when the directory
+    changes. Whether it changed is asked of the database at most every ``recheck_s`` seconds
+    per worker, so a directory edit, or new clinic languages, reach recommendations within
+    that time."""
+
+    def __init__(self, recheck_s: float = 5.0) -> None:
+        self.recheck_s = recheck_s
+        self._entries: dict[
+            uuid.UUID, tuple[tuple[int, datetime | None], float, ClinicDirectory]
+        ] = {}
+        self._locks: dict[uuid.UUID, asyncio.Lock] = {}
+
+    def forget(self, clinic_id: uuid.UUID) -> None:
+        """After this worker changed the clinic's directory: rebuild on next use."""
+        self._entries.pop(clinic_id, None)
+
+    async def directory(self, db: Database, clinic_id: uuid.UUID) -> ClinicDirectory:
+        held = self._entries.get(clinic_id)
+        if held is not None and time.monotonic() - held[1] < self.recheck_s:
+            return held[2]
+        # One rebuild per clinic at a time: the requests that arrive meanwhile wait for it
+        # instead of each loading the whole directory.
+        async with self._locks.setdefault(clinic_id, asyncio.Lock()):
+            return await self._refresh(db, clinic_id)
+
+    async def _refresh(self, db: Database, clinic_id: uuid.UUID) -> ClinicDirectory:
+        held = self._entries.get(clinic_id)
+        now = time.monotonic()
+        if held is not None and now - held[1] < self.recheck_s:
+            return held[2]  # refreshed while this request waited
+        async with db.begin() as conn:
+            store = ClinicStore(conn, clinic_id)
+            stamp = await store.directory_stamp()
+            languages = await clinic_languages(conn, clinic_id)
+            if held is not None and held[0] == stamp:
+                directory = ClinicDirectory(held[2].candidates, languages)
+                self._entries[clinic_id] = (stamp, now, directory)
+                return directory
+            rows = await store.live_services()
+        candidates = prepare(
+            msgspec.convert({**row.details, "id": row.id}, DirectoryService) for row in rows
+        )
+        directory = ClinicDirectory(candidates, languages)
+        self._entries[clinic_id] = (stamp, now, directory)
+        # The candidates live until the directory changes: keep them (and everything else
+        # alive now) out of the cyclic garbage collector's full passes, which otherwise walk
+        # every one of their objects again and again (about 100 ms for 10,000 services).
+        gc.freeze()
+        return directory
+
+
+async def recommend(
+    db: Database,
+    clinic_id: uuid.UUID,
+    cache: DirectoryCache,
+    catalog: Catalog,
+    latest: Sequence[LatestScreening],
+    profile: PatientProfile,
+    extra: Sequence[ScreeningSummary] = (),
+    limit: int = 10,
+    explain: bool = False,
+) -> Recommendations:
+    """Recommendations from the patient's latest screenings (plus ``extra``, not yet stored)."""
+    summaries = [s for row in latest if (s := screening_summary(row, catalog)) is not None]
+    needs = derive([*summaries, *extra])
+    if not needs.needs:
+        return view(match(needs, profile, prepare(())), needs)
+    directory = await cache.directory(db, clinic_id)
+    result = match(
+        needs,
+        profile,
+        directory.candidates,
+        limit=limit,
+        explain_excluded=explain,
+        clinic_languages=directory.languages,
+    )
+    return view(result, needs, profile_warnings(profile, directory.languages))

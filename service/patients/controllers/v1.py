@@ -1,0 +1,251 @@
+"""A patient's matching profile and screening history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, Response, get, put
+from litestar.di import NamedDependency
+from litestar.params import PathParameter, QueryParameter
+
+from service.instruments.catalog import Catalog
+from service.instruments.model import MeaningfulChange
+from service.instruments.scoring import BandResult
+from service.matching.service import Recommendations, recommend
+from service.patients.model import PatientProfile, Trend, trend
+from service.platform.audit import audited, note
+from service.platform.auth import scoped
+from service.platform.body import decode
+from service.platform.credentials import Principal
+from service.platform.database import Database, utcnow
+from service.platform.documented import JSON, documented, link
+from service.platform.lookup import NotFound, found
+from service.platform.params import ID_PATTERN
+from service.platform.tenancy import ClinicStore
+from service.referrals.controllers.v1 import Referral, referral_view
+from service.screenings.repository import patient_context, patient_referrals
+
+PatientIdParam = Annotated[
+    str,
+    PathParameter(
+        pattern=ID_PATTERN,
+        max_length=64,
+        description="The EHR's own patient id (FHIR id syntax)",
+    ),
+]
+
+
+class Patient(msgspec.Struct):
+    id: str
+    profile: PatientProfile
+    created_at: datetime
+    updated_at: datetime
+
+
+class HistoryEntry(msgspec.Struct):
+    id: str
+    completed_at: datetime
+    total: float | None
+    band: BandResult | None
+    change: float | None
+    """Total minus the previous screening's total on the same instrument."""
+    trend: Trend | None
+    """better | worse once the change reaches the instrument's meaningful change (read with
+    its direction), else "no meaningful change"; null for the first screening and where the
+    instrument has no threshold (``meaningful_change.kind`` none, with the reason)."""
+
+
+class InstrumentHistory(msgspec.Struct):
+    instrument: str
+    title: str
+    direction: str
+    meaningful_change: MeaningfulChange
+    """The threshold the trend is read against, with its source."""
+    screenings: list[HistoryEntry]
+
+
+class PatientReferrals(msgspec.Struct):
+    patient_id: str
+    recommendations: Recommendations
+    """Services matched to the needs of the latest screenings and the current profile."""
+    referrals: list[Referral]
+    """Referrals already made, most recently changed first."""
+
+
+class PatientScreenings(msgspec.Struct):
+    patient_id: str
+    instruments: list[InstrumentHistory]
+
+
+def _patient(row: Any) -> Patient:
+    return Patient(
+        id=row.id,
+        profile=msgspec.convert(row.profile, PatientProfile),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+class PatientController(Controller):
+    path = "/v1/patients"
+    tags = ["patients"]
+
+    @put(
+        "/{patient_id:str}",
+        operation_id="put_patient",
+        summary="Create or replace a patient's matching profile",
+        description="Belong stores no names, addresses or birth dates: only what matching needs.",
+        opt={
+            **scoped("screenings:write"),
+            **audited("update", "Patient"),
+            **documented(
+                errors={422},
+                request=PatientProfile,
+                example={
+                    "pain_conditions": ["crps"],
+                    "languages": ["en"],
+                    "location": {"lat": 51.52, "lon": -0.12},
+                    "preferred_modalities": ["online"],
+                    "age_band": "45-64",
+                    "max_travel_km": 10,
+                },
+                bodies={200: (JSON, Patient), 201: (JSON, Patient)},
+                links={"GetPatient": link("get_patient", patient_id="$response.body#/id")},
+            ),
+        },
+    )
+    async def put_profile(
+        self,
+        request: Request[Principal, Any, Any],
+        patient_id: PatientIdParam,
+        db: NamedDependency[Database],
+    ) -> Response[Patient]:
+        data = await decode(request, PatientProfile)
+        now = utcnow()
+        async with db.begin() as conn:
+            store = ClinicStore(conn, request.user.clinic_id)
+            existed = await store.get_patient(patient_id) is not None
+            await store.put_patient(patient_id, msgspec.to_builtins(data), now)
+            row = await store.get_patient(patient_id)
+        return Response(_patient(row), status_code=200 if existed else 201)
+
+    @get(
+        "/{patient_id:str}",
+        operation_id="get_patient",
+        summary="A patient's matching profile",
+        opt={**scoped("screenings:read"), **audited("read", "Patient")},
+    )
+    async def get_profile(
+        self,
+        request: Request[Principal, Any, Any],
+        patient_id: PatientIdParam,
+        db: NamedDependency[Database],
+    ) -> Patient:
+        async with db.begin() as conn:
+            row = await ClinicStore(conn, request.user.clinic_id).get_patient(patient_id)
+        return _patient(found(row, "patient", patient_id))
+
+    @get(
+        "/{patient_id:str}/screenings",
+        operation_id="list_patient_screenings",
+        summary="Screening history per instrument, newest first, with the change since the last",
+        description=(
+            "Each screening carries its change from the one before. The trend says better or "
+            "worse only once the change reaches the instrument's meaningful change (a "
+            "minimal important difference or a reliable change index, given with its source "
+            'as meaningful_change), and "no meaningful change" below it. Where the '
+            "instrument has no threshold (kind none, with the reason) the trend is null."
+        ),
+        opt={**scoped("screenings:read"), **audited("search", "Screening")},
+    )
+    async def history(
+        self,
+        request: Request[Principal, Any, Any],
+        patient_id: PatientIdParam,
+        db: NamedDependency[Database],
+        catalog: NamedDependency[Catalog],
+        limit: Annotated[
+            int, QueryParameter(ge=1, le=100, description="Screenings per instrument")
+        ] = 20,
+    ) -> PatientScreenings:
+        async with db.begin() as conn:
+            store = ClinicStore(conn, request.user.clinic_id)
+            found(await store.get_patient(patient_id), "patient", patient_id)
+            rows = await store.patient_screenings(patient_id, per_instrument=limit + 1)
+        by_instrument: dict[str, list[Any]] = {}
+        for row in rows:
+            by_instrument.setdefault(row.instrument, []).append(row)
+        histories = []
+        for instrument_id, group in by_instrument.items():
+            definition = catalog.get(instrument_id).definition
+            entries = []
+            for row, older in zip(group, [*group[1:], None], strict=True):
+                total = row.score["total"]
+                older_total = older.score["total"] if older is not None else None
+                change = (
+                    round(total - older_total, 4)
+                    if total is not None and older_total is not None
+                    else None
+                )
+                band = row.score.get("band")
+                entries.append(
+                    HistoryEntry(
+                        id=row.id,
+                        completed_at=row.completed_at,
+                        total=total,
+                        band=msgspec.convert(band, BandResult) if band else None,
+                        change=change,
+                        trend=trend(change, definition.direction, definition.meaningful_change),
+                    )
+                )
+            histories.append(
+                InstrumentHistory(
+                    instrument=instrument_id,
+                    title=definition.title,
+                    direction=definition.direction.value,
+                    meaningful_change=definition.meaningful_change,
+                    screenings=entries[:limit],
+                )
+            )
+        return PatientScreenings(patient_id=patient_id, instruments=histories)
+
+    @get(
+        "/{patient_id:str}/referrals",
+        operation_id="get_patient_referrals",
+        summary="Current recommendations with reasons, and the referrals already made",
+        opt={**scoped("referrals:read"), **audited("search", "Referral")},
+    )
+    async def referrals(
+        self,
+        request: Request[Principal, Any, Any],
+        patient_id: PatientIdParam,
+        db: NamedDependency[Database],
+        catalog: NamedDependency[Catalog],
+        limit: Annotated[int, QueryParameter(ge=1, le=50, description="Recommendations")] = 10,
+        explain: Annotated[
+            bool, QueryParameter(description="Also list the services filtered out, with why")
+        ] = False,
+    ) -> PatientReferrals:
+        clinic_id = request.user.clinic_id
+        context = await patient_context(db, clinic_id, patient_id)
+        if context.profile is None:
+            raise NotFound("patient", patient_id)
+        recommendations = await recommend(
+            db,
+            clinic_id,
+            request.app.state.directory_cache,
+            catalog,
+            context.latest,
+            msgspec.convert(context.profile, PatientProfile),
+            limit=limit,
+            explain=explain,
+        )
+        made = await patient_referrals(db, clinic_id, patient_id, limit=200)
+        note(request, None, patient_id)
+        return PatientReferrals(
+            patient_id=patient_id,
+            recommendations=recommendations,
+            referrals=[referral_view(record) for record in made],
+        )

@@ -1,0 +1,84 @@
+"""The clinic's audit trail (scope audit:read)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, get
+from litestar.di import NamedDependency
+from litestar.params import QueryParameter
+
+from service.platform.auth import scoped
+from service.platform.credentials import Principal
+from service.platform.database import Database
+from service.platform.params import ID_PATTERN, Instant, instant
+from service.platform.tenancy import AuditQuery, ClinicStore
+
+
+class AuditEvent(msgspec.Struct):
+    id: uuid.UUID
+    client_id: uuid.UUID
+    action: str
+    resource_type: str
+    resource_id: str | None
+    patient_id: str | None
+    outcome: str
+    status_code: int
+    recorded_at: datetime
+
+
+class AuditEventPage(msgspec.Struct):
+    items: list[AuditEvent]
+    total: int
+    limit: int
+    offset: int
+
+
+class AuditEventController(Controller):
+    path = "/v1/audit-events"
+    tags = ["audit"]
+
+    @get(
+        operation_id="list_audit_events",
+        summary="Who read or wrote which patient's data, newest first",
+        opt=scoped("audit:read"),
+    )
+    async def list_events(
+        self,
+        request: Request[Principal, Any, Any],
+        db: NamedDependency[Database],
+        patient_id: Annotated[
+            str | None, QueryParameter(pattern=ID_PATTERN, required=False)
+        ] = None,
+        since: Instant = None,
+        until: Instant = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
+        offset: Annotated[int, QueryParameter(ge=0, le=100_000)] = 0,
+    ) -> AuditEventPage:
+        query = AuditQuery(
+            patient_id=patient_id,
+            since=instant(since, "since"),
+            until=instant(until, "until"),
+            limit=limit,
+            offset=offset,
+        )
+        async with db.begin() as conn:
+            rows, total = await ClinicStore(conn, request.user.clinic_id).audit_events(query)
+        items = [
+            AuditEvent(
+                id=row.id,
+                client_id=row.client_id,
+                action=row.action,
+                resource_type=row.resource_type,
+                resource_id=row.resource_id,
+                patient_id=row.patient_id,
+                outcome=row.outcome,
+                status_code=row.status_code,
+                recorded_at=row.recorded_at,
+            )
+            for row in rows
+        ]
+        return AuditEventPage(items=items, total=total, limit=limit, offset=offset)

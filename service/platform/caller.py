@@ -1,0 +1,42 @@
+"""The caller as the application services see it: the database, the clinic every query is
+scoped to, and the client acting. One per request, built from the authenticated principal;
+a use case opens its one transaction through :meth:`Caller.transaction`."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from litestar import Request
+
+from service.platform.credentials import Principal
+from service.platform.database import Database
+from service.platform.tenancy import ClinicScoped
+
+Store = TypeVar("Store", bound=ClinicScoped)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    db: Database
+    clinic_id: uuid.UUID
+    client_id: uuid.UUID
+
+    @classmethod
+    def of(cls, db: Database, principal: Principal) -> Caller:
+        return cls(db, principal.clinic_id, principal.client_id)
+
+    @asynccontextmanager
+    async def transaction(self, store: type[Store]) -> AsyncIterator[Store]:
+        """One transaction, with ``store`` bound to it and to the caller's clinic:
+        committed when the block ends, rolled back when it raises."""
+        async with self.db.begin() as conn:
+            yield store(conn, self.clinic_id)
+
+
+def provide_caller(request: Request[Principal, Any, Any], db: Database) -> Caller:
+    """The ``caller`` dependency: the request's principal, in its clinic."""
+    return Caller.of(db, request.user)

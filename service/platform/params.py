@@ -1,0 +1,52 @@
+"""Patterns for parameters, shared by validation and the published document."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from litestar.params import QueryParameter
+
+from service.fhir.search import MONTH_DAY, YEAR
+from service.platform.database import utc_field
+from service.platform.errors import ApiError, FieldError
+
+INSTANT = (
+    rf"^{YEAR}-{MONTH_DAY}T([01][0-9]|2[0-3]):[0-5][0-9]"
+    r"(:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9]|[+-]14:00)$"
+)
+"""An RFC 3339 instant with its offset, years 1-9999."""
+FHIR_ID = r"[A-Za-z0-9\-.]{1,64}"
+ID_PATTERN = rf"^{FHIR_ID}$"
+"""A FHIR id (letters, digits, '-', '.'; at most 64): patient, resource and service ids."""
+PATIENT_REFERENCE = rf"^(Patient/)?{FHIR_ID}$"
+SERVICE_REFERENCE = rf"^(HealthcareService/)?{FHIR_ID}$"
+SEARCH_TOKEN = r"([^|,\x00]{0,255}\|)?[^|,\x00]{1,64}"  # noqa: S105 - a pattern, not a secret
+TOKEN_LIST = rf"^{SEARCH_TOKEN}(,{SEARCH_TOKEN}){{0,9}}$"
+IDENTIFIER_SEARCH = r"^([^\x00|]{0,255}\|)?[^\x00|]{1,255}$"
+"""An identifier token, ``system|value``, ``|value`` (no system) or ``value`` (any system)."""
+_QUERY_CHAR = r"([!-$'-{}~]|%(0[1-9A-Fa-f]|[1-689A-Fa-f][0-9A-Fa-f]|7[0-9ABD-Fabd-f]))"
+"""A character of a query string: printable ASCII without space, ``%``, ``&`` and ``|``,
+or a percent-escape of anything but NUL and ``|``."""
+IF_NONE_EXIST = rf"^identifier=({_QUERY_CHAR}{{0,255}}(\||%7[Cc]))?{_QUERY_CHAR}{{1,255}}$"
+"""The FHIR search query of a conditional create, as sent in ``If-None-Exist``:
+``identifier=system|value`` (or ``|value``, or ``value``), percent-encoded or not (the
+bar may be sent as ``%7C``)."""
+
+LATITUDE = r"-?(90(\.0{1,8})?|[1-8]?[0-9](\.[0-9]{1,8})?)"
+LONGITUDE = r"-?(180(\.0{1,8})?|(1[0-7][0-9]|[1-9]?[0-9])(\.[0-9]{1,8})?)"
+NEAR = rf"^{LATITUDE},{LONGITUDE}$"
+
+Instant = Annotated[str | None, QueryParameter(required=False, pattern=INSTANT)]
+
+
+def instant(value: str | None, field: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ApiError(
+            400, f"{field} names a day that does not exist", [FieldError(field, "no such day")]
+        ) from None
+    return utc_field(parsed, field)

@@ -1,0 +1,295 @@
+"""The database schema (SQLAlchemy Core). Alembic migrations must match it.
+
+Every patient-data table carries ``clinic_id``; rows referring to a patient use a
+composite foreign key (clinic_id, patient_id), so a row can never point at another
+clinic's patient.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+Json = JSONB()
+Document = sa.JSON()
+"""A FHIR resource kept as written and served back verbatim. PostgreSQL's ``json`` stores
+the text, so a search returns it without conversion; ``jsonb`` would re-serialise every
+resource on every read (half a search's database time) and parse it on every write."""
+Timestamp = sa.DateTime(timezone=True)
+Terms = ARRAY(sa.Text)
+
+clinics = sa.Table(
+    "clinics",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    # BCP 47 tags: matching's languages for a patient whose profile records none.
+    sa.Column("languages", Json, nullable=False, server_default=sa.text("'[\"en\"]'")),
+)
+
+api_clients = sa.Table(
+    "api_clients",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("clinic_id", sa.Uuid, sa.ForeignKey("clinics.id"), nullable=False, index=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("scopes", Json, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=True),
+    sa.Column("rotated_at", Timestamp, nullable=True),
+    sa.Column("revoked_at", Timestamp, nullable=True),
+)
+"""A clinic's client: a bearer token (``token_hash``) or, with a ``client_keys`` row, a system
+that signs JWTs. ``rotated_at`` is when its token or keys were last replaced; from
+``expires_at`` or ``revoked_at`` on, nothing it holds is accepted."""
+
+patients = sa.Table(
+    "patients",
+    metadata,
+    sa.Column("clinic_id", sa.Uuid, sa.ForeignKey("clinics.id"), primary_key=True),
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("profile", Json, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
+
+questionnaire_responses = sa.Table(
+    "questionnaire_responses",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("clinic_id", sa.Uuid, nullable=False),
+    sa.Column("patient_id", sa.String(64), nullable=False),
+    sa.Column("identifier_system", sa.String(255), nullable=False, server_default=""),
+    sa.Column("identifier_value", sa.String(255), nullable=True),
+    sa.Column("authored_at", Timestamp, nullable=False),
+    sa.Column("last_updated", Timestamp, nullable=False),
+    sa.Column("resource", Document, nullable=False),
+    sa.ForeignKeyConstraint(["clinic_id", "patient_id"], ["patients.clinic_id", "patients.id"]),
+    sa.UniqueConstraint(
+        "clinic_id", "identifier_system", "identifier_value", name="uq_qr_clinic_identifier"
+    ),
+    sa.Index("ix_qr_clinic_patient", "clinic_id", "patient_id"),
+)
+
+screenings = sa.Table(
+    "screenings",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("clinic_id", sa.Uuid, nullable=False),
+    sa.Column("patient_id", sa.String(64), nullable=False),
+    sa.Column(
+        "questionnaire_response_id",
+        sa.String(64),
+        sa.ForeignKey("questionnaire_responses.id"),
+        nullable=False,
+    ),
+    sa.Column("instrument", sa.String(64), nullable=False),
+    sa.Column("completed_at", Timestamp, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("encounter_id", sa.String(64), nullable=True),
+    sa.Column("total", sa.Float, nullable=True),
+    sa.Column("band_code", sa.String(64), nullable=True),
+    sa.Column("positive", sa.Boolean, nullable=True),
+    sa.Column("answers", Json, nullable=False),
+    sa.Column("score", Json, nullable=False),
+    sa.Column("context", Json, nullable=False),
+    sa.ForeignKeyConstraint(["clinic_id", "patient_id"], ["patients.clinic_id", "patients.id"]),
+    sa.UniqueConstraint("id", "clinic_id", "patient_id", name="uq_screenings_id_clinic_patient"),
+)
+# A patient's history per instrument, newest first, in the order the reads want it: the
+# newest screening of each instrument is the first entry of its run (no sort, whatever the
+# length of the history).
+sa.Index(
+    "ix_screenings_history",
+    screenings.c.clinic_id,
+    screenings.c.patient_id,
+    screenings.c.instrument,
+    screenings.c.completed_at.desc(),
+    screenings.c.id.desc(),
+)
+
+observations = sa.Table(
+    "observations",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("clinic_id", sa.Uuid, nullable=False),
+    sa.Column("patient_id", sa.String(64), nullable=False),
+    sa.Column("screening_id", sa.String(64), nullable=False),
+    sa.Column("position", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("code_system", sa.String(255), nullable=False),
+    sa.Column("code", sa.String(64), nullable=False),
+    sa.Column("effective_at", Timestamp, nullable=False),
+    sa.Column("last_updated", Timestamp, nullable=False),
+    sa.Column("resource", Document, nullable=False),
+    # An Observation is its screening's, for the screening's clinic and patient: one key
+    # says all three (and the screening's own key says the patient exists).
+    sa.ForeignKeyConstraint(
+        ["screening_id", "clinic_id", "patient_id"],
+        ["screenings.id", "screenings.clinic_id", "screenings.patient_id"],
+    ),
+    sa.Index("ix_observations_patient_date", "clinic_id", "patient_id", "effective_at"),
+    sa.Index("ix_observations_code", "clinic_id", "code", "effective_at"),
+    sa.Index("ix_observations_screening", "screening_id"),
+)
+
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("clinic_id", sa.Uuid, nullable=False),
+    sa.Column("client_id", sa.Uuid, nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("resource_type", sa.String(64), nullable=False),
+    sa.Column("resource_id", sa.String(64), nullable=True),
+    sa.Column("patient_id", sa.String(64), nullable=True),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("status_code", sa.SmallInteger, nullable=False),
+    sa.Column("recorded_at", Timestamp, nullable=False),
+    sa.Index("ix_audit_clinic_time", "clinic_id", "recorded_at"),
+    sa.Index("ix_audit_clinic_patient_time", "clinic_id", "patient_id", "recorded_at"),
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("clinic_id", sa.Uuid, primary_key=True),
+    sa.Column("route", sa.String(64), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("status_code", sa.SmallInteger, nullable=True),
+    sa.Column("response", sa.LargeBinary, nullable=True),
+    sa.Column("response_headers", Json, nullable=True),
+    sa.Column("resource_id", sa.String(64), nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+)
+
+directory_services = sa.Table(
+    "directory_services",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("clinic_id", sa.Uuid, sa.ForeignKey("clinics.id"), nullable=False),
+    sa.Column("source_system", sa.String(16), nullable=False),
+    sa.Column("source_id", sa.String(255), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("category", sa.String(32), nullable=False),
+    sa.Column("accepting", sa.Boolean, nullable=False),
+    sa.Column("conditions", Terms, nullable=False),
+    sa.Column("modalities", Terms, nullable=False),
+    sa.Column("languages", Terms, nullable=False),
+    sa.Column("latitude", sa.Float, nullable=True),
+    sa.Column("longitude", sa.Float, nullable=True),
+    sa.Column("details", Json, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("deleted_at", Timestamp, nullable=True),
+    sa.UniqueConstraint("clinic_id", "source_system", "source_id", name="uq_directory_source"),
+    sa.Index("ix_directory_clinic_category", "clinic_id", "category"),
+    sa.Index("ix_directory_languages", "languages", postgresql_using="gin"),
+    sa.Index("ix_directory_modalities", "modalities", postgresql_using="gin"),
+)
+"""``conditions``, ``modalities`` and ``languages`` are the entry's terms as arrays, searched
+with ``@>`` (GIN-indexed; a search by condition also takes the services that name none, so
+no index serves it); ``details`` holds the whole entry."""
+
+referrals = sa.Table(
+    "referrals",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("clinic_id", sa.Uuid, nullable=False),
+    sa.Column("patient_id", sa.String(64), nullable=False),
+    sa.Column("service_id", sa.String(64), sa.ForeignKey("directory_services.id"), nullable=False),
+    sa.Column("screening_id", sa.String(64), sa.ForeignKey("screenings.id"), nullable=True),
+    sa.Column("need", sa.String(32), nullable=True),
+    sa.Column("note", sa.Text, nullable=True),
+    sa.Column("consent", Json, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("status_reason", sa.Text, nullable=True),
+    sa.Column("outcome", sa.Text, nullable=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("requested_by", sa.Uuid, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.ForeignKeyConstraint(["clinic_id", "patient_id"], ["patients.clinic_id", "patients.id"]),
+    sa.Index("ix_referrals_worklist", "clinic_id", "status", "updated_at"),
+    sa.Index("ix_referrals_patient", "clinic_id", "patient_id"),
+    sa.Index("ix_referrals_updated", "clinic_id", "updated_at"),
+)
+
+referral_events = sa.Table(
+    "referral_events",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("clinic_id", sa.Uuid, nullable=False),
+    sa.Column("referral_id", sa.String(64), sa.ForeignKey("referrals.id"), nullable=False),
+    sa.Column("from_status", sa.String(16), nullable=True),
+    sa.Column("to_status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("outcome", sa.Text, nullable=True),
+    sa.Column("client_id", sa.Uuid, nullable=False),
+    sa.Column("recorded_at", Timestamp, nullable=False),
+    sa.Index("ix_referral_events_referral", "referral_id", "recorded_at"),
+)
+
+# --------------------------------------------------------------------------- SMART / CDS Hooks
+# Systems that sign JWTs (SMART Backend Services clients, CDS Hooks clients) register
+# their public keys here; see service/systems/controllers/smart.py and .../cds.py.
+
+client_keys = sa.Table(
+    "client_keys",
+    metadata,
+    sa.Column("client_id", sa.Uuid, sa.ForeignKey("api_clients.id"), primary_key=True),
+    sa.Column("issuer", sa.String(255), nullable=False, unique=True),
+    sa.Column("jwks", Json, nullable=True),
+    sa.Column("jwks_url", sa.String(2000), nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+)
+"""A client's ``iss`` (its SMART client_id) and its JWKS, inline or by URL."""
+
+used_jtis = sa.Table(
+    "used_jtis",
+    metadata,
+    sa.Column("issuer", sa.String(255), primary_key=True),
+    sa.Column("jti", sa.String(255), primary_key=True),
+    sa.Column("expires_at", Timestamp, nullable=False, index=True),
+)
+"""JWT ids already presented: the primary key makes a replay a unique violation."""
+
+access_tokens = sa.Table(
+    "access_tokens",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("client_id", sa.Uuid, sa.ForeignKey("api_clients.id"), nullable=False),
+    sa.Column("scopes", Json, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False, index=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+)
+"""SMART access tokens: random, stored as SHA-256, each living at most 300 seconds."""
+
+cds_feedback = sa.Table(
+    "cds_feedback",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("clinic_id", sa.Uuid, sa.ForeignKey("clinics.id"), nullable=False),
+    sa.Column("client_id", sa.Uuid, nullable=False),
+    sa.Column("service_id", sa.String(64), nullable=False),
+    sa.Column("card_uuid", sa.String(64), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("accepted_suggestions", Json, nullable=False),
+    sa.Column("override_reason", Json, nullable=True),
+    sa.Column("outcome_at", Timestamp, nullable=False),
+    sa.Column("recorded_at", Timestamp, nullable=False),
+    sa.Index("ix_cds_feedback_clinic_card", "clinic_id", "card_uuid"),
+)

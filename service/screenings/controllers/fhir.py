@@ -1,0 +1,585 @@
+"""FHIR REST over stored screenings: QuestionnaireResponse create/read, Observation read/search.
+
+Errors are OperationOutcome (see errors.py): 400 for unparseable or base-invalid input,
+422 for business rules, 412 for an ambiguous conditional create.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from itertools import combinations
+from typing import Annotated, Any
+from urllib.parse import parse_qsl
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.params import PathParameter, QueryParameter
+
+from service.fhir.bundles import searchset, single
+from service.fhir.search import SearchError, parse_date, parse_token
+from service.fhir.types import Bundle, Observation
+from service.instruments.catalog import Catalog
+from service.instruments.scoring import AnswersInvalid, Problem, score, validate
+from service.platform.audit import audited, note
+from service.platform.auth import scoped
+from service.platform.body import document
+from service.platform.credentials import Principal
+from service.platform.database import Database, new_id, utcnow
+from service.platform.documented import FHIR_RESOURCE, REF, documented, link
+from service.platform.errors import FHIR_JSON, ApiError, field_error
+from service.platform.lookup import found
+from service.platform.origin import public_origin
+from service.platform.params import (
+    FHIR_ID,
+    ID_PATTERN,
+    IDENTIFIER_SEARCH,
+    IF_NONE_EXIST,
+    PATIENT_REFERENCE,
+    TOKEN_LIST,
+)
+from service.platform.tables import questionnaire_responses
+from service.platform.tenancy import ClinicStore, ObservationQuery
+from service.screenings.fhir import CATEGORY_CODES
+from service.screenings.intake import (
+    VALUE_FIELDS,
+    InboundQuestionnaireResponse,
+    Picked,
+    contains_nul,
+    own_instrument,
+    patient_id_of,
+    pick_by_loinc,
+    pick_own,
+)
+from service.screenings.repository import search_observations
+from service.screenings.service import (
+    Recorded,
+    ScoredScreening,
+    Submission,
+    check_completed_at,
+    record_once,
+)
+
+FHIR_ACCEPTED = ("application/fhir+json", "application/json")
+
+INBOUND_BODY = {"$ref": REF.format(name="InboundQuestionnaireResponse")}
+CREATE_RESPONSES: dict[int, dict[str, Any]] = {
+    200: {
+        "description": "An existing QuestionnaireResponse matched the conditional create",
+        "content": {FHIR_JSON: {"schema": FHIR_RESOURCE}},
+    },
+    201: {
+        "description": "Stored and scored",
+        "headers": {
+            "Location": {"schema": {"type": "string"}},
+            "ETag": {"schema": {"type": "string"}},
+        },
+        "content": {FHIR_JSON: {"schema": FHIR_RESOURCE}},
+    },
+}
+"""The create's answers, built as bytes: a match of the conditional create, or stored."""
+CONDITIONAL_CREATE = (
+    {
+        "name": "identifier",
+        "in": "query",
+        "required": False,
+        "description": (
+            "Conditional create by query string: system|value, |value (no system) or "
+            "value (any system); ignored when If-None-Exist is sent"
+        ),
+        "schema": {"type": "string", "pattern": IDENTIFIER_SEARCH},
+    },
+    {
+        "name": "If-None-Exist",
+        "in": "header",
+        "required": False,
+        "description": (
+            "Conditional create: a FHIR search query string, identifier=system|value "
+            "(or identifier=|value, or identifier=value), percent-encoded, e.g. "
+            "identifier=urn:oid:2.16.840.1.113883.3.1|A-1042. One match answers it with "
+            "200, several with 412, none stores the resource."
+        ),
+        "schema": {
+            "type": "string",
+            "pattern": IF_NONE_EXIST,
+            "examples": ["identifier=urn:oid:2.16.840.1.113883.3.1|A-1042"],
+        },
+    },
+)
+"""Parameters of the conditional create, read from the raw query and headers."""
+
+
+def inbound_components() -> dict[str, Any]:
+    """The received QuestionnaireResponse, from the same Structs that decode it."""
+    _, components = msgspec.json.schema_components([InboundQuestionnaireResponse], ref_template=REF)
+    components["InboundQuestionnaireResponse"]["description"] = (
+        "A FHIR R4 QuestionnaireResponse, stored as received. It must cite a Belong "
+        "Questionnaire (its canonical url) or carry items whose linkIds are LOINC codes "
+        "Belong knows; subject Patient/<id>, status completed and authored (a time with its "
+        "zone) are needed to score it (422 otherwise). Elements R4 does not define answer 400."
+    )
+    no_nul = {"$ref": REF.format(name="JsonWithoutNul")}
+    components["JsonWithoutNul"] = {
+        "description": "Any JSON value without a NUL character in a string or a key",
+        "anyOf": [
+            {"type": ["null", "boolean", "number"]},
+            {"type": "string", "pattern": "^[^\\x00]*$"},
+            {"type": "array", "items": no_nul},
+            {
+                "type": "object",
+                "propertyNames": {"pattern": "^[^\\x00]*$"},
+                "additionalProperties": no_nul,
+            },
+        ],
+    }
+    pairs = combinations(VALUE_FIELDS, 2)
+    components["InboundAnswer"]["not"] = {
+        "anyOf": [{"required": list(pair)} for pair in pairs],
+    }
+    return components
+
+
+FHIR_DATE_TIME = re.compile(
+    r"([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]"
+    r"|3[0-1])(T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?"
+    r"(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00)))?)?)?"
+)
+"""The R4 dateTime regex: a time, when given, carries its zone."""
+IDENTIFIER_MAX = {
+    "system": questionnaire_responses.c.identifier_system.type.length,
+    "value": questionnaire_responses.c.identifier_value.type.length,
+}
+"""The identifier is stored in columns of these sizes."""
+_IF_NONE_EXIST = re.compile(IF_NONE_EXIST)
+_IDENTIFIER = re.compile(IDENTIFIER_SEARCH)
+PatientRef = Annotated[str | None, QueryParameter(required=False, pattern=PATIENT_REFERENCE)]
+ResourceId = Annotated[str, PathParameter(pattern=ID_PATTERN, description="FHIR resource id")]
+OBSERVATION_PARAMS = (
+    "patient",
+    "subject",
+    "code",
+    "category",
+    "date",
+    "_lastUpdated",
+    "_count",
+    "_sort",
+)
+SORTS = {
+    "date": ("effective_at", False),
+    "-date": ("effective_at", True),
+    "_lastUpdated": ("last_updated", False),
+    "-_lastUpdated": ("last_updated", True),
+}
+
+
+def _etag_headers(request: Request[Any, Any, Any], resource_id: str) -> dict[str, str]:
+    location = f"{public_origin(request)}/fhir/QuestionnaireResponse/{resource_id}"
+    return {"ETag": 'W/"1"', "Location": location}
+
+
+def _decode_resource(request_body: bytes) -> tuple[dict[str, Any], InboundQuestionnaireResponse]:
+    try:
+        raw = document(request_body)
+    except msgspec.DecodeError as exc:
+        raise field_error(400, "body", f"not JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise field_error(
+            400, "body", "a QuestionnaireResponse resource (a JSON object) is expected"
+        )
+    nul_at = contains_nul(raw, "QuestionnaireResponse")
+    if nul_at is not None:
+        raise field_error(400, nul_at, "NUL characters are not allowed")
+    if raw.get("resourceType") != "QuestionnaireResponse":
+        raise field_error(
+            400, "QuestionnaireResponse.resourceType", "must be QuestionnaireResponse"
+        )
+    try:
+        qr = msgspec.convert(raw, InboundQuestionnaireResponse)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        where = message.rpartition(" - at `")[2].rstrip("`") if " - at `" in message else ""
+        expression = (
+            "QuestionnaireResponse" + where.removeprefix("$")
+            if where
+            else ("QuestionnaireResponse")
+        )
+        raise field_error(400, expression, f"not valid FHIR R4: {message}") from exc
+    if qr.identifier is not None:
+        for part in ("system", "value"):
+            text = getattr(qr.identifier, part)
+            if text is not None and len(text) > IDENTIFIER_MAX[part]:
+                raise field_error(
+                    400,
+                    f"QuestionnaireResponse.identifier.{part}",
+                    f"at most {IDENTIFIER_MAX[part]} characters",
+                    "too_long",
+                )
+    return raw, qr
+
+
+def _score_picked(picked: list[Picked]) -> tuple[list[ScoredScreening], list[Problem]]:
+    scored: list[ScoredScreening] = []
+    problems: list[Problem] = []
+    for pick in picked:
+        problems.extend(pick.problems)
+        try:
+            accepted = validate(pick.instrument, pick.answers)
+        except AnswersInvalid as exc:
+            problems.extend(
+                Problem(
+                    pick.locations.get(p.field.removeprefix("answers."), "QuestionnaireResponse"),
+                    p.message,
+                    p.code,
+                )
+                for p in exc.problems
+            )
+            continue
+        result = score(pick.instrument, accepted)
+        if result.total is None:
+            problems.append(
+                Problem(
+                    "QuestionnaireResponse.item",
+                    f"{pick.instrument.id}: no total can be scored: {result.total_reason}",
+                    "missing",
+                )
+            )
+            continue
+        scored.append(ScoredScreening(pick.instrument, accepted, result))
+    return scored, problems
+
+
+def _condition(request: Request[Any, Any, Any]) -> tuple[str | None, str] | None:
+    """The identifier a conditional create names, from If-None-Exist or the query string:
+    (system, value), the system None for a bare value (any system). An empty If-None-Exist
+    is no condition, as when it is not sent."""
+    header = request.headers.get("if-none-exist")
+    if header:
+        if not _IF_NONE_EXIST.fullmatch(header):
+            raise field_error(
+                400,
+                "If-None-Exist",
+                "must be the search query identifier=system|value (or |value, or value), "
+                "percent-encoded",
+            )
+        token = parse_qsl(header)[0][1]
+    else:
+        token = request.query_params.get("identifier")
+        if token is None:
+            return None
+        if not _IDENTIFIER.fullmatch(token):
+            raise field_error(400, "identifier", "must be system|value, |value or value")
+    system, bar, value = token.partition("|")
+    return (system, value) if bar else (None, token)
+
+
+class QuestionnaireResponseController(Controller):
+    path = "/fhir/QuestionnaireResponse"
+    tags = ["fhir"]
+
+    @post(
+        operation_id="fhir_create_questionnaire_response",
+        summary="Store and score a QuestionnaireResponse (conditional create by identifier)",
+        media_type=FHIR_JSON,
+        opt={
+            **scoped("screenings:write"),
+            **audited("create", "QuestionnaireResponse"),
+            **documented(
+                errors={403, 409, 412, 422},
+                request=INBOUND_BODY,
+                request_media=FHIR_ACCEPTED,
+                responses=CREATE_RESPONSES,
+                parameters=CONDITIONAL_CREATE,
+                components=inbound_components(),
+                links={
+                    "ReadQuestionnaireResponse": link(
+                        "fhir_read_questionnaire_response", resource_id="$response.body#/id"
+                    ),
+                },
+            ),
+        },
+    )
+    async def create(
+        self,
+        request: Request[Principal, Any, Any],
+        catalog: NamedDependency[Catalog],
+        db: NamedDependency[Database],
+    ) -> Response[bytes]:
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type not in FHIR_ACCEPTED:
+            raise field_error(415, "Content-Type", "send application/fhir+json or application/json")
+        raw, qr = _decode_resource(await request.body())
+        condition = _condition(request)
+        if condition is not None:
+            existing = await self._find(db, request.user, *condition)
+            if len(existing) > 1:
+                raise field_error(
+                    412, "If-None-Exist", "more than one resource matches", "duplicate"
+                )
+            if existing:
+                note(request, existing[0].id, existing[0].patient_id)
+                return self._existing(request, existing[0])
+        submission = self._submission(raw, qr, catalog)
+        note(request, submission.questionnaire_response_id, submission.patient_id)
+
+        def render(recorded: Recorded, _: object) -> tuple[int, bytes, dict[str, str]]:
+            resource_id = recorded.submission.questionnaire_response_id
+            body = msgspec.json.encode(recorded.questionnaire_response)
+            return 201, body, _etag_headers(request, resource_id)
+
+        try:
+            return await record_once(
+                request,
+                db,
+                request.user,
+                "POST /fhir/QuestionnaireResponse",
+                submission,
+                render,
+                FHIR_JSON,
+            )
+        except ApiError as exc:
+            if exc.status_code != 409 or qr.identifier is None or not qr.identifier.value:
+                raise
+            # The identifier is stored already (a retry, or a concurrent conditional create).
+            existing = await self._find(
+                db, request.user, qr.identifier.system or "", qr.identifier.value
+            )
+            if len(existing) != 1:
+                raise
+            note(request, existing[0].id, existing[0].patient_id)
+            return self._existing(request, existing[0])
+
+    @staticmethod
+    async def _find(
+        db: Database, principal: Principal, system: str | None, value: str
+    ) -> list[Any]:
+        async with db.begin() as conn:
+            return await ClinicStore(conn, principal.clinic_id).find_questionnaire_responses(
+                system, value
+            )
+
+    @staticmethod
+    def _existing(request: Request[Any, Any, Any], row: Any) -> Response[bytes]:
+        return Response(
+            msgspec.json.encode(row.resource),
+            status_code=200,
+            media_type=FHIR_JSON,
+            headers=_etag_headers(request, row.id),
+        )
+
+    @staticmethod
+    def _submission(
+        raw: dict[str, Any], qr: InboundQuestionnaireResponse, catalog: Catalog
+    ) -> Submission:
+        if qr.status not in ("completed", "amended"):
+            raise field_error(
+                422, "QuestionnaireResponse.status", "only completed responses are scored"
+            )
+        patient_id = patient_id_of(qr.subject)
+        if patient_id is None or not _is_fhir_id(patient_id):
+            raise field_error(
+                422, "QuestionnaireResponse.subject", "a Patient/<id> reference is required"
+            )
+        if not qr.authored:
+            raise field_error(
+                422, "QuestionnaireResponse.authored", "when it was completed is required"
+            )
+        if not FHIR_DATE_TIME.fullmatch(qr.authored):
+            raise field_error(400, "QuestionnaireResponse.authored", "not a FHIR dateTime")
+        if "T" not in qr.authored:
+            raise field_error(
+                422,
+                "QuestionnaireResponse.authored",
+                "a screening is dated to the second: give a time with a zone",
+            )
+        try:
+            authored = datetime.fromisoformat(qr.authored.replace("Z", "+00:00"))
+        except ValueError:
+            raise field_error(
+                400, "QuestionnaireResponse.authored", "not a FHIR dateTime"
+            ) from None
+        completed_at = check_completed_at(authored, "QuestionnaireResponse.authored", utcnow())
+        usable = [i for i in catalog.instruments.values() if catalog.enabled(i)]
+        own = own_instrument(qr.questionnaire, catalog.instruments)
+        if own is not None:
+            catalog.usable(own.id, field="QuestionnaireResponse.questionnaire")
+            picked = [pick_own(own, qr)]
+        else:
+            picked = pick_by_loinc(qr, usable)
+        scored, problems = _score_picked(picked)
+        if not scored:
+            problems = problems or [
+                Problem(
+                    "QuestionnaireResponse.questionnaire",
+                    "neither a Belong Questionnaire nor items Belong knows by LOINC code",
+                    "unknown_questionnaire",
+                )
+            ]
+            raise ApiError(422, "Nothing in this QuestionnaireResponse could be scored", problems)
+        if own is not None and problems:
+            raise ApiError(422, "The answers do not fit the instrument", problems)
+        encounter = encounter_id_of(qr)
+        identifier = qr.identifier
+        qr_id = str(new_id())
+        return Submission(
+            patient_id=patient_id,
+            profile=None,
+            completed_at=completed_at,
+            encounter_id=encounter,
+            context={"source": "fhir"},
+            questionnaire_response_id=qr_id,
+            questionnaire_response=raw,
+            identifier_system=(identifier.system or "") if identifier else "",
+            identifier_value=identifier.value if identifier else None,
+            screenings=[(str(new_id()), s) for s in scored],
+        )
+
+    @get(
+        "/{resource_id:str}",
+        operation_id="fhir_read_questionnaire_response",
+        media_type=FHIR_JSON,
+        summary="Read a stored QuestionnaireResponse",
+        opt={
+            **scoped("screenings:read"),
+            **audited("read", "QuestionnaireResponse"),
+            **documented(bodies={200: (FHIR_JSON, FHIR_RESOURCE)}),
+        },
+    )
+    async def read(
+        self,
+        request: Request[Principal, Any, Any],
+        resource_id: ResourceId,
+        db: NamedDependency[Database],
+    ) -> Response[bytes]:
+        async with db.begin() as conn:
+            row = await ClinicStore(conn, request.user.clinic_id).get_questionnaire_response(
+                resource_id
+            )
+        row = found(row, "QuestionnaireResponse", resource_id)
+        note(request, row.id, row.patient_id)
+        return Response(
+            msgspec.json.encode(row.resource), media_type=FHIR_JSON, headers={"ETag": 'W/"1"'}
+        )
+
+
+def _is_fhir_id(value: str) -> bool:
+    return re.fullmatch(FHIR_ID, value) is not None
+
+
+def encounter_id_of(qr: InboundQuestionnaireResponse) -> str | None:
+    reference = qr.encounter.reference if qr.encounter else None
+    if not reference or not reference.startswith("Encounter/"):
+        return None
+    ident = reference.removeprefix("Encounter/")
+    return ident if _is_fhir_id(ident) else None
+
+
+class ObservationController(Controller):
+    path = "/fhir/Observation"
+    tags = ["fhir"]
+
+    @get(
+        "/{resource_id:str}",
+        operation_id="fhir_read_observation",
+        media_type=FHIR_JSON,
+        summary="Read one Observation",
+        opt={
+            **scoped("screenings:read"),
+            **audited("read", "Observation"),
+            **documented(bodies={200: (FHIR_JSON, Observation)}),
+        },
+    )
+    async def read(
+        self,
+        request: Request[Principal, Any, Any],
+        resource_id: ResourceId,
+        db: NamedDependency[Database],
+    ) -> Response[bytes]:
+        async with db.begin() as conn:
+            row = await ClinicStore(conn, request.user.clinic_id).get_observation(resource_id)
+        row = found(row, "Observation", resource_id)
+        note(request, row.id, row.patient_id)
+        return Response(
+            msgspec.json.encode(row.resource), media_type=FHIR_JSON, headers={"ETag": 'W/"1"'}
+        )
+
+    @get(
+        operation_id="fhir_search_observation",
+        media_type=FHIR_JSON,
+        summary="Search Observations by patient, code, category, date and _lastUpdated",
+        opt={
+            **scoped("screenings:read"),
+            **audited("search", "Observation"),
+            **documented(errors={422}, bodies={200: (FHIR_JSON, Bundle)}),
+        },
+    )
+    async def search(
+        self,
+        request: Request[Principal, Any, Any],
+        db: NamedDependency[Database],
+        patient: PatientRef = None,
+        subject: PatientRef = None,
+        code: Annotated[str | None, QueryParameter(required=False, pattern=TOKEN_LIST)] = None,
+        category: Annotated[str | None, QueryParameter(required=False, pattern=TOKEN_LIST)] = None,
+        date: Annotated[list[str] | None, QueryParameter(required=False, max_items=4)] = None,
+        last_updated: Annotated[
+            list[str] | None, QueryParameter(name="_lastUpdated", required=False, max_items=4)
+        ] = None,
+        count: Annotated[int, QueryParameter(name="_count", ge=1, le=100)] = 20,
+        sort: Annotated[
+            str, QueryParameter(name="_sort", pattern=r"^-?(date|_lastUpdated)$")
+        ] = "-date",
+        offset: Annotated[int, QueryParameter(name="_offset", ge=0, le=100_000)] = 0,
+    ) -> Response[Bundle]:
+        single(request, ("patient", "subject", "code", "category", "_count", "_sort"))
+        if patient and subject and _patient_param(patient) != _patient_param(subject):
+            # Both must match (FHIR ANDs parameters) and no Observation has two subjects.
+            return Response(
+                searchset(request, "Observation", [], 0, offset, count, OBSERVATION_PARAMS),
+                media_type=FHIR_JSON,
+            )
+        try:
+            patient_id = _patient_param(patient or subject)
+            codes = parse_token("code", code) if code else []
+            dates = [c for value in date or [] for c in parse_date("date", value)]
+            updated = [c for value in last_updated or [] for c in parse_date("_lastUpdated", value)]
+            categories = parse_token("category", category) if category else []
+        except SearchError as exc:
+            raise field_error(exc.status, exc.parameter, exc.message) from exc
+        note(request, None, patient_id)
+        sort_by, descending = SORTS[sort]
+        query = ObservationQuery(
+            patient_id=patient_id,
+            codes=codes,
+            date_filters=dates,
+            updated_filters=updated,
+            sort_by=sort_by,
+            sort_descending=descending,
+            limit=count,
+            offset=offset,
+        )
+        if categories and not any(
+            c in CATEGORY_CODES and system in (None, CATEGORY_CODES[c]) for system, c in categories
+        ):
+            resources, total = [], 0  # every Observation Belong stores has exactly these categories
+        else:
+            resources, total = await search_observations(db, request.user.clinic_id, query)
+        bundle = searchset(
+            request,
+            "Observation",
+            resources,
+            total,
+            offset,
+            count,
+            OBSERVATION_PARAMS,
+        )
+        return Response(bundle, media_type=FHIR_JSON)
+
+
+def _patient_param(value: str | None) -> str | None:
+    if value is None:
+        return None
+    ident = value.removeprefix("Patient/")
+    if not _is_fhir_id(ident):
+        raise SearchError("patient", f"{value!r} is not a patient id or Patient/<id>")
+    return ident

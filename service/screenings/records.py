@@ -1,0 +1,168 @@
+"""Plain rows the store reads and writes: no SQL here, so the API, service.screenings.repository
+and ClinicStore share them."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any, NamedTuple
+
+import msgspec
+
+from service.platform.database import new_id
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """Who did what to which patient's data, and how it ended."""
+
+    client_id: uuid.UUID
+    action: str
+    resource_type: str
+    resource_id: str | None
+    patient_id: str | None
+    status_code: int
+    at: datetime
+    id: uuid.UUID = field(default_factory=new_id)
+
+    @property
+    def outcome(self) -> str:
+        return "success" if self.status_code < 400 else "failure"
+
+    def columns(self) -> dict[str, Any]:
+        """The audit_events row, but for its clinic."""
+        return {
+            "id": self.id,
+            "client_id": self.client_id,
+            "action": self.action,
+            "resource_type": self.resource_type,
+            "resource_id": self.resource_id,
+            "patient_id": self.patient_id,
+            "outcome": self.outcome,
+            "status_code": self.status_code,
+            "recorded_at": self.at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LatestScreening:
+    """A patient's newest screening of one instrument."""
+
+    id: str
+    instrument: str
+    completed_at: datetime
+    score: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class HeldKey:
+    """An idempotency key already stored for this clinic and route."""
+
+    fingerprint: str
+    state: str
+    status_code: int | None
+    response: bytes | None
+    response_headers: dict[str, str] | None
+    resource_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PatientContext:
+    profile: dict[str, Any] | None
+    """The stored matching profile; None when the patient is not known yet."""
+    latest: list[LatestScreening]
+    """The newest screening of each instrument, by instrument."""
+    held: HeldKey | None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """A completed idempotency key: the response to replay for a retry."""
+
+    route: str
+    key: str
+    fingerprint: str
+    status_code: int
+    response: bytes
+    response_headers: dict[str, str]
+    resource_id: str
+
+    def columns(self) -> dict[str, Any]:
+        """The idempotency_keys row's own values (without clinic, state and time)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+class ScreeningRow(msgspec.Struct, frozen=True):
+    """Structs, not dataclasses: the PostgreSQL write encodes them as JSON in one call."""
+
+    id: str
+    instrument: str
+    total: float | None
+    band_code: str | None
+    positive: bool | None
+    answers: dict[str, int]
+    score: Any
+    """The Score Struct (or its builtins)."""
+
+
+class ObservationRow(msgspec.Struct, frozen=True):
+    id: str
+    screening_id: str
+    position: int
+    code_system: str
+    code: str
+    resource: Any
+    """The Observation Struct (or its builtins)."""
+
+
+class StoredJson(NamedTuple):
+    """A stored resource as its JSON text, to be written into a response unparsed."""
+
+    id: str
+    json: msgspec.Raw
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionRows:
+    """Everything one accepted submission stores."""
+
+    patient_id: str
+    profile: dict[str, Any] | None
+    """Replaces the stored profile when given; a new patient gets ``{}`` otherwise."""
+    recorded_at: datetime
+    completed_at: datetime
+    encounter_id: str | None
+    context: dict[str, Any]
+    questionnaire_response_id: str
+    identifier_system: str
+    identifier_value: str | None
+    questionnaire_response: dict[str, Any]
+    screenings: Sequence[ScreeningRow]
+    observations: Sequence[ObservationRow]
+    key: KeyRecord | None
+    audit: AuditEvent | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReferralRecord:
+    """A referral as stored, with its service's directory entry (even a withdrawn one) and
+    its status changes, oldest first."""
+
+    referral: dict[str, Any]
+    """The referrals row."""
+    service: dict[str, Any]
+    """The service's ``details``."""
+    history: list[dict[str, Any]]
+    """referral_events rows: from_status, to_status, reason, outcome, client_id,
+    recorded_at (as stored or as JSON text)."""
+
+
+class Written(enum.Enum):
+    STORED = "stored"
+    KEY_TAKEN = "key_taken"
+    """Another request stored this idempotency key first: nothing was written."""
+    IDENTIFIER_TAKEN = "identifier_taken"
+    """A QuestionnaireResponse with this identifier is stored already: nothing was written."""

@@ -1,0 +1,466 @@
+"""The hot paths: what a screening's answer needs to know, writing a scored submission,
+searching Observations, and a patient's referrals.
+
+Each is one round trip: a single statement on the pooled connection's own asyncpg
+connection (prepared and cached by the driver). The statements are SQLAlchemy Core built on
+tables.py's columns and compiled once (:class:`~service.platform.database.Compiled`). The write
+is one statement of data-modifying CTEs, so it is atomic without a transaction block: the
+idempotency key, the patient, the QuestionnaireResponse, its screenings and Observations and
+the audit event land together or not at all. Every statement here is scoped by
+``clinic_id`` as ClinicStore's are.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+import uuid
+from dataclasses import fields
+from typing import Any
+
+import asyncpg
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import aggregate_order_by, distinct_on
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from service.platform.database import Compiled, Database, json_text
+from service.platform.tables import (
+    audit_events,
+    directory_services,
+    idempotency_keys,
+    observations,
+    patients,
+    questionnaire_responses,
+    referral_events,
+    referrals,
+    screenings,
+)
+from service.platform.tenancy import ClinicStore, ObservationQuery
+from service.screenings.records import (
+    HeldKey,
+    KeyRecord,
+    LatestScreening,
+    PatientContext,
+    ReferralRecord,
+    StoredJson,
+    SubmissionRows,
+    Written,
+)
+
+
+def _param(column: sa.Column[Any], name: str | None = None) -> sa.BindParameter[Any]:
+    """A parameter of the column's type (``$n::TYPE``), named after it unless ``name``."""
+    return sa.bindparam(name or column.name, type_=column.type)
+
+
+def _record(table: sa.Table, *names: str) -> list[sa.ColumnClause[Any]]:
+    """Columns of a JSON recordset, typed as the table's."""
+    return [sa.column(name, table.c[name].type) for name in names]
+
+
+_CLINIC = _param(patients.c.clinic_id)
+_PATIENT = _param(patients.c.id, "patient_id")
+_ROUTE = _param(idempotency_keys.c.route)
+_RECORDED = _param(idempotency_keys.c.created_at, "recorded_at")
+_COMPLETED = _param(screenings.c.completed_at)
+
+
+def _context_statement() -> sa.Select[Any]:
+    s = screenings.c
+    newest = (
+        sa.select(s.id, s.instrument, s.completed_at, s.score)
+        .ext(distinct_on(s.instrument))
+        .where(s.clinic_id == _CLINIC, s.patient_id == _PATIENT)
+        .order_by(s.instrument, s.completed_at.desc(), s.id.desc())
+        .subquery("s")
+    )
+
+    def by_instrument(aggregate: Any, column: sa.ColumnElement[Any], label: str) -> Any:
+        return aggregate(aggregate_order_by(column, newest.c.instrument)).label(label)
+
+    latest = sa.select(
+        by_instrument(sa.func.array_agg, newest.c.id, "ids"),
+        by_instrument(sa.func.array_agg, newest.c.instrument, "instruments"),
+        by_instrument(sa.func.array_agg, newest.c.completed_at, "completed"),
+        by_instrument(sa.func.jsonb_agg, newest.c.score, "scores"),
+    ).lateral("l")
+    one = sa.select(sa.literal_column("1").label("one")).subquery("one")
+    p, k = patients.alias("p"), idempotency_keys.alias("k")
+    held = [k.c[f.name] for f in fields(HeldKey)]
+    return sa.select(
+        p.c.profile, *held, latest.c.ids, latest.c.instruments, latest.c.completed, latest.c.scores
+    ).select_from(
+        one.outerjoin(p, sa.and_(p.c.clinic_id == _CLINIC, p.c.id == _PATIENT))
+        .outerjoin(
+            k,
+            sa.and_(k.c.clinic_id == _CLINIC, k.c.route == _ROUTE, k.c.key == _param(k.c.key)),
+        )
+        .join(latest, sa.true())
+    )
+
+
+_CONTEXT = Compiled(_context_statement())
+
+_KEY_COLUMNS = [f.name for f in fields(KeyRecord)]
+_AUDIT_COLUMNS = [c.name for c in audit_events.c if c.name != "clinic_id"]
+
+
+def _write_statement() -> sa.Select[Any]:
+    k = idempotency_keys.c
+    key_row = (
+        pg_insert(idempotency_keys)
+        .from_select(
+            ["clinic_id", *_KEY_COLUMNS, "state", "created_at"],
+            sa.select(
+                _CLINIC,
+                *(_ROUTE if name == "route" else _param(k[name]) for name in _KEY_COLUMNS),
+                sa.literal_column("'done'"),
+                _RECORDED,
+            ).where(_ROUTE.is_not(None)),
+        )
+        .on_conflict_do_nothing()
+        .returning(sa.literal_column("1"))
+        .cte("key_row")
+    )
+    go = (
+        sa.select(sa.literal_column("1").label("go"))
+        .where(sa.or_(_ROUTE.is_(None), sa.exists().select_from(key_row)))
+        .cte("go")
+    )
+    profile = _param(patients.c.profile)
+    new_patient = pg_insert(patients).from_select(
+        ["clinic_id", "id", "profile", "created_at", "updated_at"],
+        sa.select(
+            _CLINIC, _PATIENT, sa.func.coalesce(profile, sa.text("'{}'")), _RECORDED, _RECORDED
+        ).select_from(go),
+    )
+    patient = new_patient.on_conflict_do_update(
+        index_elements=[patients.c.clinic_id, patients.c.id],
+        set_={
+            "profile": new_patient.excluded.profile,
+            "updated_at": new_patient.excluded.updated_at,
+        },
+        where=profile.is_not(None),
+    ).cte("patient")
+    q = questionnaire_responses.c
+    qr = (
+        pg_insert(questionnaire_responses)
+        .from_select(
+            [
+                "id",
+                "clinic_id",
+                "patient_id",
+                "identifier_system",
+                "identifier_value",
+                "authored_at",
+                "last_updated",
+                "resource",
+            ],
+            sa.select(
+                _param(q.id, "qr_id"),
+                _CLINIC,
+                _PATIENT,
+                _param(q.identifier_system),
+                _param(q.identifier_value),
+                _COMPLETED,
+                _RECORDED,
+                _param(q.resource, "qr_resource"),
+            ).select_from(go),
+        )
+        .returning(q.id)
+        .cte("qr")
+    )
+    scored = ("id", "instrument", "total", "band_code", "positive", "answers", "score")
+    s = (
+        sa.func.json_to_recordset(sa.bindparam("screenings", type_=sa.JSON))
+        .table_valued(*_record(screenings, *scored))
+        .render_derived(name="s", with_types=True)
+    )
+    screening = (
+        pg_insert(screenings)
+        .from_select(
+            [
+                *scored,
+                "clinic_id",
+                "patient_id",
+                "questionnaire_response_id",
+                "completed_at",
+                "created_at",
+                "encounter_id",
+                "context",
+            ],
+            sa.select(
+                *(s.c[name] for name in scored),
+                _CLINIC,
+                _PATIENT,
+                qr.c.id,
+                _COMPLETED,
+                _RECORDED,
+                _param(screenings.c.encounter_id),
+                _param(screenings.c.context),
+            ).select_from(qr, s),
+        )
+        .cte("screening")
+    )
+    resulting = ("id", "screening_id", "position", "code_system", "code", "resource")
+    o = (
+        sa.func.json_to_recordset(sa.bindparam("observations", type_=sa.JSON))
+        .table_valued(*_record(observations, *resulting))
+        .render_derived(name="o", with_types=True)
+    )
+    observation = (
+        pg_insert(observations)
+        .from_select(
+            [*resulting, "clinic_id", "patient_id", "effective_at", "last_updated"],
+            sa.select(
+                *(o.c[name] for name in resulting), _CLINIC, _PATIENT, _COMPLETED, _RECORDED
+            ).select_from(qr, o),
+        )
+        .cte("observation")
+    )
+    audit_params = {
+        c.name: _CLINIC if c.name == "clinic_id" else _param(c, f"audit_{c.name}")
+        for c in audit_events.c
+    }
+    audit = (
+        pg_insert(audit_events)
+        .from_select(
+            list(audit_params),
+            sa.select(*audit_params.values())
+            .select_from(qr)
+            .where(audit_params["id"].is_not(None)),
+        )
+        .cte("audit")
+    )
+    return sa.select(sa.exists().select_from(go)).add_cte(
+        key_row, go, patient, qr, screening, observation, audit
+    )
+
+
+_WRITE = Compiled(_write_statement())
+
+QR_IDENTIFIER_CONSTRAINT = "uq_qr_clinic_identifier"
+
+
+async def patient_context(
+    db: Database, clinic_id: uuid.UUID, patient_id: str, key: tuple[str, str] | None = None
+) -> PatientContext:
+    """The patient's profile, newest screening per instrument and, given ``(route, key)``,
+    the idempotency key already held."""
+    route, name = key if key is not None else (None, None)
+    values = {"clinic_id": clinic_id, "patient_id": patient_id, "route": route, "key": name}
+    async with db.driver() as conn:
+        row = await conn.fetchrow(_CONTEXT.sql, *_CONTEXT.args(values))
+    assert row is not None  # the statement always answers one row
+    latest = [
+        LatestScreening(id=i, instrument=n, completed_at=c, score=s)
+        for i, n, c, s in zip(
+            row["ids"] or (),
+            row["instruments"] or (),
+            row["completed"] or (),
+            row["scores"] or (),
+            strict=True,
+        )
+    ]
+    held = None
+    if row["state"] is not None:
+        held = HeldKey(
+            fingerprint=row["fingerprint"],
+            state=row["state"],
+            status_code=row["status_code"],
+            response=row["response"],
+            response_headers=row["response_headers"],
+            resource_id=row["resource_id"],
+        )
+    return PatientContext(profile=row["profile"], latest=latest, held=held)
+
+
+_HISTORY = ("from_status", "to_status", "reason", "outcome", "client_id", "recorded_at")
+
+
+def _referrals_statement() -> sa.Select[Any]:
+    r = referrals.c
+    page = (
+        sa.select(referrals)
+        .where(r.clinic_id == _CLINIC, r.patient_id == _PATIENT)
+        .order_by(r.updated_at.desc(), r.id.desc())
+        .limit(sa.bindparam("limit", type_=sa.Integer))
+        .subquery("r")
+    )
+    e = referral_events.alias("e")
+    event = sa.func.json_build_object(
+        *(part for name in _HISTORY for part in (sa.literal_column(f"'{name}'"), e.c[name]))
+    )
+    history = (
+        sa.select(
+            sa.func.json_agg(aggregate_order_by(event, e.c.recorded_at, e.c.id)).label("events")
+        )
+        .where(e.c.clinic_id == _CLINIC, e.c.referral_id == page.c.id)
+        .lateral("h")
+    )
+    d = directory_services.alias("d")
+    return (
+        sa.select(
+            page,
+            d.c.details.label("service_details"),
+            sa.func.coalesce(history.c.events, sa.text("'[]'")).label("history"),
+        )
+        .select_from(
+            page.join(d, sa.and_(d.c.clinic_id == _CLINIC, d.c.id == page.c.service_id)).outerjoin(
+                history, sa.true()
+            )
+        )
+        .order_by(page.c.updated_at.desc(), page.c.id.desc())
+    )
+
+
+_PATIENT_REFERRALS = Compiled(_referrals_statement())
+
+
+async def patient_referrals(
+    db: Database, clinic_id: uuid.UUID, patient_id: str, limit: int
+) -> list[ReferralRecord]:
+    """The patient's referrals, most recently changed first, with services and history."""
+    values = {"clinic_id": clinic_id, "patient_id": patient_id, "limit": limit}
+    async with db.driver() as conn:
+        rows = await conn.fetch(_PATIENT_REFERRALS.sql, *_PATIENT_REFERRALS.args(values))
+    records = []
+    for row in rows:
+        referral = dict(row)
+        records.append(
+            ReferralRecord(referral, referral.pop("service_details"), referral.pop("history"))
+        )
+    return records
+
+
+async def held_key(db: Database, clinic_id: uuid.UUID, route: str, key: str) -> HeldKey | None:
+    """The key as stored now (after a write found it taken)."""
+    async with db.begin() as conn:
+        return await ClinicStore(conn, clinic_id).get_idempotency_key(route, key)
+
+
+async def write_submission(db: Database, clinic_id: uuid.UUID, rows: SubmissionRows) -> Written:
+    key, audit = rows.key, rows.audit
+    key_values = key.columns() if key is not None else dict.fromkeys(_KEY_COLUMNS)
+    if key is not None:
+        key_values["response_headers"] = json_text(key.response_headers)
+    audit_values = audit.columns() if audit is not None else dict.fromkeys(_AUDIT_COLUMNS)
+    values: dict[str, Any] = {
+        "clinic_id": clinic_id,
+        **key_values,
+        "recorded_at": rows.recorded_at,
+        "patient_id": rows.patient_id,
+        "profile": json_text(rows.profile) if rows.profile is not None else None,
+        "qr_id": rows.questionnaire_response_id,
+        "identifier_system": rows.identifier_system,
+        "identifier_value": rows.identifier_value,
+        "completed_at": rows.completed_at,
+        "qr_resource": json_text(rows.questionnaire_response),
+        "encounter_id": rows.encounter_id,
+        "context": json_text(rows.context),
+        "screenings": json_text(rows.screenings),
+        "observations": json_text(rows.observations),
+        **{f"audit_{name}": value for name, value in audit_values.items()},
+    }
+    try:
+        async with db.driver() as conn:
+            stored = await conn.fetchval(_WRITE.sql, *_WRITE.args(values))
+    except asyncpg.UniqueViolationError as error:
+        if error.constraint_name == QR_IDENTIFIER_CONSTRAINT:
+            return Written.IDENTIFIER_TAKEN
+        raise
+    return Written.STORED if stored else Written.KEY_TAKEN
+
+
+_COMPARATORS = {
+    "eq": operator.eq,
+    "ge": operator.ge,
+    "gt": operator.gt,
+    "le": operator.le,
+    "lt": operator.lt,
+}
+
+
+@functools.lru_cache(maxsize=256)
+def _observation_search(
+    patient: bool,
+    code_systems: tuple[bool, ...],
+    date_prefixes: tuple[str, ...],
+    updated_prefixes: tuple[str, ...],
+    sort_by: str,
+    descending: bool,
+) -> tuple[Compiled, Compiled]:
+    """The page (with the count) and the count alone for one shape of search: which
+    filters it has, not their values; ``code_systems`` says, per code, whether its system
+    is given. Compiled on the shape's first use."""
+
+    def matching(table: sa.FromClause) -> list[sa.ColumnElement[bool]]:
+        o = table.c
+        where = [o.clinic_id == _CLINIC]
+        if patient:
+            where.append(o.patient_id == _PATIENT)
+        either = []
+        for n, has_system in enumerate(code_systems):
+            code = o.code == _param(observations.c.code, f"code_{n}")
+            system = _param(observations.c.code_system, f"system_{n}")
+            either.append(sa.and_(code, o.code_system == system) if has_system else code)
+        if either:
+            where.append(sa.or_(*either))
+        for column, prefixes in (
+            ("effective_at", date_prefixes),
+            ("last_updated", updated_prefixes),
+        ):
+            where.extend(
+                _COMPARATORS[prefix](o[column], _param(observations.c[column], f"{column}_{n}"))
+                for n, prefix in enumerate(prefixes)
+            )
+        return where
+
+    counted = observations.alias("counted")
+    count = sa.select(sa.func.count()).select_from(counted).where(*matching(counted))
+    o = observations.c
+    order = (o[sort_by].desc(), o.id.desc()) if descending else (o[sort_by].asc(), o.id.asc())
+    page = (
+        sa.select(
+            o.id,
+            sa.cast(o.resource, sa.Text).label("resource"),
+            count.scalar_subquery().label("total"),
+        )
+        .where(*matching(observations))
+        .order_by(*order)
+        .limit(sa.bindparam("limit", type_=sa.Integer))
+        .offset(sa.bindparam("offset", type_=sa.Integer))
+    )
+    return Compiled(page), Compiled(count)
+
+
+async def search_observations(
+    db: Database, clinic_id: uuid.UUID, q: ObservationQuery
+) -> tuple[list[StoredJson], int]:
+    """A page of Observations (as stored JSON) and the number matching."""
+    page, count = _observation_search(
+        q.patient_id is not None,
+        tuple(system is not None for system, _ in q.codes),
+        tuple(prefix for prefix, _ in q.date_filters),
+        tuple(prefix for prefix, _ in q.updated_filters),
+        q.sort_by,
+        q.sort_descending,
+    )
+    values: dict[str, Any] = {
+        "clinic_id": clinic_id,
+        "patient_id": q.patient_id,
+        "limit": q.limit,
+        "offset": q.offset,
+    }
+    for n, (system, code) in enumerate(q.codes):
+        values[f"code_{n}"], values[f"system_{n}"] = code, system
+    for column, filters in (("effective_at", q.date_filters), ("last_updated", q.updated_filters)):
+        values.update((f"{column}_{n}", instant) for n, (_, instant) in enumerate(filters))
+    async with db.driver() as conn:
+        rows = await conn.fetch(page.sql, *page.args(values))
+        if rows or q.offset == 0:
+            page_of = [StoredJson(row["id"], msgspec.Raw(row["resource"])) for row in rows]
+            return page_of, rows[0]["total"] if rows else 0
+        # A page past the end has no row to carry the count: ask for it.
+        return [], await conn.fetchval(count.sql, *count.args(values))
