@@ -12,13 +12,14 @@ from litestar.middleware.base import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme, Server
 
+from service.directory.controllers.fhir import HealthcareServiceController
 from service.directory.controllers.v1 import DirectoryController
+from service.directory.service import DirectoryCache
 from service.fhir.metadata import MetadataController
 from service.instruments.catalog import Catalog
 from service.instruments.controllers.fhir import QuestionnaireController
 from service.instruments.controllers.v1 import InstrumentController
 from service.instruments.model import load_catalog
-from service.matching.service import DirectoryCache
 from service.patients.controllers.v1 import PatientController
 from service.platform.audit import AuditMiddleware
 from service.platform.audit_events import AuditEventController
@@ -40,11 +41,7 @@ from service.platform.observability import MetricsController
 from service.platform.observability import install as install_request_context
 from service.platform.openapi import FinishedJson, FinishedYaml
 from service.platform.openapi import install as install_openapi
-from service.referrals.controllers.fhir import (
-    HealthcareServiceController,
-    ServiceRequestController,
-    TaskController,
-)
+from service.referrals.controllers.fhir import ServiceRequestController, TaskController
 from service.referrals.controllers.v1 import ReferralController
 from service.screenings.controllers.fhir import (
     ObservationController,
@@ -75,6 +72,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
     def provide_db() -> Database:
         return db
 
+    directory_cache = DirectoryCache()
+
+    def provide_directory_cache() -> DirectoryCache:
+        return directory_cache
+
     app = Litestar(
         route_handlers=[
             HealthController,
@@ -100,6 +102,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "catalog": Provide(provide_catalog, use_cache=True, sync_to_thread=False),
             "db": Provide(provide_db, use_cache=True, sync_to_thread=False),
             "caller": Provide(provide_caller, sync_to_thread=False),
+            "directory_cache": Provide(
+                provide_directory_cache, use_cache=True, sync_to_thread=False
+            ),
         },
         middleware=[
             IncompleteBodyMiddleware,
@@ -116,7 +121,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "db": db,
                 "audit_writer": AuditWriter(db),
                 "token_cache": TokenCache(),
-                "directory_cache": DirectoryCache(),
+                "directory_cache": directory_cache,
                 "rate_limiter": RateLimiter(settings.rate_limit_per_minute),
             }
         ),

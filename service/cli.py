@@ -602,10 +602,14 @@ def _directory_import(args: argparse.Namespace) -> int:
 
     import msgspec
 
-    from service.directory.importing import ImportFileError, OnError, apply, parse_file
+    from service.directory.importing import (
+        ImportFileError,
+        OnError,
+        import_directory,
+        parse_file,
+    )
     from service.platform.clinics import clinic_id_named
-    from service.platform.database import Database, utcnow
-    from service.platform.tenancy import ClinicStore
+    from service.platform.database import Database
 
     try:
         parsed = parse_file(msgspec.json.decode(Path(args.file).read_bytes()))
@@ -619,15 +623,13 @@ def _directory_import(args: argparse.Namespace) -> int:
         try:
             async with db.begin() as conn:
                 clinic_id = await clinic_id_named(conn, args.clinic, create=args.create_clinic)
-                report = await apply(
-                    ClinicStore(conn, clinic_id),
-                    parsed,
-                    OnError(args.on_error),
-                    utcnow(),
-                    progress=_progress
-                    if sys.stderr.isatty() and len(parsed.records) >= 20
-                    else None,
-                )
+            report = await import_directory(
+                db,
+                clinic_id,
+                parsed,
+                OnError(args.on_error),
+                progress=_progress if sys.stderr.isatty() and len(parsed.records) >= 20 else None,
+            )
         finally:
             await db.dispose()
         for rejected in report.rejected:

@@ -1,14 +1,10 @@
-"""Directory entries as FHIR HealthcareService, and referrals as ServiceRequest + Task.
+"""Directory entries as FHIR HealthcareService, out and in (a Bundle to import).
 
-Belong's own facts use Belong code systems and extensions (below). ServiceRequest and
-Task follow SDOHCC-ServiceRequest and SDOHCC-TaskForReferralManagement; a ServiceRequest
-code is SNOMED CT where a code is confirmed (support groups 711281004, mental health
-counselling 306226009) and a Belong code otherwise.
+Belong's own facts use Belong code systems and extensions (below).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +13,6 @@ import msgspec
 from service.directory.model import Category, DirectoryService
 from service.fhir import CANONICAL_BASE
 from service.fhir.types import (
-    Annotation,
     CodeableConcept,
     Coding,
     ContactPoint,
@@ -25,12 +20,8 @@ from service.fhir.types import (
     HealthcareService,
     Meta,
     Reference,
-    ServiceRequest,
-    Task,
-    TaskOutput,
 )
 from service.patients.model import PAIN_CONDITION_CODES, SNOMED
-from service.referrals.model import Status
 from service.screenings.fhir import fhir_instant
 
 CATEGORY_SYSTEM = f"{CANONICAL_BASE}/CodeSystem/service-category"
@@ -42,38 +33,15 @@ SDOHCC_CODES = f"{SDOHCC}/CodeSystem/SDOHCC-CodeSystemTemporaryCodes"
 SOCIAL_CONNECTION = Coding(
     system=SDOHCC_CODES, code="social-connection", display="Social Connection"
 )
-RESULTING_ACTIVITY = CodeableConcept(
-    coding=[Coding(system=SDOHCC_CODES, code="resulting-activity")]
-)
-"""Task.output type of SDOHCC-TaskForReferralManagement: what the referral led to."""
-
 CATEGORY_DISPLAY = {
     Category.SUPPORT_GROUP: "Support group",
     Category.SOCIAL_ACTIVITY: "Social activity",
     Category.FAMILY_COMMUNICATION: "Family and carer communication",
     Category.COUNSELLING: "Counselling for chronic pain",
 }
-REFERRAL_CODE = {
-    Category.SUPPORT_GROUP: Coding(
-        system=SNOMED, code="711281004", display="Referral to support group"
-    ),
-    Category.COUNSELLING: Coding(
-        system=SNOMED, code="306226009", display="Referral to mental health counseling service"
-    ),
-}
-SERVICE_REQUEST_STATUS = {
-    Status.REQUESTED: "active",
-    Status.ACCEPTED: "active",
-    Status.IN_PROGRESS: "active",
-    Status.ON_HOLD: "on-hold",
-    Status.COMPLETED: "completed",
-    Status.REJECTED: "revoked",
-    Status.CANCELLED: "revoked",
-    Status.FAILED: "revoked",
-}
 
 
-def _category_coding(category: Category) -> Coding:
+def category_coding(category: Category) -> Coding:
     return Coding(system=CATEGORY_SYSTEM, code=category.value, display=CATEGORY_DISPLAY[category])
 
 
@@ -120,7 +88,7 @@ def healthcare_service(service: DirectoryService, updated_at: datetime) -> Healt
         active=True,
         providedBy=Reference(display=service.organization),
         category=[CodeableConcept(coding=[SOCIAL_CONNECTION])],
-        type=[CodeableConcept(coding=[_category_coding(service.category)])],
+        type=[CodeableConcept(coding=[category_coding(service.category)])],
         name=service.name,
         comment=service.description,
         telecom=telecom,
@@ -133,90 +101,6 @@ def healthcare_service(service: DirectoryService, updated_at: datetime) -> Healt
         if service.referral_method
         else [],
         availabilityExceptions=service.schedule,
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class ReferralFacts:
-    id: str
-    patient_id: str
-    clinic_id: str
-    clinic_name: str
-    service: DirectoryService
-    status: Status
-    status_reason: str | None
-    note: str | None
-    screening_id: str | None
-    consent_text: str
-    created_at: datetime
-    updated_at: datetime
-    outcome: str | None = None
-
-
-def service_request(r: ReferralFacts) -> ServiceRequest:
-    category = r.service.category
-    coding = REFERRAL_CODE.get(category) or _category_coding(category)
-    notes = [Annotation(text=r.consent_text)]
-    if r.note:
-        notes.append(Annotation(text=r.note))
-    return ServiceRequest(
-        id=r.id,
-        meta=Meta(
-            profile=[f"{SDOHCC}/StructureDefinition/SDOHCC-ServiceRequest"],
-            lastUpdated=fhir_instant(r.updated_at),
-        ),
-        status=SERVICE_REQUEST_STATUS[r.status],
-        intent="order",
-        category=[
-            CodeableConcept(
-                coding=[Coding(system=SNOMED, code="410606002", display="Social service procedure")]
-            ),
-            CodeableConcept(coding=[SOCIAL_CONNECTION]),
-        ],
-        priority="routine",
-        code=CodeableConcept(coding=[coding], text=f"Referral to {r.service.name}"),
-        subject=Reference(reference=f"Patient/{r.patient_id}"),
-        authoredOn=fhir_instant(r.created_at),
-        requester=Reference(reference=f"Organization/{r.clinic_id}", display=r.clinic_name),
-        performer=[
-            Reference(reference=f"HealthcareService/{r.service.id}", display=r.service.name)
-        ],
-        reasonReference=[Reference(reference=f"Observation/{r.screening_id}-total")]
-        if r.screening_id
-        else [],
-        note=notes,
-    )
-
-
-def task(r: ReferralFacts) -> Task:
-    return Task(
-        id=r.id,
-        meta=Meta(
-            profile=[f"{SDOHCC}/StructureDefinition/SDOHCC-TaskForReferralManagement"],
-            lastUpdated=fhir_instant(r.updated_at),
-        ),
-        status=r.status.value,
-        statusReason=CodeableConcept(text=r.status_reason) if r.status_reason else None,
-        intent="order",
-        priority="routine",
-        code=CodeableConcept(
-            coding=[Coding(system="http://hl7.org/fhir/CodeSystem/task-code", code="fulfill")]
-        ),
-        focus=Reference(reference=f"ServiceRequest/{r.id}"),
-        for_=Reference(reference=f"Patient/{r.patient_id}"),
-        authoredOn=fhir_instant(r.created_at),
-        lastModified=fhir_instant(r.updated_at),
-        requester=Reference(reference=f"Organization/{r.clinic_id}", display=r.clinic_name),
-        owner=Reference(
-            reference=f"HealthcareService/{r.service.id}", display=r.service.organization
-        ),
-        output=[
-            TaskOutput(
-                type=RESULTING_ACTIVITY, valueCodeableConcept=CodeableConcept(text=r.outcome)
-            )
-        ]
-        if r.outcome
-        else [],
     )
 
 

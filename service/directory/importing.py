@@ -3,14 +3,16 @@
 Records are matched by their source ids, so importing a file again updates rather than
 duplicates. By default a file with any rejected record changes nothing (the report names
 every rejected record and why); ``skip-record`` applies the good records and reports the
-rest. Either way the records applied are written in one transaction.
+rest. Either way the records applied are written in one transaction
+(:func:`import_directory`, the use case the API's import and ``belong directory import``
+share).
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -19,8 +21,8 @@ import msgspec
 from service.directory import hsds
 from service.directory.fhir import healthcare_service_details, healthcare_services
 from service.directory.model import ServiceDetails
-from service.platform.database import new_id
-from service.platform.tenancy import ClinicStore
+from service.directory.repository import DirectoryStore
+from service.platform.database import Database, new_id, utcnow
 
 
 class OnError(StrEnum):
@@ -105,13 +107,14 @@ def _parse_bundle(bundle: dict[str, Any]) -> list[hsds.Parsed | hsds.Rejected]:
     return results
 
 
-async def apply(
-    store: ClinicStore,
+async def import_directory(
+    db: Database,
+    clinic_id: uuid.UUID,
     parsed: ParsedFile,
     on_error: OnError,
-    now: datetime,
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportReport:
+    """Apply a parsed file to the clinic's directory, in one transaction."""
     rejected = [
         RejectedRecord(r.index, r.source_id, list(r.reasons))
         for r in parsed.records
@@ -124,16 +127,19 @@ async def apply(
     # In one order (by source id), so that concurrent imports sharing records wait on
     # each other's rows rather than deadlock.
     good.sort(key=lambda record: record.source_id)
-    for done, record in enumerate(good, start=1):
-        is_new = await store.save_service(
-            str(new_id()),
-            parsed.source_system,
-            record.source_id,
-            msgspec.to_builtins(record.details),
-            now,
-        )
-        created += is_new
-        updated += not is_new
-        if progress is not None:
-            progress(done, len(good))
+    now = utcnow()
+    async with db.begin() as conn:
+        store = DirectoryStore(conn, clinic_id)
+        for done, record in enumerate(good, start=1):
+            is_new = await store.save_service(
+                str(new_id()),
+                parsed.source_system,
+                record.source_id,
+                msgspec.to_builtins(record.details),
+                now,
+            )
+            created += is_new
+            updated += not is_new
+            if progress is not None:
+                progress(done, len(good))
     return ImportReport(parsed.format, True, created, updated, rejected)

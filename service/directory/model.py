@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
@@ -71,3 +71,8 @@ class DirectoryService(ServiceDetails, frozen=True, kw_only=True):
     @property
     def takes_referrals(self) -> bool:
         return self.accepting_referrals and self.capacity != 0
+
+
+def stored_service(service_id: str, details: dict[str, Any]) -> DirectoryService:
+    """A directory entry as stored (its ``details``), as the domain's service."""
+    return msgspec.convert({**details, "id": service_id}, DirectoryService)

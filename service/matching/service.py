@@ -1,29 +1,25 @@
 """Needs and recommendations for a patient: the latest screenings, the profile, the directory.
 
-The directory's match candidates are built once per clinic and reused until the directory
-changes (a row count and newest update, asked at most every few seconds; see DirectoryCache).
-A profile without languages is matched in the clinic's languages, and the recommendations
-carry warnings naming what the profile lacks (see ``matching.profile_warnings``).
+The directory's match candidates come from the directory's DirectoryCache: built once per
+clinic and reused until the directory changes, so a recommendation costs no round trip while
+they are fresh. A profile without languages is matched in the clinic's languages, and the
+recommendations carry warnings naming what the profile lacks (see ``matching.profile_warnings``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import gc
-import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 import msgspec
 
 from service.directory.model import Category, Contact, DirectoryService
+from service.directory.service import DirectoryCache
 from service.instruments.catalog import Catalog
 from service.instruments.model import Severity, Signal
 from service.matching.model import (
     MatchResult,
-    Prepared,
     ProfileField,
     ProfileWarning,
     WarningCode,
@@ -33,9 +29,7 @@ from service.matching.model import (
 )
 from service.matching.needs import Needs, ScreeningSummary, derive
 from service.patients.model import PatientProfile
-from service.platform.clinics import clinic_languages
 from service.platform.database import Database
-from service.platform.tenancy import ClinicStore
 from service.screenings.records import LatestScreening
 
 
@@ -176,65 +170,6 @@ def screening_summary(row: LatestScreening, catalog: Catalog) -> ScreeningSummar
         severity=Severity(band.get("severity", "none")),
         band_label=band.get("label"),
     )
-
-
-@dataclass(frozen=True, slots=True)
-class ClinicDirectory:
-    candidates: Prepared
-    languages: tuple[str, ...]
-    """The clinic's languages: matching's for a patient whose profile records none."""
-
-
-class DirectoryCache:
-    """Match candidates (and the clinic's languages) per clinic, rebuilt when the directory
-    changes. Whether it changed is asked of the database at most every ``recheck_s`` seconds
-    per worker, so a directory edit, or new clinic languages, reach recommendations within
-    that time."""
-
-    def __init__(self, recheck_s: float = 5.0) -> None:
-        self.recheck_s = recheck_s
-        self._entries: dict[
-            uuid.UUID, tuple[tuple[int, datetime | None], float, ClinicDirectory]
-        ] = {}
-        self._locks: dict[uuid.UUID, asyncio.Lock] = {}
-
-    def forget(self, clinic_id: uuid.UUID) -> None:
-        """After this worker changed the clinic's directory: rebuild on next use."""
-        self._entries.pop(clinic_id, None)
-
-    async def directory(self, db: Database, clinic_id: uuid.UUID) -> ClinicDirectory:
-        held = self._entries.get(clinic_id)
-        if held is not None and time.monotonic() - held[1] < self.recheck_s:
-            return held[2]
-        # One rebuild per clinic at a time: the requests that arrive meanwhile wait for it
-        # instead of each loading the whole directory.
-        async with self._locks.setdefault(clinic_id, asyncio.Lock()):
-            return await self._refresh(db, clinic_id)
-
-    async def _refresh(self, db: Database, clinic_id: uuid.UUID) -> ClinicDirectory:
-        held = self._entries.get(clinic_id)
-        now = time.monotonic()
-        if held is not None and now - held[1] < self.recheck_s:
-            return held[2]  # refreshed while this request waited
-        async with db.begin() as conn:
-            store = ClinicStore(conn, clinic_id)
-            stamp = await store.directory_stamp()
-            languages = await clinic_languages(conn, clinic_id)
-            if held is not None and held[0] == stamp:
-                directory = ClinicDirectory(held[2].candidates, languages)
-                self._entries[clinic_id] = (stamp, now, directory)
-                return directory
-            rows = await store.live_services()
-        candidates = prepare(
-            msgspec.convert({**row.details, "id": row.id}, DirectoryService) for row in rows
-        )
-        directory = ClinicDirectory(candidates, languages)
-        self._entries[clinic_id] = (stamp, now, directory)
-        # The candidates live until the directory changes: keep them (and everything else
-        # alive now) out of the cyclic garbage collector's full passes, which otherwise walk
-        # every one of their objects again and again (about 100 ms for 10,000 services).
-        gc.freeze()
-        return directory
 
 
 async def recommend(

@@ -18,7 +18,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from service.fhir.types import OperationOutcome, OperationOutcomeIssue
 from service.instruments.scoring import Problem
 from service.platform.database import UNAVAILABLE, OutOfRange
-from service.platform.lookup import NotFound
+from service.platform.lookup import Conflict, NotFound, Refused, Stale, Unprocessable
 from service.platform.observability import error_name, route_template, safe_traceback
 
 log = logging.getLogger("belong.errors")
@@ -147,9 +147,19 @@ CLIENT_ERRORS = (OverflowError, UnicodeDecodeError, OutOfRange)
 """Raised while reading a request's values: the request is at fault (400)."""
 
 
+REFUSED = ((Unprocessable, 422), (Conflict, 409), (Stale, 412))
+"""How the API answers each refusal of the domain."""
+
+
+def _refused_status(exc: Refused) -> int:
+    return next(status for kind, status in REFUSED if isinstance(exc, kind))
+
+
 def status_of(exc: BaseException) -> int:
     if isinstance(exc, HTTPException):
         return exc.status_code
+    if isinstance(exc, Refused):
+        return _refused_status(exc)
     if isinstance(exc, CLIENT_ERRORS):
         return 400
     if isinstance(exc, NotFound):
@@ -179,6 +189,9 @@ def handle_http(request: Request, exc: Exception) -> Response:
         return error_response(request, exc.status_code, exc.detail, exc.errors, exc.headers)
     if isinstance(exc, NotFound):
         return _not_found(request, exc)
+    if isinstance(exc, Refused):
+        errors = [FieldError(f.field, f.message, f.code) for f in exc.faults]
+        return error_response(request, _refused_status(exc), exc.detail, errors)
     if isinstance(exc, OutOfRange):
         return error_response(
             request, 400, str(exc), [FieldError(exc.field, str(exc), "out_of_range")]

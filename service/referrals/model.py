@@ -1,4 +1,5 @@
-"""The referral state machine (the SDOHCC Task lifecycle Belong uses).
+"""The referral state machine (the SDOHCC Task lifecycle Belong uses), and the patient's
+consent a referral is made with.
 
 requested -> accepted | rejected | cancelled
 accepted -> in-progress | cancelled
@@ -13,7 +14,13 @@ completed in the history.
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
+
+import msgspec
+
+Note = Annotated[str, msgspec.Meta(min_length=1, max_length=2000, pattern=r"^[^\x00]*$")]
 
 
 class Status(StrEnum):
@@ -70,3 +77,18 @@ def amends_outcome(current: Status, wanted: Status | None) -> bool:
     """Whether a change that carries an outcome only adds or changes a completed
     referral's outcome: it names no status, or completed again."""
     return current is Status.COMPLETED and wanted in (None, Status.COMPLETED)
+
+
+class ConsentMethod(StrEnum):
+    VERBAL = "verbal"
+    WRITTEN = "written"
+    ELECTRONIC = "electronic"
+
+
+class Consent(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
+    """The patient's consent to share their details with the service."""
+
+    given: bool
+    method: ConsentMethod
+    recorded_at: Annotated[datetime, msgspec.Meta(tz=True)] | None = None
+    recorded_by: Note | None = None

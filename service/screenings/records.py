@@ -146,20 +146,6 @@ class SubmissionRows:
     audit: AuditEvent | None
 
 
-@dataclass(frozen=True, slots=True)
-class ReferralRecord:
-    """A referral as stored, with its service's directory entry (even a withdrawn one) and
-    its status changes, oldest first."""
-
-    referral: dict[str, Any]
-    """The referrals row."""
-    service: dict[str, Any]
-    """The service's ``details``."""
-    history: list[dict[str, Any]]
-    """referral_events rows: from_status, to_status, reason, outcome, client_id,
-    recorded_at (as stored or as JSON text)."""
-
-
 class Written(enum.Enum):
     STORED = "stored"
     KEY_TAKEN = "key_taken"

@@ -1,5 +1,5 @@
-"""The hot paths: what a screening's answer needs to know, writing a scored submission,
-searching Observations, and a patient's referrals.
+"""The hot paths: what a screening's answer needs to know, writing a scored submission, and
+searching Observations (a patient's referrals are service/referrals/repository.py's).
 
 Each is one round trip: a single statement on the pooled connection's own asyncpg
 connection (prepared and cached by the driver). The statements are SQLAlchemy Core built on
@@ -27,13 +27,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from service.platform.database import Compiled, Database, json_text
 from service.platform.tables import (
     audit_events,
-    directory_services,
     idempotency_keys,
     observations,
     patients,
     questionnaire_responses,
-    referral_events,
-    referrals,
     screenings,
 )
 from service.platform.tenancy import ClinicStore, ObservationQuery
@@ -42,7 +39,6 @@ from service.screenings.records import (
     KeyRecord,
     LatestScreening,
     PatientContext,
-    ReferralRecord,
     StoredJson,
     SubmissionRows,
     Written,
@@ -274,64 +270,6 @@ async def patient_context(
             resource_id=row["resource_id"],
         )
     return PatientContext(profile=row["profile"], latest=latest, held=held)
-
-
-_HISTORY = ("from_status", "to_status", "reason", "outcome", "client_id", "recorded_at")
-
-
-def _referrals_statement() -> sa.Select[Any]:
-    r = referrals.c
-    page = (
-        sa.select(referrals)
-        .where(r.clinic_id == _CLINIC, r.patient_id == _PATIENT)
-        .order_by(r.updated_at.desc(), r.id.desc())
-        .limit(sa.bindparam("limit", type_=sa.Integer))
-        .subquery("r")
-    )
-    e = referral_events.alias("e")
-    event = sa.func.json_build_object(
-        *(part for name in _HISTORY for part in (sa.literal_column(f"'{name}'"), e.c[name]))
-    )
-    history = (
-        sa.select(
-            sa.func.json_agg(aggregate_order_by(event, e.c.recorded_at, e.c.id)).label("events")
-        )
-        .where(e.c.clinic_id == _CLINIC, e.c.referral_id == page.c.id)
-        .lateral("h")
-    )
-    d = directory_services.alias("d")
-    return (
-        sa.select(
-            page,
-            d.c.details.label("service_details"),
-            sa.func.coalesce(history.c.events, sa.text("'[]'")).label("history"),
-        )
-        .select_from(
-            page.join(d, sa.and_(d.c.clinic_id == _CLINIC, d.c.id == page.c.service_id)).outerjoin(
-                history, sa.true()
-            )
-        )
-        .order_by(page.c.updated_at.desc(), page.c.id.desc())
-    )
-
-
-_PATIENT_REFERRALS = Compiled(_referrals_statement())
-
-
-async def patient_referrals(
-    db: Database, clinic_id: uuid.UUID, patient_id: str, limit: int
-) -> list[ReferralRecord]:
-    """The patient's referrals, most recently changed first, with services and history."""
-    values = {"clinic_id": clinic_id, "patient_id": patient_id, "limit": limit}
-    async with db.driver() as conn:
-        rows = await conn.fetch(_PATIENT_REFERRALS.sql, *_PATIENT_REFERRALS.args(values))
-    records = []
-    for row in rows:
-        referral = dict(row)
-        records.append(
-            ReferralRecord(referral, referral.pop("service_details"), referral.pop("history"))
-        )
-    return records
 
 
 async def held_key(db: Database, clinic_id: uuid.UUID, route: str, key: str) -> HeldKey | None:

@@ -126,8 +126,9 @@ ROWS_AT_PREVIOUS_HEAD = [
 def test_data_written_before_postgresql_only_reads_back_after_the_upgrade() -> None:
     """A database at the previous head, holding rows as today's main writes them, upgrades
     in place: a directory entry's terms become arrays that the searches find."""
+    from service.directory.repository import DirectoryStore, ServiceQuery
     from service.platform.database import Database
-    from service.platform.tenancy import ClinicStore, ServiceQuery
+    from service.platform.tenancy import ClinicStore
 
     url = scratch_database("old_data")
     upgrade(url, PREVIOUS_HEAD)
@@ -157,9 +158,10 @@ def test_data_written_before_postgresql_only_reads_back_after_the_upgrade() -> N
                     )
                 }
                 store = ClinicStore(conn, uuid.UUID(CLINIC))
+                directory = DirectoryStore(conn, uuid.UUID(CLINIC))
 
                 async def ids(**query: Any) -> list[str]:
-                    rows = await store.search_services(ServiceQuery(**query))
+                    rows = await directory.search_services(ServiceQuery(**query))
                     return sorted(row.id for row in rows)
 
                 patient = await store.get_patient("pat-old")

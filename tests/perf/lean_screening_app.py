@@ -36,9 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from litestar import Litestar, Request, Response, get, post
 from litestar.datastructures import State
 
+from service.directory.service import DirectoryCache
 from service.instruments.catalog import Catalog
 from service.instruments.model import load_catalog
-from service.matching.service import DirectoryCache
 from service.platform.body import decode
 from service.platform.clinics import clinic_id_named
 from service.platform.database import Database, new_id, utcnow

@@ -10,7 +10,11 @@ import pytest
 
 from service.settings import PROJECT_ROOT
 
-HOT_MODULES = ["service/screenings/repository.py", "service/platform/audit_writer.py"]
+HOT_MODULES = [
+    "service/screenings/repository.py",
+    "service/referrals/repository.py",
+    "service/platform/audit_writer.py",
+]
 SQL_TEXT = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|FROM|WHERE|JOIN)\b")
 
 
@@ -39,12 +43,13 @@ def test_hot_statements_are_not_written_as_sql_text(module: str) -> None:
 def test_each_hot_statement_is_compiled_once_from_the_tables() -> None:
     from service.platform import audit_writer
     from service.platform.database import Compiled
+    from service.referrals import repository as referrals
     from service.screenings import repository as hotpaths
 
     statements = [
         hotpaths._CONTEXT,
         hotpaths._WRITE,
-        hotpaths._PATIENT_REFERRALS,
+        referrals._PATIENT_REFERRALS,
         audit_writer._INSERT_BATCH,
     ]
     assert all(isinstance(s, Compiled) for s in statements)

@@ -3,27 +3,24 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post, put
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.params import FromQuery, PathParameter, QueryParameter
 
-from service.directory.importing import ImportFileError, ImportReport, OnError, apply, parse_file
-from service.directory.model import Category, DirectoryService, ServiceDetails
-from service.matching.model import EARTH_RADIUS_KM, distance_km
+from service.directory.importing import ImportFileError, ImportReport, OnError, parse_file
+from service.directory.model import Category, ServiceDetails
+from service.directory.repository import ServiceQuery
+from service.directory.service import Directory, ServiceEntry
 from service.patients.model import Modality, PainCondition
 from service.platform.auth import scoped
 from service.platform.body import decode, document
 from service.platform.credentials import Principal
-from service.platform.database import Database, new_id, utcnow
 from service.platform.documented import JSON, documented, link
 from service.platform.errors import ApiError, FieldError
-from service.platform.lookup import NotFound, found
 from service.platform.params import ID_PATTERN, NEAR
-from service.platform.tenancy import ClinicStore, ServiceQuery
 
 ServiceId = Annotated[str, PathParameter(pattern=ID_PATTERN, description="Directory service id")]
 
@@ -55,46 +52,11 @@ DIRECTORY_FILE = {
 """The import body: read from raw bytes, which Litestar cannot describe."""
 
 
-class ServiceEntry(ServiceDetails, frozen=True, kw_only=True):
-    id: str
-    source_system: str
-    """api, hsds or fhir: where the entry came from."""
-    source_id: str
-    created_at: datetime
-    updated_at: datetime
-    distance_km: float | None = None
-    """From the ``near`` point, when searching by distance."""
-
-
 class ServicePage(msgspec.Struct):
     items: list[ServiceEntry]
     total: int
     limit: int
     offset: int
-
-
-def entry(row: Any, distance: float | None = None) -> ServiceEntry:
-    return msgspec.convert(
-        {
-            **row.details,
-            "id": row.id,
-            "source_system": row.source_system,
-            "source_id": row.source_id,
-            "created_at": row.created_at,
-            "updated_at": row.updated_at,
-            "distance_km": round(distance, 2) if distance is not None else None,
-        },
-        ServiceEntry,
-    )
-
-
-def directory_service(row: Any) -> DirectoryService:
-    return stored_service(row.id, row.details)
-
-
-def stored_service(service_id: str, details: dict[str, Any]) -> DirectoryService:
-    """A directory entry as stored (its ``details``), as the domain's service."""
-    return msgspec.convert({**details, "id": service_id}, DirectoryService)
 
 
 def _check(details: ServiceDetails) -> None:
@@ -124,27 +86,10 @@ def _near(text: str) -> tuple[float, float]:
     return lat, lon
 
 
-def _bounds(lat: float, lon: float, radius_km: float) -> list[tuple[float, float, float, float]]:
-    """Lat/lon boxes holding every point within ``radius_km`` (then checked exactly): one box,
-    or two where the circle crosses the antimeridian."""
-    angle = radius_km / EARTH_RADIUS_KM
-    dlat = math.degrees(angle)
-    low_lat, high_lat = max(-90.0, lat - dlat), min(90.0, lat + dlat)
-    reach = math.sin(angle) / math.cos(math.radians(lat)) if abs(lat) < 90 else 2.0
-    if low_lat <= -90 or high_lat >= 90 or reach >= 1 or angle >= math.pi / 2:
-        return [(low_lat, high_lat, -180.0, 180.0)]
-    dlon = math.degrees(math.asin(reach))  # the circle's widest longitude
-    west, east = lon - dlon, lon + dlon
-    if west < -180:
-        return [(low_lat, high_lat, west + 360, 180.0), (low_lat, high_lat, -180.0, east)]
-    if east > 180:
-        return [(low_lat, high_lat, west, 180.0), (low_lat, high_lat, -180.0, east - 360)]
-    return [(low_lat, high_lat, west, east)]
-
-
 class DirectoryController(Controller):
     path = "/v1/directory"
     tags = ["directory"]
+    dependencies = {"directory": Provide(Directory, sync_to_thread=False)}
 
     @get(
         "/services",
@@ -158,8 +103,7 @@ class DirectoryController(Controller):
     )
     async def search(
         self,
-        request: Request[Principal, Any, Any],
-        db: NamedDependency[Database],
+        directory: NamedDependency[Directory],
         category: FromQuery[Category | None] = None,
         condition: FromQuery[PainCondition | None] = None,
         language: Annotated[
@@ -176,35 +120,16 @@ class DirectoryController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
         offset: Annotated[int, QueryParameter(ge=0, le=100_000)] = 0,
     ) -> ServicePage:
-        point = _near(near) if near is not None else None
         query = ServiceQuery(
             category=category.value if category else None,
             condition=condition.value if condition else None,
             language=language.split("-", 1)[0].lower() if language else None,
             modality=modality.value if modality else None,
             accepting=accepting,
-            bounds=_bounds(*point, radius_km) if point else (),
         )
-        async with db.begin() as conn:
-            rows = await ClinicStore(conn, request.user.clinic_id).search_services(query)
-        found: list[tuple[Any, float | None]] = [(row, None) for row in rows]
-        if point is not None:
-            lat, lon = map(math.radians, point)
-            found = [
-                (row, d)
-                for row in rows
-                if (
-                    d := distance_km(
-                        lat, lon, math.radians(row.latitude), math.radians(row.longitude)
-                    )
-                )
-                <= radius_km
-            ]
-            found.sort(key=lambda pair: (pair[1], pair[0].name, pair[0].id))
-        page = found[offset : offset + limit]
-        return ServicePage(
-            items=[entry(row, d) for row, d in page], total=len(found), limit=limit, offset=offset
-        )
+        point = _near(near) if near is not None else None
+        items, total = await directory.search(query, point, radius_km, limit, offset)
+        return ServicePage(items=items, total=total, limit=limit, offset=offset)
 
     @post(
         "/services",
@@ -225,24 +150,15 @@ class DirectoryController(Controller):
         },
     )
     async def create(
-        self,
-        request: Request[Principal, Any, Any],
-        db: NamedDependency[Database],
+        self, request: Request[Principal, Any, Any], directory: NamedDependency[Directory]
     ) -> Response[ServiceEntry]:
         data = await decode(request, ServiceDetails)
         _check(data)
-        service_id = str(new_id())
-        async with db.begin() as conn:
-            store = ClinicStore(conn, request.user.clinic_id)
-            await store.save_service(
-                service_id, "api", service_id, msgspec.to_builtins(data), utcnow()
-            )
-            row = await store.get_service(service_id)
-        request.app.state.directory_cache.forget(request.user.clinic_id)
+        created = await directory.create(data)
         return Response(
-            entry(row),
+            created,
             status_code=201,
-            headers={"Location": f"/v1/directory/services/{service_id}"},
+            headers={"Location": f"/v1/directory/services/{created.id}"},
         )
 
     @get(
@@ -252,14 +168,9 @@ class DirectoryController(Controller):
         opt=scoped("referrals:read"),
     )
     async def read(
-        self,
-        request: Request[Principal, Any, Any],
-        service_id: ServiceId,
-        db: NamedDependency[Database],
+        self, service_id: ServiceId, directory: NamedDependency[Directory]
     ) -> ServiceEntry:
-        async with db.begin() as conn:
-            row = await ClinicStore(conn, request.user.clinic_id).get_service(service_id)
-        return entry(found(row, "service", service_id))
+        return await directory.read(service_id)
 
     @put(
         "/services/{service_id:str}",
@@ -271,17 +182,11 @@ class DirectoryController(Controller):
         self,
         request: Request[Principal, Any, Any],
         service_id: ServiceId,
-        db: NamedDependency[Database],
+        directory: NamedDependency[Directory],
     ) -> ServiceEntry:
         data = await decode(request, ServiceDetails)
         _check(data)
-        async with db.begin() as conn:
-            store = ClinicStore(conn, request.user.clinic_id)
-            if not await store.replace_service(service_id, msgspec.to_builtins(data), utcnow()):
-                raise NotFound("service", service_id)
-            row = await store.get_service(service_id)
-        request.app.state.directory_cache.forget(request.user.clinic_id)
-        return entry(row)
+        return await directory.replace(service_id, data)
 
     @delete(
         "/services/{service_id:str}",
@@ -289,18 +194,8 @@ class DirectoryController(Controller):
         summary="Withdraw a service (referrals already made keep their record of it)",
         opt=scoped("directory:write"),
     )
-    async def remove(
-        self,
-        request: Request[Principal, Any, Any],
-        service_id: ServiceId,
-        db: NamedDependency[Database],
-    ) -> None:
-        async with db.begin() as conn:
-            if not await ClinicStore(conn, request.user.clinic_id).delete_service(
-                service_id, utcnow()
-            ):
-                raise NotFound("service", service_id)
-        request.app.state.directory_cache.forget(request.user.clinic_id)
+    async def remove(self, service_id: ServiceId, directory: NamedDependency[Directory]) -> None:
+        await directory.remove(service_id)
 
     @post(
         "/import",
@@ -320,7 +215,7 @@ class DirectoryController(Controller):
     async def import_file(
         self,
         request: Request[Principal, Any, Any],
-        db: NamedDependency[Database],
+        directory: NamedDependency[Directory],
         on_error: FromQuery[OnError] = OnError.REJECT_FILE,
     ) -> Response[ImportReport]:
         try:
@@ -333,11 +228,7 @@ class DirectoryController(Controller):
             parsed = parse_file(raw)
         except ImportFileError as exc:
             raise ApiError(400, str(exc), [FieldError("body", str(exc), "invalid")]) from exc
-        async with db.begin() as conn:
-            report = await apply(
-                ClinicStore(conn, request.user.clinic_id), parsed, on_error, utcnow()
-            )
-        request.app.state.directory_cache.forget(request.user.clinic_id)
+        report = await directory.import_file(parsed, on_error)
         if not report.applied:
             raise ApiError(
                 422,

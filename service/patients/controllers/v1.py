@@ -24,8 +24,8 @@ from service.platform.documented import JSON, documented, link
 from service.platform.lookup import NotFound, found
 from service.platform.params import ID_PATTERN
 from service.platform.tenancy import ClinicStore
-from service.referrals.controllers.v1 import Referral, referral_view
-from service.screenings.repository import patient_context, patient_referrals
+from service.referrals.service import Referral, patient_referrals
+from service.screenings.repository import patient_context
 
 PatientIdParam = Annotated[
     str,
@@ -247,5 +247,5 @@ class PatientController(Controller):
         return PatientReferrals(
             patient_id=patient_id,
             recommendations=recommendations,
-            referrals=[referral_view(record) for record in made],
+            referrals=made,
         )

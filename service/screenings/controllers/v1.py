@@ -11,13 +11,14 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import HeaderParameter, PathParameter
 
+from service.directory.service import DirectoryCache
 from service.fhir.types import Observation
 from service.instruments.catalog import Catalog
 from service.instruments.controllers.v1 import Answers, score_answers
 from service.instruments.model import Severity, Signal
 from service.instruments.scoring import Score
 from service.matching.needs import ScreeningSummary
-from service.matching.service import DirectoryCache, Recommendations, recommend
+from service.matching.service import Recommendations, recommend
 from service.patients.model import PainCondition, PatientId, PatientProfile
 from service.platform.audit import audited, note
 from service.platform.auth import scoped

@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from service.platform.tenancy import ClinicStore
 from service.referrals.model import Status, check
+from service.referrals.repository import ReferralStore
 from tests.conftest import Clinic, MakeClinic
 from tests.db.conftest import PROBLEM_JSON, Storage, assert_problem, new_patient_id, ucla3
 
@@ -691,7 +691,7 @@ def test_a_step_that_waited_for_a_concurrent_writer_is_recorded_after_it(
                 await asyncio.sleep(0.5)
                 assert not late.done()  # it waits for the other writer
                 now = datetime.now(UTC)
-                store = ClinicStore(conn, world.clinic.clinic_id)
+                store = ReferralStore(conn, world.clinic.clinic_id)
                 assert await store.move_referral(
                     rid,
                     from_status="requested",

@@ -1,0 +1,159 @@
+"""The directory's queries: a clinic's services, written by the API and by imports."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Row
+
+from service.platform.tables import directory_services
+from service.platform.tenancy import ClinicScoped
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceQuery:
+    category: str | None = None
+    condition: str | None = None
+    language: str | None = None
+    modality: str | None = None
+    accepting: bool | None = None
+    bounds: Sequence[tuple[float, float, float, float]] = ()
+    """(min lat, max lat, min lon, max lon) boxes around a ``near`` search; any may hold."""
+
+
+class DirectoryStore(ClinicScoped):
+    async def save_service(
+        self,
+        service_id: str,
+        source_system: str,
+        source_id: str,
+        details: dict[str, Any],
+        now: datetime,
+    ) -> bool:
+        """Insert, or update by (source system, source id); True when new.
+
+        One upsert, so that concurrent imports of one record neither fail on the unique
+        source nor write it twice: the later waits for the earlier and updates its row."""
+        columns = _service_columns(details)
+        statement = self._insert(directory_services).values(
+            self._row(
+                id=service_id,
+                source_system=source_system,
+                source_id=source_id,
+                details=details,
+                created_at=now,
+                updated_at=now,
+                deleted_at=None,
+                **columns,
+            )
+        )
+        changed = ("details", *columns)
+        statement = statement.on_conflict_do_update(
+            index_elements=[
+                directory_services.c.clinic_id,
+                directory_services.c.source_system,
+                directory_services.c.source_id,
+            ],
+            set_={
+                **{name: statement.excluded[name] for name in changed},
+                "updated_at": now,
+                "deleted_at": None,
+            },
+        ).returning(directory_services.c.id)
+        stored = (await self.conn.execute(statement)).scalar_one()
+        return bool(stored == service_id)
+
+    async def get_service(self, service_id: str) -> Row[Any] | None:
+        """A live service (not withdrawn from the directory)."""
+        query = self._select(directory_services).where(
+            directory_services.c.id == service_id, directory_services.c.deleted_at.is_(None)
+        )
+        return (await self.conn.execute(query)).first()
+
+    async def directory_stamp(self) -> tuple[int, datetime | None]:
+        """Changes whenever the directory does: (rows, newest update)."""
+        query = self._select(
+            directory_services, sa.func.count(), sa.func.max(directory_services.c.updated_at)
+        )
+        count, newest = (await self.conn.execute(query)).one()
+        return count, newest
+
+    async def live_services(self) -> list[Row[Any]]:
+        query = self._select(directory_services).where(directory_services.c.deleted_at.is_(None))
+        return list((await self.conn.execute(query.order_by(directory_services.c.id))).all())
+
+    async def replace_service(
+        self, service_id: str, details: dict[str, Any], now: datetime
+    ) -> bool:
+        result = await self.conn.execute(
+            sa.update(directory_services)
+            .where(
+                self._scoped(directory_services),
+                directory_services.c.id == service_id,
+                directory_services.c.deleted_at.is_(None),
+            )
+            .values(details=details, updated_at=now, **_service_columns(details))
+        )
+        return bool(result.rowcount)
+
+    async def delete_service(self, service_id: str, now: datetime) -> bool:
+        """Withdraw a service; referrals already made keep pointing at it."""
+        result = await self.conn.execute(
+            sa.update(directory_services)
+            .where(
+                self._scoped(directory_services),
+                directory_services.c.id == service_id,
+                directory_services.c.deleted_at.is_(None),
+            )
+            .values(deleted_at=now, updated_at=now)
+        )
+        return bool(result.rowcount)
+
+    async def search_services(self, q: ServiceQuery) -> list[Row[Any]]:
+        c = directory_services.c
+        query = self._select(directory_services).where(c.deleted_at.is_(None))
+        if q.category is not None:
+            query = query.where(c.category == q.category)
+        if q.condition is not None:
+            query = query.where(
+                sa.or_(sa.func.cardinality(c.conditions) == 0, c.conditions.contains([q.condition]))
+            )
+        if q.language is not None:
+            query = query.where(c.languages.contains([q.language]))
+        if q.modality is not None:
+            query = query.where(c.modalities.contains([q.modality]))
+        if q.accepting is not None:
+            query = query.where(c.accepting.is_(q.accepting))
+        if q.bounds:
+            query = query.where(
+                sa.or_(
+                    *(
+                        sa.and_(
+                            c.latitude.between(low_lat, high_lat),
+                            c.longitude.between(low_lon, high_lon),
+                        )
+                        for low_lat, high_lat, low_lon, high_lon in q.bounds
+                    )
+                )
+            )
+        return list((await self.conn.execute(query.order_by(c.name, c.id))).all())
+
+
+def _service_columns(details: dict[str, Any]) -> dict[str, Any]:
+    location = details.get("location") or {}
+    languages = sorted({tag.split("-", 1)[0].lower() for tag in details.get("languages", [])})
+    return {
+        "name": details["name"],
+        "category": details["category"],
+        "accepting": bool(details.get("accepting_referrals", True))
+        and details.get("capacity") != 0,
+        "conditions": list(details.get("conditions", [])),
+        "modalities": list(details.get("modalities", [])),
+        "languages": languages,
+        "latitude": location.get("lat"),
+        "longitude": location.get("lon"),
+    }

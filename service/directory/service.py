@@ -1,0 +1,237 @@
+"""The directory's use cases: a clinic's services searched, written and imported, and the
+match candidates matching reads (:class:`DirectoryCache`).
+
+Each use case runs in one transaction; a write makes this worker's cache rebuild the
+clinic's candidates on next use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import gc
+import math
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from litestar.di import NamedDependency
+
+from service.directory.importing import ImportReport, OnError, ParsedFile, import_directory
+from service.directory.model import DirectoryService, ServiceDetails, stored_service
+from service.directory.repository import DirectoryStore, ServiceQuery
+from service.matching.model import EARTH_RADIUS_KM, Prepared, distance_km, prepare
+from service.platform.caller import Caller
+from service.platform.clinics import clinic_languages
+from service.platform.database import Database, new_id, utcnow
+from service.platform.lookup import NotFound, found
+
+
+class ServiceEntry(ServiceDetails, frozen=True, kw_only=True):
+    id: str
+    source_system: str
+    """api, hsds or fhir: where the entry came from."""
+    source_id: str
+    created_at: datetime
+    updated_at: datetime
+    distance_km: float | None = None
+    """From the ``near`` point, when searching by distance."""
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """A live service as the FHIR facade publishes it."""
+
+    service: DirectoryService
+    updated_at: datetime
+
+
+def _entry(row: Any, distance: float | None = None) -> ServiceEntry:
+    return msgspec.convert(
+        {
+            **row.details,
+            "id": row.id,
+            "source_system": row.source_system,
+            "source_id": row.source_id,
+            "created_at": row.created_at,
+            "updated_at": row.updated_at,
+            "distance_km": round(distance, 2) if distance is not None else None,
+        },
+        ServiceEntry,
+    )
+
+
+def _listing(row: Any) -> Listing:
+    return Listing(stored_service(row.id, row.details), row.updated_at)
+
+
+def bounds(lat: float, lon: float, radius_km: float) -> list[tuple[float, float, float, float]]:
+    """Lat/lon boxes holding every point within ``radius_km`` (then checked exactly): one box,
+    or two where the circle crosses the antimeridian."""
+    angle = radius_km / EARTH_RADIUS_KM
+    dlat = math.degrees(angle)
+    low_lat, high_lat = max(-90.0, lat - dlat), min(90.0, lat + dlat)
+    reach = math.sin(angle) / math.cos(math.radians(lat)) if abs(lat) < 90 else 2.0
+    if low_lat <= -90 or high_lat >= 90 or reach >= 1 or angle >= math.pi / 2:
+        return [(low_lat, high_lat, -180.0, 180.0)]
+    dlon = math.degrees(math.asin(reach))  # the circle's widest longitude
+    west, east = lon - dlon, lon + dlon
+    if west < -180:
+        return [(low_lat, high_lat, west + 360, 180.0), (low_lat, high_lat, -180.0, east)]
+    if east > 180:
+        return [(low_lat, high_lat, west, 180.0), (low_lat, high_lat, -180.0, east - 360)]
+    return [(low_lat, high_lat, west, east)]
+
+
+def _within(
+    rows: list[Any], point: tuple[float, float], radius_km: float
+) -> list[tuple[Any, float | None]]:
+    """The rows within ``radius_km`` of ``point`` (great-circle), nearest first."""
+    lat, lon = map(math.radians, point)
+    near: list[tuple[Any, float | None]] = [
+        (row, d)
+        for row in rows
+        if (d := distance_km(lat, lon, math.radians(row.latitude), math.radians(row.longitude)))
+        <= radius_km
+    ]
+    near.sort(key=lambda pair: (pair[1], pair[0].name, pair[0].id))
+    return near
+
+
+class Directory:
+    """A clinic's directory of support services."""
+
+    def __init__(
+        self, caller: NamedDependency[Caller], directory_cache: NamedDependency[DirectoryCache]
+    ) -> None:
+        self.caller = caller
+        self.cache = directory_cache
+
+    async def search(
+        self,
+        query: ServiceQuery,
+        near: tuple[float, float] | None,
+        radius_km: float,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[ServiceEntry], int]:
+        """One page of the services ``query`` finds (within ``radius_km`` of ``near``,
+        nearest first, when given) and how many it finds in all."""
+        if near is not None:
+            query = dataclasses.replace(query, bounds=bounds(*near, radius_km))
+        async with self.caller.transaction(DirectoryStore) as store:
+            rows = await store.search_services(query)
+        matched = _within(rows, near, radius_km) if near else [(row, None) for row in rows]
+        page = matched[offset : offset + limit]
+        return [_entry(row, d) for row, d in page], len(matched)
+
+    async def create(self, details: ServiceDetails) -> ServiceEntry:
+        service_id = str(new_id())
+        async with self.caller.transaction(DirectoryStore) as store:
+            await store.save_service(
+                service_id, "api", service_id, msgspec.to_builtins(details), utcnow()
+            )
+            row = await store.get_service(service_id)
+        self.cache.forget(self.caller.clinic_id)
+        return _entry(row)
+
+    async def read(self, service_id: str) -> ServiceEntry:
+        async with self.caller.transaction(DirectoryStore) as store:
+            row = await store.get_service(service_id)
+        return _entry(found(row, "service", service_id))
+
+    async def replace(self, service_id: str, details: ServiceDetails) -> ServiceEntry:
+        async with self.caller.transaction(DirectoryStore) as store:
+            if not await store.replace_service(service_id, msgspec.to_builtins(details), utcnow()):
+                raise NotFound("service", service_id)
+            row = await store.get_service(service_id)
+        self.cache.forget(self.caller.clinic_id)
+        return _entry(row)
+
+    async def remove(self, service_id: str) -> None:
+        """Withdraw a service (referrals already made keep their record of it)."""
+        async with self.caller.transaction(DirectoryStore) as store:
+            if not await store.delete_service(service_id, utcnow()):
+                raise NotFound("service", service_id)
+        self.cache.forget(self.caller.clinic_id)
+
+    async def import_file(self, parsed: ParsedFile, on_error: OnError) -> ImportReport:
+        report = await import_directory(self.caller.db, self.caller.clinic_id, parsed, on_error)
+        self.cache.forget(self.caller.clinic_id)
+        return report
+
+    async def listings(
+        self, category: str | None, limit: int, offset: int
+    ) -> tuple[list[Listing], int]:
+        """One page of the live services (of ``category`` when given), by name, and how
+        many there are in all."""
+        async with self.caller.transaction(DirectoryStore) as store:
+            rows = await store.search_services(ServiceQuery(category=category))
+        return [_listing(row) for row in rows[offset : offset + limit]], len(rows)
+
+    async def listing(self, service_id: str, kind: str) -> Listing:
+        """One live service; :class:`NotFound` names it ``kind``, as the caller does."""
+        async with self.caller.transaction(DirectoryStore) as store:
+            row = await store.get_service(service_id)
+        return _listing(found(row, kind, service_id))
+
+
+@dataclass(frozen=True, slots=True)
+class ClinicDirectory:
+    candidates: Prepared
+    languages: tuple[str, ...]
+    """The clinic's languages: matching's for a patient whose profile records none."""
+
+
+class DirectoryCache:
+    """Match candidates (and the clinic's languages) per clinic, rebuilt when the directory
+    changes. Whether it changed is asked of the database at most every ``recheck_s`` seconds
+    per worker, so a directory edit, or new clinic languages, reach recommendations within
+    that time. One per worker (the app's state), read on every screening's answer: a fresh
+    entry costs no round trip."""
+
+    def __init__(self, recheck_s: float = 5.0) -> None:
+        self.recheck_s = recheck_s
+        self._entries: dict[
+            uuid.UUID, tuple[tuple[int, datetime | None], float, ClinicDirectory]
+        ] = {}
+        self._locks: dict[uuid.UUID, asyncio.Lock] = {}
+
+    def forget(self, clinic_id: uuid.UUID) -> None:
+        """After this worker changed the clinic's directory: rebuild on next use."""
+        self._entries.pop(clinic_id, None)
+
+    async def directory(self, db: Database, clinic_id: uuid.UUID) -> ClinicDirectory:
+        held = self._entries.get(clinic_id)
+        if held is not None and time.monotonic() - held[1] < self.recheck_s:
+            return held[2]
+        # One rebuild per clinic at a time: the requests that arrive meanwhile wait for it
+        # instead of each loading the whole directory.
+        async with self._locks.setdefault(clinic_id, asyncio.Lock()):
+            return await self._refresh(db, clinic_id)
+
+    async def _refresh(self, db: Database, clinic_id: uuid.UUID) -> ClinicDirectory:
+        held = self._entries.get(clinic_id)
+        now = time.monotonic()
+        if held is not None and now - held[1] < self.recheck_s:
+            return held[2]  # refreshed while this request waited
+        async with db.begin() as conn:
+            store = DirectoryStore(conn, clinic_id)
+            stamp = await store.directory_stamp()
+            languages = await clinic_languages(conn, clinic_id)
+            if held is not None and held[0] == stamp:
+                directory = ClinicDirectory(held[2].candidates, languages)
+                self._entries[clinic_id] = (stamp, now, directory)
+                return directory
+            rows = await store.live_services()
+        candidates = prepare(stored_service(row.id, row.details) for row in rows)
+        directory = ClinicDirectory(candidates, languages)
+        self._entries[clinic_id] = (stamp, now, directory)
+        # The candidates live until the directory changes: keep them (and everything else
+        # alive now) out of the cyclic garbage collector's full passes, which otherwise walk
+        # every one of their objects again and again (about 100 ms for 10,000 services).
+        gc.freeze()
+        return directory

@@ -1,0 +1,336 @@
+"""Referrals' use cases: a referral made with the patient's consent, found, read, and moved
+through the state machine (service/referrals/model.py) to its outcome.
+
+Each use case runs in one transaction and refuses with domain errors
+(service/platform/lookup.py); both the /v1 and the /fhir controllers call it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from litestar.di import NamedDependency
+
+from service.directory.model import stored_service
+from service.instruments.model import Signal
+from service.matching.service import ServiceSummary, summary
+from service.platform.caller import Caller
+from service.platform.database import Database, utcnow
+from service.platform.lookup import Conflict, Fault, Stale, Unprocessable, found
+from service.platform.observability import REFERRALS
+from service.referrals import repository
+from service.referrals.fhir import ReferralFacts
+from service.referrals.model import (
+    NEEDS_REASON,
+    NEXT,
+    Consent,
+    Status,
+    TransitionError,
+    amends_outcome,
+    check,
+)
+from service.referrals.repository import ReferralQuery, ReferralRecord, ReferralStore
+
+
+class ReferralEvent(msgspec.Struct):
+    from_status: Status | None
+    to_status: Status
+    reason: str | None
+    outcome: str | None
+    client_id: uuid.UUID
+    recorded_at: datetime
+
+
+class Referral(msgspec.Struct):
+    id: str
+    patient_id: str
+    service: ServiceSummary
+    status: Status
+    allowed_next: list[Status]
+    consent: Consent
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    history: list[ReferralEvent]
+    screening_id: str | None = None
+    need: Signal | None = None
+    note: str | None = None
+    status_reason: str | None = None
+    outcome: str | None = None
+
+
+def _view(record: ReferralRecord) -> Referral:
+    row = record.referral
+    return Referral(
+        id=row["id"],
+        patient_id=row["patient_id"],
+        service=summary(stored_service(row["service_id"], record.service)),
+        status=Status(row["status"]),
+        allowed_next=sorted(NEXT[Status(row["status"])]),
+        consent=msgspec.convert(row["consent"], Consent),
+        version=row["version"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        history=[msgspec.convert(event, ReferralEvent) for event in record.history],
+        screening_id=row["screening_id"],
+        need=Signal(row["need"]) if row["need"] else None,
+        note=row["note"],
+        status_reason=row["status_reason"],
+        outcome=row["outcome"],
+    )
+
+
+async def patient_referrals(
+    db: Database, clinic_id: uuid.UUID, patient_id: str, limit: int
+) -> list[Referral]:
+    """The patient's referrals, most recently changed first: one round trip, no
+    transaction (it is read beside the patient's recommendations)."""
+    return [_view(r) for r in await repository.patient_referrals(db, clinic_id, patient_id, limit)]
+
+
+CHANGED_CONCURRENTLY = "The referral was changed by another request; read it and try again"
+
+
+class Referrals:
+    """A clinic's referrals, as its caller makes and moves them."""
+
+    def __init__(self, caller: NamedDependency[Caller]) -> None:
+        self.caller = caller
+
+    async def make(
+        self,
+        referral_id: str,
+        *,
+        patient_id: str,
+        service_id: str,
+        consent: Consent,
+        screening_id: str | None,
+        need: Signal | None,
+        note: str | None,
+    ) -> Referral:
+        """Refer the patient to a service that takes referrals, the screening (when named)
+        being one of theirs; ``consent`` is given (the request says so). Every target that
+        is missing or closed is named at once (:class:`Unprocessable`)."""
+        now = utcnow()
+        async with self.caller.transaction(ReferralStore) as store:
+            targets = await store.targets(patient_id, service_id, screening_id)
+            faults = []
+            if not targets.patient_known:
+                faults.append(Fault("patient_id", "no such patient", "not_found"))
+            if targets.service is None:
+                faults.append(Fault("service_id", "no such service", "not_found"))
+            elif not stored_service(service_id, targets.service).takes_referrals:
+                faults.append(Fault("service_id", "this service is not taking referrals", "closed"))
+            if screening_id is not None and targets.screening_patient != patient_id:
+                faults.append(
+                    Fault("screening_id", "no such screening for this patient", "not_found")
+                )
+            if faults:
+                raise Unprocessable("The referral cannot be made", faults)
+            stored_consent = msgspec.to_builtins(consent)
+            stored_consent.setdefault("recorded_at", now.isoformat())
+            await store.insert_referral(
+                id=referral_id,
+                patient_id=patient_id,
+                service_id=service_id,
+                screening_id=screening_id,
+                need=need.value if need else None,
+                note=note,
+                consent=stored_consent,
+                status=Status.REQUESTED.value,
+                status_reason=None,
+                outcome=None,
+                version=1,
+                requested_by=self.caller.client_id,
+                created_at=now,
+                updated_at=now,
+            )
+            await store.insert_referral_event(
+                referral_id=referral_id,
+                from_status=None,
+                to_status=Status.REQUESTED.value,
+                reason=None,
+                outcome=None,
+                client_id=self.caller.client_id,
+                recorded_at=now,
+            )
+            referral = await _current(store, referral_id)
+        REFERRALS.labels(Status.REQUESTED.value).inc()
+        return referral
+
+    async def search(self, query: ReferralQuery) -> tuple[list[Referral], int]:
+        """One page of the referrals ``query`` finds, and how many it finds in all."""
+        async with self.caller.transaction(ReferralStore) as store:
+            rows, total = await store.list_referrals(query)
+            records = await store.with_history(rows)
+        return [_view(record) for record in records], total
+
+    async def read(self, referral_id: str) -> Referral:
+        async with self.caller.transaction(ReferralStore) as store:
+            row = found(
+                await store.get_referral(referral_id), "referral", referral_id, "No such referral"
+            )
+            [record] = await store.with_history([row])
+        return _view(record)
+
+    async def move(
+        self,
+        referral_id: str,
+        *,
+        status: Status | None,
+        reason: str | None,
+        outcome: str | None,
+        if_match: str | None,
+        seen: Callable[[str], None],
+    ) -> Referral:
+        """Take the referral's next step (with its reason and outcome), or add or change a
+        completed referral's outcome (``status`` None or completed again, no reason).
+
+        ``if_match`` is the version the caller read (an ETag's text): another refuses the
+        change (:class:`Stale`). ``seen`` is told the referral's patient once it is found,
+        before anything is refused. Steps the state machine forbids, and steps another
+        request took first, are a :class:`Conflict`."""
+        if status in NEEDS_REASON and reason is None:
+            raise Unprocessable(
+                f"Moving to {status.value} needs a reason",
+                [Fault("reason", "required for this status", "required")],
+            )
+        async with self.caller.transaction(ReferralStore) as store:
+            row = found(
+                await store.get_referral(referral_id, for_update=True),
+                "referral",
+                referral_id,
+                "No such referral",
+            )
+            now = utcnow()  # after the lock, so history times follow the order of steps
+            seen(row.patient_id)
+            if if_match is not None and if_match != str(row.version):
+                raise Stale(
+                    "The referral changed since it was read",
+                    [Fault("If-Match", f"current version is {row.version}", "stale")],
+                )
+            # A completion sent again with a reason is a step (completed -> completed, 409),
+            # not an outcome change: concurrent completions then all answer 200 or 409.
+            amended = outcome if amends_outcome(Status(row.status), status) else None
+            if amended is not None and reason is not None and status is None:
+                raise Unprocessable(
+                    "Changing a completed referral's outcome takes no reason",
+                    [Fault("reason", "not allowed with only an outcome", "not_allowed")],
+                )
+            if amended is not None and reason is None:
+                await self._amend_outcome(store, row, amended, now)
+                return await _current(store, referral_id)
+            if status is None:
+                raise Unprocessable(
+                    "A status is needed: only a completed referral's outcome changes without one",
+                    [Fault("status", "required", "required")],
+                )
+            try:
+                check(Status(row.status), status)
+            except TransitionError as exc:
+                raise Conflict(str(exc), [Fault("status", str(exc), "invalid_transition")]) from exc
+            moved = await store.move_referral(
+                referral_id,
+                from_status=row.status,
+                version=row.version,
+                to_status=status.value,
+                reason=reason,
+                outcome=outcome,
+                now=now,
+            )
+            if not moved:
+                raise Conflict(
+                    CHANGED_CONCURRENTLY, [Fault("status", "changed concurrently", "conflict")]
+                )
+            await store.insert_referral_event(
+                referral_id=referral_id,
+                from_status=row.status,
+                to_status=status.value,
+                reason=reason,
+                outcome=outcome,
+                client_id=self.caller.client_id,
+                recorded_at=now,
+            )
+            referral = await _current(store, referral_id)
+        REFERRALS.labels(status.value).inc()
+        return referral
+
+    async def _amend_outcome(
+        self, store: ReferralStore, row: Any, outcome: str, now: datetime
+    ) -> None:
+        """Add or change a completed referral's outcome, recorded as completed -> completed;
+        the same outcome again changes nothing."""
+        if outcome == row.outcome:
+            return
+        changed = await store.amend_outcome(
+            row.id, status=row.status, version=row.version, outcome=outcome, now=now
+        )
+        if not changed:
+            raise Conflict(
+                CHANGED_CONCURRENTLY, [Fault("outcome", "changed concurrently", "conflict")]
+            )
+        await store.insert_referral_event(
+            referral_id=row.id,
+            from_status=row.status,
+            to_status=row.status,
+            reason=None,
+            outcome=outcome,
+            client_id=self.caller.client_id,
+            recorded_at=now,
+        )
+
+    async def facts(self, query: ReferralQuery) -> tuple[list[ReferralFacts], int]:
+        """One page of the referrals ``query`` finds, as their FHIR resources tell them, and
+        how many it finds in all."""
+        async with self.caller.transaction(ReferralStore) as store:
+            rows, total = await store.list_referrals(query)
+            return await _facts(store, rows), total
+
+    async def fact(self, referral_id: str, kind: str) -> ReferralFacts:
+        """One referral as its FHIR resources tell it; :class:`NotFound` names it ``kind``
+        (the resource type asked for)."""
+        async with self.caller.transaction(ReferralStore) as store:
+            row = found(await store.get_referral(referral_id), kind, referral_id)
+            [facts] = await _facts(store, [row])
+        return facts
+
+
+async def _current(store: ReferralStore, referral_id: str) -> Referral:
+    """The referral as it stands now in this transaction."""
+    [record] = await store.with_history([await store.get_referral(referral_id)])
+    return _view(record)
+
+
+async def _facts(store: ReferralStore, rows: list[Any]) -> list[ReferralFacts]:
+    if not rows:
+        return []
+    services = await store.service_details(rows)
+    clinic = await store.clinic_name()
+    facts = []
+    for row in rows:
+        consent = row.consent
+        facts.append(
+            ReferralFacts(
+                id=row.id,
+                patient_id=row.patient_id,
+                clinic_id=str(row.clinic_id),
+                clinic_name=clinic,
+                service=stored_service(row.service_id, services[row.service_id]),
+                status=Status(row.status),
+                status_reason=row.status_reason,
+                note=row.note,
+                screening_id=row.screening_id,
+                consent_text=(
+                    f"Patient consent to share: {'given' if consent.get('given') else 'not given'}"
+                    f" ({consent.get('method')}, {consent.get('recorded_at')})"
+                ),
+                created_at=row.created_at,
+                updated_at=row.updated_at,
+                outcome=row.outcome,
+            )
+        )
+    return facts
