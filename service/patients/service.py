@@ -21,7 +21,8 @@ from service.platform.caller import Caller
 from service.platform.database import utcnow
 from service.platform.lookup import NotFound, found
 from service.screenings.records import ReferralRecord
-from service.screenings.repository import patient_context, patient_referrals
+from service.screenings.repository import patient_referrals
+from service.screenings.service import Screenings
 
 REFERRALS_SHOWN = 200
 """The patient's referrals listed with the recommendations, most recently changed first."""
@@ -53,6 +54,7 @@ class Patients:
     def __init__(self, caller: Caller, catalog: Catalog) -> None:
         self.caller = caller
         self.catalog = catalog
+        self.screenings = Screenings(caller)
 
     async def put_profile(self, patient_id: str, profile: PatientProfile) -> tuple[Row[Any], bool]:
         """Create the patient or replace the profile: the stored patient, and whether it
@@ -92,7 +94,7 @@ class Patients:
         """What matching recommends from the latest screenings and the stored profile, and
         the referrals already made."""
         db, clinic_id = self.caller.db, self.caller.clinic_id
-        context = await patient_context(db, clinic_id, patient_id)
+        context = await self.screenings.context(patient_id)
         if context.profile is None:
             raise NotFound("patient", patient_id)
         recommendations = await recommend(
@@ -105,6 +107,8 @@ class Patients:
             limit=limit,
             explain=explain,
         )
+        # The referrals' read, kept in service/screenings/repository.py until it moves to
+        # service/referrals.
         made = await patient_referrals(db, clinic_id, patient_id, limit=REFERRALS_SHOWN)
         return recommendations, made
 

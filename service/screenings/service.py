@@ -357,6 +357,11 @@ class Screenings:
     def __init__(self, caller: Caller) -> None:
         self.caller = caller
 
+    async def context(self, patient_id: str) -> PatientContext:
+        """The patient's stored profile and newest screening of each instrument (one read,
+        on the driver's fast path)."""
+        return await patient_context(self.caller.db, self.caller.clinic_id, patient_id)
+
     async def screening(self, screening_id: str) -> tuple[Row[Any], list[Row[Any]]]:
         """The screening and its Observations, in order."""
         async with self.caller.transaction(ScreeningStore) as store:

@@ -7,10 +7,10 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
-from litestar.params import PathParameter
 from litestar.status_codes import HTTP_200_OK
 
 from service.instruments.catalog import Answers, Catalog, Unscorable, score_answers
+from service.instruments.controllers.params import InstrumentId
 from service.instruments.fhir import canonical_url
 from service.instruments.model import (
     Band,
@@ -25,15 +25,6 @@ from service.platform.auth import PUBLIC, scoped
 from service.platform.body import decode
 from service.platform.documented import documented
 from service.platform.errors import ApiError
-
-InstrumentId = Annotated[
-    str,
-    PathParameter(
-        pattern=r"^[a-z0-9][a-z0-9-]{0,62}$",
-        max_length=63,
-        description="Instrument id, e.g. ucla-3",
-    ),
-]
 
 
 class InstrumentSummary(msgspec.Struct):

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, put
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.params import PathParameter, QueryParameter
 
 from service.instruments.model import MeaningfulChange
@@ -117,7 +117,7 @@ class PatientController(Controller):
         self,
         request: Request[Principal, Any, Any],
         patient_id: PatientIdParam,
-        patients: Patients,
+        patients: NamedDependency[Patients],
     ) -> Response[Patient]:
         data = await decode(request, PatientProfile)
         row, created = await patients.put_profile(patient_id, data)
@@ -129,7 +129,9 @@ class PatientController(Controller):
         summary="A patient's matching profile",
         opt={**scoped("screenings:read"), **audited("read", "Patient")},
     )
-    async def get_profile(self, patient_id: PatientIdParam, patients: Patients) -> Patient:
+    async def get_profile(
+        self, patient_id: PatientIdParam, patients: NamedDependency[Patients]
+    ) -> Patient:
         return _patient(await patients.profile(patient_id))
 
     @get(
@@ -148,7 +150,7 @@ class PatientController(Controller):
     async def history(
         self,
         patient_id: PatientIdParam,
-        patients: Patients,
+        patients: NamedDependency[Patients],
         limit: Annotated[
             int, QueryParameter(ge=1, le=100, description="Screenings per instrument")
         ] = 20,
@@ -188,7 +190,7 @@ class PatientController(Controller):
         self,
         request: Request[Principal, Any, Any],
         patient_id: PatientIdParam,
-        patients: Patients,
+        patients: NamedDependency[Patients],
         limit: Annotated[int, QueryParameter(ge=1, le=50, description="Recommendations")] = 10,
         explain: Annotated[
             bool, QueryParameter(description="Also list the services filtered out, with why")

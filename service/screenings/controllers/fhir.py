@@ -306,7 +306,7 @@ class QuestionnaireResponseController(Controller):
         self,
         request: Request[Principal, Any, Any],
         catalog: NamedDependency[Catalog],
-        screenings: Screenings,
+        screenings: NamedDependency[Screenings],
     ) -> Response[bytes]:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type not in FHIR_ACCEPTED:
@@ -438,7 +438,7 @@ class QuestionnaireResponseController(Controller):
         self,
         request: Request[Principal, Any, Any],
         resource_id: ResourceId,
-        screenings: Screenings,
+        screenings: NamedDependency[Screenings],
     ) -> Response[bytes]:
         row = await screenings.questionnaire_response(resource_id)
         note(request, row.id, row.patient_id)
@@ -479,7 +479,7 @@ class ObservationController(Controller):
         self,
         request: Request[Principal, Any, Any],
         resource_id: ResourceId,
-        screenings: Screenings,
+        screenings: NamedDependency[Screenings],
     ) -> Response[bytes]:
         row = await screenings.observation(resource_id)
         note(request, row.id, row.patient_id)
@@ -500,7 +500,7 @@ class ObservationController(Controller):
     async def search(
         self,
         request: Request[Principal, Any, Any],
-        screenings: Screenings,
+        screenings: NamedDependency[Screenings],
         patient: PatientRef = None,
         subject: PatientRef = None,
         code: Annotated[str | None, QueryParameter(required=False, pattern=TOKEN_LIST)] = None,

@@ -224,7 +224,7 @@ class ScreeningController(Controller):
         self,
         request: Request[Principal, Any, Any],
         screening_id: ScreeningId,
-        screenings: Screenings,
+        screenings: NamedDependency[Screenings],
     ) -> ScreeningResult:
         row, resources = await screenings.screening(screening_id)
         note(request, screening_id, row.patient_id)
