@@ -19,7 +19,7 @@ from service.fhir.metadata import MetadataController
 from service.instruments.catalog import Catalog
 from service.instruments.controllers.fhir import QuestionnaireController
 from service.instruments.controllers.v1 import InstrumentController
-from service.instruments.model import load_catalog
+from service.instruments.loader import load_catalog
 from service.patients.controllers.v1 import PatientController
 from service.platform.audit import AuditMiddleware
 from service.platform.audit_events import AuditEventController

@@ -103,7 +103,8 @@ def _instruments_schema(args: argparse.Namespace) -> int:
 
 
 def _instruments_check(args: argparse.Namespace) -> int:
-    from service.instruments.model import InstrumentError, load_catalog
+    from service.instruments.loader import load_catalog
+    from service.instruments.model import InstrumentError
     from service.settings import Settings
 
     try:

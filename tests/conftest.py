@@ -23,7 +23,8 @@ from litestar.testing import TestClient
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from service.app import create_app
-from service.instruments.model import Instrument, load_catalog
+from service.instruments.loader import load_catalog
+from service.instruments.model import Instrument
 from service.platform import embedded
 from service.platform.clinics import DEFAULT_LANGUAGES, create_clinic
 from service.platform.credentials import SCOPES, create_client

@@ -1,6 +1,7 @@
-"""Instrument definitions: the Structs and the loader of ``schemas/instruments/*.yaml``.
+"""Instrument definitions: the Structs, and their resolution into what scoring needs.
 
-A definition is data, decoded once at start-up. Everything the scoring engine needs
+A definition is data, decoded once at start-up (service/instruments/loader.py reads the
+files). Everything the scoring engine needs
 (item order, option values, reverse keys, subscales, bands, lookup tables) is resolved
 here into plain lookups so that scoring itself does no parsing.
 """
@@ -11,11 +12,10 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from pathlib import Path
+from pathlib import PurePath
 from typing import Annotated
 
 import msgspec
-import yaml
 
 LOINC = "http://loinc.org"
 
@@ -315,19 +315,8 @@ class Instrument:
         return self.total.range()
 
 
-def _decode(path: Path) -> Definition:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise InstrumentError(f"{path.name}: cannot read YAML: {exc}") from exc
-    try:
-        return msgspec.convert(raw, Definition, strict=False)
-    except msgspec.ValidationError as exc:
-        raise InstrumentError(f"{path.name}: {exc}") from exc
-
-
 def _resolve_scale(
-    path: Path,
+    path: PurePath,
     where: str,
     scale_id: str,
     link_ids: list[str],
@@ -432,7 +421,7 @@ def _check_preambles(definition: Definition, fail: Callable[[str], InstrumentErr
             previous = item.preamble
 
 
-def build(definition: Definition, path: Path) -> Instrument:
+def build(definition: Definition, path: PurePath) -> Instrument:
     """Resolve a decoded definition into an :class:`Instrument`, or say what is wrong."""
 
     def fail(message: str) -> InstrumentError:
@@ -510,22 +499,6 @@ def build(definition: Definition, path: Path) -> Instrument:
         total=total,
         subscales=tuple(subscales),
     )
-
-
-def load_file(path: Path) -> Instrument:
-    return build(_decode(path), path)
-
-
-def load_catalog(directory: Path) -> dict[str, Instrument]:
-    """Every ``*.yaml`` under ``directory``, keyed by id; the first bad file stops the load."""
-    paths = sorted(directory.glob("*.yaml"))
-    if not paths:
-        raise InstrumentError(f"{directory}: no instrument definitions found")
-    catalog = {}
-    for path in paths:
-        instrument = load_file(path)
-        catalog[instrument.id] = instrument
-    return catalog
 
 
 def json_schema() -> dict[str, object]:

@@ -1,13 +1,14 @@
-"""The hot paths: what a screening's answer needs to know, writing a scored submission, and
-searching Observations (a patient's referrals are service/referrals/repository.py's).
+"""The screenings' queries: :class:`ScreeningStore` for the reads by id, and the hot paths:
+what a screening's answer needs to know, writing a scored submission, and searching
+Observations (a patient's referrals are service/referrals/repository.py's).
 
-Each is one round trip: a single statement on the pooled connection's own asyncpg
+Each hot path is one round trip: a single statement on the pooled connection's own asyncpg
 connection (prepared and cached by the driver). The statements are SQLAlchemy Core built on
 tables.py's columns and compiled once (:class:`~service.platform.database.Compiled`). The write
 is one statement of data-modifying CTEs, so it is atomic without a transaction block: the
 idempotency key, the patient, the QuestionnaireResponse, its screenings and Observations and
 the audit event land together or not at all. Every statement here is scoped by
-``clinic_id`` as ClinicStore's are.
+``clinic_id`` as :class:`~service.platform.tenancy.ClinicScoped` queries are.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from __future__ import annotations
 import functools
 import operator
 import uuid
-from dataclasses import fields
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -23,6 +26,7 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import aggregate_order_by, distinct_on
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Row
 
 from service.platform.database import Compiled, Database, json_text
 from service.platform.tables import (
@@ -33,7 +37,7 @@ from service.platform.tables import (
     questionnaire_responses,
     screenings,
 )
-from service.platform.tenancy import ClinicStore, ObservationQuery
+from service.platform.tenancy import ClinicScoped
 from service.screenings.records import (
     HeldKey,
     KeyRecord,
@@ -43,6 +47,70 @@ from service.screenings.records import (
     SubmissionRows,
     Written,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class ObservationQuery:
+    patient_id: str | None = None
+    codes: Sequence[tuple[str | None, str]] = ()
+    """(system or None for any, code) pairs; a match on any of them counts."""
+    date_filters: Sequence[tuple[str, datetime]] = ()
+    """(prefix, instant) with prefix in eq, ge, gt, le, lt, applied to effective time."""
+    updated_filters: Sequence[tuple[str, datetime]] = ()
+    sort_descending: bool = True
+    sort_by: str = "effective_at"
+    limit: int = 20
+    offset: int = 0
+
+
+class ScreeningStore(ClinicScoped):
+    """Stored screenings, QuestionnaireResponses, Observations and idempotency keys, read
+    by id in one transaction."""
+
+    async def get_screening(self, screening_id: str) -> Row[Any] | None:
+        query = self._select(screenings).where(screenings.c.id == screening_id)
+        return (await self.conn.execute(query)).first()
+
+    async def observations_of(self, screening_ids: Sequence[str]) -> list[Row[Any]]:
+        query = (
+            self._select(observations, observations.c.screening_id, observations.c.resource)
+            .where(observations.c.screening_id.in_(screening_ids))
+            .order_by(observations.c.screening_id, observations.c.position)
+        )
+        return list((await self.conn.execute(query)).all())
+
+    async def get_observation(self, observation_id: str) -> Row[Any] | None:
+        query = self._select(observations).where(observations.c.id == observation_id)
+        return (await self.conn.execute(query)).first()
+
+    async def find_questionnaire_responses(
+        self, identifier_system: str | None, identifier_value: str
+    ) -> list[Row[Any]]:
+        """At most two with this identifier (the system None for any): enough to tell one
+        match from several."""
+        query = self._select(questionnaire_responses).where(
+            questionnaire_responses.c.identifier_value == identifier_value
+        )
+        if identifier_system is not None:
+            query = query.where(questionnaire_responses.c.identifier_system == identifier_system)
+        return list((await self.conn.execute(query.limit(2))).all())
+
+    async def get_questionnaire_response(self, qr_id: str) -> Row[Any] | None:
+        query = self._select(questionnaire_responses).where(questionnaire_responses.c.id == qr_id)
+        return (await self.conn.execute(query)).first()
+
+    async def get_idempotency_key(self, route: str, key: str) -> HeldKey | None:
+        query = self._select(
+            idempotency_keys,
+            idempotency_keys.c.fingerprint,
+            idempotency_keys.c.state,
+            idempotency_keys.c.status_code,
+            idempotency_keys.c.response,
+            idempotency_keys.c.response_headers,
+            idempotency_keys.c.resource_id,
+        ).where(idempotency_keys.c.route == route, idempotency_keys.c.key == key)
+        found = (await self.conn.execute(query)).first()
+        return HeldKey(*found) if found is not None else None
 
 
 def _param(column: sa.Column[Any], name: str | None = None) -> sa.BindParameter[Any]:
@@ -275,7 +343,7 @@ async def patient_context(
 async def held_key(db: Database, clinic_id: uuid.UUID, route: str, key: str) -> HeldKey | None:
     """The key as stored now (after a write found it taken)."""
     async with db.begin() as conn:
-        return await ClinicStore(conn, clinic_id).get_idempotency_key(route, key)
+        return await ScreeningStore(conn, clinic_id).get_idempotency_key(route, key)
 
 
 async def write_submission(db: Database, clinic_id: uuid.UUID, rows: SubmissionRows) -> Written:

@@ -1,30 +1,35 @@
-"""Recording a scored screening: the one write path /v1 and /fhir share.
+"""Recording a scored screening, the one write path /v1 and /fhir share, and reading what
+was stored.
 
 One atomic write stores the idempotency key with its response, the patient (created if
 new), the QuestionnaireResponse, each screening, its Observations and the audit event, so a
-request either lands whole or not at all.
+request either lands whole or not at all. The write and the context read before it run on
+the driver's fast path (service/screenings/repository.py), outside any transaction block.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
-from litestar import Request, Response
+from sqlalchemy.engine import Row
 
-from service.instruments.model import Instrument
+from service.directory.service import DirectoryCache
+from service.instruments.catalog import Catalog
+from service.instruments.model import Instrument, Severity, Signal
 from service.instruments.scoring import Score
-from service.platform.audit import audit_event, mark_written, note
-from service.platform.credentials import Principal
-from service.platform.database import Database, utc_field, utcnow
-from service.platform.errors import ApiError, FieldError
-from service.platform.observability import SCREENINGS
+from service.matching.needs import ScreeningSummary
+from service.matching.service import Recommendations, recommend
+from service.patients.model import PatientProfile
+from service.platform.caller import Caller
+from service.platform.database import Database, utc_field
+from service.platform.lookup import found
 from service.screenings.fhir import (
+    CATEGORY_CODES,
     ScreeningContext,
     StoredObservation,
     fhir_instant,
@@ -38,14 +43,64 @@ from service.screenings.records import (
     ObservationRow,
     PatientContext,
     ScreeningRow,
+    StoredJson,
     SubmissionRows,
     Written,
 )
-from service.screenings.repository import held_key, patient_context, write_submission
+from service.screenings.repository import (
+    ObservationQuery,
+    ScreeningStore,
+    held_key,
+    patient_context,
+    search_observations,
+    write_submission,
+)
 
 CLOCK_SKEW = timedelta(minutes=5)
-IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{0,255}$"
-"""Visible ASCII; an empty header counts as no key."""
+CREATED = 201
+"""The status a recorded submission is answered with, and replayed with for its key."""
+
+
+class Refusal(Exception):
+    """A submission the screenings refuse: ``detail`` says why, naming ``field``."""
+
+    detail: str
+    field: str
+    message: str
+    code: str
+
+    def __init__(self) -> None:
+        super().__init__(self.detail)
+
+
+class CompletedInFuture(Refusal):
+    detail = "A screening cannot be completed in the future"
+    message, code = "is in the future", "future_date"
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+        super().__init__()
+
+
+class KeyReused(Refusal):
+    detail = "This Idempotency-Key was used with a different request body"
+    field, message, code = "Idempotency-Key", "reused with another body", "key_reused"
+
+
+class KeyInFlight(Refusal):
+    """Retry shortly: the first request with this key has not finished."""
+
+    detail = "A request with this Idempotency-Key is still being processed"
+    field, message, code = "Idempotency-Key", "in flight", "in_flight"
+
+
+class IdentifierTaken(Refusal):
+    detail = "A QuestionnaireResponse with this identifier is already stored"
+    field, message, code = "identifier", "already stored", "duplicate"
+
+
+class AmbiguousMatch(Exception):
+    """A conditional create whose identifier matches more than one stored response."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,14 +138,43 @@ class Recorded:
     """Screening id -> its Observations."""
 
 
+@dataclass(frozen=True, slots=True)
+class KeyUse:
+    """The ``Idempotency-Key`` a request came with: held under ``route``, with its body's
+    fingerprint."""
+
+    route: str
+    key: str
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A submission recorded: the answer's body and headers (its status is ``CREATED``)."""
+
+    body: bytes
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Existing:
+    """The stored QuestionnaireResponse a conditional create matched."""
+
+    id: str
+    patient_id: str
+    resource: dict[str, Any]
+
+
+Render = Callable[[Recorded, Any], tuple[bytes, dict[str, str]]]
+"""(recorded, what ``prepare`` returned) -> (body, headers) of the answer."""
+Prepare = Callable[[PatientContext], Awaitable[Any]]
+
+
 def check_completed_at(completed_at: datetime, field: str, now: datetime) -> datetime:
+    """The completion time in UTC; :class:`CompletedInFuture` beyond the clock skew."""
     completed = utc_field(completed_at, field)
     if completed > now + CLOCK_SKEW:
-        raise ApiError(
-            422,
-            "A screening cannot be completed in the future",
-            [FieldError(field, "is in the future", "future_date")],
-        )
+        raise CompletedInFuture(field)
     return completed
 
 
@@ -170,11 +254,6 @@ def submission_rows(
     )
 
 
-Render = Callable[[Recorded, Any], tuple[int, bytes, dict[str, str]]]
-"""(recorded, what ``prepare`` returned) -> (status, body, headers)."""
-Prepare = Callable[[PatientContext], Awaitable[Any]]
-
-
 def resource_id(recorded: Recorded) -> str:
     """The id the response is about: the screening for /v1, the QuestionnaireResponse on
     /fhir (they are the same when one screening is recorded)."""
@@ -184,107 +263,171 @@ def resource_id(recorded: Recorded) -> str:
     return recorded.submission.questionnaire_response_id
 
 
-async def idempotency(request: Request[Any, Any, Any]) -> tuple[str | None, str]:
-    """The request's ``Idempotency-Key`` (None without one) and its body's fingerprint."""
-    key = request.headers.get("idempotency-key") or None
-    if key is None:
-        return None, ""
-    if not re.fullmatch(IDEMPOTENCY_KEY_PATTERN, key):
-        raise ApiError(
-            400,
-            "Idempotency-Key must be 1-255 visible ASCII characters",
-            [FieldError("Idempotency-Key", "malformed", "invalid")],
-        )
-    return key, hashlib.sha256(await request.body()).hexdigest()
-
-
-async def record_once(
-    request: Request[Any, Any, Any],
+async def record_submission(
     db: Database,
-    principal: Principal,
-    route: str,
+    clinic_id: uuid.UUID,
     submission: Submission,
+    now: datetime,
+    key: KeyUse | None,
     render: Render,
-    media_type: str,
+    audit: AuditEvent | None,
     prepare: Prepare | None = None,
-) -> Response[bytes]:
-    """Record the submission, honouring an ``Idempotency-Key`` header.
+) -> Stored | HeldKey:
+    """Record the submission once per ``key``: :class:`Stored`, or the :class:`HeldKey` to
+    replay when a request with the same key and body was recorded first.
 
     ``prepare`` gets the patient's stored context (one read, which also finds a key already
     used) and computes what ``render`` needs. The write is one atomic step storing the key
-    with the rendered response, the submission and the audit event; a key stored first by a
-    concurrent request means nothing of this one is stored and that response is replayed. A
-    key reused with a different body answers 422.
+    with the rendered answer, the submission and ``audit``; a key stored first by a
+    concurrent request means nothing of this one is stored and that answer is replayed.
+    Refused: :class:`KeyReused` (the key came with another body), :class:`KeyInFlight`,
+    :class:`IdentifierTaken`.
     """
-    key, fingerprint = await idempotency(request)
-    now = utcnow()
     prepared = None
     if prepare is not None:
-        context = await patient_context(
-            db, principal.clinic_id, submission.patient_id, (route, key) if key else None
-        )
+        held = (key.route, key.key) if key is not None else None
+        context = await patient_context(db, clinic_id, submission.patient_id, held)
         if context.held is not None:
-            return _replay(request, context.held, fingerprint, submission, media_type)
+            assert key is not None
+            return _replayable(context.held, key.fingerprint)
         prepared = await prepare(context)
     recorded = build(submission, now)
-    status, body, headers = render(recorded, prepared)
+    body, headers = render(recorded, prepared)
     stored_key = None
     if key is not None:
         stored_key = KeyRecord(
-            route, key, fingerprint, status, body, headers, resource_id(recorded)
+            key.route, key.key, key.fingerprint, CREATED, body, headers, resource_id(recorded)
         )
-    audit = audit_event(request, status, now)
-    rows = submission_rows(recorded, stored_key, audit)
-    written = await write_submission(db, principal.clinic_id, rows)
+    written = await write_submission(db, clinic_id, submission_rows(recorded, stored_key, audit))
     if written is Written.KEY_TAKEN:
         assert key is not None
-        held = await held_key(db, principal.clinic_id, route, key)
-        if held is None:  # taken, then gone: only a purge between the two reads does that
-            raise _in_flight()
-        return _replay(request, held, fingerprint, submission, media_type)
+        taken = await held_key(db, clinic_id, key.route, key.key)
+        if taken is None:  # taken, then gone: only a purge between the two reads does that
+            raise KeyInFlight()
+        return _replayable(taken, key.fingerprint)
     if written is Written.IDENTIFIER_TAKEN:
-        raise ApiError(
-            409,
-            "A QuestionnaireResponse with this identifier is already stored",
-            [FieldError("identifier", "already stored", "duplicate")],
-        )
-    if audit is not None:
-        mark_written(request)
-    for _, scored in submission.screenings:
-        band = scored.score.band
-        SCREENINGS.labels(scored.instrument.id, band.code if band else "none").inc()
-    return Response(body, status_code=status, media_type=media_type, headers=headers)
+        raise IdentifierTaken()
+    return Stored(body, headers)
 
 
-def _in_flight() -> ApiError:
-    return ApiError(
-        409,
-        "A request with this Idempotency-Key is still being processed",
-        [FieldError("Idempotency-Key", "in flight", "in_flight")],
-        headers={"Retry-After": "1"},
-    )
-
-
-def _replay(
-    request: Request[Any, Any, Any],
-    held: HeldKey,
-    fingerprint: str,
-    submission: Submission,
-    media_type: str,
-) -> Response[bytes]:
-    """The stored response for a retry with the same key and body."""
+def _replayable(held: HeldKey, fingerprint: str) -> HeldKey:
+    """The held key, if its answer may be replayed to a retry with this body."""
     if held.fingerprint != fingerprint:
-        raise ApiError(
-            422,
-            "This Idempotency-Key was used with a different request body",
-            [FieldError("Idempotency-Key", "reused with another body", "key_reused")],
-        )
+        raise KeyReused()
     if held.state != "done" or held.response is None or held.status_code is None:
-        raise _in_flight()
-    note(request, held.resource_id, submission.patient_id)
-    return Response(
-        held.response,
-        status_code=held.status_code,
-        media_type=media_type,
-        headers={**(held.response_headers or {}), "Idempotent-Replayed": "true"},
+        raise KeyInFlight()
+    return held
+
+
+async def screening_recommendations(
+    db: Database,
+    clinic_id: uuid.UUID,
+    cache: DirectoryCache,
+    catalog: Catalog,
+    context: PatientContext,
+    submission: Submission,
+    profile: PatientProfile | None,
+) -> Recommendations:
+    """The services matched to the patient's needs with this screening counted in;
+    ``profile`` as sent with it, else the stored one."""
+    screening_id, scored = submission.screenings[0]
+    instrument, score = scored.instrument, scored.score
+    band = score.band
+    new = ScreeningSummary(
+        screening_id=screening_id,
+        instrument=instrument.id,
+        instrument_title=instrument.definition.short_title,
+        construct=instrument.definition.construct,
+        completed_at=submission.completed_at,
+        total=score.total,
+        positive=bool(band and band.positive),
+        signal=Signal(band.signal) if band and band.signal else None,
+        severity=Severity(band.severity) if band else Severity.NONE,
+        band_label=band.label if band else None,
     )
+    if profile is None:
+        stored = context.profile
+        profile = msgspec.convert(stored, PatientProfile) if stored else PatientProfile()
+    return await recommend(db, clinic_id, cache, catalog, context.latest, profile, extra=[new])
+
+
+class Screenings:
+    """Stored screenings, QuestionnaireResponses and Observations, read in the caller's
+    clinic; and the FHIR conditional create of a QuestionnaireResponse."""
+
+    def __init__(self, caller: Caller) -> None:
+        self.caller = caller
+
+    async def context(self, patient_id: str) -> PatientContext:
+        """The patient's stored profile and newest screening of each instrument (one read,
+        on the driver's fast path)."""
+        return await patient_context(self.caller.db, self.caller.clinic_id, patient_id)
+
+    async def screening(self, screening_id: str) -> tuple[Row[Any], list[Row[Any]]]:
+        """The screening and its Observations, in order."""
+        async with self.caller.transaction(ScreeningStore) as store:
+            row = found(
+                await store.get_screening(screening_id),
+                "screening",
+                screening_id,
+                "No such screening",
+            )
+            return row, await store.observations_of([screening_id])
+
+    async def questionnaire_response(self, qr_id: str) -> Row[Any]:
+        async with self.caller.transaction(ScreeningStore) as store:
+            row = await store.get_questionnaire_response(qr_id)
+        return found(row, "QuestionnaireResponse", qr_id)
+
+    async def observation(self, observation_id: str) -> Row[Any]:
+        async with self.caller.transaction(ScreeningStore) as store:
+            row = await store.get_observation(observation_id)
+        return found(row, "Observation", observation_id)
+
+    async def search_observations(
+        self, query: ObservationQuery, categories: Sequence[tuple[str | None, str]]
+    ) -> tuple[list[StoredJson], int]:
+        """A page of Observations and how many match; ``categories`` as (system or None,
+        code) pairs, any of which may match."""
+        if categories and not any(
+            c in CATEGORY_CODES and system in (None, CATEGORY_CODES[c]) for system, c in categories
+        ):
+            return [], 0  # every Observation Belong stores has exactly these categories
+        return await search_observations(self.caller.db, self.caller.clinic_id, query)
+
+    async def matching_response(self, system: str | None, value: str) -> Existing | None:
+        """The one stored QuestionnaireResponse a conditional create names (the system None
+        for any), None for none; :class:`AmbiguousMatch` for several."""
+        existing = await self._with_identifier(system, value)
+        if len(existing) > 1:
+            raise AmbiguousMatch()
+        return existing[0] if existing else None
+
+    async def create_questionnaire_response(
+        self,
+        submission: Submission,
+        now: datetime,
+        key: KeyUse | None,
+        render: Render,
+        audit: AuditEvent | None,
+    ) -> Stored | HeldKey | Existing:
+        """Record a received QuestionnaireResponse; when its identifier is stored already
+        (a retry, or a concurrent conditional create) the one stored with it."""
+        try:
+            return await record_submission(
+                self.caller.db, self.caller.clinic_id, submission, now, key, render, audit
+            )
+        except IdentifierTaken:
+            if not submission.identifier_value:
+                raise
+            existing = await self._with_identifier(
+                submission.identifier_system, submission.identifier_value
+            )
+            if len(existing) != 1:
+                raise
+            return existing[0]
+
+    async def _with_identifier(self, system: str | None, value: str) -> list[Existing]:
+        async with self.caller.transaction(ScreeningStore) as store:
+            rows = await store.find_questionnaire_responses(system, value)
+        return [Existing(row.id, row.patient_id, row.resource) for row in rows]

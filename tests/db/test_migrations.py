@@ -127,8 +127,8 @@ def test_data_written_before_postgresql_only_reads_back_after_the_upgrade() -> N
     """A database at the previous head, holding rows as today's main writes them, upgrades
     in place: a directory entry's terms become arrays that the searches find."""
     from service.directory.repository import DirectoryStore, ServiceQuery
+    from service.patients.repository import PatientStore
     from service.platform.database import Database
-    from service.platform.tenancy import ClinicStore
 
     url = scratch_database("old_data")
     upgrade(url, PREVIOUS_HEAD)
@@ -157,7 +157,7 @@ def test_data_written_before_postgresql_only_reads_back_after_the_upgrade() -> N
                         )
                     )
                 }
-                store = ClinicStore(conn, uuid.UUID(CLINIC))
+                store = PatientStore(conn, uuid.UUID(CLINIC))
                 directory = DirectoryStore(conn, uuid.UUID(CLINIC))
 
                 async def ids(**query: Any) -> list[str]:

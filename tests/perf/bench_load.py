@@ -455,7 +455,7 @@ def patient_profile(rng: random.Random) -> dict[str, Any]:
 
 def answer_options() -> dict[str, dict[str, list[int]]]:
     """instrument -> linkId -> the option values a patient may pick."""
-    from service.instruments.model import load_catalog
+    from service.instruments.loader import load_catalog
 
     catalog = load_catalog(INSTRUMENTS_DIR)
     options: dict[str, dict[str, list[int]]] = {}

@@ -29,7 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from service.instruments.model import Instrument, load_catalog
+from service.instruments.loader import load_catalog
+from service.instruments.model import Instrument
 from service.instruments.scoring import score, validate
 
 INSTRUMENTS_DIR = Path(__file__).resolve().parents[2] / "schemas" / "instruments"

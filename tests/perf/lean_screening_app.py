@@ -1,16 +1,16 @@
 """The lean limit of a screening for the load benchmark: a screening's work on a bare app.
 
 One POST endpoint, ``/v1/screenings``, takes the body Belong's does and does a screening's
-work by calling Belong's own functions, in Belong's order: decode and validate the body,
-score it with the catalog (``screening_submission``), read the patient's context with the
-Idempotency-Key (``patient_context``), match against the directory cache
-(``screening_recommendations``), build the FHIR resources (``build``), encode the answer
-(``render_screening``), and store it all with the key holding that answer in the one
-write statement (``submission_rows`` + ``write_submission``). What Belong adds around the
-work is left out: its middleware (body and time limits, request context, metrics), the
-token check, the audit event (the write's audit row is not written), the rate limit,
-dependency injection and error rendering. A held key answers 409 (the benchmark sends a
-fresh key with every request, so it never does).
+work by calling the functions Belong's controller calls: decode and validate the body,
+score it with the catalog (``screening_submission``), read the Idempotency-Key
+(``key_use``), and record it (``record_submission``: read the patient's context with the
+key, match against the directory cache with ``screening_recommendations``, build the FHIR
+resources, encode the answer with ``render_screening``, and store it all with the key
+holding that answer in the one write statement). What Belong adds around the work is left
+out: its middleware (body and time limits, request context, metrics), the token check, the
+audit event (the write's audit row is not written), the rate limit, dependency injection
+and error rendering. A held key answers 409 (the benchmark sends a fresh key with every
+request, so it never does).
 
 It is served exactly as ``belong serve`` serves Belong (granian, same arguments), with
 Belong's settings from the environment (``BELONG_DATABASE_URL``, the pool) and one clinic
@@ -20,7 +20,7 @@ Belong's settings from the environment (``BELONG_DATABASE_URL``, the pool) and o
     LEAN_CLINIC="Bench Clinic" \\
         .venv/bin/python tests/perf/lean_screening_app.py --host 127.0.0.1 --port 8200
 
-tests/db/test_lean_screening_app.py holds its answer to Belong's for the same input.
+tests/screenings/test_lean_screening_app.py holds its answer to Belong's for the same input.
 """
 
 from __future__ import annotations
@@ -38,20 +38,25 @@ from litestar.datastructures import State
 
 from service.directory.service import DirectoryCache
 from service.instruments.catalog import Catalog
-from service.instruments.model import load_catalog
+from service.instruments.loader import load_catalog
+from service.matching.service import Recommendations
 from service.platform.body import decode
 from service.platform.clinics import clinic_id_named
 from service.platform.database import Database, new_id, utcnow
+from service.screenings.controllers.answering import key_use
 from service.screenings.controllers.v1 import (
     SCREENING_ROUTE,
     ScreeningRequest,
     render_screening,
-    screening_recommendations,
     screening_submission,
 )
-from service.screenings.records import KeyRecord, Written
-from service.screenings.repository import patient_context, write_submission
-from service.screenings.service import build, idempotency, resource_id, submission_rows
+from service.screenings.records import PatientContext
+from service.screenings.service import (
+    CREATED,
+    Stored,
+    record_submission,
+    screening_recommendations,
+)
 from service.settings import Settings
 
 MEDIA_TYPE = "application/json"
@@ -64,27 +69,23 @@ async def create_screening(request: Request[Any, Any, State]) -> Response[bytes]
     db: Database = state.db
     data = await decode(request, ScreeningRequest)
     screening_id = str(new_id())
-    submission = screening_submission(data, catalog, screening_id, utcnow())
-    key, fingerprint = await idempotency(request)
     now = utcnow()
-    held = (SCREENING_ROUTE, key) if key is not None else None
-    context = await patient_context(db, state.clinic_id, data.patient_id, held)
-    if context.held is not None:
-        return Response(b'{"detail":"key held"}', status_code=409, media_type=MEDIA_TYPE)
-    recommendations = await screening_recommendations(
-        db, state.clinic_id, state.directory_cache, catalog, context, submission, data.profile
-    )
-    recorded = build(submission, now)
-    status, body, headers = render_screening(recorded, recommendations)
-    stored_key = None
-    if key is not None:
-        stored_key = KeyRecord(
-            SCREENING_ROUTE, key, fingerprint, status, body, headers, resource_id(recorded)
+    submission = screening_submission(data, catalog, screening_id, now)
+    key = await key_use(request, SCREENING_ROUTE)
+
+    async def recommendations(context: PatientContext) -> Recommendations:
+        return await screening_recommendations(
+            db, state.clinic_id, state.directory_cache, catalog, context, submission, data.profile
         )
-    rows = submission_rows(recorded, stored_key, None)
-    if await write_submission(db, state.clinic_id, rows) is not Written.STORED:
-        return Response(b'{"detail":"not stored"}', status_code=409, media_type=MEDIA_TYPE)
-    return Response(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+    outcome = await record_submission(
+        db, state.clinic_id, submission, now, key, render_screening, None, recommendations
+    )
+    if not isinstance(outcome, Stored):
+        return Response(b'{"detail":"key held"}', status_code=409, media_type=MEDIA_TYPE)
+    return Response(
+        outcome.body, status_code=CREATED, media_type=MEDIA_TYPE, headers=outcome.headers
+    )
 
 
 @get("/health/ready")

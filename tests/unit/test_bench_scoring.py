@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from service.instruments.model import load_catalog
+from service.instruments.loader import load_catalog
 from service.instruments.scoring import score, validate
-from tests.unit.conftest import CATALOG_DIR
+from tests.conftest import INSTRUMENTS_DIR
 
 BENCH = Path(__file__).resolve().parents[1] / "perf" / "bench_scoring.py"
 _spec = importlib.util.spec_from_file_location("bench_scoring", BENCH)
@@ -19,7 +19,7 @@ assert _spec is not None and _spec.loader is not None
 bench_scoring = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench_scoring)
 
-CATALOG = load_catalog(CATALOG_DIR)
+CATALOG = load_catalog(INSTRUMENTS_DIR)
 
 
 @pytest.mark.parametrize("instrument_id", sorted(CATALOG))

@@ -11,7 +11,7 @@ from litestar.params import QueryParameter
 from service.fhir.bundles import searchset
 from service.fhir.types import Bundle, Questionnaire
 from service.instruments.catalog import Catalog
-from service.instruments.controllers.v1 import InstrumentId
+from service.instruments.controllers.params import InstrumentId
 from service.instruments.fhir import questionnaire
 from service.platform.auth import PUBLIC
 from service.platform.documented import documented

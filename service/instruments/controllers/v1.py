@@ -7,10 +7,10 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
-from litestar.params import PathParameter
 from litestar.status_codes import HTTP_200_OK
 
-from service.instruments.catalog import Catalog
+from service.instruments.catalog import Answers, Catalog, Unscorable, score_answers
+from service.instruments.controllers.params import InstrumentId
 from service.instruments.fhir import canonical_url
 from service.instruments.model import (
     Band,
@@ -20,21 +20,11 @@ from service.instruments.model import (
     MissingRule,
     Source,
 )
-from service.instruments.scoring import AnswersInvalid, AnswerValue, Problem, Score, score, validate
+from service.instruments.scoring import Score
 from service.platform.auth import PUBLIC, scoped
 from service.platform.body import decode
 from service.platform.documented import documented
 from service.platform.errors import ApiError
-
-InstrumentId = Annotated[
-    str,
-    PathParameter(
-        pattern=r"^[a-z0-9][a-z0-9-]{0,62}$",
-        max_length=63,
-        description="Instrument id, e.g. ucla-3",
-    ),
-]
-LinkIdKey = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 
 class InstrumentSummary(msgspec.Struct):
@@ -137,14 +127,6 @@ class InstrumentDetail(msgspec.Struct, omit_defaults=True):
     difference (mid), a reliable change index (rci), or none, with the reason."""
     panel: CodingView | None = None
     notes: list[str] = []
-
-
-class AnswerEntry(msgspec.Struct, forbid_unknown_fields=True):
-    linkId: LinkIdKey
-    value: AnswerValue
-
-
-Answers = dict[LinkIdKey, AnswerValue] | list[AnswerEntry]
 
 
 class ScoreRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -274,28 +256,6 @@ def detail(catalog: NamedDependency[Catalog], instrument: Instrument) -> Instrum
     )
 
 
-def answer_pairs(answers: Answers) -> list[tuple[str, AnswerValue]]:
-    if isinstance(answers, dict):
-        return list(answers.items())
-    return [(entry.linkId, entry.value) for entry in answers]
-
-
-def score_answers(instrument: Instrument, answers: Answers) -> tuple[dict[str, int], Score]:
-    """Validate and score; 422 listing every problem, including a total the
-    missing-item rule forbids. Returns the accepted answers and the score."""
-    try:
-        accepted = validate(instrument, answer_pairs(answers))
-    except AnswersInvalid as exc:
-        raise ApiError(422, "The answers do not fit the instrument", exc.problems) from exc
-    result = score(instrument, accepted)
-    if result.total is None:
-        problems = [
-            Problem(f"answers.{link}", "not answered", "missing") for link in result.missing
-        ]
-        raise ApiError(422, f"No total can be scored: {result.total_reason}", problems)
-    return accepted, result
-
-
 class InstrumentController(Controller):
     path = "/v1/instruments"
     tags = ["instruments"]
@@ -336,4 +296,7 @@ class InstrumentController(Controller):
         instrument_id: InstrumentId,
     ) -> Score:
         data = await decode(request, ScoreRequest)
-        return score_answers(catalog.usable(instrument_id), data.answers)[1]
+        try:
+            return score_answers(catalog.usable(instrument_id), data.answers)[1]
+        except Unscorable as exc:
+            raise ApiError(422, exc.detail, exc.problems) from exc

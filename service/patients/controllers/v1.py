@@ -7,25 +7,21 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, put
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.params import PathParameter, QueryParameter
 
-from service.instruments.catalog import Catalog
 from service.instruments.model import MeaningfulChange
 from service.instruments.scoring import BandResult
-from service.matching.service import Recommendations, recommend
-from service.patients.model import PatientProfile, Trend, trend
+from service.matching.service import Recommendations
+from service.patients.model import PatientProfile, Trend
+from service.patients.service import Patients
 from service.platform.audit import audited, note
 from service.platform.auth import scoped
 from service.platform.body import decode
 from service.platform.credentials import Principal
-from service.platform.database import Database, utcnow
 from service.platform.documented import JSON, documented, link
-from service.platform.lookup import NotFound, found
 from service.platform.params import ID_PATTERN
-from service.platform.tenancy import ClinicStore
-from service.referrals.service import Referral, patient_referrals
-from service.screenings.repository import patient_context
+from service.referrals.service import Referral
 
 PatientIdParam = Annotated[
     str,
@@ -91,6 +87,7 @@ def _patient(row: Any) -> Patient:
 class PatientController(Controller):
     path = "/v1/patients"
     tags = ["patients"]
+    dependencies = {"patients": Provide(Patients, sync_to_thread=False)}
 
     @put(
         "/{patient_id:str}",
@@ -120,16 +117,11 @@ class PatientController(Controller):
         self,
         request: Request[Principal, Any, Any],
         patient_id: PatientIdParam,
-        db: NamedDependency[Database],
+        patients: NamedDependency[Patients],
     ) -> Response[Patient]:
         data = await decode(request, PatientProfile)
-        now = utcnow()
-        async with db.begin() as conn:
-            store = ClinicStore(conn, request.user.clinic_id)
-            existed = await store.get_patient(patient_id) is not None
-            await store.put_patient(patient_id, msgspec.to_builtins(data), now)
-            row = await store.get_patient(patient_id)
-        return Response(_patient(row), status_code=200 if existed else 201)
+        row, created = await patients.put_profile(patient_id, data)
+        return Response(_patient(row), status_code=201 if created else 200)
 
     @get(
         "/{patient_id:str}",
@@ -138,14 +130,9 @@ class PatientController(Controller):
         opt={**scoped("screenings:read"), **audited("read", "Patient")},
     )
     async def get_profile(
-        self,
-        request: Request[Principal, Any, Any],
-        patient_id: PatientIdParam,
-        db: NamedDependency[Database],
+        self, patient_id: PatientIdParam, patients: NamedDependency[Patients]
     ) -> Patient:
-        async with db.begin() as conn:
-            row = await ClinicStore(conn, request.user.clinic_id).get_patient(patient_id)
-        return _patient(found(row, "patient", patient_id))
+        return _patient(await patients.profile(patient_id))
 
     @get(
         "/{patient_id:str}/screenings",
@@ -162,54 +149,36 @@ class PatientController(Controller):
     )
     async def history(
         self,
-        request: Request[Principal, Any, Any],
         patient_id: PatientIdParam,
-        db: NamedDependency[Database],
-        catalog: NamedDependency[Catalog],
+        patients: NamedDependency[Patients],
         limit: Annotated[
             int, QueryParameter(ge=1, le=100, description="Screenings per instrument")
         ] = 20,
     ) -> PatientScreenings:
-        async with db.begin() as conn:
-            store = ClinicStore(conn, request.user.clinic_id)
-            found(await store.get_patient(patient_id), "patient", patient_id)
-            rows = await store.patient_screenings(patient_id, per_instrument=limit + 1)
-        by_instrument: dict[str, list[Any]] = {}
-        for row in rows:
-            by_instrument.setdefault(row.instrument, []).append(row)
-        histories = []
-        for instrument_id, group in by_instrument.items():
-            definition = catalog.get(instrument_id).definition
-            entries = []
-            for row, older in zip(group, [*group[1:], None], strict=True):
-                total = row.score["total"]
-                older_total = older.score["total"] if older is not None else None
-                change = (
-                    round(total - older_total, 4)
-                    if total is not None and older_total is not None
-                    else None
-                )
-                band = row.score.get("band")
-                entries.append(
-                    HistoryEntry(
-                        id=row.id,
-                        completed_at=row.completed_at,
-                        total=total,
-                        band=msgspec.convert(band, BandResult) if band else None,
-                        change=change,
-                        trend=trend(change, definition.direction, definition.meaningful_change),
-                    )
-                )
-            histories.append(
+        histories = await patients.history(patient_id, per_instrument=limit)
+        return PatientScreenings(
+            patient_id=patient_id,
+            instruments=[
                 InstrumentHistory(
-                    instrument=instrument_id,
-                    title=definition.title,
-                    direction=definition.direction.value,
-                    meaningful_change=definition.meaningful_change,
-                    screenings=entries[:limit],
+                    instrument=h.definition.id,
+                    title=h.definition.title,
+                    direction=h.definition.direction.value,
+                    meaningful_change=h.definition.meaningful_change,
+                    screenings=[
+                        HistoryEntry(
+                            id=s.id,
+                            completed_at=s.completed_at,
+                            total=s.total,
+                            band=s.band,
+                            change=s.change,
+                            trend=s.trend,
+                        )
+                        for s in h.screenings
+                    ],
                 )
-            )
-        return PatientScreenings(patient_id=patient_id, instruments=histories)
+                for h in histories
+            ],
+        )
 
     @get(
         "/{patient_id:str}/referrals",
@@ -221,28 +190,15 @@ class PatientController(Controller):
         self,
         request: Request[Principal, Any, Any],
         patient_id: PatientIdParam,
-        db: NamedDependency[Database],
-        catalog: NamedDependency[Catalog],
+        patients: NamedDependency[Patients],
         limit: Annotated[int, QueryParameter(ge=1, le=50, description="Recommendations")] = 10,
         explain: Annotated[
             bool, QueryParameter(description="Also list the services filtered out, with why")
         ] = False,
     ) -> PatientReferrals:
-        clinic_id = request.user.clinic_id
-        context = await patient_context(db, clinic_id, patient_id)
-        if context.profile is None:
-            raise NotFound("patient", patient_id)
-        recommendations = await recommend(
-            db,
-            clinic_id,
-            request.app.state.directory_cache,
-            catalog,
-            context.latest,
-            msgspec.convert(context.profile, PatientProfile),
-            limit=limit,
-            explain=explain,
+        recommendations, made = await patients.referrals(
+            patient_id, request.app.state.directory_cache, limit, explain
         )
-        made = await patient_referrals(db, clinic_id, patient_id, limit=200)
         note(request, None, patient_id)
         return PatientReferrals(
             patient_id=patient_id,

@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.params import PathParameter, QueryParameter
 
 from service.fhir.bundles import searchset, single
@@ -22,14 +22,13 @@ from service.fhir.search import SearchError, parse_date, parse_token
 from service.fhir.types import Bundle, Observation
 from service.instruments.catalog import Catalog
 from service.instruments.scoring import AnswersInvalid, Problem, score, validate
-from service.platform.audit import audited, note
+from service.platform.audit import audit_event, audited, note
 from service.platform.auth import scoped
 from service.platform.body import document
 from service.platform.credentials import Principal
-from service.platform.database import Database, new_id, utcnow
+from service.platform.database import new_id, utcnow
 from service.platform.documented import FHIR_RESOURCE, REF, documented, link
 from service.platform.errors import FHIR_JSON, ApiError, field_error
-from service.platform.lookup import found
 from service.platform.origin import public_origin
 from service.platform.params import (
     FHIR_ID,
@@ -40,8 +39,7 @@ from service.platform.params import (
     TOKEN_LIST,
 )
 from service.platform.tables import questionnaire_responses
-from service.platform.tenancy import ClinicStore, ObservationQuery
-from service.screenings.fhir import CATEGORY_CODES
+from service.screenings.controllers.answering import answer, key_use, refused
 from service.screenings.intake import (
     VALUE_FIELDS,
     InboundQuestionnaireResponse,
@@ -52,13 +50,17 @@ from service.screenings.intake import (
     pick_by_loinc,
     pick_own,
 )
-from service.screenings.repository import search_observations
+from service.screenings.repository import ObservationQuery
 from service.screenings.service import (
+    CREATED,
+    AmbiguousMatch,
+    Existing,
     Recorded,
+    Refusal,
     ScoredScreening,
+    Screenings,
     Submission,
     check_completed_at,
-    record_once,
 )
 
 FHIR_ACCEPTED = ("application/fhir+json", "application/json")
@@ -276,6 +278,7 @@ def _condition(request: Request[Any, Any, Any]) -> tuple[str | None, str] | None
 class QuestionnaireResponseController(Controller):
     path = "/fhir/QuestionnaireResponse"
     tags = ["fhir"]
+    dependencies = {"screenings": Provide(Screenings, sync_to_thread=False)}
 
     @post(
         operation_id="fhir_create_questionnaire_response",
@@ -303,7 +306,7 @@ class QuestionnaireResponseController(Controller):
         self,
         request: Request[Principal, Any, Any],
         catalog: NamedDependency[Catalog],
-        db: NamedDependency[Database],
+        screenings: NamedDependency[Screenings],
     ) -> Response[bytes]:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type not in FHIR_ACCEPTED:
@@ -311,65 +314,48 @@ class QuestionnaireResponseController(Controller):
         raw, qr = _decode_resource(await request.body())
         condition = _condition(request)
         if condition is not None:
-            existing = await self._find(db, request.user, *condition)
-            if len(existing) > 1:
+            try:
+                existing = await screenings.matching_response(*condition)
+            except AmbiguousMatch:
                 raise field_error(
                     412, "If-None-Exist", "more than one resource matches", "duplicate"
-                )
-            if existing:
-                note(request, existing[0].id, existing[0].patient_id)
-                return self._existing(request, existing[0])
-        submission = self._submission(raw, qr, catalog)
+                ) from None
+            if existing is not None:
+                return self._existing(request, existing)
+        now = utcnow()
+        submission = self._submission(raw, qr, catalog, now)
         note(request, submission.questionnaire_response_id, submission.patient_id)
+        key = await key_use(request, "POST /fhir/QuestionnaireResponse")
 
-        def render(recorded: Recorded, _: object) -> tuple[int, bytes, dict[str, str]]:
+        def render(recorded: Recorded, _: object) -> tuple[bytes, dict[str, str]]:
             resource_id = recorded.submission.questionnaire_response_id
             body = msgspec.json.encode(recorded.questionnaire_response)
-            return 201, body, _etag_headers(request, resource_id)
+            return body, _etag_headers(request, resource_id)
 
+        audit = audit_event(request, CREATED, now)
         try:
-            return await record_once(
-                request,
-                db,
-                request.user,
-                "POST /fhir/QuestionnaireResponse",
-                submission,
-                render,
-                FHIR_JSON,
+            outcome = await screenings.create_questionnaire_response(
+                submission, now, key, render, audit
             )
-        except ApiError as exc:
-            if exc.status_code != 409 or qr.identifier is None or not qr.identifier.value:
-                raise
-            # The identifier is stored already (a retry, or a concurrent conditional create).
-            existing = await self._find(
-                db, request.user, qr.identifier.system or "", qr.identifier.value
-            )
-            if len(existing) != 1:
-                raise
-            note(request, existing[0].id, existing[0].patient_id)
-            return self._existing(request, existing[0])
+        except Refusal as exc:
+            raise refused(exc) from exc
+        if isinstance(outcome, Existing):
+            return self._existing(request, outcome)
+        return answer(request, outcome, submission, audit, FHIR_JSON)
 
     @staticmethod
-    async def _find(
-        db: Database, principal: Principal, system: str | None, value: str
-    ) -> list[Any]:
-        async with db.begin() as conn:
-            return await ClinicStore(conn, principal.clinic_id).find_questionnaire_responses(
-                system, value
-            )
-
-    @staticmethod
-    def _existing(request: Request[Any, Any, Any], row: Any) -> Response[bytes]:
+    def _existing(request: Request[Any, Any, Any], existing: Existing) -> Response[bytes]:
+        note(request, existing.id, existing.patient_id)
         return Response(
-            msgspec.json.encode(row.resource),
+            msgspec.json.encode(existing.resource),
             status_code=200,
             media_type=FHIR_JSON,
-            headers=_etag_headers(request, row.id),
+            headers=_etag_headers(request, existing.id),
         )
 
     @staticmethod
     def _submission(
-        raw: dict[str, Any], qr: InboundQuestionnaireResponse, catalog: Catalog
+        raw: dict[str, Any], qr: InboundQuestionnaireResponse, catalog: Catalog, now: datetime
     ) -> Submission:
         if qr.status not in ("completed", "amended"):
             raise field_error(
@@ -398,7 +384,10 @@ class QuestionnaireResponseController(Controller):
             raise field_error(
                 400, "QuestionnaireResponse.authored", "not a FHIR dateTime"
             ) from None
-        completed_at = check_completed_at(authored, "QuestionnaireResponse.authored", utcnow())
+        try:
+            completed_at = check_completed_at(authored, "QuestionnaireResponse.authored", now)
+        except Refusal as exc:
+            raise refused(exc) from exc
         usable = [i for i in catalog.instruments.values() if catalog.enabled(i)]
         own = own_instrument(qr.questionnaire, catalog.instruments)
         if own is not None:
@@ -449,13 +438,9 @@ class QuestionnaireResponseController(Controller):
         self,
         request: Request[Principal, Any, Any],
         resource_id: ResourceId,
-        db: NamedDependency[Database],
+        screenings: NamedDependency[Screenings],
     ) -> Response[bytes]:
-        async with db.begin() as conn:
-            row = await ClinicStore(conn, request.user.clinic_id).get_questionnaire_response(
-                resource_id
-            )
-        row = found(row, "QuestionnaireResponse", resource_id)
+        row = await screenings.questionnaire_response(resource_id)
         note(request, row.id, row.patient_id)
         return Response(
             msgspec.json.encode(row.resource), media_type=FHIR_JSON, headers={"ETag": 'W/"1"'}
@@ -477,6 +462,7 @@ def encounter_id_of(qr: InboundQuestionnaireResponse) -> str | None:
 class ObservationController(Controller):
     path = "/fhir/Observation"
     tags = ["fhir"]
+    dependencies = {"screenings": Provide(Screenings, sync_to_thread=False)}
 
     @get(
         "/{resource_id:str}",
@@ -493,11 +479,9 @@ class ObservationController(Controller):
         self,
         request: Request[Principal, Any, Any],
         resource_id: ResourceId,
-        db: NamedDependency[Database],
+        screenings: NamedDependency[Screenings],
     ) -> Response[bytes]:
-        async with db.begin() as conn:
-            row = await ClinicStore(conn, request.user.clinic_id).get_observation(resource_id)
-        row = found(row, "Observation", resource_id)
+        row = await screenings.observation(resource_id)
         note(request, row.id, row.patient_id)
         return Response(
             msgspec.json.encode(row.resource), media_type=FHIR_JSON, headers={"ETag": 'W/"1"'}
@@ -516,7 +500,7 @@ class ObservationController(Controller):
     async def search(
         self,
         request: Request[Principal, Any, Any],
-        db: NamedDependency[Database],
+        screenings: NamedDependency[Screenings],
         patient: PatientRef = None,
         subject: PatientRef = None,
         code: Annotated[str | None, QueryParameter(required=False, pattern=TOKEN_LIST)] = None,
@@ -558,12 +542,7 @@ class ObservationController(Controller):
             limit=count,
             offset=offset,
         )
-        if categories and not any(
-            c in CATEGORY_CODES and system in (None, CATEGORY_CODES[c]) for system, c in categories
-        ):
-            resources, total = [], 0  # every Observation Belong stores has exactly these categories
-        else:
-            resources, total = await search_observations(db, request.user.clinic_id, query)
+        resources, total = await screenings.search_observations(query, categories)
         bundle = searchset(
             request,
             "Observation",

@@ -2,41 +2,45 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.params import HeaderParameter, PathParameter
 
 from service.directory.service import DirectoryCache
 from service.fhir.types import Observation
-from service.instruments.catalog import Catalog
-from service.instruments.controllers.v1 import Answers, score_answers
-from service.instruments.model import Severity, Signal
+from service.instruments.catalog import Answers, Catalog, Unscorable, score_answers
 from service.instruments.scoring import Score
-from service.matching.needs import ScreeningSummary
-from service.matching.service import Recommendations, recommend
+from service.matching.service import Recommendations
 from service.patients.model import PainCondition, PatientId, PatientProfile
-from service.platform.audit import audited, note
+from service.platform.audit import audit_event, audited, note
 from service.platform.auth import scoped
 from service.platform.body import decode
 from service.platform.credentials import Principal
 from service.platform.database import Database, new_id, utcnow
 from service.platform.documented import JSON, documented, link
-from service.platform.lookup import found
+from service.platform.errors import ApiError
 from service.platform.params import ID_PATTERN
-from service.platform.tenancy import ClinicStore
+from service.screenings.controllers.answering import (
+    IDEMPOTENCY_KEY_PATTERN,
+    answer,
+    key_use,
+    refused,
+)
 from service.screenings.records import PatientContext
 from service.screenings.service import (
-    IDEMPOTENCY_KEY_PATTERN,
+    CREATED,
     Recorded,
+    Refusal,
     ScoredScreening,
+    Screenings,
     Submission,
     check_completed_at,
-    record_once,
+    record_submission,
+    screening_recommendations,
 )
 
 ScreeningId = Annotated[
@@ -87,8 +91,13 @@ def screening_submission(
 ) -> Submission:
     """The request validated and scored with the catalog: what one screening records."""
     instrument = catalog.usable(data.instrument, field="instrument")
-    accepted, score = score_answers(instrument, data.answers)
-    completed_at = check_completed_at(data.completed_at, "completed_at", now)
+    try:
+        accepted, score = score_answers(instrument, data.answers)
+        completed_at = check_completed_at(data.completed_at, "completed_at", now)
+    except Unscorable as exc:
+        raise ApiError(422, exc.detail, exc.problems) from exc
+    except Refusal as exc:
+        raise refused(exc) from exc
     return Submission(
         patient_id=data.patient_id,
         profile=msgspec.to_builtins(data.profile) if data.profile is not None else None,
@@ -103,42 +112,10 @@ def screening_submission(
     )
 
 
-async def screening_recommendations(
-    db: Database,
-    clinic_id: uuid.UUID,
-    cache: DirectoryCache,
-    catalog: Catalog,
-    context: PatientContext,
-    submission: Submission,
-    profile: PatientProfile | None,
-) -> Recommendations:
-    """The services matched to the patient's needs with this screening counted in;
-    ``profile`` as sent with it, else the stored one."""
-    screening_id, scored = submission.screenings[0]
-    instrument, score = scored.instrument, scored.score
-    band = score.band
-    new = ScreeningSummary(
-        screening_id=screening_id,
-        instrument=instrument.id,
-        instrument_title=instrument.definition.short_title,
-        construct=instrument.definition.construct,
-        completed_at=submission.completed_at,
-        total=score.total,
-        positive=bool(band and band.positive),
-        signal=Signal(band.signal) if band and band.signal else None,
-        severity=Severity(band.severity) if band else Severity.NONE,
-        band_label=band.label if band else None,
-    )
-    if profile is None:
-        stored = context.profile
-        profile = msgspec.convert(stored, PatientProfile) if stored else PatientProfile()
-    return await recommend(db, clinic_id, cache, catalog, context.latest, profile, extra=[new])
-
-
 def render_screening(
     recorded: Recorded, recommendations: Recommendations
-) -> tuple[int, bytes, dict[str, str]]:
-    """The POST answer: status, body and headers."""
+) -> tuple[bytes, dict[str, str]]:
+    """The POST answer's body and headers."""
     submission = recorded.submission
     screening_id, scored = submission.screenings[0]
     result = ScreeningResult(
@@ -153,12 +130,13 @@ def render_screening(
         encounter_id=submission.encounter_id,
         recommendations=recommendations,
     )
-    return 201, msgspec.json.encode(result), {"Location": f"/v1/screenings/{screening_id}"}
+    return msgspec.json.encode(result), {"Location": f"/v1/screenings/{screening_id}"}
 
 
 class ScreeningController(Controller):
     path = "/v1/screenings"
     tags = ["screenings"]
+    dependencies = {"screenings": Provide(Screenings, sync_to_thread=False)}
 
     @post(
         operation_id="create_screening",
@@ -216,8 +194,10 @@ class ScreeningController(Controller):
         catalog: Catalog = request.app.state.catalog
         data = await decode(request, ScreeningRequest)
         screening_id = str(new_id())
-        submission = screening_submission(data, catalog, screening_id, utcnow())
+        now = utcnow()
+        submission = screening_submission(data, catalog, screening_id, now)
         note(request, screening_id, data.patient_id)
+        key = await key_use(request, SCREENING_ROUTE)
         clinic_id = request.user.clinic_id
         cache: DirectoryCache = request.app.state.directory_cache
 
@@ -226,16 +206,14 @@ class ScreeningController(Controller):
                 db, clinic_id, cache, catalog, context, submission, data.profile
             )
 
-        return await record_once(
-            request,
-            db,
-            request.user,
-            SCREENING_ROUTE,
-            submission,
-            render_screening,
-            "application/json",
-            prepare=recommendations,
-        )
+        audit = audit_event(request, CREATED, now)
+        try:
+            outcome = await record_submission(
+                db, clinic_id, submission, now, key, render_screening, audit, recommendations
+            )
+        except Refusal as exc:
+            raise refused(exc) from exc
+        return answer(request, outcome, submission, audit, "application/json")
 
     @get(
         "/{screening_id:str}",
@@ -247,18 +225,10 @@ class ScreeningController(Controller):
         self,
         request: Request[Principal, Any, Any],
         screening_id: ScreeningId,
-        db: NamedDependency[Database],
+        screenings: NamedDependency[Screenings],
     ) -> ScreeningResult:
-        async with db.begin() as conn:
-            store = ClinicStore(conn, request.user.clinic_id)
-            row = found(
-                await store.get_screening(screening_id),
-                "screening",
-                screening_id,
-                "No such screening",
-            )
-            note(request, screening_id, row.patient_id)
-            resources = await store.observations_of([screening_id])
+        row, resources = await screenings.screening(screening_id)
+        note(request, screening_id, row.patient_id)
         return ScreeningResult(
             id=row.id,
             patient_id=row.patient_id,

@@ -16,7 +16,8 @@ from typing import Literal, NamedTuple
 
 import pytest
 
-from service.instruments.model import Instrument, load_catalog
+from service.instruments.loader import load_catalog
+from service.instruments.model import Instrument
 from service.instruments.scoring import Score, score, validate
 
 CATALOG_DIR = Path(__file__).resolve().parents[2] / "schemas" / "instruments"

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from service.instruments.model import Instrument, Scale
 from service.instruments.scoring import Score, validate
-from tests.unit.conftest import (
+from tests.instruments.conftest import (
     INSTRUMENT_IDS,
     PUBLISHED,
     Published,

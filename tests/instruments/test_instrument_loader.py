@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from service.cli import INSTRUMENT_SCHEMA, _instrument_schema_text
-from service.instruments.model import InstrumentError, load_catalog, load_file
+from service.instruments.loader import load_catalog, load_file
+from service.instruments.model import InstrumentError
 from service.settings import Settings
 from tests.conftest import INSTRUMENTS_DIR
 

@@ -15,7 +15,7 @@ import pytest
 
 from service.instruments.model import Instrument
 from service.instruments.scoring import AnswersInvalid, Score, validate
-from tests.unit.conftest import (
+from tests.instruments.conftest import (
     INSTRUMENT_IDS,
     PUBLISHED,
     Published,
