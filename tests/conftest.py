@@ -26,9 +26,10 @@ from service.app import create_app
 from service.instruments.model import Instrument, load_catalog
 from service.platform import embedded
 from service.platform.clinics import DEFAULT_LANGUAGES, create_clinic
-from service.platform.credentials import SCOPES, create_client
+from service.platform.credentials import SCOPES
 from service.platform.migrate import upgrade
 from service.settings import PROJECT_ROOT, Settings
+from service.systems.repository import create_client
 
 INSTRUMENTS_DIR = PROJECT_ROOT / "schemas" / "instruments"
 EMBEDDED_DIR = PROJECT_ROOT / "var" / "pgtest"

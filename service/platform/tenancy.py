@@ -22,7 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.platform.database import new_id
 from service.platform.tables import (
-    audit_events,
     clinics,
     directory_services,
     idempotency_keys,
@@ -47,15 +46,6 @@ class ObservationQuery:
     sort_descending: bool = True
     sort_by: str = "effective_at"
     limit: int = 20
-    offset: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class AuditQuery:
-    patient_id: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    limit: int = 50
     offset: int = 0
 
 
@@ -199,28 +189,6 @@ class ClinicStore(ClinicScoped):
     async def get_observation(self, observation_id: str) -> Row[Any] | None:
         query = self._select(observations).where(observations.c.id == observation_id)
         return (await self.conn.execute(query)).first()
-
-    # -- audit -----------------------------------------------------------------------
-
-    async def audit_events(self, q: AuditQuery) -> tuple[list[Row[Any]], int]:
-        """One page of events, newest first, and how many match in all."""
-        conditions: list[Any] = []
-        if q.patient_id is not None:
-            conditions.append(audit_events.c.patient_id == q.patient_id)
-        if q.since is not None:
-            conditions.append(audit_events.c.recorded_at >= q.since)
-        if q.until is not None:
-            conditions.append(audit_events.c.recorded_at < q.until)
-        count = self._select(audit_events, sa.func.count()).where(*conditions)
-        total = (await self.conn.execute(count)).scalar_one()
-        page = (
-            self._select(audit_events)
-            .where(*conditions)
-            .order_by(audit_events.c.recorded_at.desc(), audit_events.c.id.desc())
-            .limit(q.limit)
-            .offset(q.offset)
-        )
-        return list((await self.conn.execute(page)).all()), total
 
     # -- idempotency keys ------------------------------------------------------------
 
