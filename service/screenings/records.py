@@ -7,7 +7,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import msgspec
 
@@ -83,13 +83,6 @@ class ObservationRow(msgspec.Struct, frozen=True):
     code: str
     resource: Any
     """The Observation Struct (or its builtins)."""
-
-
-class StoredJson(NamedTuple):
-    """A stored resource as its JSON text, to be written into a response unparsed."""
-
-    id: str
-    json: msgspec.Raw
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import aggregate_order_by, distinct_on
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from service.fhir.types import StoredJson
 from service.platform.database import Compiled, Database, json_text
 from service.platform.tables import (
     audit_events,
@@ -43,7 +44,6 @@ from service.screenings.records import (
     LatestScreening,
     PatientContext,
     ReferralRecord,
-    StoredJson,
     SubmissionRows,
     Written,
 )
