@@ -1,8 +1,9 @@
 """Clinics, the tenants: made on purpose by name, each with the languages its patients speak.
 
-Like ``clients.py`` this reads across clinics: a clinic is found by its name, which is
+Like ``credentials.py`` this reads across clinics: a clinic is found by its name, which is
 unique. A name that is not there is refused (:class:`UnknownClinic`, with the near misses)
 unless the caller asks for the clinic to be created, so a typo cannot make a second clinic.
+:class:`Clinics` holds the use cases of ``belong clinics``.
 """
 
 from __future__ import annotations
