@@ -31,6 +31,7 @@ run: install
 lint: install
 	$(BIN)/ruff check service tests migrations
 	$(BIN)/ruff format --check service tests migrations
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy service/*/model.py service/instruments/scoring.py service/matching/needs.py service/directory/hsds.py service/platform/lookup.py

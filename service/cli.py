@@ -20,7 +20,7 @@ from service.settings import PROJECT_ROOT
 T = TypeVar("T")
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
+    from service.platform.database import Database
 
 INSTRUMENT_SCHEMA = PROJECT_ROOT / "schemas" / "instrument.schema.json"
 OPENAPI_DIR = PROJECT_ROOT / "openapi"
@@ -126,8 +126,8 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
-def _clinic_work(work: Callable[[Any], Awaitable[T]]) -> T:
-    """Run ``work(conn)`` in one transaction on BELONG_DATABASE_URL."""
+def _run(work: Callable[[Database], Awaitable[T]]) -> T:
+    """``work(db)`` on BELONG_DATABASE_URL."""
     import asyncio
 
     from service.platform.database import Database
@@ -135,12 +135,21 @@ def _clinic_work(work: Callable[[Any], Awaitable[T]]) -> T:
     async def run() -> T:
         db = Database(_database_url())
         try:
-            async with db.begin() as conn:
-                return await work(conn)
+            return await work(db)
         finally:
             await db.dispose()
 
     return asyncio.run(run())
+
+
+def _refusing(work: Callable[[Database], Awaitable[int]]) -> int:
+    """:func:`_run`, printing what the use case refuses (:class:`LookupError`,
+    :class:`ValueError`): exit status 2."""
+    try:
+        return _run(work)
+    except (LookupError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 def _refuse_unknown_clinic(exc: UnknownClinic) -> int:
@@ -157,19 +166,13 @@ def _clinic_line(clinic: Clinic) -> str:
 
 
 def _clinics_create(args: argparse.Namespace) -> int:
-    from service.platform.clinics import ClinicExists, create_clinic, find_clinic
+    from service.platform.clinics import ClinicExists, Clinics
 
     languages = args.language or list(DEFAULT_LANGUAGES)
-
-    async def create(conn: Any) -> tuple[Clinic, bool]:
-        if args.if_missing:
-            found = await find_clinic(conn, args.name)
-            if found is not None:
-                return found, False
-        return await create_clinic(conn, args.name, languages), True
-
     try:
-        clinic, created = _clinic_work(create)
+        clinic, created = _run(
+            lambda db: Clinics(db).create(args.name, languages, if_missing=args.if_missing)
+        )
     except ClinicExists as exc:
         print(f"error: {exc} (belong clinics update changes its languages)", file=sys.stderr)
         return 2
@@ -181,32 +184,24 @@ def _clinics_create(args: argparse.Namespace) -> int:
 
 
 def _clinics_list(args: argparse.Namespace) -> int:
-    from service.platform.clinics import list_clinics
+    from service.platform.clinics import Clinics
 
     rows = [
         (c.name, ", ".join(c.languages), f"{c.created_at:%Y-%m-%dT%H:%M:%SZ}", str(c.id))
-        for c in _clinic_work(list_clinics)
+        for c in _run(lambda db: Clinics(db).list())
     ]
     if not rows:
         print("no clinics yet: belong clinics create --name NAME", file=sys.stderr)
         return 0
-    columns = ("NAME", "LANGUAGES", "CREATED", "ID")
-    widths = [max(len(row[i]) for row in (columns, *rows)) for i in range(len(columns))]
-    for row in (columns, *rows):
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        )
+    _print_table(("NAME", "LANGUAGES", "CREATED", "ID"), rows)
     return 0
 
 
 def _clinics_update(args: argparse.Namespace) -> int:
-    from service.platform.clinics import update_clinic
-
-    async def update(conn: Any) -> Clinic:
-        return await update_clinic(conn, args.name, args.language)
+    from service.platform.clinics import Clinics
 
     try:
-        clinic = _clinic_work(update)
+        clinic = _run(lambda db: Clinics(db).update(args.name, args.language))
     except UnknownClinic as exc:
         print(f"error: {exc}; `belong clinics list` shows the clinics", file=sys.stderr)
         return 2
@@ -219,10 +214,7 @@ def _clinics_update(args: argparse.Namespace) -> int:
 
 def _clients_create_with_keys(args: argparse.Namespace) -> int:
     """A system client that signs JWTs (SMART Backend Services or a CDS Hooks client)."""
-    import asyncio
-
-    from service.platform.database import Database
-    from service.systems.repository import create_system_client
+    from service.systems.service import Systems
 
     try:
         jwks, jwks_url = _key_source(args.jwks)
@@ -230,85 +222,64 @@ def _clients_create_with_keys(args: argparse.Namespace) -> int:
         print(f"error: {args.jwks}: {exc}", file=sys.stderr)
         return 2
     expires_at = _expiry(args)
-
-    async def create() -> str:
-        db = Database(_database_url())
-        try:
-            async with db.begin() as conn:
-                client = await create_system_client(
-                    conn,
-                    args.clinic,
-                    args.scope,
-                    args.name,
-                    issuer=args.issuer,
-                    jwks=jwks,
-                    jwks_url=jwks_url,
-                    expires_at=expires_at,
-                    create_clinic=args.create_clinic,
-                )
-        finally:
-            await db.dispose()
-        print(
-            f"clinic {args.clinic!r}: client {client.principal.client_id} with scopes "
-            f"{' '.join(sorted(client.principal.scopes))}, keys "
-            f"{jwks_url or 'from ' + args.jwks}{_expiry_note(expires_at)}"
-        )
-        print("Its JWTs carry iss (and for SMART, sub and client_id):")
-        return client.issuer
-
     try:
-        issuer = asyncio.run(create())
+        client = _run(
+            lambda db: Systems(db).create(
+                args.clinic,
+                args.scope,
+                args.name,
+                issuer=args.issuer,
+                jwks=jwks,
+                jwks_url=jwks_url,
+                expires_at=expires_at,
+                create_clinic=args.create_clinic,
+            )
+        )
     except UnknownClinic as exc:
         return _refuse_unknown_clinic(exc)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(issuer)
+    print(
+        f"clinic {args.clinic!r}: client {client.principal.client_id} with scopes "
+        f"{' '.join(sorted(client.principal.scopes))}, keys "
+        f"{jwks_url or 'from ' + args.jwks}{_expiry_note(expires_at)}"
+    )
+    print("Its JWTs carry iss (and for SMART, sub and client_id):")
+    print(client.issuer)
     return 0
 
 
 def _clients_create(args: argparse.Namespace) -> int:
-    import asyncio
-
     if args.jwks is not None:
         return _clients_create_with_keys(args)
     if args.issuer is not None:
         print("error: --issuer goes with --jwks", file=sys.stderr)
         return 2
 
-    from service.platform.credentials import create_client
-    from service.platform.database import Database
+    from service.systems.service import Clients
 
     expires_at = _expiry(args)
-
-    async def create() -> str:
-        db = Database(_database_url())
-        try:
-            async with db.begin() as conn:
-                principal, token = await create_client(
-                    conn,
-                    args.clinic,
-                    args.scope,
-                    args.name,
-                    expires_at=expires_at,
-                    create_clinic=args.create_clinic,
-                )
-        finally:
-            await db.dispose()
-        print(
-            f"clinic {args.clinic!r}: client {principal.client_id} with scopes "
-            f"{' '.join(sorted(principal.scopes))}{_expiry_note(expires_at)}"
-        )
-        print("The token is shown once; store it now:")
-        return token
-
     try:
-        token = asyncio.run(create())
+        principal, token = _run(
+            lambda db: Clients(db).create(
+                args.clinic,
+                args.scope,
+                args.name,
+                expires_at=expires_at,
+                create_clinic=args.create_clinic,
+            )
+        )
     except UnknownClinic as exc:
         return _refuse_unknown_clinic(exc)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    print(
+        f"clinic {args.clinic!r}: client {principal.client_id} with scopes "
+        f"{' '.join(sorted(principal.scopes))}{_expiry_note(expires_at)}"
+    )
+    print("The token is shown once; store it now:")
     print(token)
     return 0
 
@@ -385,35 +356,13 @@ def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         )
 
 
-def _in_transaction(work: Callable[[AsyncConnection], Awaitable[int]]) -> int:
-    """Run ``work`` in one transaction on BELONG_DATABASE_URL; what it refuses
-    (:class:`LookupError`, :class:`ValueError`) is printed, exit status 2."""
-    import asyncio
-
-    from service.platform.database import Database
-
-    async def run() -> int:
-        db = Database(_database_url())
-        try:
-            async with db.begin() as conn:
-                return await work(conn)
-        finally:
-            await db.dispose()
-
-    try:
-        return asyncio.run(run())
-    except (LookupError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
 CLIENT_COLUMNS = ("ID", "CLINIC", "NAME", "SCOPES", "CREATED", "EXPIRES", "ROTATED", "REVOKED")
 
 
 def _clients_list(args: argparse.Namespace) -> int:
-    from service.platform.credentials import list_clients
+    from service.systems.service import Clients
 
-    async def show(conn: AsyncConnection) -> int:
+    async def show(db: Database) -> int:
         rows = [
             (
                 str(c.id),
@@ -425,52 +374,38 @@ def _clients_list(args: argparse.Namespace) -> int:
                 _when(c.rotated_at),
                 _when(c.revoked_at),
             )
-            for c in await list_clients(conn, args.clinic)
+            for c in await Clients(db).list(args.clinic)
         ]
         _print_table(CLIENT_COLUMNS, rows)
         return 0
 
-    return _in_transaction(show)
-
-
-async def _token_client(conn: AsyncConnection, client_id: str, action: str) -> Any:
-    """The bearer-token client ``client_id``; a system is refused with the command it needs."""
-    from service.platform.credentials import client_by_id
-
-    client = await client_by_id(conn, client_id)
-    if client.is_system:
-        raise ValueError(
-            f"client {client.id} is a system that signs JWTs: use belong systems {action}"
-        )
-    return client
+    return _refusing(show)
 
 
 def _clients_revoke(args: argparse.Namespace) -> int:
-    from service.platform.credentials import revoke_client
+    from service.systems.service import Clients
 
-    async def revoke(conn: AsyncConnection) -> int:
-        client = await _token_client(conn, args.id, "revoke")
-        if client.revoked_at is not None:
+    async def revoke(db: Database) -> int:
+        client, revoked = await Clients(db).revoke(args.id)
+        if not revoked:
             print(f"client {client.id} was already revoked at {_when(client.revoked_at)}")
             return 0
-        await revoke_client(conn, client.id)
         print(
             f"revoked client {client.id} (clinic {client.clinic!r}, name {client.name!r}): "
             "every worker refuses its token within a second"
         )
         return 0
 
-    return _in_transaction(revoke)
+    return _refusing(revoke)
 
 
 def _clients_rotate(args: argparse.Namespace) -> int:
-    from service.platform.credentials import rotate_token
+    from service.systems.service import Clients
 
     expires_at = _expiry(args)
 
-    async def rotate(conn: AsyncConnection) -> int:
-        client = await _token_client(conn, args.id, "rotate")
-        token = await rotate_token(conn, client, expires_at)
+    async def rotate(db: Database) -> int:
+        client, token = await Clients(db).rotate(args.id, expires_at)
         print(
             f"client {client.id} (clinic {client.clinic!r}, name {client.name!r}) has a new "
             f"token{_expiry_note(expires_at)}; every worker refuses the old one within a second"
@@ -479,7 +414,7 @@ def _clients_rotate(args: argparse.Namespace) -> int:
         print(token)
         return 0
 
-    return _in_transaction(rotate)
+    return _refusing(rotate)
 
 
 SYSTEM_COLUMNS = (
@@ -495,9 +430,9 @@ def _keys_shown(jwks: Any, jwks_url: str | None) -> str:
 
 
 def _systems_list(args: argparse.Namespace) -> int:
-    from service.systems.repository import list_systems
+    from service.systems.service import Systems
 
-    async def show(conn: AsyncConnection) -> int:
+    async def show(db: Database) -> int:
         rows = [
             (
                 str(s.client.id),
@@ -511,27 +446,25 @@ def _systems_list(args: argparse.Namespace) -> int:
                 _when(s.client.rotated_at),
                 _when(s.client.revoked_at),
             )
-            for s in await list_systems(conn, args.clinic)
+            for s in await Systems(db).list(args.clinic)
         ]
         _print_table(SYSTEM_COLUMNS, rows)
         return 0
 
-    return _in_transaction(show)
+    return _refusing(show)
 
 
 def _systems_revoke(args: argparse.Namespace) -> int:
-    from service.platform.credentials import revoke_client
-    from service.systems.repository import system_named
+    from service.systems.service import Systems
 
-    async def revoke(conn: AsyncConnection) -> int:
-        system = await system_named(conn, args.system)
-        if system.client.revoked_at is not None:
+    async def revoke(db: Database) -> int:
+        system, revoked = await Systems(db).revoke(args.system)
+        if not revoked:
             print(
                 f"system {system.client.id} was already revoked at "
                 f"{_when(system.client.revoked_at)}"
             )
             return 0
-        await revoke_client(conn, system.client.id)
         print(
             f"revoked system {system.client.id} (issuer {system.issuer!r}, clinic "
             f"{system.client.clinic!r}): its JWTs are refused from now on, and every worker "
@@ -539,11 +472,11 @@ def _systems_revoke(args: argparse.Namespace) -> int:
         )
         return 0
 
-    return _in_transaction(revoke)
+    return _refusing(revoke)
 
 
 def _systems_rotate(args: argparse.Namespace) -> int:
-    from service.systems.repository import replace_keys, system_named
+    from service.systems.service import Systems
 
     try:
         jwks, jwks_url = _key_source(args.jwks)
@@ -552,9 +485,10 @@ def _systems_rotate(args: argparse.Namespace) -> int:
         return 2
     expires_at = _expiry(args)
 
-    async def rotate(conn: AsyncConnection) -> int:
-        system = await system_named(conn, args.system)
-        await replace_keys(conn, system, jwks=jwks, jwks_url=jwks_url, expires_at=expires_at)
+    async def rotate(db: Database) -> int:
+        system = await Systems(db).replace_keys(
+            args.system, jwks=jwks, jwks_url=jwks_url, expires_at=expires_at
+        )
         print(
             f"system {system.client.id} (issuer {system.issuer!r}) now has the keys "
             f"{jwks_url or 'from ' + args.jwks}{_expiry_note(expires_at)}: JWTs signed by the "
@@ -563,7 +497,7 @@ def _systems_rotate(args: argparse.Namespace) -> int:
         )
         return 0
 
-    return _in_transaction(rotate)
+    return _refusing(rotate)
 
 
 def openapi_documents() -> dict[str, str]:

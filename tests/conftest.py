@@ -27,9 +27,10 @@ from service.instruments.loader import load_catalog
 from service.instruments.model import Instrument
 from service.platform import embedded
 from service.platform.clinics import DEFAULT_LANGUAGES, create_clinic
-from service.platform.credentials import SCOPES, create_client
+from service.platform.credentials import SCOPES
 from service.platform.migrate import upgrade
 from service.settings import PROJECT_ROOT, Settings
+from service.systems.repository import create_client
 
 INSTRUMENTS_DIR = PROJECT_ROOT / "schemas" / "instruments"
 EMBEDDED_DIR = PROJECT_ROOT / "var" / "pgtest"

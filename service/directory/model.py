@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 import msgspec
 
-from service.patients.model import Coordinates, LanguageTag, Modality, PainCondition
+from service.patients.model import Coordinates, Modality, PainCondition
+from service.platform.languages import LanguageTag
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=500, pattern=r"^[^\x00]*$")]
 ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^\x00]*$")]

@@ -8,10 +8,9 @@ from urllib.parse import urlencode
 
 from litestar import Request
 
-from service.fhir.types import Bundle, BundleEntry, BundleLink, BundleSearch
+from service.fhir.types import Bundle, BundleEntry, BundleLink, BundleSearch, StoredJson
 from service.platform.errors import ApiError, FieldError
 from service.platform.origin import public_origin
-from service.screenings.records import StoredJson
 
 
 def single(request: Request[Any, Any, Any], names: Sequence[str]) -> None:

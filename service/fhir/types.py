@@ -6,6 +6,8 @@ of the JSON, as FHIR requires (no nulls, no empty arrays).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import msgspec
 
 
@@ -220,3 +222,10 @@ class OperationOutcomeIssue(Element, kw_only=True):
 
 class OperationOutcome(Resource, tag="OperationOutcome", kw_only=True):
     issue: list[OperationOutcomeIssue] = []
+
+
+class StoredJson(NamedTuple):
+    """A stored resource as its JSON text, to be written into a response unparsed."""
+
+    id: str
+    json: msgspec.Raw

@@ -9,6 +9,7 @@ from typing import Annotated
 import msgspec
 
 from service.instruments.model import Direction, MeaningfulChange, NoThreshold
+from service.platform.languages import LanguageTag
 
 SNOMED = "http://snomed.info/sct"
 
@@ -18,15 +19,6 @@ PatientId = Annotated[
         pattern=r"^[A-Za-z0-9\-.]{1,64}$",
         description="The EHR's own patient id (FHIR id syntax: letters, digits, '-', '.')",
         examples=["pat-1042"],
-    ),
-]
-LanguageTag = Annotated[
-    str,
-    msgspec.Meta(
-        pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$",
-        max_length=35,
-        description="BCP 47 language tag",
-        examples=["en", "es-MX"],
     ),
 ]
 Postcode = Annotated[

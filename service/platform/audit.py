@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -19,16 +20,47 @@ from litestar import Request
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.platform.credentials import Principal
-from service.platform.database import UNAVAILABLE, utcnow
+from service.platform.database import UNAVAILABLE, new_id, utcnow
 from service.platform.errors import error_response, status_of
 from service.platform.observability import error_name, safe_traceback
 from service.platform.params import FHIR_ID
-from service.screenings.records import AuditEvent
 
 log = logging.getLogger("belong.audit")
 
 STATE_KEY = "belong_audit"
 FHIR_ID_TEXT = re.compile(FHIR_ID)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """Who did what to which patient's data, and how it ended."""
+
+    client_id: uuid.UUID
+    action: str
+    resource_type: str
+    resource_id: str | None
+    patient_id: str | None
+    status_code: int
+    at: datetime
+    id: uuid.UUID = field(default_factory=new_id)
+
+    @property
+    def outcome(self) -> str:
+        return "success" if self.status_code < 400 else "failure"
+
+    def columns(self) -> dict[str, Any]:
+        """The audit_events row, but for its clinic."""
+        return {
+            "id": self.id,
+            "client_id": self.client_id,
+            "action": self.action,
+            "resource_type": self.resource_type,
+            "resource_id": self.resource_id,
+            "patient_id": self.patient_id,
+            "outcome": self.outcome,
+            "status_code": self.status_code,
+            "recorded_at": self.at,
+        }
 
 
 @dataclass(slots=True)

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
-from litestar import Controller, Request, get
+from litestar import Controller, get
 from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
+from service.platform.audit_store import AuditQuery, AuditStore
 from service.platform.auth import scoped
-from service.platform.credentials import Principal
-from service.platform.database import Database
+from service.platform.caller import Caller
 from service.platform.params import ID_PATTERN, Instant, instant
-from service.platform.tenancy import AuditQuery, ClinicStore
 
 
 class AuditEvent(msgspec.Struct):
@@ -48,8 +47,7 @@ class AuditEventController(Controller):
     )
     async def list_events(
         self,
-        request: Request[Principal, Any, Any],
-        db: NamedDependency[Database],
+        caller: NamedDependency[Caller],
         patient_id: Annotated[
             str | None, QueryParameter(pattern=ID_PATTERN, required=False)
         ] = None,
@@ -65,8 +63,8 @@ class AuditEventController(Controller):
             limit=limit,
             offset=offset,
         )
-        async with db.begin() as conn:
-            rows, total = await ClinicStore(conn, request.user.clinic_id).audit_events(query)
+        async with caller.transaction(AuditStore) as store:
+            rows, total = await store.audit_events(query)
         items = [
             AuditEvent(
                 id=row.id,

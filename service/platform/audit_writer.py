@@ -19,9 +19,9 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 
+from service.platform.audit import AuditEvent
 from service.platform.database import UNAVAILABLE, Compiled, Database
 from service.platform.tables import audit_events
-from service.screenings.records import AuditEvent
 
 
 def _insert_batch() -> sa.Insert:

@@ -22,12 +22,17 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 
-from service.platform.credentials import Principal, hash_token, principal_for_token
+from service.platform.credentials import (
+    ACCESS_TOKEN_PREFIX,
+    Principal,
+    hash_token,
+    principal_for_access_token,
+    principal_for_token,
+)
 from service.platform.database import Database, utcnow
 from service.platform.jwt import JwtRefused, looks_like_jwt
 from service.platform.origin import public_origin
 from service.platform.system_auth import JwtCaller, verify_system_jwt
-from service.systems.repository import ACCESS_TOKEN_PREFIX, principal_for_access_token
 
 PUBLIC = {"exclude_from_auth": True}
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="belong"'}

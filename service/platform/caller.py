@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from litestar import Request
+from litestar.di import NamedDependency
 
 from service.platform.credentials import Principal
 from service.platform.database import Database
@@ -37,6 +38,6 @@ class Caller:
             yield store(conn, self.clinic_id)
 
 
-def provide_caller(request: Request[Principal, Any, Any], db: Database) -> Caller:
+def provide_caller(request: Request[Principal, Any, Any], db: NamedDependency[Database]) -> Caller:
     """The ``caller`` dependency: the request's principal, in its clinic."""
     return Caller.of(db, request.user)

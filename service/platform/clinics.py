@@ -1,8 +1,9 @@
 """Clinics, the tenants: made on purpose by name, each with the languages its patients speak.
 
-Like ``clients.py`` this reads across clinics: a clinic is found by its name, which is
+Like ``credentials.py`` this reads across clinics: a clinic is found by its name, which is
 unique. A name that is not there is refused (:class:`UnknownClinic`, with the near misses)
 unless the caller asks for the clinic to be created, so a typo cannot make a second clinic.
+:class:`Clinics` holds the use cases of ``belong clinics``.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.patients.model import LanguageTag
-from service.platform.database import new_id, utcnow
+from service.platform.database import Database, new_id, utcnow
+from service.platform.languages import LanguageTag
 from service.platform.tables import clinics
 
 DEFAULT_LANGUAGES = ("en",)
@@ -132,3 +133,31 @@ async def clinic_id_named(conn: AsyncConnection, name: str, *, create: bool = Fa
 async def clinic_languages(conn: AsyncConnection, clinic_id: uuid.UUID) -> tuple[str, ...]:
     query = sa.select(clinics.c.languages).where(clinics.c.id == clinic_id)
     return tuple((await conn.execute(query)).scalar_one_or_none() or ())
+
+
+class Clinics:
+    """The clinics (``belong clinics``): each use case one transaction."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create(
+        self, name: str, languages: Sequence[str], *, if_missing: bool = False
+    ) -> tuple[Clinic, bool]:
+        """The clinic and whether it is new; with ``if_missing`` an existing clinic of that
+        name is answered unchanged, else ClinicExists."""
+        async with self.db.begin() as conn:
+            if if_missing:
+                found = await find_clinic(conn, name)
+                if found is not None:
+                    return found, False
+            return await create_clinic(conn, name, languages), True
+
+    async def list(self) -> list[Clinic]:
+        async with self.db.begin() as conn:
+            return await list_clinics(conn)
+
+    async def update(self, name: str, languages: Sequence[str]) -> Clinic:
+        """Set the clinic's languages; UnknownClinic when there is none of that name."""
+        async with self.db.begin() as conn:
+            return await update_clinic(conn, name, languages)

@@ -1,8 +1,12 @@
-"""API clients of clinics: creation, listing, revocation, rotation, token lookup.
+"""What authenticating a request reads: a clinic token, a SMART access token, a system's
+keys and the JWT ids it has used.
 
-Tokens are random and shown once; only their SHA-256 is stored. This module (with
-``clinics.py``) reads across clinics, because a token is what names the clinic. A client is
-refused from its ``expires_at`` or ``revoked_at`` on; rotating replaces its token's hash.
+Tokens are random and shown once; only their SHA-256 is stored. This module reads across
+clinics, because a token (or a JWT's issuer) is what names the clinic. A client is refused
+from its ``expires_at`` or ``revoked_at`` on. Creating, listing, revoking and rotating
+clients and systems is ``service.systems``'s. A replayed ``jti`` is caught by the primary
+key of ``used_jtis`` (insert, and a unique violation means replay), never by a search
+before the insert.
 """
 
 from __future__ import annotations
@@ -11,17 +15,17 @@ import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.platform.clinics import clinic_id_named
-from service.platform.database import new_id, utcnow
-from service.platform.tables import api_clients, client_keys, clinics
+from service.platform.database import Database, utcnow
+from service.platform.tables import access_tokens, api_clients, client_keys, used_jtis
 
 TOKEN_PREFIX = "blg_"  # noqa: S105 - a prefix, not a secret
+ACCESS_TOKEN_PREFIX = "bat_"  # noqa: S105 - a prefix, not a secret
 
 SCOPES = (
     "screenings:write",
@@ -46,47 +50,6 @@ class Principal:
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-async def create_client(
-    conn: AsyncConnection,
-    clinic_name: str,
-    scopes: list[str],
-    client_name: str = "api",
-    *,
-    expires_at: datetime | None = None,
-    create_clinic: bool = False,
-) -> tuple[Principal, str]:
-    """A client of the named clinic; returns the principal and its token. An unknown clinic
-    is refused (UnknownClinic) unless ``create_clinic``, which creates it."""
-    unknown = sorted(set(scopes) - set(SCOPES))
-    if unknown:
-        raise ValueError(f"unknown scopes {unknown}; known: {', '.join(SCOPES)}")
-    expires_at = valid_expiry(expires_at)
-    clinic_id = await clinic_id_named(conn, clinic_name, create=create_clinic)
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    client_id = new_id()
-    await conn.execute(
-        sa.insert(api_clients).values(
-            id=client_id,
-            clinic_id=clinic_id,
-            name=client_name,
-            token_hash=hash_token(token),
-            scopes=sorted(set(scopes)),
-            created_at=utcnow(),
-            expires_at=expires_at,
-        )
-    )
-    return Principal(client_id, clinic_id, frozenset(scopes)), token
-
-
-def valid_expiry(expires_at: datetime | None) -> datetime | None:
-    """The expiry; :class:`ValueError` if it has passed."""
-    if expires_at is None:
-        return None
-    if expires_at <= utcnow():
-        raise ValueError(f"the expiry {expires_at.isoformat()} is in the past")
-    return expires_at
 
 
 def client_is_live(now: datetime) -> sa.ColumnElement[bool]:
@@ -117,114 +80,86 @@ async def principal_for_token(
     return Principal(row.id, row.clinic_id, frozenset(row.scopes)), expires_at
 
 
-@dataclass(frozen=True, slots=True)
-class ClientRecord:
-    """What ``belong clients list`` shows of a client: never its token or the token's hash."""
-
-    id: uuid.UUID
-    clinic: str
-    name: str
-    scopes: tuple[str, ...]
-    created_at: datetime
-    expires_at: datetime | None
-    rotated_at: datetime | None
-    revoked_at: datetime | None
-    is_system: bool
-
-
-CLIENT_RECORD_COLUMNS = (
-    api_clients.c.id,
-    clinics.c.name.label("clinic"),
-    api_clients.c.name,
-    api_clients.c.scopes,
-    api_clients.c.created_at,
-    api_clients.c.expires_at,
-    api_clients.c.rotated_at,
-    api_clients.c.revoked_at,
-    client_keys.c.client_id.is_not(None).label("is_system"),
-)
-"""``ClientRecord``'s columns, from api_clients joined to clinics and outer-joined to
-client_keys."""
-
-
-def client_record(row: sa.Row[Any]) -> ClientRecord:
-    return ClientRecord(
-        id=row.id,
-        clinic=row.clinic,
-        name=row.name,
-        scopes=tuple(row.scopes),
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-        rotated_at=row.rotated_at,
-        revoked_at=row.revoked_at,
-        is_system=bool(row.is_system),
-    )
-
-
-def client_records_query() -> sa.Select[Any]:
-    return (
-        sa.select(*CLIENT_RECORD_COLUMNS)
-        .join(clinics, clinics.c.id == api_clients.c.clinic_id)
-        .outerjoin(client_keys, client_keys.c.client_id == api_clients.c.id)
-        .order_by(clinics.c.name, api_clients.c.created_at, api_clients.c.id)
-    )
-
-
-async def list_clients(conn: AsyncConnection, clinic_name: str | None = None) -> list[ClientRecord]:
-    """The clinic's bearer-token clients (every clinic's without a name); systems that sign
-    JWTs are listed by ``systems.list_systems``."""
-    query = client_records_query().where(client_keys.c.client_id.is_(None))
-    if clinic_name is not None:
-        query = query.where(api_clients.c.clinic_id == await clinic_id_named(conn, clinic_name))
-    return [client_record(row) for row in await conn.execute(query)]
-
-
-async def client_by_id(conn: AsyncConnection, client_id: str) -> ClientRecord:
-    """The client with this id; :class:`LookupError` names what is wrong."""
-    try:
-        wanted = uuid.UUID(client_id)
-    except ValueError:
-        raise LookupError(f"{client_id!r} is not a client id (a UUID)") from None
-    row = (await conn.execute(client_records_query().where(api_clients.c.id == wanted))).first()
+async def principal_for_access_token(
+    conn: AsyncConnection, token: str
+) -> tuple[Principal, datetime] | None:
+    """The principal of a live SMART access token, and when the token (or, sooner, its
+    client) expires."""
+    now = utcnow()
+    row = (
+        await conn.execute(
+            sa.select(
+                api_clients.c.id,
+                api_clients.c.clinic_id,
+                access_tokens.c.scopes,
+                access_tokens.c.expires_at,
+                api_clients.c.expires_at.label("client_expires_at"),
+            )
+            .join(api_clients, api_clients.c.id == access_tokens.c.client_id)
+            .where(
+                access_tokens.c.token_hash == hash_token(token),
+                access_tokens.c.expires_at > now,
+                client_is_live(now),
+            )
+        )
+    ).first()
     if row is None:
-        raise LookupError(f"no client {client_id}")
-    return client_record(row)
+        return None
+    expires_at = row.expires_at
+    if row.client_expires_at is not None:
+        expires_at = min(expires_at, row.client_expires_at)
+    return Principal(row.id, row.clinic_id, frozenset(row.scopes)), expires_at
 
 
-async def revoke_client(conn: AsyncConnection, client_id: uuid.UUID) -> None:
-    """Revoke the client (a token client or a system), keeping the first revocation's time.
-    Workers notice within their token cache's lifetime."""
-    await conn.execute(
-        sa.update(api_clients)
-        .where(api_clients.c.id == client_id, api_clients.c.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-    )
+@dataclass(frozen=True, slots=True)
+class SystemClient:
+    """A registered JWT-signing client: who it is and where its public keys are."""
+
+    principal: Principal
+    issuer: str
+    jwks: dict[str, Any] | None
+    jwks_url: str | None
+    keys_rotated_at: datetime | None = None
+    """When the keys were last replaced: a JWKS URL's cached keys from before are stale."""
 
 
-def rotation_expiry(client: ClientRecord, new_expiry: datetime | None) -> datetime | None:
-    """The new expiry (in UTC) for a rotation, which does not bring back a revoked client nor
-    an expired one (unless given a new expiry)."""
-    if client.revoked_at is not None:
-        raise ValueError(
-            f"client {client.id} was revoked at {client.revoked_at.isoformat()}; "
-            "create a new client instead"
+async def system_client(conn: AsyncConnection, issuer: str) -> SystemClient | None:
+    """The live (unrevoked, unexpired) system with this issuer."""
+    row = (
+        await conn.execute(
+            sa.select(
+                api_clients.c.id,
+                api_clients.c.clinic_id,
+                api_clients.c.scopes,
+                api_clients.c.rotated_at,
+                client_keys.c.jwks,
+                client_keys.c.jwks_url,
+            )
+            .join(client_keys, client_keys.c.client_id == api_clients.c.id)
+            .where(client_keys.c.issuer == issuer, client_is_live(utcnow()))
         )
-    if new_expiry is None and client.expires_at is not None and client.expires_at <= utcnow():
-        raise ValueError(
-            f"client {client.id} expired at {client.expires_at.isoformat()}; give it a new expiry"
-        )
-    return valid_expiry(new_expiry)
+    ).first()
+    if row is None:
+        return None
+    principal = Principal(row.id, row.clinic_id, frozenset(row.scopes))
+    return SystemClient(principal, issuer, row.jwks, row.jwks_url, row.rotated_at)
 
 
-async def rotate_token(
-    conn: AsyncConnection, client: ClientRecord, expires_at: datetime | None = None
-) -> str:
-    """A new token for the client, replacing the old one's hash (and, if given, its expiry);
-    returns the token, to be shown once."""
-    expires_at = rotation_expiry(client, expires_at)
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    changes: dict[str, Any] = {"token_hash": hash_token(token), "rotated_at": utcnow()}
-    if expires_at is not None:
-        changes["expires_at"] = expires_at
-    await conn.execute(sa.update(api_clients).where(api_clients.c.id == client.id).values(changes))
-    return token
+async def consume_jti(db: Database, issuer: str, jti: str, expires_at: int) -> bool:
+    """Record a JWT id; False when the issuer has presented it before (a replay).
+
+    Committed on its own, so that the id stays used whatever happens to the request."""
+    expiry = datetime.fromtimestamp(expires_at, UTC)
+    try:
+        async with db.begin() as conn:
+            await conn.execute(
+                sa.insert(used_jtis).values(issuer=issuer, jti=jti, expires_at=expiry)
+            )
+    except sa.exc.IntegrityError:
+        return False
+    if secrets.randbelow(50) == 0:  # now and then, forget ids whose JWTs can no longer be used
+        async with db.begin() as conn:
+            cutoff = utcnow() - timedelta(hours=1)
+            await conn.execute(sa.delete(used_jtis).where(used_jtis.c.expires_at < cutoff))
+            await conn.execute(sa.delete(access_tokens).where(access_tokens.c.expires_at < cutoff))
+    return True

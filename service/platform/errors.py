@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Protocol
 
 import msgspec
 from litestar import Request, Response
@@ -16,7 +17,6 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from service.fhir.types import OperationOutcome, OperationOutcomeIssue
-from service.instruments.scoring import Problem
 from service.platform.database import UNAVAILABLE, OutOfRange
 from service.platform.lookup import Conflict, NotFound, Refused, Stale, Unprocessable
 from service.platform.observability import error_name, route_template, safe_traceback
@@ -64,6 +64,17 @@ class FieldError(msgspec.Struct, frozen=True):
     code: str = "invalid"
 
 
+class Fault(Protocol):
+    """A field at fault as any layer names one (a FieldError, or scoring's Problem)."""
+
+    @property
+    def field(self) -> str: ...
+    @property
+    def message(self) -> str: ...
+    @property
+    def code(self) -> str: ...
+
+
 class ProblemDetails(msgspec.Struct, omit_defaults=True):
     type: str
     title: str
@@ -79,7 +90,7 @@ class ApiError(HTTPException):
         self,
         status_code: int,
         detail: str,
-        errors: Sequence[FieldError | Problem] = (),
+        errors: Sequence[Fault] = (),
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(status_code=status_code, detail=detail, headers=headers)

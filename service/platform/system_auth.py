@@ -17,10 +17,9 @@ from typing import Any
 
 from joserfc.jwk import KeySet
 
-from service.platform.credentials import Principal
+from service.platform.credentials import Principal, SystemClient, consume_jti, system_client
 from service.platform.database import Database
 from service.platform.jwt import JwtRefused, VerifiedJwt, public_key_set, unverified, verify
-from service.systems.repository import SystemClient, consume_jti, system_client
 
 JWKS_URL_CACHE_SECONDS = 300.0
 JWKS_FETCH_TIMEOUT = 5.0

@@ -1,50 +1,17 @@
 """Plain rows the store reads and writes: no SQL here, so the API, service.screenings.repository
-and ClinicStore share them."""
+and the feature stores share them."""
 
 from __future__ import annotations
 
 import enum
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import msgspec
 
-from service.platform.database import new_id
-
-
-@dataclass(frozen=True, slots=True)
-class AuditEvent:
-    """Who did what to which patient's data, and how it ended."""
-
-    client_id: uuid.UUID
-    action: str
-    resource_type: str
-    resource_id: str | None
-    patient_id: str | None
-    status_code: int
-    at: datetime
-    id: uuid.UUID = field(default_factory=new_id)
-
-    @property
-    def outcome(self) -> str:
-        return "success" if self.status_code < 400 else "failure"
-
-    def columns(self) -> dict[str, Any]:
-        """The audit_events row, but for its clinic."""
-        return {
-            "id": self.id,
-            "client_id": self.client_id,
-            "action": self.action,
-            "resource_type": self.resource_type,
-            "resource_id": self.resource_id,
-            "patient_id": self.patient_id,
-            "outcome": self.outcome,
-            "status_code": self.status_code,
-            "recorded_at": self.at,
-        }
+from service.platform.audit import AuditEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,13 +83,6 @@ class ObservationRow(msgspec.Struct, frozen=True):
     code: str
     resource: Any
     """The Observation Struct (or its builtins)."""
-
-
-class StoredJson(NamedTuple):
-    """A stored resource as its JSON text, to be written into a response unparsed."""
-
-    id: str
-    json: msgspec.Raw
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by, distinct_on
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
 
+from service.fhir.types import StoredJson
 from service.platform.database import Compiled, Database, json_text
 from service.platform.tables import (
     audit_events,
@@ -43,7 +44,6 @@ from service.screenings.records import (
     KeyRecord,
     LatestScreening,
     PatientContext,
-    StoredJson,
     SubmissionRows,
     Written,
 )

@@ -19,12 +19,14 @@ import msgspec
 from sqlalchemy.engine import Row
 
 from service.directory.service import DirectoryCache
+from service.fhir.types import StoredJson
 from service.instruments.catalog import Catalog
 from service.instruments.model import Instrument, Severity, Signal
 from service.instruments.scoring import Score
 from service.matching.needs import ScreeningSummary
 from service.matching.service import Recommendations, recommend
 from service.patients.model import PatientProfile
+from service.platform.audit import AuditEvent
 from service.platform.caller import Caller
 from service.platform.database import Database, utc_field
 from service.platform.lookup import found
@@ -37,13 +39,11 @@ from service.screenings.fhir import (
     questionnaire_response,
 )
 from service.screenings.records import (
-    AuditEvent,
     HeldKey,
     KeyRecord,
     ObservationRow,
     PatientContext,
     ScreeningRow,
-    StoredJson,
     SubmissionRows,
     Written,
 )

@@ -1,50 +1,195 @@
-"""Systems that authenticate with signed JWTs: their keys, used JWT ids, access tokens.
+"""Registered clients and systems, across clinics: creating, listing, revoking, rotating,
+replacing a system's keys, issuing SMART access tokens; and the clinic's CDS Hooks feedback.
 
-Like ``clients.py`` this reads across clinics: an issuer or a token is what names the
-clinic. A replayed ``jti`` is caught by the primary key of ``used_jtis`` (insert, and a
-unique violation means replay), never by a search before the insert.
+A client or system is named by its id (or a system by its issuer), which is what names the
+clinic, so these read across clinics; :class:`FeedbackStore` is scoped to the caller's.
+What authenticating a request reads is ``service.platform.credentials``'s.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from service.platform.clinics import clinic_id_named
 from service.platform.credentials import (
-    ClientRecord,
+    ACCESS_TOKEN_PREFIX,
+    SCOPES,
+    TOKEN_PREFIX,
     Principal,
-    client_is_live,
-    client_record,
-    client_records_query,
-    clinic_id_named,
-    create_client,
-    rotation_expiry,
+    SystemClient,
+    hash_token,
 )
-from service.platform.database import Database, new_id, utcnow
-from service.platform.tables import access_tokens, api_clients, cds_feedback, client_keys, used_jtis
+from service.platform.database import new_id, utcnow
+from service.platform.tables import (
+    access_tokens,
+    api_clients,
+    cds_feedback,
+    client_keys,
+    clinics,
+)
+from service.platform.tenancy import ClinicScoped
 
-ACCESS_TOKEN_PREFIX = "bat_"  # noqa: S105 - a prefix, not a secret
-ACCESS_TOKEN_SECONDS = 300
+
+async def create_client(
+    conn: AsyncConnection,
+    clinic_name: str,
+    scopes: list[str],
+    client_name: str = "api",
+    *,
+    expires_at: datetime | None = None,
+    create_clinic: bool = False,
+) -> tuple[Principal, str]:
+    """A client of the named clinic; returns the principal and its token. An unknown clinic
+    is refused (UnknownClinic) unless ``create_clinic``, which creates it."""
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown:
+        raise ValueError(f"unknown scopes {unknown}; known: {', '.join(SCOPES)}")
+    expires_at = valid_expiry(expires_at)
+    clinic_id = await clinic_id_named(conn, clinic_name, create=create_clinic)
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    client_id = new_id()
+    await conn.execute(
+        sa.insert(api_clients).values(
+            id=client_id,
+            clinic_id=clinic_id,
+            name=client_name,
+            token_hash=hash_token(token),
+            scopes=sorted(set(scopes)),
+            created_at=utcnow(),
+            expires_at=expires_at,
+        )
+    )
+    return Principal(client_id, clinic_id, frozenset(scopes)), token
+
+
+def valid_expiry(expires_at: datetime | None) -> datetime | None:
+    """The expiry; :class:`ValueError` if it has passed."""
+    if expires_at is None:
+        return None
+    if expires_at <= utcnow():
+        raise ValueError(f"the expiry {expires_at.isoformat()} is in the past")
+    return expires_at
 
 
 @dataclass(frozen=True, slots=True)
-class SystemClient:
-    """A registered JWT-signing client: who it is and where its public keys are."""
+class ClientRecord:
+    """What ``belong clients list`` shows of a client: never its token or the token's hash."""
 
-    principal: Principal
-    issuer: str
-    jwks: dict[str, Any] | None
-    jwks_url: str | None
-    keys_rotated_at: datetime | None = None
-    """When the keys were last replaced: a JWKS URL's cached keys from before are stale."""
+    id: uuid.UUID
+    clinic: str
+    name: str
+    scopes: tuple[str, ...]
+    created_at: datetime
+    expires_at: datetime | None
+    rotated_at: datetime | None
+    revoked_at: datetime | None
+    is_system: bool
+
+
+CLIENT_RECORD_COLUMNS = (
+    api_clients.c.id,
+    clinics.c.name.label("clinic"),
+    api_clients.c.name,
+    api_clients.c.scopes,
+    api_clients.c.created_at,
+    api_clients.c.expires_at,
+    api_clients.c.rotated_at,
+    api_clients.c.revoked_at,
+    client_keys.c.client_id.is_not(None).label("is_system"),
+)
+"""``ClientRecord``'s columns, from api_clients joined to clinics and outer-joined to
+client_keys."""
+
+
+def client_record(row: sa.Row[Any]) -> ClientRecord:
+    return ClientRecord(
+        id=row.id,
+        clinic=row.clinic,
+        name=row.name,
+        scopes=tuple(row.scopes),
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        rotated_at=row.rotated_at,
+        revoked_at=row.revoked_at,
+        is_system=bool(row.is_system),
+    )
+
+
+def client_records_query() -> sa.Select[Any]:
+    return (
+        sa.select(*CLIENT_RECORD_COLUMNS)
+        .join(clinics, clinics.c.id == api_clients.c.clinic_id)
+        .outerjoin(client_keys, client_keys.c.client_id == api_clients.c.id)
+        .order_by(clinics.c.name, api_clients.c.created_at, api_clients.c.id)
+    )
+
+
+async def list_clients(conn: AsyncConnection, clinic_name: str | None = None) -> list[ClientRecord]:
+    """The clinic's bearer-token clients (every clinic's without a name); systems that sign
+    JWTs are listed by :func:`list_systems`."""
+    query = client_records_query().where(client_keys.c.client_id.is_(None))
+    if clinic_name is not None:
+        query = query.where(api_clients.c.clinic_id == await clinic_id_named(conn, clinic_name))
+    return [client_record(row) for row in await conn.execute(query)]
+
+
+async def client_by_id(conn: AsyncConnection, client_id: str) -> ClientRecord:
+    """The client with this id; :class:`LookupError` names what is wrong."""
+    try:
+        wanted = uuid.UUID(client_id)
+    except ValueError:
+        raise LookupError(f"{client_id!r} is not a client id (a UUID)") from None
+    row = (await conn.execute(client_records_query().where(api_clients.c.id == wanted))).first()
+    if row is None:
+        raise LookupError(f"no client {client_id}")
+    return client_record(row)
+
+
+async def revoke_client(conn: AsyncConnection, client_id: uuid.UUID) -> None:
+    """Revoke the client (a token client or a system), keeping the first revocation's time.
+    Workers notice within their token cache's lifetime."""
+    await conn.execute(
+        sa.update(api_clients)
+        .where(api_clients.c.id == client_id, api_clients.c.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+
+
+def rotation_expiry(client: ClientRecord, new_expiry: datetime | None) -> datetime | None:
+    """The new expiry (in UTC) for a rotation, which does not bring back a revoked client nor
+    an expired one (unless given a new expiry)."""
+    if client.revoked_at is not None:
+        raise ValueError(
+            f"client {client.id} was revoked at {client.revoked_at.isoformat()}; "
+            "create a new client instead"
+        )
+    if new_expiry is None and client.expires_at is not None and client.expires_at <= utcnow():
+        raise ValueError(
+            f"client {client.id} expired at {client.expires_at.isoformat()}; give it a new expiry"
+        )
+    return valid_expiry(new_expiry)
+
+
+async def rotate_token(
+    conn: AsyncConnection, client: ClientRecord, expires_at: datetime | None = None
+) -> str:
+    """A new token for the client, replacing the old one's hash (and, if given, its expiry);
+    returns the token, to be shown once."""
+    expires_at = rotation_expiry(client, expires_at)
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    changes: dict[str, Any] = {"token_hash": hash_token(token), "rotated_at": utcnow()}
+    if expires_at is not None:
+        changes["expires_at"] = expires_at
+    await conn.execute(sa.update(api_clients).where(api_clients.c.id == client.id).values(changes))
+    return token
 
 
 async def create_system_client(
@@ -88,28 +233,6 @@ async def create_system_client(
 def _one_key_source(jwks: dict[str, Any] | None, jwks_url: str | None) -> None:
     if (jwks is None) == (jwks_url is None):
         raise ValueError("give the public keys as a JWKS file or as a JWKS URL")
-
-
-async def system_client(conn: AsyncConnection, issuer: str) -> SystemClient | None:
-    """The live (unrevoked, unexpired) system with this issuer."""
-    row = (
-        await conn.execute(
-            sa.select(
-                api_clients.c.id,
-                api_clients.c.clinic_id,
-                api_clients.c.scopes,
-                api_clients.c.rotated_at,
-                client_keys.c.jwks,
-                client_keys.c.jwks_url,
-            )
-            .join(client_keys, client_keys.c.client_id == api_clients.c.id)
-            .where(client_keys.c.issuer == issuer, client_is_live(utcnow()))
-        )
-    ).first()
-    if row is None:
-        return None
-    principal = Principal(row.id, row.clinic_id, frozenset(row.scopes))
-    return SystemClient(principal, issuer, row.jwks, row.jwks_url, row.rotated_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,30 +301,6 @@ async def replace_keys(
     await conn.execute(sa.delete(access_tokens).where(access_tokens.c.client_id == client_id))
 
 
-async def consume_jti(db: Database, issuer: str, jti: str, expires_at: int) -> bool:
-    """Record a JWT id; False when the issuer has presented it before (a replay).
-
-    Committed on its own, so that the id stays used whatever happens to the request."""
-    expiry = datetime.fromtimestamp(expires_at, UTC)
-    try:
-        async with db.begin() as conn:
-            await conn.execute(
-                sa.insert(used_jtis).values(issuer=issuer, jti=jti, expires_at=expiry)
-            )
-    except sa.exc.IntegrityError:
-        return False
-    if secrets.randbelow(50) == 0:  # now and then, forget ids whose JWTs can no longer be used
-        async with db.begin() as conn:
-            cutoff = utcnow() - timedelta(hours=1)
-            await conn.execute(sa.delete(used_jtis).where(used_jtis.c.expires_at < cutoff))
-            await conn.execute(sa.delete(access_tokens).where(access_tokens.c.expires_at < cutoff))
-    return True
-
-
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
 async def issue_access_token(
     conn: AsyncConnection, client_id: uuid.UUID, scopes: list[str], lifetime: int
 ) -> tuple[str, datetime]:
@@ -210,7 +309,7 @@ async def issue_access_token(
     expires_at = now + timedelta(seconds=lifetime)
     await conn.execute(
         sa.insert(access_tokens).values(
-            token_hash=_hash(token),
+            token_hash=hash_token(token),
             client_id=client_id,
             scopes=sorted(set(scopes)),
             expires_at=expires_at,
@@ -220,55 +319,22 @@ async def issue_access_token(
     return token, expires_at
 
 
-async def principal_for_access_token(
-    conn: AsyncConnection, token: str
-) -> tuple[Principal, datetime] | None:
-    """The principal of a live SMART access token, and when the token (or, sooner, its
-    client) expires."""
-    now = utcnow()
-    row = (
-        await conn.execute(
-            sa.select(
-                api_clients.c.id,
-                api_clients.c.clinic_id,
-                access_tokens.c.scopes,
-                access_tokens.c.expires_at,
-                api_clients.c.expires_at.label("client_expires_at"),
+class FeedbackStore(ClinicScoped):
+    async def record(
+        self, client_id: uuid.UUID, service_id: str, entries: list[dict[str, Any]]
+    ) -> int:
+        """Store a CDS client's feedback entries; how many."""
+        now = utcnow()
+        rows = [
+            self._row(
+                id=new_id(),
+                client_id=client_id,
+                service_id=service_id,
+                recorded_at=now,
+                **entry,
             )
-            .join(api_clients, api_clients.c.id == access_tokens.c.client_id)
-            .where(
-                access_tokens.c.token_hash == _hash(token),
-                access_tokens.c.expires_at > now,
-                client_is_live(now),
-            )
-        )
-    ).first()
-    if row is None:
-        return None
-    expires_at = row.expires_at
-    if row.client_expires_at is not None:
-        expires_at = min(expires_at, row.client_expires_at)
-    return Principal(row.id, row.clinic_id, frozenset(row.scopes)), expires_at
-
-
-async def record_feedback(
-    conn: AsyncConnection,
-    principal: Principal,
-    service_id: str,
-    entries: list[dict[str, Any]],
-) -> int:
-    now = utcnow()
-    rows = [
-        {
-            "id": new_id(),
-            "clinic_id": principal.clinic_id,
-            "client_id": principal.client_id,
-            "service_id": service_id,
-            "recorded_at": now,
-            **entry,
-        }
-        for entry in entries
-    ]
-    if rows:
-        await conn.execute(sa.insert(cds_feedback), rows)
-    return len(rows)
+            for entry in entries
+        ]
+        if rows:
+            await self.conn.execute(sa.insert(cds_feedback), rows)
+        return len(rows)

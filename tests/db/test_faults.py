@@ -23,8 +23,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from service.app import create_app
-from service.platform.credentials import SCOPES, create_client
+from service.platform.credentials import SCOPES
 from service.settings import Settings
+from service.systems.repository import create_client
 from tests.live import free_port
 
 

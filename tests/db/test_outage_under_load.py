@@ -31,11 +31,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from service.app import create_app
 from service.platform.auth import TokenCache
-from service.platform.credentials import SCOPES, create_client
+from service.platform.credentials import SCOPES
 from service.settings import Settings
 from service.systems.controllers.cds import SERVICE_ID
 from service.systems.controllers.smart import ASSERTION_TYPE
-from service.systems.repository import create_system_client
+from service.systems.repository import create_client, create_system_client
 from tests.jwt_keys import claims, ec_key, public_jwks, sign
 
 BASE = "http://testserver.local"

@@ -22,8 +22,9 @@ from litestar import Litestar
 from litestar.testing import TestClient
 
 from service.app import create_app
-from service.platform.credentials import SCOPES, create_client
+from service.platform.credentials import SCOPES
 from service.settings import Settings
+from service.systems.repository import create_client
 from tests.conftest import scratch_database
 from tests.live import BELONG, belong, free_port
 

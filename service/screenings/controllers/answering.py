@@ -9,10 +9,10 @@ from typing import Any
 
 from litestar import Request, Response
 
-from service.platform.audit import mark_written, note
+from service.platform.audit import AuditEvent, mark_written, note
 from service.platform.errors import ApiError, FieldError
 from service.platform.observability import SCREENINGS
-from service.screenings.records import AuditEvent, HeldKey
+from service.screenings.records import HeldKey
 from service.screenings.service import (
     CREATED,
     CompletedInFuture,

@@ -26,11 +26,11 @@ scope. Token endpoint errors follow RFC 6749 (``{"error", "error_description"}``
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency, Provide
 
 from service.platform.auth import PUBLIC
 from service.platform.database import Database
@@ -38,27 +38,13 @@ from service.platform.documented import JSON, documented
 from service.platform.errors import ApiError, FieldError
 from service.platform.jwt import JwtRefused
 from service.platform.origin import public_origin
-from service.platform.system_auth import verify_system_jwt
-from service.systems.repository import ACCESS_TOKEN_SECONDS, issue_access_token
+from service.systems.model import supported_scopes
+from service.systems.service import ACCESS_TOKEN_SECONDS, ScopesRefused, SmartTokens
 
 TOKEN_PATH = "/auth/token"  # noqa: S105 - a path, not a secret
 FORM = "application/x-www-form-urlencoded"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-ASSERTION_MAX_SECONDS = 300
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-
-RESOURCE_SCOPES: dict[str, tuple[str | None, str | None]] = {
-    # resource: (scope for r/s, scope for c/u/d)
-    "Observation": ("screenings:read", None),
-    "QuestionnaireResponse": ("screenings:read", "screenings:write"),
-    "ServiceRequest": ("referrals:read", "referrals:write"),
-    "Task": ("referrals:read", "referrals:write"),
-    "HealthcareService": (None, "directory:write"),
-    "AuditEvent": ("audit:read", None),
-}
-V1 = {"read": "rs", "write": "cud"}
-SMART_SCOPE = re.compile(r"^system/(?P<resource>[A-Za-z]{1,64})\.(?P<permission>[a-z]{1,5})$")
-V2_PERMISSION = re.compile(r"^c?r?u?d?s?$")
 
 
 class TokenResponse(msgspec.Struct):
@@ -83,35 +69,6 @@ class SmartConfiguration(msgspec.Struct):
     capabilities: list[str]
     code_challenge_methods_supported: list[str]
     """Empty: Belong has no authorization endpoint, only client_credentials."""
-
-
-def belong_scopes(smart_scope: str) -> set[str] | None:
-    """The Belong scopes a SMART system scope needs; None when Belong cannot grant it."""
-    match = SMART_SCOPE.match(smart_scope)
-    if match is None:
-        return None
-    resource, permission = match["resource"], match["permission"]
-    permission = V1.get(permission, permission)
-    if resource not in RESOURCE_SCOPES or not V2_PERMISSION.match(permission):
-        return None
-    read, write = RESOURCE_SCOPES[resource]
-    needed: set[str] = set()
-    for letters, scope in (("rs", read), ("cud", write)):
-        if any(letter in permission for letter in letters):
-            if scope is None:
-                return None
-            needed.add(scope)
-    return needed
-
-
-def supported_scopes() -> list[str]:
-    found = []
-    for resource, (read, write) in RESOURCE_SCOPES.items():
-        if read:
-            found += [f"system/{resource}.rs", f"system/{resource}.read"]
-        if write:
-            found += [f"system/{resource}.cud", f"system/{resource}.write"]
-    return found
 
 
 def oauth_error(status: int, error: str, description: str) -> Response[OAuthError]:
@@ -174,9 +131,14 @@ TOKEN_FORM = {
 """The token request: a form, which Litestar cannot describe from the handler."""
 
 
+def provide_tokens(db: NamedDependency[Database]) -> SmartTokens:
+    return SmartTokens(db)
+
+
 class SmartController(Controller):
     tags = ["smart"]
     opt = PUBLIC
+    dependencies = {"tokens": Provide(provide_tokens, sync_to_thread=False)}
 
     @get(
         "/.well-known/smart-configuration",
@@ -214,8 +176,9 @@ class SmartController(Controller):
             bodies={200: (JSON, TokenResponse), 400: (JSON, OAuthError), 401: (JSON, OAuthError)},
         ),
     )
-    async def token(self, request: Request[Any, Any, Any]) -> Response[Any]:
-        state = request.app.state
+    async def token(
+        self, request: Request[Any, Any, Any], tokens: NamedDependency[SmartTokens]
+    ) -> Response[Any]:
         form = await request.form()
         fields: dict[str, str] = {}
         for name in ("grant_type", "scope", "client_assertion_type", "client_assertion"):
@@ -238,42 +201,25 @@ class SmartController(Controller):
             return oauth_error(400, "invalid_request", "client_assertion is required")
         if not fields.get("scope", "").strip():
             return oauth_error(400, "invalid_request", "scope is required")
-        base = public_origin(request)
-        database: Database = state.db
         try:
-            principal, _ = await verify_system_jwt(
-                database,
-                fields["client_assertion"],
-                audiences={base + TOKEN_PATH},
-                max_lifetime=ASSERTION_MAX_SECONDS,
-                subject_is_issuer=True,
+            issued = await tokens.issue(
+                fields["client_assertion"], public_origin(request) + TOKEN_PATH, fields["scope"]
             )
         except JwtRefused as exc:
             return oauth_error(401, "invalid_client", f"the client assertion is refused: {exc}")
-        granted: list[str] = []
-        scopes: set[str] = set()
-        for requested in fields["scope"].split():
-            needed = belong_scopes(requested)
-            if needed is not None and needed <= principal.scopes and requested not in granted:
-                granted.append(requested)
-                scopes |= needed
-        if not granted:
+        except ScopesRefused:
             return oauth_error(
                 400,
                 "invalid_scope",
                 "none of the requested scopes can be granted to this client "
                 f"(supported: {' '.join(supported_scopes())})",
             )
-        async with database.begin() as conn:
-            token, _ = await issue_access_token(
-                conn, principal.client_id, sorted(scopes), ACCESS_TOKEN_SECONDS
-            )
         return Response(
             TokenResponse(
-                access_token=token,
+                access_token=issued.token,
                 token_type="bearer",  # noqa: S106 - the OAuth token type, not a secret
                 expires_in=ACCESS_TOKEN_SECONDS,
-                scope=" ".join(granted),
+                scope=" ".join(issued.granted),
             ),
             headers=NO_STORE,
         )

@@ -22,7 +22,8 @@ from service.cli import main as belong
 from service.platform import system_auth as systems
 from service.platform.tables import access_tokens, cds_feedback, client_keys, used_jtis
 from service.systems.controllers.cds import SERVICE_ID
-from service.systems.controllers.smart import ASSERTION_TYPE, belong_scopes
+from service.systems.controllers.smart import ASSERTION_TYPE
+from service.systems.model import belong_scopes
 from service.systems.repository import create_system_client
 from tests.conftest import Clinic, MakeClinic
 from tests.db.conftest import BelongCli, seconds_until_refused

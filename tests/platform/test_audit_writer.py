@@ -13,10 +13,10 @@ import sqlalchemy as sa
 from litestar import Litestar
 from litestar.testing import TestClient
 
+from service.platform.audit import AuditEvent
 from service.platform.audit_writer import AuditWriter
 from service.platform.database import new_id, utcnow
 from service.platform.tables import audit_events
-from service.screenings.records import AuditEvent
 from tests.conftest import Clinic
 from tests.db.conftest import Storage
 

@@ -16,8 +16,8 @@ import pytest
 import sqlalchemy as sa
 
 from service.platform.auth import TokenCache
-from service.platform.credentials import create_client
 from service.platform.tables import api_clients
+from service.systems.repository import create_client
 from tests.conftest import Clinic, MakeClinic
 from tests.db.conftest import (
     BelongCli,
