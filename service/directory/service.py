@@ -18,7 +18,6 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from litestar.di import NamedDependency
 
 from service.directory.importing import ImportReport, OnError, ParsedFile, import_directory
 from service.directory.model import DirectoryService, ServiceDetails, stored_service
@@ -104,9 +103,7 @@ def _within(
 class Directory:
     """A clinic's directory of support services."""
 
-    def __init__(
-        self, caller: NamedDependency[Caller], directory_cache: NamedDependency[DirectoryCache]
-    ) -> None:
+    def __init__(self, caller: Caller, directory_cache: DirectoryCache) -> None:
         self.caller = caller
         self.cache = directory_cache
 

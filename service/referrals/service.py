@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from litestar.di import NamedDependency
 
 from service.directory.model import stored_service
 from service.instruments.model import Signal
@@ -98,7 +97,7 @@ CHANGED_CONCURRENTLY = "The referral was changed by another request; read it and
 class Referrals:
     """A clinic's referrals, as its caller makes and moves them."""
 
-    def __init__(self, caller: NamedDependency[Caller]) -> None:
+    def __init__(self, caller: Caller) -> None:
         self.caller = caller
 
     async def make(

@@ -9,6 +9,7 @@ from litestar import Controller, Request, Response, get
 from litestar.di import NamedDependency, Provide
 from litestar.params import PathParameter, QueryParameter
 
+from service.directory.controllers import provide_directory
 from service.directory.fhir import CATEGORY_SYSTEM, healthcare_service
 from service.directory.model import Category
 from service.directory.service import Directory
@@ -46,7 +47,7 @@ def _category(service_type: str) -> str:
 class HealthcareServiceController(Controller):
     path = "/fhir/HealthcareService"
     tags = ["fhir"]
-    dependencies = {"directory": Provide(Directory, sync_to_thread=False)}
+    dependencies = {"directory": Provide(provide_directory, sync_to_thread=False)}
 
     @get(
         operation_id="fhir_search_healthcare_service",

@@ -10,6 +10,7 @@ from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromQuery, PathParameter, QueryParameter
 
+from service.directory.controllers import provide_directory
 from service.directory.importing import ImportFileError, ImportReport, OnError, parse_file
 from service.directory.model import Category, ServiceDetails
 from service.directory.repository import ServiceQuery
@@ -89,7 +90,7 @@ def _near(text: str) -> tuple[float, float]:
 class DirectoryController(Controller):
     path = "/v1/directory"
     tags = ["directory"]
-    dependencies = {"directory": Provide(Directory, sync_to_thread=False)}
+    dependencies = {"directory": Provide(provide_directory, sync_to_thread=False)}
 
     @get(
         "/services",

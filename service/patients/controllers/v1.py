@@ -10,6 +10,7 @@ from litestar import Controller, Request, Response, get, put
 from litestar.di import NamedDependency, Provide
 from litestar.params import PathParameter, QueryParameter
 
+from service.instruments.catalog import Catalog
 from service.instruments.model import MeaningfulChange
 from service.instruments.scoring import BandResult
 from service.matching.service import Recommendations
@@ -18,6 +19,7 @@ from service.patients.service import Patients
 from service.platform.audit import audited, note
 from service.platform.auth import scoped
 from service.platform.body import decode
+from service.platform.caller import Caller
 from service.platform.credentials import Principal
 from service.platform.documented import JSON, documented, link
 from service.platform.params import ID_PATTERN
@@ -84,10 +86,16 @@ def _patient(row: Any) -> Patient:
     )
 
 
+def provide_patients(
+    caller: NamedDependency[Caller], catalog: NamedDependency[Catalog]
+) -> Patients:
+    return Patients(caller, catalog)
+
+
 class PatientController(Controller):
     path = "/v1/patients"
     tags = ["patients"]
-    dependencies = {"patients": Provide(Patients, sync_to_thread=False)}
+    dependencies = {"patients": Provide(provide_patients, sync_to_thread=False)}
 
     @put(
         "/{patient_id:str}",

@@ -20,6 +20,7 @@ from service.platform.credentials import Principal
 from service.platform.documented import documented
 from service.platform.errors import FHIR_JSON, field_error
 from service.platform.params import FHIR_ID, ID_PATTERN, PATIENT_REFERENCE, SERVICE_REFERENCE
+from service.referrals.controllers import provide_referrals
 from service.referrals.fhir import SERVICE_REQUEST_STATUS, ReferralFacts, service_request, task
 from service.referrals.model import Status
 from service.referrals.repository import ReferralQuery
@@ -102,7 +103,7 @@ def _updated(values: list[str] | None) -> list[Any]:
 class ServiceRequestController(Controller):
     path = "/fhir/ServiceRequest"
     tags = ["fhir"]
-    dependencies = {"referrals": Provide(Referrals, sync_to_thread=False)}
+    dependencies = {"referrals": Provide(provide_referrals, sync_to_thread=False)}
 
     @get(
         operation_id="fhir_search_service_request",
@@ -155,7 +156,7 @@ class ServiceRequestController(Controller):
 class TaskController(Controller):
     path = "/fhir/Task"
     tags = ["fhir"]
-    dependencies = {"referrals": Provide(Referrals, sync_to_thread=False)}
+    dependencies = {"referrals": Provide(provide_referrals, sync_to_thread=False)}
 
     @get(
         operation_id="fhir_search_task",

@@ -19,6 +19,7 @@ from service.platform.database import new_id
 from service.platform.documented import documented, link
 from service.platform.errors import ApiError, FieldError
 from service.platform.params import ID_PATTERN, Instant, instant
+from service.referrals.controllers import provide_referrals
 from service.referrals.model import Consent, Note, Status
 from service.referrals.repository import ReferralQuery
 from service.referrals.service import Referral, Referrals
@@ -60,7 +61,7 @@ class ReferralPage(msgspec.Struct):
 class ReferralController(Controller):
     path = "/v1/referrals"
     tags = ["referrals"]
-    dependencies = {"referrals": Provide(Referrals, sync_to_thread=False)}
+    dependencies = {"referrals": Provide(provide_referrals, sync_to_thread=False)}
 
     @post(
         operation_id="create_referral",

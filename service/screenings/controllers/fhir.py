@@ -39,6 +39,7 @@ from service.platform.params import (
     TOKEN_LIST,
 )
 from service.platform.tables import questionnaire_responses
+from service.screenings.controllers import provide_screenings
 from service.screenings.controllers.answering import answer, key_use, refused
 from service.screenings.intake import (
     VALUE_FIELDS,
@@ -278,7 +279,7 @@ def _condition(request: Request[Any, Any, Any]) -> tuple[str | None, str] | None
 class QuestionnaireResponseController(Controller):
     path = "/fhir/QuestionnaireResponse"
     tags = ["fhir"]
-    dependencies = {"screenings": Provide(Screenings, sync_to_thread=False)}
+    dependencies = {"screenings": Provide(provide_screenings, sync_to_thread=False)}
 
     @post(
         operation_id="fhir_create_questionnaire_response",
@@ -462,7 +463,7 @@ def encounter_id_of(qr: InboundQuestionnaireResponse) -> str | None:
 class ObservationController(Controller):
     path = "/fhir/Observation"
     tags = ["fhir"]
-    dependencies = {"screenings": Provide(Screenings, sync_to_thread=False)}
+    dependencies = {"screenings": Provide(provide_screenings, sync_to_thread=False)}
 
     @get(
         "/{resource_id:str}",

@@ -24,6 +24,7 @@ from service.platform.database import Database, new_id, utcnow
 from service.platform.documented import JSON, documented, link
 from service.platform.errors import ApiError
 from service.platform.params import ID_PATTERN
+from service.screenings.controllers import provide_screenings
 from service.screenings.controllers.answering import (
     IDEMPOTENCY_KEY_PATTERN,
     answer,
@@ -136,7 +137,7 @@ def render_screening(
 class ScreeningController(Controller):
     path = "/v1/screenings"
     tags = ["screenings"]
-    dependencies = {"screenings": Provide(Screenings, sync_to_thread=False)}
+    dependencies = {"screenings": Provide(provide_screenings, sync_to_thread=False)}
 
     @post(
         operation_id="create_screening",
