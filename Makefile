@@ -39,9 +39,11 @@ unit: install
 	$(BIN)/pytest
 
 # On the PostgreSQL of BELONG_TEST_DATABASE_URL when set, else on an embedded one under
-# ./var/pgtest that the run starts and stops; its last line names which.
+# ./var/pgtest that the run starts and stops; its last line names which. On TEST_WORKERS
+# pytest-xdist workers (0: one process), each on a database of its own beside that one.
+TEST_WORKERS ?= auto
 test: lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # Regenerate the checked-in artefacts that tests compare against.
 schemas: install

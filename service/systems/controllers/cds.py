@@ -211,8 +211,12 @@ SERVICE = CdsService(
 )
 
 OVERRIDE_REASONS = [
-    CdsCoding(code="patient-declined", display="Patient declined a referral", system=OVERRIDE_SYSTEM),
-    CdsCoding(code="already-supported", display="Already receiving support", system=OVERRIDE_SYSTEM),
+    CdsCoding(
+        code="patient-declined", display="Patient declined a referral", system=OVERRIDE_SYSTEM
+    ),
+    CdsCoding(
+        code="already-supported", display="Already receiving support", system=OVERRIDE_SYSTEM
+    ),
     CdsCoding(code="not-now", display="Not appropriate at this visit", system=OVERRIDE_SYSTEM),
 ]
 
