@@ -1,7 +1,8 @@
-"""The helpers that lived here, re-exported from tests/helpers.py (their home now, with
-the ``storage`` and ``belong_cli`` fixtures in tests/conftest.py) until every test imports
-them from there."""
+"""What lived here, until every test imports it from its home: the helpers from
+tests/helpers.py, and the ``storage`` and ``belong_cli`` fixtures from tests/conftest.py
+(which serves them to every folder already)."""
 
+from tests.conftest import belong_cli, storage
 from tests.helpers import (
     PAST,
     PROBLEM_JSON,
@@ -27,7 +28,9 @@ __all__ = [
     "Storage",
     "Stored",
     "assert_problem",
+    "belong_cli",
     "new_patient_id",
     "seconds_until_refused",
+    "storage",
     "ucla3",
 ]
