@@ -40,9 +40,13 @@ unit: install
 	$(BIN)/pytest
 
 # On the PostgreSQL of BELONG_TEST_DATABASE_URL when set, else on an embedded one under
-# ./var/pgtest that the run starts and stops; its last line names which.
+# ./var/pgtest that the run starts and stops; its last line names which. On TEST_WORKERS
+# pytest-xdist workers (0: one process), each on a database of its own beside that one.
+# Plain `--dist load`: `loadgroup` schedules by test id and would run schemathesis's
+# operations (one id for all) once.
+TEST_WORKERS ?= auto
 test: lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS)
 
 # Regenerate the checked-in artefacts that tests compare against.
 schemas: install

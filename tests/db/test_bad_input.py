@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Clinic
-from tests.db.conftest import Storage, assert_problem, new_patient_id, ucla3
+from tests.helpers import Storage, assert_problem, new_patient_id, ucla3
 
 PROFILE = {"postcode": "SW1A 1AA", "languages": ["en"], "pain_conditions": ["fibromyalgia"]}
 HUGE = 10**20

@@ -26,6 +26,7 @@ from service.app import create_app
 from service.platform.credentials import SCOPES
 from service.settings import Settings
 from service.systems.repository import create_client
+from tests.helpers import stored_rows
 from tests.live import free_port
 
 
@@ -151,26 +152,6 @@ def screening(patient: str) -> dict[str, object]:
         "completed_at": "2026-01-05T09:00:00Z",
         "answers": {"1": 3, "2": 3, "3": 2},
     }
-
-
-def stored_rows(postgres_url: str, patient: str) -> tuple[int, int, int]:
-    async def count() -> tuple[int, int, int]:
-        engine = create_async_engine(postgres_url)
-        async with engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.text(
-                        "SELECT (SELECT count(*) FROM questionnaire_responses WHERE patient_id=:p),"
-                        " (SELECT count(*) FROM screenings WHERE patient_id=:p),"
-                        " (SELECT count(*) FROM observations WHERE patient_id=:p)"
-                    ),
-                    {"p": patient},
-                )
-            ).one()
-        await engine.dispose()
-        return tuple(row)  # type: ignore[return-value]
-
-    return asyncio.run(count())
 
 
 def assert_unavailable(response, fhir: bool = False) -> None:  # type: ignore[no-untyped-def]

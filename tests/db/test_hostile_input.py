@@ -26,7 +26,7 @@ from service.systems.controllers.cds import SERVICE_ID
 from service.systems.controllers.smart import ASSERTION_TYPE
 from service.systems.repository import create_system_client
 from tests.conftest import Clinic, scratch_database
-from tests.db.conftest import Storage
+from tests.helpers import Storage, questionnaire_response
 from tests.jwt_keys import claims, ec_key, public_jwks, sign
 from tests.live import live_server
 
@@ -97,23 +97,6 @@ def feedback(**changes: Any) -> dict[str, Any]:
         **changes,
     }
     return {"feedback": [{k: v for k, v in entry.items() if v is not None}]}
-
-
-def questionnaire_response(patient: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "resourceType": "QuestionnaireResponse",
-        "questionnaire": "https://belong.example/fhir/Questionnaire/ahc-isolation",
-        "status": "completed",
-        "subject": {"reference": f"Patient/{patient}"},
-        "authored": "2025-04-01T12:00:00Z",
-        "item": [
-            {
-                "linkId": "1",
-                "answer": [{"valueCoding": {"system": "http://loinc.org", "code": "LA10044-8"}}],
-            }
-        ],
-        **extra,
-    }
 
 
 def assert_refused(response: Any, field: str, status: int = 400) -> None:

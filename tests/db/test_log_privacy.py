@@ -24,7 +24,7 @@ from litestar.testing import TestClient
 from service.platform.observability import configure_logging
 from service.systems.controllers.cds import SERVICE_ID
 from tests.conftest import Clinic
-from tests.db.conftest import Storage
+from tests.helpers import Storage
 from tests.jwt_keys import ec_key, public_jwks
 from tests.systems.test_smart_cds import FEEDBACK_URL, System, cds_jwt, register
 

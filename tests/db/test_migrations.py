@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from service.platform.migrate import alembic_config, upgrade
 from service.platform.tables import metadata
 from tests.conftest import scratch_database
+from tests.helpers import table_names
 
 
 def schema_diff(url: str) -> list[Any]:
@@ -30,18 +31,6 @@ def schema_diff(url: str) -> list[Any]:
         try:
             async with engine.connect() as conn:
                 return await conn.run_sync(compare)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(run())
-
-
-def table_names(url: str) -> set[str]:
-    async def run() -> set[str]:
-        engine = create_async_engine(url)
-        try:
-            async with engine.connect() as conn:
-                return set(await conn.run_sync(lambda c: sa.inspect(c).get_table_names()))
         finally:
             await engine.dispose()
 

@@ -36,6 +36,7 @@ from service.settings import Settings
 from service.systems.controllers.cds import SERVICE_ID
 from service.systems.controllers.smart import ASSERTION_TYPE
 from service.systems.repository import create_client, create_system_client
+from tests.helpers import count_stored, questionnaire_response
 from tests.jwt_keys import claims, ec_key, public_jwks, sign
 
 BASE = "http://testserver.local"
@@ -119,37 +120,6 @@ def screening(patient: str) -> dict[str, Any]:
         "completed_at": "2026-01-05T09:00:00Z",
         "answers": {"1": 3, "2": 3, "3": 2},
     }
-
-
-def questionnaire_response(patient: str) -> dict[str, Any]:
-    return {
-        "resourceType": "QuestionnaireResponse",
-        "questionnaire": "https://belong.example/fhir/Questionnaire/ahc-isolation",
-        "status": "completed",
-        "subject": {"reference": f"Patient/{patient}"},
-        "authored": "2025-04-01T12:00:00Z",
-        "item": [
-            {
-                "linkId": "1",
-                "answer": [{"valueCoding": {"system": "http://loinc.org", "code": "LA10044-8"}}],
-            }
-        ],
-    }
-
-
-async def stored_rows(engine: Any, patient: str) -> tuple[int, int, int]:
-    async with engine.connect() as conn:
-        row = (
-            await conn.execute(
-                sa.text(
-                    "SELECT (SELECT count(*) FROM questionnaire_responses WHERE patient_id=:p),"
-                    " (SELECT count(*) FROM screenings WHERE patient_id=:p),"
-                    " (SELECT count(*) FROM observations WHERE patient_id=:p)"
-                ),
-                {"p": patient},
-            )
-        ).one()
-    return (row[0], row[1], row[2])
 
 
 def test_an_outage_under_load_answers_503_writes_nothing_partial_and_recovers(
@@ -239,7 +209,7 @@ async def run_load(
         for kind in kinds:
             for answer in kind.answers:
                 if answer.status == 503 and answer.patient is not None:
-                    refused[answer.patient] = await stored_rows(engine, answer.patient)
+                    refused[answer.patient] = await count_stored(engine, answer.patient)
         await engine.dispose()
     return kinds, refused
 

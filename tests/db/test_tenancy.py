@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Clinic, MakeClinic
-from tests.db.conftest import PROBLEM_JSON, Storage, new_patient_id, ucla3
+from tests.helpers import PROBLEM_JSON, Storage, new_patient_id, ucla3
 
 PROFILE_A = {"postcode": "SW1A 1AA", "languages": ["en"], "pain_conditions": ["crps"]}
 

@@ -22,7 +22,7 @@ from litestar.testing import TestClient
 
 from service.platform.tables import directory_services
 from tests.conftest import Clinic
-from tests.db.conftest import Storage
+from tests.helpers import Storage
 
 SEED = Path(__file__).resolve().parents[2] / "deploy" / "seed" / "directory.hsds.json"
 IMPORTS = 6

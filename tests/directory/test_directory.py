@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from service.directory.fhir import CATEGORY_SYSTEM, CONDITION_SYSTEM, MODALITY_SYSTEM
 from service.matching.model import EARTH_RADIUS_KM
 from tests.conftest import Clinic, MakeClinic, scratch_database
-from tests.db.conftest import PROBLEM_JSON, assert_problem
+from tests.helpers import PROBLEM_JSON, assert_problem
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT / "deploy" / "seed" / "directory.hsds.json"

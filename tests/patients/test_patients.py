@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.conftest import Clinic
-from tests.db.conftest import Storage, assert_problem, new_patient_id, ucla3
+from tests.helpers import Storage, assert_problem, new_patient_id, ucla3
 
 
 def post(client: Any, body: dict[str, Any]) -> dict[str, Any]:

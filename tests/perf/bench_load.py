@@ -1090,21 +1090,22 @@ def bench(opts: Options) -> bool:
         )  # fmt: skip
         token = created.stdout.strip().splitlines()[-1].strip()
 
-        def belong_server(name: str) -> Server:
+        def served(name: str, command: list[str], **extra_env: str) -> Server:
+            """``command`` serving on a free loopback port with ``opts.workers`` workers."""
             port = free_port()
             return Server(
                 name,
-                belong(
-                    "serve", "--host", LOOPBACK, "--port", str(port),
+                [
+                    *command, "--host", LOOPBACK, "--port", str(port),
                     "--workers", str(opts.workers),
-                ),
-                env,
+                ],
+                {**env, **extra_env},
                 port,
                 work / f"{name.split()[0]}.log",
                 opts.workers,
             )  # fmt: skip
 
-        seeding = belong_server("belong (seeding)")
+        seeding = served("belong (seeding)", belong("serve"))
         started = time.monotonic()
         with serving(seeding):
             log(f"seeding {len(patients)} patients x {len(HISTORY)} screenings through the API")
@@ -1130,25 +1131,16 @@ def bench(opts: Options) -> bool:
         scripts = scenarios(token, patients, lua)
         labels = {key: s.label for key, s in scripts.items()}
 
-        ceiling_port = free_port()
-        ceiling = Server(
-            "ceiling",
-            [
-                sys.executable, str(HERE / "ceiling_app.py"), "--host", LOOPBACK,
-                "--port", str(ceiling_port), "--workers", str(opts.workers),
-            ],
-            {**env, "CEILING_DSN": plain_url},
-            ceiling_port,
-            work / "ceiling.log",
-            opts.workers,
-        )  # fmt: skip
+        ceiling = served(
+            "ceiling", [sys.executable, str(HERE / "ceiling_app.py")], CEILING_DSN=plain_url
+        )
         with serving(ceiling):
             log("measuring the ceiling")
             vacuum(plain_url)
             measure(wrk, ceiling, scripts["ceiling"], opts, results)
             memory["ceiling"] = [(pid, *memory_mb(pid)) for pid in ceiling.workers()]
 
-        server = belong_server("belong")
+        server = served("belong", belong("serve"))
         with serving(server):
             log("seeding referrals (every other patient)")
             asyncio.run(seed_referrals(server.base_url, token, patients))
@@ -1161,18 +1153,9 @@ def bench(opts: Options) -> bool:
             memory["belong"] = [(pid, *memory_mb(pid)) for pid in server.workers()]
 
         # Last, so that Belong's scenarios run on the data they ran on before it was added.
-        lean_port = free_port()
-        lean = Server(
-            "lean",
-            [
-                sys.executable, str(HERE / "lean_screening_app.py"), "--host", LOOPBACK,
-                "--port", str(lean_port), "--workers", str(opts.workers),
-            ],
-            {**env, "LEAN_CLINIC": CLINIC},
-            lean_port,
-            work / "lean.log",
-            opts.workers,
-        )  # fmt: skip
+        lean = served(
+            "lean", [sys.executable, str(HERE / "lean_screening_app.py")], LEAN_CLINIC=CLINIC
+        )
         with serving(lean):
             prime_workers(lean.base_url, token, patients, opts.workers)
             # Its pools filled, as Belong's were by the referrals' seeding.

@@ -18,7 +18,7 @@ from service.platform.audit_writer import AuditWriter
 from service.platform.database import new_id, utcnow
 from service.platform.tables import audit_events
 from tests.conftest import Clinic
-from tests.db.conftest import Storage
+from tests.helpers import Storage
 
 
 def event(clinic: Clinic, storage: Storage, patient_id: str) -> AuditEvent:

@@ -19,7 +19,7 @@ from service.platform.auth import TokenCache
 from service.platform.tables import api_clients
 from service.systems.repository import create_client
 from tests.conftest import Clinic, MakeClinic
-from tests.db.conftest import (
+from tests.helpers import (
     BelongCli,
     Storage,
     assert_problem,

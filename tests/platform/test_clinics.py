@@ -21,7 +21,7 @@ from litestar.testing import TestClient
 from service.cli import main as belong
 from service.platform.tables import api_clients, clinics
 from tests.conftest import Clinic, MakeClinic
-from tests.db.conftest import Storage, new_patient_id, ucla3
+from tests.helpers import Storage, new_patient_id, ucla3
 
 SEED = Path(__file__).resolve().parents[2] / "deploy" / "seed" / "directory.hsds.json"
 ARABIC_GROUP = {

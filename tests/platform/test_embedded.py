@@ -4,28 +4,13 @@ command, takes the migrations, and stops."""
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
 from pathlib import Path
-
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from service.platform import embedded
 from service.platform.migrate import upgrade
 from service.platform.tables import metadata
-
-
-def tables(url: str) -> set[str]:
-    async def run() -> set[str]:
-        engine = create_async_engine(url)
-        try:
-            async with engine.connect() as conn:
-                return set(await conn.run_sync(lambda c: sa.inspect(c).get_table_names()))
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(run())
+from tests.helpers import table_names
 
 
 def test_an_embedded_server_starts_is_found_running_migrates_and_stops() -> None:
@@ -38,7 +23,7 @@ def test_an_embedded_server_starts_is_found_running_migrates_and_stops() -> None
             assert url == f"postgresql+asyncpg://postgres@/belong?host={data.resolve()}"
             assert embedded.start(data, "belong") == url  # the next command finds it up
             upgrade(url)
-            assert set(metadata.tables) <= tables(url)
+            assert set(metadata.tables) <= table_names(url)
         finally:
             embedded.stop(data)
         assert not embedded.is_running(data)

@@ -29,7 +29,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 
 from tests.conftest import Clinic, MakeClinic
-from tests.db.conftest import new_patient_id, ucla3
+from tests.helpers import new_patient_id, ucla3
 
 FHIR_JSON = "application/fhir+json"
 SDOHCC = "http://hl7.org/fhir/us/sdoh-clinicalcare"

@@ -24,7 +24,7 @@ from litestar.testing import TestClient
 from service.referrals.model import Status, check
 from service.referrals.repository import ReferralStore
 from tests.conftest import Clinic, MakeClinic
-from tests.db.conftest import PROBLEM_JSON, Storage, assert_problem, new_patient_id, ucla3
+from tests.helpers import PROBLEM_JSON, Storage, assert_problem, new_patient_id, ucla3
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT / "deploy" / "seed" / "directory.hsds.json"

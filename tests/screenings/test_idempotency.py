@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import Clinic
-from tests.db.conftest import Storage, assert_problem, new_patient_id, ucla3
+from tests.helpers import Storage, assert_problem, new_patient_id, ucla3
 
 
 def new_key() -> str:

@@ -17,7 +17,7 @@ from litestar.testing import TestClient
 from service.platform.tables import idempotency_keys
 from service.settings import Settings
 from tests.conftest import Clinic
-from tests.db.conftest import Storage, new_patient_id, ucla3
+from tests.helpers import Storage, new_patient_id, ucla3
 
 LEAN = Path(__file__).resolve().parents[1] / "perf" / "lean_screening_app.py"
 _spec = importlib.util.spec_from_file_location("lean_screening_app", LEAN)

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from service.platform.tables import observations
 from tests.conftest import Clinic
-from tests.db.conftest import Storage, assert_problem, new_patient_id, ucla3
+from tests.helpers import Storage, assert_problem, new_patient_id, ucla3
 
 CATEGORY_CODES = ["survey", "sdoh", "social-connection"]
 LOINC = "http://loinc.org"

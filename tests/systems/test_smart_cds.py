@@ -26,7 +26,7 @@ from service.systems.controllers.smart import ASSERTION_TYPE
 from service.systems.model import belong_scopes
 from service.systems.repository import create_system_client
 from tests.conftest import Clinic, MakeClinic
-from tests.db.conftest import BelongCli, seconds_until_refused
+from tests.helpers import BelongCli, seconds_until_refused
 from tests.jwt_keys import claims, ec_key, hmac_signed, public_jwks, rsa_key, sign, unsigned
 
 BASE = "http://testserver.local"

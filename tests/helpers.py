@@ -1,4 +1,5 @@
-"""Helpers for the end-to-end database tests: request bodies and a direct look at storage.
+"""Helpers for tests in any folder: request bodies, problem checks, and a direct look at
+storage. The fixtures built on them (``storage``, ``belong_cli``) are in tests/conftest.py.
 
 The direct look goes through the app's own ``Database`` (``app.state.db``) on the app's
 event loop, so the tests can check what is stored (or that nothing was) without relying
@@ -7,18 +8,18 @@ only on the API that wrote it.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import pytest
 import sqlalchemy as sa
 from litestar import Litestar
 from litestar.testing import TestClient
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from service.cli import main as belong
 from service.platform.tables import (
     api_clients,
     observations,
@@ -48,6 +49,24 @@ def ucla3(patient_id: str, **overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
+
+
+def questionnaire_response(patient: str, **extra: Any) -> dict[str, Any]:
+    """A completed AHC isolation QuestionnaireResponse (FHIR JSON) with any field added."""
+    return {
+        "resourceType": "QuestionnaireResponse",
+        "questionnaire": "https://belong.example/fhir/Questionnaire/ahc-isolation",
+        "status": "completed",
+        "subject": {"reference": f"Patient/{patient}"},
+        "authored": "2025-04-01T12:00:00Z",
+        "item": [
+            {
+                "linkId": "1",
+                "answer": [{"valueCoding": {"system": "http://loinc.org", "code": "LA10044-8"}}],
+            }
+        ],
+        **extra,
+    }
 
 
 def assert_problem(response: Any, status: int, field: str | None = None) -> dict[str, Any]:
@@ -126,9 +145,50 @@ class Storage:
         return self.run(look)
 
 
-@pytest.fixture
-def storage(session_client: TestClient[Litestar]) -> Storage:
-    return Storage(session_client)
+async def count_stored(engine: AsyncEngine, patient: str) -> tuple[int, int, int]:
+    """The questionnaire responses, screenings and observations stored for ``patient`` (in
+    any clinic), read on ``engine`` without the app."""
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                sa.select(
+                    *(
+                        sa.select(sa.func.count())
+                        .where(table.c.patient_id == patient)
+                        .scalar_subquery()
+                        for table in (questionnaire_responses, screenings, observations)
+                    )
+                )
+            )
+        ).one()
+    return (row[0], row[1], row[2])
+
+
+def stored_rows(url: str, patient: str) -> tuple[int, int, int]:
+    """``count_stored`` on an engine of its own, from synchronous code."""
+
+    async def count() -> tuple[int, int, int]:
+        engine = create_async_engine(url)
+        try:
+            return await count_stored(engine, patient)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(count())
+
+
+def table_names(url: str) -> set[str]:
+    """The tables of the database at ``url``."""
+
+    async def run() -> set[str]:
+        engine = create_async_engine(url)
+        try:
+            async with engine.connect() as conn:
+                return set(await conn.run_sync(lambda c: sa.inspect(c).get_table_names()))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
 
 
 @dataclass(frozen=True)
@@ -139,26 +199,6 @@ class CliRun:
 
 
 BelongCli = Callable[..., CliRun]
-
-
-@pytest.fixture
-def belong_cli(
-    database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> BelongCli:
-    """``belong ARGS...`` on the test database, as an operator runs it beside the app: its
-    own connections, nothing shared with the app's caches."""
-    monkeypatch.setenv("BELONG_DATABASE_URL", database_url)
-
-    def run(*args: str) -> CliRun:
-        capsys.readouterr()
-        try:
-            code = belong(list(args))
-        except SystemExit as exc:  # argparse refusing the arguments
-            code = int(exc.code or 0)
-        captured = capsys.readouterr()
-        return CliRun(code, captured.out.splitlines(), captured.err)
-
-    return run
 
 
 REFUSAL_SLACK_SECONDS = 0.3
