@@ -16,10 +16,10 @@ from service.directory.controllers.fhir import HealthcareServiceController
 from service.directory.controllers.v1 import DirectoryController
 from service.directory.service import DirectoryCache
 from service.fhir.metadata import MetadataController
-from service.instruments.catalog import Catalog
 from service.instruments.controllers.fhir import QuestionnaireController
 from service.instruments.controllers.v1 import InstrumentController
 from service.instruments.loader import load_catalog
+from service.instruments.service import Catalog
 from service.patients.controllers.v1 import PatientController
 from service.platform.audit import AuditMiddleware
 from service.platform.audit_events import AuditEventController

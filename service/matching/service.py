@@ -16,8 +16,8 @@ import msgspec
 
 from service.directory.model import Category, Contact, DirectoryService
 from service.directory.service import DirectoryCache
-from service.instruments.catalog import Catalog
 from service.instruments.model import Severity, Signal
+from service.instruments.service import Catalog
 from service.matching.model import (
     MatchResult,
     ProfileField,

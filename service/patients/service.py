@@ -12,9 +12,9 @@ import msgspec
 from sqlalchemy.engine import Row
 
 from service.directory.service import DirectoryCache
-from service.instruments.catalog import Catalog
 from service.instruments.model import Definition
 from service.instruments.scoring import BandResult
+from service.instruments.service import Catalog
 from service.matching.service import Recommendations, recommend
 from service.patients.model import PatientProfile, Trend, trend
 from service.patients.repository import PatientStore

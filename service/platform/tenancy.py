@@ -3,7 +3,7 @@ to one connection (one transaction) and one clinic. Every read goes through
 :meth:`ClinicScoped._select` and every write through :meth:`ClinicScoped._row`, both of
 which add the clinic. The hot paths' compiled statements (service/screenings/repository.py,
 service/referrals/repository.py, the audit batch) take the clinic as their first parameter;
-tests/db/test_tenancy.py covers both.
+tests/platform/test_tenancy.py covers both.
 """
 
 from __future__ import annotations

@@ -20,9 +20,9 @@ from sqlalchemy.engine import Row
 
 from service.directory.service import DirectoryCache
 from service.fhir.types import StoredJson
-from service.instruments.catalog import Catalog
 from service.instruments.model import Instrument, Severity, Signal
 from service.instruments.scoring import Score
+from service.instruments.service import Catalog
 from service.matching.needs import ScreeningSummary
 from service.matching.service import Recommendations, recommend
 from service.patients.model import PatientProfile

@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.instruments.catalog import Catalog
+from service.instruments.service import Catalog
 from service.matching.service import DirectoryCache, recommend, screening_summary
 from service.patients.model import PatientProfile
 from service.platform.caller import Caller

@@ -4,7 +4,7 @@ The sample directory is checked against the facts deploy/seed/README.md states a
 (counts by category, modality, language, condition, who is not taking referrals, the
 worked example), so the parser and the documented format cannot drift apart. The rest
 builds small files, one bad record at a time. Writing to a database is in
-tests/db/test_directory.py.
+tests/directory/test_directory.py.
 """
 
 from __future__ import annotations

@@ -37,8 +37,8 @@ from litestar import Litestar, Request, Response, get, post
 from litestar.datastructures import State
 
 from service.directory.service import DirectoryCache
-from service.instruments.catalog import Catalog
 from service.instruments.loader import load_catalog
+from service.instruments.service import Catalog
 from service.matching.service import Recommendations
 from service.platform.body import decode
 from service.platform.clinics import clinic_id_named

@@ -3,7 +3,7 @@
 The expected machine is written out here from DESIGN.md section 7 and the issue
 (requested -> accepted | rejected | cancelled; accepted -> in-progress; in-progress ->
 completed | failed, with on-hold and back, and cancelling while accepted or on hold),
-not read from ``NEXT``. The same steps through the API are in tests/db/test_referrals.py.
+not read from ``NEXT``. The same steps through the API are in tests/referrals/test_referrals.py.
 """
 
 from __future__ import annotations

@@ -10,9 +10,9 @@ from litestar.params import QueryParameter
 
 from service.fhir.bundles import searchset
 from service.fhir.types import Bundle, Questionnaire
-from service.instruments.catalog import Catalog
 from service.instruments.controllers.params import InstrumentId
 from service.instruments.fhir import questionnaire
+from service.instruments.service import Catalog
 from service.platform.auth import PUBLIC
 from service.platform.documented import documented
 from service.platform.errors import FHIR_JSON

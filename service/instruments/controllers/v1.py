@@ -9,7 +9,6 @@ from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.status_codes import HTTP_200_OK
 
-from service.instruments.catalog import Answers, Catalog, Unscorable, score_answers
 from service.instruments.controllers.params import InstrumentId
 from service.instruments.fhir import canonical_url
 from service.instruments.model import (
@@ -21,6 +20,7 @@ from service.instruments.model import (
     Source,
 )
 from service.instruments.scoring import Score
+from service.instruments.service import Answers, Catalog, Unscorable, score_answers
 from service.platform.auth import PUBLIC, scoped
 from service.platform.body import decode
 from service.platform.documented import documented

@@ -10,9 +10,9 @@ from litestar import Controller, Request, Response, get, put
 from litestar.di import NamedDependency, Provide
 from litestar.params import PathParameter, QueryParameter
 
-from service.instruments.catalog import Catalog
 from service.instruments.model import MeaningfulChange
 from service.instruments.scoring import BandResult
+from service.instruments.service import Catalog
 from service.matching.service import Recommendations
 from service.patients.model import PatientProfile, Trend
 from service.patients.service import Patients

@@ -20,8 +20,8 @@ from litestar.params import PathParameter, QueryParameter
 from service.fhir.bundles import searchset, single
 from service.fhir.search import SearchError, parse_date, parse_token
 from service.fhir.types import Bundle, Observation
-from service.instruments.catalog import Catalog
 from service.instruments.scoring import AnswersInvalid, Problem, score, validate
+from service.instruments.service import Catalog
 from service.platform.audit import audit_event, audited, note
 from service.platform.auth import scoped
 from service.platform.body import document

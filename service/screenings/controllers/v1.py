@@ -12,8 +12,8 @@ from litestar.params import HeaderParameter, PathParameter
 
 from service.directory.service import DirectoryCache
 from service.fhir.types import Observation
-from service.instruments.catalog import Answers, Catalog, Unscorable, score_answers
 from service.instruments.scoring import Score
+from service.instruments.service import Answers, Catalog, Unscorable, score_answers
 from service.matching.service import Recommendations
 from service.patients.model import PainCondition, PatientId, PatientProfile
 from service.platform.audit import audit_event, audited, note

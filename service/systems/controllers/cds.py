@@ -28,7 +28,7 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import PathParameter
 
-from service.instruments.catalog import Catalog
+from service.instruments.service import Catalog
 from service.platform.audit import audited, note
 from service.platform.auth import PUBLIC, require_jwt_caller, scoped
 from service.platform.body import decode

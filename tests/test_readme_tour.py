@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from litestar import Litestar
 from litestar.testing import TestClient
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 SEED = ROOT / "deploy" / "seed" / "directory.hsds.json"
 SERVICE_PLACEHOLDER = "<a service id from the recommendations>"
