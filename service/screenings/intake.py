@@ -286,26 +286,43 @@ def pick_own(instrument: Instrument, qr: InboundQuestionnaireResponse) -> Picked
 
 
 def pick_by_loinc(qr: InboundQuestionnaireResponse, catalog: Iterable[Instrument]) -> list[Picked]:
-    """Every instrument with at least one item present, with the answers found."""
-    by_code: dict[str, tuple[Instrument, str]] = {}
+    """The instruments whose items are present, with the answers found.
+
+    Instruments can share LOINC item codes (a short form reuses its parent's items): of
+    those that share a code with one another, only the best filled is kept — the most items
+    answered, then the largest share of its items — so one answer is never scored twice."""
+    by_code: dict[str, list[tuple[Instrument, str]]] = {}
     for instrument in catalog:
-        for item in instrument.definition.items:
-            if item.code is not None and item.code.system == LOINC:
-                by_code[item.code.code] = (instrument, item.linkId)
+        for coded in instrument.definition.items:
+            if coded.code is not None and coded.code.system == LOINC:
+                by_code.setdefault(coded.code.code, []).append((instrument, coded.linkId))
     found: dict[str, Picked] = {}
+    codes: dict[str, set[str]] = {}
     for where, item in _walk(qr.item, "QuestionnaireResponse.item"):
         candidates = (item.linkId, item.linkId.rstrip("/").rsplit("/", 1)[-1])
-        hit = next((by_code[c] for c in candidates if c in by_code), None)
-        if hit is None:
+        code = next((c for c in candidates if c in by_code), None)
+        if code is None:
             continue
-        instrument, link_id = hit
-        picked = found.setdefault(instrument.id, Picked(instrument, []))
-        value, problem = _value(instrument, link_id, item.answer, where)
-        if problem is not None:
-            picked.problems.append(problem)
-        picked.answers.append((link_id, value))
-        picked.locations.setdefault(link_id, where)
-    return list(found.values())
+        for instrument, link_id in by_code[code]:
+            picked = found.setdefault(instrument.id, Picked(instrument, []))
+            codes.setdefault(instrument.id, set()).add(code)
+            value, problem = _value(instrument, link_id, item.answer, where)
+            if problem is not None:
+                picked.problems.append(problem)
+            picked.answers.append((link_id, value))
+            picked.locations.setdefault(link_id, where)
+
+    def filled(picked: Picked) -> tuple[int, float]:
+        answered = sum(value is not None for _, value in picked.answers)
+        return answered, answered / len(picked.instrument.definition.items)
+
+    kept: set[str] = set()
+    claimed: set[str] = set()
+    for picked in sorted(found.values(), key=filled, reverse=True):
+        if codes[picked.instrument.id].isdisjoint(claimed):
+            kept.add(picked.instrument.id)
+            claimed |= codes[picked.instrument.id]
+    return [picked for instrument_id, picked in found.items() if instrument_id in kept]
 
 
 def patient_id_of(reference: InboundReference | None) -> str | None:
