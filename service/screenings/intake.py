@@ -32,7 +32,21 @@ PostgreSQL cannot store NUL, so a NUL anywhere in one is refused (400)."""
 
 
 class _Strict(msgspec.Struct, forbid_unknown_fields=True):
-    """Base of the inbound shapes: an element R4 does not define is base-invalid (400)."""
+    """Base of the inbound shapes: an element R4 does not define is base-invalid (400).
+
+    R4 JSON carries the id and extensions of a primitive element ``x`` under ``_x``; each
+    shape declares ``_x`` beside every primitive it holds (and nowhere else)."""
+
+
+class PrimitiveExtension(_Strict):
+    """The ``_x`` of a primitive ``x``: an Element, only an id and extensions."""
+
+    id: FhirString | None = None
+    extension: list[Json] = []
+
+
+PrimitiveExtensions = list[PrimitiveExtension | None]
+"""The ``_x`` of a repeating primitive: one entry (or null) per value."""
 
 
 class InboundCoding(_Strict):
@@ -43,6 +57,11 @@ class InboundCoding(_Strict):
     code: FhirString | None = None
     display: FhirString | None = None
     userSelected: bool | None = None
+    _system: PrimitiveExtension | None = None
+    _version: PrimitiveExtension | None = None
+    _code: PrimitiveExtension | None = None
+    _display: PrimitiveExtension | None = None
+    _userSelected: PrimitiveExtension | None = None
 
 
 class InboundIdentifier(_Strict):
@@ -54,6 +73,9 @@ class InboundIdentifier(_Strict):
     value: FhirString | None = None
     period: Json | None = None
     assigner: Json | None = None
+    _use: PrimitiveExtension | None = None
+    _system: PrimitiveExtension | None = None
+    _value: PrimitiveExtension | None = None
 
 
 class InboundReference(_Strict):
@@ -63,6 +85,9 @@ class InboundReference(_Strict):
     type: FhirString | None = None
     identifier: InboundIdentifier | None = None
     display: FhirString | None = None
+    _reference: PrimitiveExtension | None = None
+    _type: PrimitiveExtension | None = None
+    _display: PrimitiveExtension | None = None
 
 
 class InboundMeta(_Strict):
@@ -74,6 +99,10 @@ class InboundMeta(_Strict):
     profile: list[FhirString] = []
     security: list[InboundCoding] = []
     tag: list[InboundCoding] = []
+    _versionId: PrimitiveExtension | None = None
+    _lastUpdated: PrimitiveExtension | None = None
+    _source: PrimitiveExtension | None = None
+    _profile: PrimitiveExtensions = []
 
 
 VALUE_FIELDS = (
@@ -109,6 +138,14 @@ class InboundAnswer(_Strict):
     valueQuantity: Json | None = None
     valueReference: InboundReference | None = None
     item: list[InboundItem] = []
+    _valueBoolean: PrimitiveExtension | None = None
+    _valueDecimal: PrimitiveExtension | None = None
+    _valueInteger: PrimitiveExtension | None = None
+    _valueDate: PrimitiveExtension | None = None
+    _valueDateTime: PrimitiveExtension | None = None
+    _valueTime: PrimitiveExtension | None = None
+    _valueString: PrimitiveExtension | None = None
+    _valueUri: PrimitiveExtension | None = None
 
     def __post_init__(self) -> None:
         if sum(getattr(self, name) is not None for name in VALUE_FIELDS) > 1:
@@ -124,6 +161,9 @@ class InboundItem(_Strict):
     text: FhirString | None = None
     answer: list[InboundAnswer] = []
     item: list[InboundItem] = []
+    _linkId: PrimitiveExtension | None = None
+    _definition: PrimitiveExtension | None = None
+    _text: PrimitiveExtension | None = None
 
 
 class QuestionnaireResponseStatus(StrEnum):
@@ -155,6 +195,12 @@ class InboundQuestionnaireResponse(_Strict):
     author: InboundReference | None = None
     source: InboundReference | None = None
     item: list[InboundItem] = []
+    _id: PrimitiveExtension | None = None
+    _implicitRules: PrimitiveExtension | None = None
+    _language: PrimitiveExtension | None = None
+    _status: PrimitiveExtension | None = None
+    _questionnaire: PrimitiveExtension | None = None
+    _authored: PrimitiveExtension | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,26 +286,43 @@ def pick_own(instrument: Instrument, qr: InboundQuestionnaireResponse) -> Picked
 
 
 def pick_by_loinc(qr: InboundQuestionnaireResponse, catalog: Iterable[Instrument]) -> list[Picked]:
-    """Every instrument with at least one item present, with the answers found."""
-    by_code: dict[str, tuple[Instrument, str]] = {}
+    """The instruments whose items are present, with the answers found.
+
+    Instruments can share LOINC item codes (a short form reuses its parent's items): of
+    those that share a code with one another, only the best filled is kept — the most items
+    answered, then the largest share of its items — so one answer is never scored twice."""
+    by_code: dict[str, list[tuple[Instrument, str]]] = {}
     for instrument in catalog:
-        for item in instrument.definition.items:
-            if item.code is not None and item.code.system == LOINC:
-                by_code[item.code.code] = (instrument, item.linkId)
+        for coded in instrument.definition.items:
+            if coded.code is not None and coded.code.system == LOINC:
+                by_code.setdefault(coded.code.code, []).append((instrument, coded.linkId))
     found: dict[str, Picked] = {}
+    codes: dict[str, set[str]] = {}
     for where, item in _walk(qr.item, "QuestionnaireResponse.item"):
         candidates = (item.linkId, item.linkId.rstrip("/").rsplit("/", 1)[-1])
-        hit = next((by_code[c] for c in candidates if c in by_code), None)
-        if hit is None:
+        code = next((c for c in candidates if c in by_code), None)
+        if code is None:
             continue
-        instrument, link_id = hit
-        picked = found.setdefault(instrument.id, Picked(instrument, []))
-        value, problem = _value(instrument, link_id, item.answer, where)
-        if problem is not None:
-            picked.problems.append(problem)
-        picked.answers.append((link_id, value))
-        picked.locations.setdefault(link_id, where)
-    return list(found.values())
+        for instrument, link_id in by_code[code]:
+            picked = found.setdefault(instrument.id, Picked(instrument, []))
+            codes.setdefault(instrument.id, set()).add(code)
+            value, problem = _value(instrument, link_id, item.answer, where)
+            if problem is not None:
+                picked.problems.append(problem)
+            picked.answers.append((link_id, value))
+            picked.locations.setdefault(link_id, where)
+
+    def filled(picked: Picked) -> tuple[int, float]:
+        answered = sum(value is not None for _, value in picked.answers)
+        return answered, answered / len(picked.instrument.definition.items)
+
+    kept: set[str] = set()
+    claimed: set[str] = set()
+    for picked in sorted(found.values(), key=filled, reverse=True):
+        if codes[picked.instrument.id].isdisjoint(claimed):
+            kept.add(picked.instrument.id)
+            claimed |= codes[picked.instrument.id]
+    return [picked for instrument_id, picked in found.items() if instrument_id in kept]
 
 
 def patient_id_of(reference: InboundReference | None) -> str | None:

@@ -120,7 +120,9 @@ def inbound_components() -> dict[str, Any]:
         "A FHIR R4 QuestionnaireResponse, stored as received. It must cite a Belong "
         "Questionnaire (its canonical url) or carry items whose linkIds are LOINC codes "
         "Belong knows; subject Patient/<id>, status completed and authored (a time with its "
-        "zone) are needed to score it (422 otherwise). Elements R4 does not define answer 400."
+        "zone) are needed to score it (422 otherwise). Primitive extensions (`_x` beside a "
+        "primitive element `x`: an id and extensions) are accepted and stored; elements R4 "
+        "does not define answer 400."
     )
     no_nul = {"$ref": REF.format(name="JsonWithoutNul")}
     components["JsonWithoutNul"] = {
