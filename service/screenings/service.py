@@ -260,13 +260,18 @@ def version_of(resource: dict[str, Any]) -> str:
     return str(resource.get("meta", {}).get("versionId", "1"))
 
 
-def _next_version(resource: dict[str, Any], now: datetime, **changes: Any) -> dict[str, Any]:
-    meta = {
-        **resource.get("meta", {}),
-        "versionId": str(int(version_of(resource)) + 1),
-        "lastUpdated": fhir_instant(now),
-    }
-    return {**resource, **changes, "meta": meta}
+def _next_meta(resource: dict[str, Any], now: datetime) -> dict[str, str]:
+    """The versionId and lastUpdated of the version after ``resource``'s."""
+    return {"versionId": str(int(version_of(resource)) + 1), "lastUpdated": fhir_instant(now)}
+
+
+def _as_next(resource: dict[str, Any], after: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """``resource`` as the version after ``after``."""
+    return {**resource, "meta": {**resource.get("meta", {}), **_next_meta(after, now)}}
+
+
+def _withdrawn(resource: dict[str, Any], now: datetime) -> dict[str, Any]:
+    return _as_next({**resource, "status": ENTERED_IN_ERROR}, resource, now)
 
 
 def _content(resource: dict[str, Any]) -> dict[str, Any]:
@@ -284,14 +289,10 @@ def corrected(
     """The new versions a correction stores. The Observations keep their ids, so what
     refers to them (derivedFrom, hasMember, a ServiceRequest's reasonReference) still
     does; one the correction no longer yields is entered-in-error."""
-    resource = _next_version(current.resource, now)
-    resource = {**amendment.resource, "id": current.id, "meta": resource["meta"]}
+    resource = _as_next({**amendment.resource, "id": current.id}, current.resource, now)
     previous = {o.id: o for o in stored_observations}
     if amendment.entered_in_error:
-        withdrawn = [
-            _observation_row(o, _next_version(o.resource, now, status=ENTERED_IN_ERROR))
-            for o in stored_observations
-        ]
+        withdrawn = [_observation_row(o, _withdrawn(o.resource, now)) for o in stored_observations]
         return Correction(
             questionnaire_response_id=current.id,
             patient_id=current.patient_id,
@@ -328,17 +329,12 @@ def corrected(
             fresh = msgspec.to_builtins(o.resource)
             old = previous.pop(o.id, None)
             if old is not None:
-                fresh = {
-                    **fresh,
-                    "status": CORRECTED,
-                    "meta": _next_version(old.resource, now)["meta"],
-                }
+                fresh = _as_next({**fresh, "status": CORRECTED}, old.resource, now)
             observation_rows.append(
                 ObservationRow(o.id, screening.id, position, o.code_system, o.code, fresh)
             )
     observation_rows.extend(
-        _observation_row(o, _next_version(o.resource, now, status=ENTERED_IN_ERROR))
-        for o in previous.values()
+        _observation_row(o, _withdrawn(o.resource, now)) for o in previous.values()
     )
     return Correction(
         questionnaire_response_id=current.id,

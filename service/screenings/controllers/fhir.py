@@ -471,10 +471,10 @@ class QuestionnaireResponseController(Controller):
         catalog: NamedDependency[Catalog],
         screenings: NamedDependency[Screenings],
     ) -> Response[bytes]:
+        row = await screenings.questionnaire_response(resource_id)
         raw, qr = await _received(request)
         if raw.get("id") not in (None, resource_id):
             raise field_error(400, "QuestionnaireResponse.id", "must be the id in the URL")
-        row = await screenings.questionnaire_response(resource_id)
         existing = Existing(row.id, row.patient_id, row.resource)
         return await self._correct(request, existing, raw, qr, catalog, screenings)
 
