@@ -66,14 +66,26 @@ def capability_statement(software_version: str, published: str) -> dict[str, Any
                     },
                     {
                         "type": "QuestionnaireResponse",
-                        "interaction": [{"code": "read"}, {"code": "create"}],
+                        "interaction": [
+                            {"code": "read"},
+                            {"code": "create"},
+                            {"code": "update"},
+                        ],
+                        "versioning": "versioned-update",
                         "conditionalCreate": True,
+                        "conditionalUpdate": True,
+                        "updateCreate": False,
                         "documentation": (
                             "Answers to a Belong Questionnaire, or to a larger SDOH "
                             "questionnaire whose items carry LOINC codes as linkIds, are "
                             "scored into Observations. Conditional create by "
                             "If-None-Exist: identifier=system|value. A create whose "
-                            "identifier is already stored returns the stored resource (200)."
+                            "identifier is already stored returns the stored resource (200). "
+                            "Corrections: an amended or entered-in-error response with a "
+                            "stored identifier (POST, PUT ?identifier=system|value, or PUT "
+                            "/QuestionnaireResponse/{id}, If-Match honoured) is stored as its "
+                            "next version: re-scored, its Observations corrected (same ids), "
+                            "or entered-in-error and counted in no needs."
                         ),
                     },
                     {

@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Row
 
-from service.platform.tables import patients, screenings
+from service.platform.tables import ENTERED_IN_ERROR, patients, screenings
 from service.platform.tenancy import ClinicScoped
 
 
@@ -41,7 +41,10 @@ class PatientStore(ClinicScoped):
         )
         ranked = (
             self._select(screenings, screenings, rank)
-            .where(screenings.c.patient_id == patient_id)
+            .where(
+                screenings.c.patient_id == patient_id,
+                screenings.c.status != ENTERED_IN_ERROR,
+            )
             .subquery()
         )
         query = (

@@ -83,6 +83,9 @@ questionnaire_responses = sa.Table(
     sa.Index("ix_qr_clinic_patient", "clinic_id", "patient_id"),
 )
 
+ENTERED_IN_ERROR = "entered-in-error"
+"""The status of a screening (and of its resources) withdrawn as recorded in error."""
+
 screenings = sa.Table(
     "screenings",
     metadata,
@@ -105,8 +108,12 @@ screenings = sa.Table(
     sa.Column("answers", Json, nullable=False),
     sa.Column("score", Json, nullable=False),
     sa.Column("context", Json, nullable=False),
+    # final as first scored; corrected once an amended response re-scored it;
+    # entered-in-error: kept readable, counted in no needs or history.
+    sa.Column("status", sa.String(16), nullable=False, server_default="final"),
     sa.ForeignKeyConstraint(["clinic_id", "patient_id"], ["patients.clinic_id", "patients.id"]),
     sa.UniqueConstraint("id", "clinic_id", "patient_id", name="uq_screenings_id_clinic_patient"),
+    sa.CheckConstraint("status IN ('final', 'corrected', 'entered-in-error')", name="status"),
 )
 # A patient's history per instrument, newest first, in the order the reads want it: the
 # newest screening of each instrument is the first entry of its run (no sort, whatever the

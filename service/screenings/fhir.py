@@ -188,7 +188,7 @@ def observations(
 
     def meta(code_system: str) -> Meta:
         profiles = [SDOHCC_SCREENING_RESPONSE] if code_system == LOINC else []
-        return Meta(profile=profiles, lastUpdated=fhir_instant(ctx.recorded_at))
+        return Meta(profile=profiles, versionId="1", lastUpdated=fhir_instant(ctx.recorded_at))
 
     for index, item in enumerate(definition.items, start=1):
         value = answers.get(item.linkId)

@@ -112,3 +112,20 @@ class Written(enum.Enum):
     """Another request stored this idempotency key first: nothing was written."""
     IDENTIFIER_TAKEN = "identifier_taken"
     """A QuestionnaireResponse with this identifier is stored already: nothing was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class Correction:
+    """Everything one correction of a stored QuestionnaireResponse stores."""
+
+    questionnaire_response_id: str
+    patient_id: str
+    status: str
+    """The screenings' new status: corrected, or entered-in-error."""
+    completed_at: datetime
+    recorded_at: datetime
+    questionnaire_response: dict[str, Any]
+    """Its new version, with Belong's id and meta."""
+    screenings: Sequence[ScreeningRow]
+    observations: Sequence[ObservationRow]
+    """Each Observation's new version; one not stored before is inserted."""

@@ -29,8 +29,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
 
 from service.fhir.types import StoredJson
+from service.platform.audit import AuditEvent
 from service.platform.database import Compiled, Database, json_text
 from service.platform.tables import (
+    ENTERED_IN_ERROR,
     audit_events,
     idempotency_keys,
     observations,
@@ -40,6 +42,7 @@ from service.platform.tables import (
 )
 from service.platform.tenancy import ClinicScoped
 from service.screenings.records import (
+    Correction,
     HeldKey,
     KeyRecord,
     LatestScreening,
@@ -73,7 +76,7 @@ class ScreeningStore(ClinicScoped):
 
     async def observations_of(self, screening_ids: Sequence[str]) -> list[Row[Any]]:
         query = (
-            self._select(observations, observations.c.screening_id, observations.c.resource)
+            self._select(observations)
             .where(observations.c.screening_id.in_(screening_ids))
             .order_by(observations.c.screening_id, observations.c.position)
         )
@@ -98,6 +101,79 @@ class ScreeningStore(ClinicScoped):
     async def get_questionnaire_response(self, qr_id: str) -> Row[Any] | None:
         query = self._select(questionnaire_responses).where(questionnaire_responses.c.id == qr_id)
         return (await self.conn.execute(query)).first()
+
+    async def lock_questionnaire_response(self, qr_id: str) -> Row[Any] | None:
+        """The response, locked until the transaction ends: corrections of it queue."""
+        query = self._select(questionnaire_responses).where(questionnaire_responses.c.id == qr_id)
+        return (await self.conn.execute(query.with_for_update())).first()
+
+    async def screenings_of_response(self, qr_id: str) -> list[Row[Any]]:
+        query = (
+            self._select(screenings)
+            .where(screenings.c.questionnaire_response_id == qr_id)
+            .order_by(screenings.c.id)
+        )
+        return list((await self.conn.execute(query)).all())
+
+    async def save_correction(self, correction: Correction, audit: AuditEvent | None) -> None:
+        """Store a corrected response: its new version, each screening's new status and
+        score, and each Observation's new version (inserted when the correction added
+        it); with the correction's audit event."""
+        q = questionnaire_responses.c
+        await self.conn.execute(
+            sa.update(questionnaire_responses)
+            .where(
+                self._scoped(questionnaire_responses), q.id == correction.questionnaire_response_id
+            )
+            .values(
+                resource=correction.questionnaire_response,
+                authored_at=correction.completed_at,
+                last_updated=correction.recorded_at,
+            )
+        )
+        for row in correction.screenings:
+            await self.conn.execute(
+                sa.update(screenings)
+                .where(self._scoped(screenings), screenings.c.id == row.id)
+                .values(
+                    status=correction.status,
+                    completed_at=correction.completed_at,
+                    total=row.total,
+                    band_code=row.band_code,
+                    positive=row.positive,
+                    answers=row.answers,
+                    score=msgspec.to_builtins(row.score),
+                )
+            )
+        if correction.observations:
+            statement = self._insert(observations).values(
+                [
+                    self._row(
+                        id=o.id,
+                        patient_id=correction.patient_id,
+                        screening_id=o.screening_id,
+                        position=o.position,
+                        code_system=o.code_system,
+                        code=o.code,
+                        effective_at=correction.completed_at,
+                        last_updated=correction.recorded_at,
+                        resource=o.resource,
+                    )
+                    for o in correction.observations
+                ]
+            )
+            await self.conn.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[observations.c.id],
+                    set_={
+                        name: statement.excluded[name]
+                        for name in ("position", "effective_at", "last_updated", "resource")
+                    },
+                    where=observations.c.clinic_id == self.clinic_id,
+                )
+            )
+        if audit is not None:
+            await self.conn.execute(self._insert(audit_events).values(self._row(**audit.columns())))
 
     async def get_idempotency_key(self, route: str, key: str) -> HeldKey | None:
         query = self._select(
@@ -130,12 +206,16 @@ _RECORDED = _param(idempotency_keys.c.created_at, "recorded_at")
 _COMPLETED = _param(screenings.c.completed_at)
 
 
+_WITHDRAWN = sa.literal_column(f"'{ENTERED_IN_ERROR}'", sa.String)
+"""A constant of the compiled statement, not a parameter."""
+
+
 def _context_statement() -> sa.Select[Any]:
     s = screenings.c
     newest = (
         sa.select(s.id, s.instrument, s.completed_at, s.score)
         .ext(distinct_on(s.instrument))
-        .where(s.clinic_id == _CLINIC, s.patient_id == _PATIENT)
+        .where(s.clinic_id == _CLINIC, s.patient_id == _PATIENT, s.status != _WITHDRAWN)
         .order_by(s.instrument, s.completed_at.desc(), s.id.desc())
         .subquery("s")
     )

@@ -30,6 +30,7 @@ from service.platform.audit import AuditEvent
 from service.platform.caller import Caller
 from service.platform.database import Database, utc_field
 from service.platform.lookup import found
+from service.platform.tables import ENTERED_IN_ERROR
 from service.screenings.fhir import (
     CATEGORY_CODES,
     ScreeningContext,
@@ -39,6 +40,7 @@ from service.screenings.fhir import (
     questionnaire_response,
 )
 from service.screenings.records import (
+    Correction,
     HeldKey,
     KeyRecord,
     ObservationRow,
@@ -57,17 +59,20 @@ from service.screenings.repository import (
 )
 
 CLOCK_SKEW = timedelta(minutes=5)
+CORRECTED = "corrected"
 CREATED = 201
 """The status a recorded submission is answered with, and replayed with for its key."""
 
 
 class Refusal(Exception):
-    """A submission the screenings refuse: ``detail`` says why, naming ``field``."""
+    """A submission the screenings refuse: ``detail`` says why, naming ``field``; answered
+    with ``status``."""
 
     detail: str
     field: str
     message: str
     code: str
+    status = 409
 
     def __init__(self) -> None:
         super().__init__(self.detail)
@@ -76,6 +81,7 @@ class Refusal(Exception):
 class CompletedInFuture(Refusal):
     detail = "A screening cannot be completed in the future"
     message, code = "is in the future", "future_date"
+    status = 422
 
     def __init__(self, field: str) -> None:
         self.field = field
@@ -85,6 +91,7 @@ class CompletedInFuture(Refusal):
 class KeyReused(Refusal):
     detail = "This Idempotency-Key was used with a different request body"
     field, message, code = "Idempotency-Key", "reused with another body", "key_reused"
+    status = 422
 
 
 class KeyInFlight(Refusal):
@@ -97,6 +104,24 @@ class KeyInFlight(Refusal):
 class IdentifierTaken(Refusal):
     detail = "A QuestionnaireResponse with this identifier is already stored"
     field, message, code = "identifier", "already stored", "duplicate"
+
+
+class VersionConflict(Refusal):
+    detail = "The QuestionnaireResponse has a newer version than If-Match names"
+    field, message, code = "If-Match", "not the current version", "conflict"
+    status = 412
+
+
+class InstrumentsChanged(Refusal):
+    detail = "A correction must score the instruments its response was scored for"
+    field, message, code = "QuestionnaireResponse.questionnaire", "other instruments", "invalid"
+    status = 422
+
+
+class PatientChanged(Refusal):
+    detail = "A correction cannot move a response to another patient"
+    field, message, code = "QuestionnaireResponse.subject", "another patient", "invalid"
+    status = 422
 
 
 class AmbiguousMatch(Exception):
@@ -164,6 +189,30 @@ class Existing:
     patient_id: str
     resource: dict[str, Any]
 
+    @property
+    def version(self) -> str:
+        return version_of(self.resource)
+
+
+@dataclass(frozen=True, slots=True)
+class Amendment:
+    """A stored QuestionnaireResponse re-sent: amended (re-scored), or entered-in-error."""
+
+    resource: dict[str, Any]
+    """As received."""
+    patient_id: str | None
+    """The subject's id; None when an entered-in-error response names none."""
+    completed_at: datetime | None
+    """None when entered-in-error: the stored time stays."""
+    scored: Sequence[ScoredScreening]
+    """Empty when entered-in-error."""
+    expected_version: str | None = None
+    """The version ``If-Match`` names, when sent."""
+
+    @property
+    def entered_in_error(self) -> bool:
+        return not self.scored
+
 
 Render = Callable[[Recorded, Any], tuple[bytes, dict[str, str]]]
 """(recorded, what ``prepare`` returned) -> (body, headers) of the answer."""
@@ -206,25 +255,126 @@ def build(submission: Submission, recorded_at: datetime) -> Recorded:
     return Recorded(submission, recorded_at, resource, by_screening)
 
 
+def version_of(resource: dict[str, Any]) -> str:
+    """A stored resource's ``meta.versionId`` (1 for one stored before versions were)."""
+    return str(resource.get("meta", {}).get("versionId", "1"))
+
+
+def _next_meta(resource: dict[str, Any], now: datetime) -> dict[str, str]:
+    """The versionId and lastUpdated of the version after ``resource``'s."""
+    return {"versionId": str(int(version_of(resource)) + 1), "lastUpdated": fhir_instant(now)}
+
+
+def _as_next(resource: dict[str, Any], after: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """``resource`` as the version after ``after``."""
+    return {**resource, "meta": {**resource.get("meta", {}), **_next_meta(after, now)}}
+
+
+def _withdrawn(resource: dict[str, Any], now: datetime) -> dict[str, Any]:
+    return _as_next({**resource, "status": ENTERED_IN_ERROR}, resource, now)
+
+
+def _content(resource: dict[str, Any]) -> dict[str, Any]:
+    """What a client says in a resource: all but Belong's id and meta."""
+    return {k: v for k, v in resource.items() if k not in ("id", "meta")}
+
+
+def corrected(
+    current: Row[Any],
+    stored: Sequence[Row[Any]],
+    stored_observations: Sequence[Row[Any]],
+    amendment: Amendment,
+    now: datetime,
+) -> Correction:
+    """The new versions a correction stores. The Observations keep their ids, so what
+    refers to them (derivedFrom, hasMember, a ServiceRequest's reasonReference) still
+    does; one the correction no longer yields is entered-in-error."""
+    resource = _as_next({**amendment.resource, "id": current.id}, current.resource, now)
+    previous = {o.id: o for o in stored_observations}
+    if amendment.entered_in_error:
+        withdrawn = [_observation_row(o, _withdrawn(o.resource, now)) for o in stored_observations]
+        return Correction(
+            questionnaire_response_id=current.id,
+            patient_id=current.patient_id,
+            status=ENTERED_IN_ERROR,
+            completed_at=current.authored_at,
+            recorded_at=now,
+            questionnaire_response=resource,
+            screenings=[
+                ScreeningRow(
+                    s.id, s.instrument, s.total, s.band_code, s.positive, s.answers, s.score
+                )
+                for s in stored
+            ],
+            observations=withdrawn,
+        )
+    assert amendment.completed_at is not None
+    by_instrument = {s.instrument: s for s in stored}
+    if {scored.instrument.id for scored in amendment.scored} != set(by_instrument):
+        raise InstrumentsChanged()
+    screening_rows, observation_rows = [], []
+    for scored in amendment.scored:
+        screening = by_instrument[scored.instrument.id]
+        context = ScreeningContext(
+            screening_id=screening.id,
+            questionnaire_response_id=current.id,
+            patient_id=current.patient_id,
+            completed_at=amendment.completed_at,
+            recorded_at=now,
+            encounter_id=screening.encounter_id,
+        )
+        screening_rows.append(_screening_row(screening.id, scored))
+        built = observations(scored.instrument, scored.answers, scored.score, context)
+        for position, o in enumerate(built):
+            fresh = msgspec.to_builtins(o.resource)
+            old = previous.pop(o.id, None)
+            if old is not None:
+                fresh = _as_next({**fresh, "status": CORRECTED}, old.resource, now)
+            observation_rows.append(
+                ObservationRow(o.id, screening.id, position, o.code_system, o.code, fresh)
+            )
+    observation_rows.extend(
+        _observation_row(o, _withdrawn(o.resource, now)) for o in previous.values()
+    )
+    return Correction(
+        questionnaire_response_id=current.id,
+        patient_id=current.patient_id,
+        status=CORRECTED,
+        completed_at=amendment.completed_at,
+        recorded_at=now,
+        questionnaire_response=resource,
+        screenings=screening_rows,
+        observations=observation_rows,
+    )
+
+
+def _screening_row(screening_id: str, scored: ScoredScreening) -> ScreeningRow:
+    score, band = scored.score, scored.score.band
+    return ScreeningRow(
+        id=screening_id,
+        instrument=scored.instrument.id,
+        total=score.total,
+        band_code=band.code if band else None,
+        positive=band.positive if band else None,
+        answers=scored.answers,
+        score=score,
+    )
+
+
+def _observation_row(stored: Row[Any], resource: dict[str, Any]) -> ObservationRow:
+    return ObservationRow(
+        stored.id, stored.screening_id, stored.position, stored.code_system, stored.code, resource
+    )
+
+
 def submission_rows(
     recorded: Recorded, key: KeyRecord | None, audit: AuditEvent | None
 ) -> SubmissionRows:
     """What ``write_submission`` stores: the recorded resources, the key and the audit."""
     submission = recorded.submission
-    screenings = []
-    for screening_id, scored in submission.screenings:
-        band = scored.score.band
-        screenings.append(
-            ScreeningRow(
-                id=screening_id,
-                instrument=scored.instrument.id,
-                total=scored.score.total,
-                band_code=band.code if band else None,
-                positive=band.positive if band else None,
-                answers=scored.answers,
-                score=scored.score,
-            )
-        )
+    screenings = [
+        _screening_row(screening_id, scored) for screening_id, scored in submission.screenings
+    ]
     return SubmissionRows(
         patient_id=submission.patient_id,
         profile=submission.profile,
@@ -426,6 +576,32 @@ class Screenings:
             if len(existing) != 1:
                 raise
             return existing[0]
+
+    async def correct_questionnaire_response(
+        self, qr_id: str, amendment: Amendment, now: datetime, audit: AuditEvent | None
+    ) -> tuple[Existing, bool]:
+        """Store the amendment as the response's next version, its screenings re-scored
+        (or entered-in-error) with ``audit``, in one transaction: the response as now
+        stored, and whether a version was made (a re-sent identical correction makes none).
+        Refused: :class:`VersionConflict`, :class:`PatientChanged`,
+        :class:`InstrumentsChanged`."""
+        async with self.caller.transaction(ScreeningStore) as store:
+            row = found(
+                await store.lock_questionnaire_response(qr_id), "QuestionnaireResponse", qr_id
+            )
+            current = Existing(row.id, row.patient_id, row.resource)
+            expected = amendment.expected_version
+            if expected is not None and expected != current.version:
+                raise VersionConflict()
+            if amendment.patient_id not in (None, row.patient_id):
+                raise PatientChanged()
+            if _content(row.resource) == _content(amendment.resource):
+                return current, False
+            stored = await store.screenings_of_response(qr_id)
+            stored_observations = await store.observations_of([s.id for s in stored])
+            correction = corrected(row, stored, stored_observations, amendment, now)
+            await store.save_correction(correction, audit)
+        return Existing(row.id, row.patient_id, correction.questionnaire_response), True
 
     async def _with_identifier(self, system: str | None, value: str) -> list[Existing]:
         async with self.caller.transaction(ScreeningStore) as store:

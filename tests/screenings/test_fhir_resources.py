@@ -669,7 +669,7 @@ def test_questionnaire_searchset_validates(client) -> None:
 # What this file's resources declare, exactly (other resource types are checked generically).
 EXPECTED_INTERACTIONS = {
     "Questionnaire": {"read", "search-type"},
-    "QuestionnaireResponse": {"read", "create"},
+    "QuestionnaireResponse": {"read", "create", "update"},
     "Observation": {"read", "search-type"},
 }
 OBSERVATION_SEARCH_PARAMS = {
@@ -707,6 +707,7 @@ def test_capability_statement_is_valid_r4(session_client) -> None:
     for kind, interactions in EXPECTED_INTERACTIONS.items():
         assert {i.code for i in resources[kind].interaction} == interactions, kind
     assert resources["QuestionnaireResponse"].conditionalCreate is True
+    assert resources["QuestionnaireResponse"].conditionalUpdate is True
     assert SDOHCC_OSR in resources["Observation"].supportedProfile
     params = {p.name: p.type for p in resources["Observation"].searchParam}
     assert params == OBSERVATION_SEARCH_PARAMS

@@ -15,9 +15,7 @@ from service.platform.observability import SCREENINGS
 from service.screenings.records import HeldKey
 from service.screenings.service import (
     CREATED,
-    CompletedInFuture,
     KeyInFlight,
-    KeyReused,
     KeyUse,
     Refusal,
     Stored,
@@ -43,7 +41,7 @@ async def key_use(request: Request[Any, Any, Any], route: str) -> KeyUse | None:
 
 
 def refused(exc: Refusal) -> ApiError:
-    status = 422 if isinstance(exc, CompletedInFuture | KeyReused) else 409
+    status = exc.status
     headers = {"Retry-After": "1"} if isinstance(exc, KeyInFlight) else None
     return ApiError(status, exc.detail, [FieldError(exc.field, exc.message, exc.code)], headers)
 

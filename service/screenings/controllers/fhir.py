@@ -6,6 +6,7 @@ Errors are OperationOutcome (see errors.py): 400 for unparseable or base-invalid
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import datetime
 from itertools import combinations
@@ -13,7 +14,7 @@ from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 import msgspec
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, Response, get, post, put
 from litestar.di import NamedDependency, Provide
 from litestar.params import PathParameter, QueryParameter
 
@@ -22,7 +23,7 @@ from service.fhir.search import SearchError, parse_date, parse_token
 from service.fhir.types import Bundle, Observation
 from service.instruments.scoring import AnswersInvalid, Problem, score, validate
 from service.instruments.service import Catalog
-from service.platform.audit import audit_event, audited, note
+from service.platform.audit import audit_event, audited, mark_written, note
 from service.platform.auth import scoped
 from service.platform.body import document
 from service.platform.credentials import Principal
@@ -55,6 +56,7 @@ from service.screenings.repository import ObservationQuery
 from service.screenings.service import (
     CREATED,
     AmbiguousMatch,
+    Amendment,
     Existing,
     Recorded,
     Refusal,
@@ -62,6 +64,7 @@ from service.screenings.service import (
     Screenings,
     Submission,
     check_completed_at,
+    version_of,
 )
 
 FHIR_ACCEPTED = ("application/fhir+json", "application/json")
@@ -111,6 +114,35 @@ CONDITIONAL_CREATE = (
     },
 )
 """Parameters of the conditional create, read from the raw query and headers."""
+CONDITIONAL_UPDATE = {
+    "name": "identifier",
+    "in": "query",
+    "required": True,
+    "description": (
+        "Conditional update: the response this identifier names (system|value, |value for "
+        "no system, or value for any system)"
+    ),
+    "schema": {"type": "string", "pattern": IDENTIFIER_SEARCH},
+}
+IF_MATCH = {
+    "name": "If-Match",
+    "in": "header",
+    "required": False,
+    "description": 'The version updated, as its ETag W/"<versionId>": 412 when newer is stored',
+    "schema": {"type": "string", "pattern": '^W/"[0-9]{1,9}"$'},
+}
+UPDATE_RESPONSES: dict[int, dict[str, Any]] = {
+    200: {
+        "description": "Stored as the response's next version (or, re-sent unchanged, as is)",
+        "headers": {
+            "Location": {"schema": {"type": "string"}},
+            "ETag": {"schema": {"type": "string"}},
+        },
+        "content": {FHIR_JSON: {"schema": FHIR_RESOURCE}},
+    },
+    201: CREATE_RESPONSES[201],
+}
+"""The updates' answers: a stored response corrected, or (conditional) none matched."""
 
 
 def inbound_components() -> dict[str, Any]:
@@ -178,9 +210,42 @@ SORTS = {
 }
 
 
-def _etag_headers(request: Request[Any, Any, Any], resource_id: str) -> dict[str, str]:
+def _etag_headers(
+    request: Request[Any, Any, Any], resource_id: str, version: str
+) -> dict[str, str]:
     location = f"{public_origin(request)}/fhir/QuestionnaireResponse/{resource_id}"
-    return {"ETag": 'W/"1"', "Location": location}
+    return {"ETag": etag(version), "Location": location}
+
+
+def etag(version: str) -> str:
+    """The weak ETag of a resource version (FHIR http.html#versioning)."""
+    return f'W/"{version}"'
+
+
+_IF_MATCH = re.compile(r'^W/"([0-9]{1,9})"$')
+CORRECTING = ("amended", "entered-in-error")
+"""The statuses that correct a stored response with the same identifier."""
+
+
+def _if_match(request: Request[Any, Any, Any]) -> str | None:
+    """The version an ``If-Match`` header names (None without one)."""
+    header = request.headers.get("if-match")
+    if not header:
+        return None
+    matched = _IF_MATCH.fullmatch(header.strip())
+    if matched is None:
+        raise field_error(400, "If-Match", 'must be a version\'s ETag, W/"<versionId>"')
+    return matched.group(1)
+
+
+async def _received(
+    request: Request[Any, Any, Any],
+) -> tuple[dict[str, Any], InboundQuestionnaireResponse]:
+    """The request's QuestionnaireResponse, as received and as decoded."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in FHIR_ACCEPTED:
+        raise field_error(415, "Content-Type", "send application/fhir+json or application/json")
+    return _decode_resource(await request.body())
 
 
 def _decode_resource(request_body: bytes) -> tuple[dict[str, Any], InboundQuestionnaireResponse]:
@@ -272,8 +337,13 @@ def _condition(request: Request[Any, Any, Any]) -> tuple[str | None, str] | None
         token = request.query_params.get("identifier")
         if token is None:
             return None
-        if not _IDENTIFIER.fullmatch(token):
-            raise field_error(400, "identifier", "must be system|value, |value or value")
+    return _identifier_token(token)
+
+
+def _identifier_token(token: str) -> tuple[str | None, str]:
+    """``system|value`` as (system, value), the system None for a bare value (any)."""
+    if not _IDENTIFIER.fullmatch(token):
+        raise field_error(400, "identifier", "must be system|value, |value or value")
     system, bar, value = token.partition("|")
     return (system, value) if bar else (None, token)
 
@@ -311,11 +381,12 @@ class QuestionnaireResponseController(Controller):
         catalog: NamedDependency[Catalog],
         screenings: NamedDependency[Screenings],
     ) -> Response[bytes]:
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type not in FHIR_ACCEPTED:
-            raise field_error(415, "Content-Type", "send application/fhir+json or application/json")
-        raw, qr = _decode_resource(await request.body())
+        raw, qr = await _received(request)
         condition = _condition(request)
+        correcting = qr.status in CORRECTING
+        if condition is None and correcting and qr.identifier and qr.identifier.value:
+            # A correction names the response it corrects by the identifier it carries.
+            condition = (qr.identifier.system or "", qr.identifier.value)
         if condition is not None:
             try:
                 existing = await screenings.matching_response(*condition)
@@ -324,7 +395,154 @@ class QuestionnaireResponseController(Controller):
                     412, "If-None-Exist", "more than one resource matches", "duplicate"
                 ) from None
             if existing is not None:
+                if correcting:
+                    return await self._correct(request, existing, raw, qr, catalog, screenings)
                 return self._existing(request, existing)
+        return await self._store(request, raw, qr, catalog, screenings)
+
+    @put(
+        operation_id="fhir_conditional_update_questionnaire_response",
+        summary="Correct the QuestionnaireResponse an identifier names (conditional update)",
+        description=(
+            "One match: stored as its next version (re-scored, or entered-in-error: its "
+            "screening then counts in no needs or history), 200. No match: created, 201. "
+            "Several: 412."
+        ),
+        media_type=FHIR_JSON,
+        opt={
+            **scoped("screenings:write"),
+            **audited("update", "QuestionnaireResponse"),
+            **documented(
+                errors={403, 404, 409, 412, 422},
+                request=INBOUND_BODY,
+                request_media=FHIR_ACCEPTED,
+                responses=UPDATE_RESPONSES,
+                parameters=(CONDITIONAL_UPDATE, IF_MATCH),
+                components=inbound_components(),
+            ),
+        },
+    )
+    async def conditional_update(
+        self,
+        request: Request[Principal, Any, Any],
+        catalog: NamedDependency[Catalog],
+        screenings: NamedDependency[Screenings],
+    ) -> Response[bytes]:
+        token = request.query_params.get("identifier")
+        if token is None:
+            raise field_error(400, "identifier", "a conditional update names system|value")
+        condition = _identifier_token(token)
+        raw, qr = await _received(request)
+        try:
+            existing = await screenings.matching_response(*condition)
+        except AmbiguousMatch:
+            raise field_error(
+                412, "identifier", "more than one resource matches", "duplicate"
+            ) from None
+        if existing is None:
+            return await self._store(request, raw, qr, catalog, screenings)
+        return await self._correct(request, existing, raw, qr, catalog, screenings)
+
+    @put(
+        "/{resource_id:str}",
+        operation_id="fhir_update_questionnaire_response",
+        summary="Correct a stored QuestionnaireResponse",
+        description=(
+            "Stored as its next version: re-scored (its Observations corrected, same ids), "
+            "or entered-in-error (its screening then counts in no needs or history). "
+            'If-Match W/"<versionId>" refuses a stale update (412).'
+        ),
+        media_type=FHIR_JSON,
+        opt={
+            **scoped("screenings:write"),
+            **audited("update", "QuestionnaireResponse"),
+            **documented(
+                errors={403, 409, 412, 422},
+                request=INBOUND_BODY,
+                request_media=FHIR_ACCEPTED,
+                responses={200: UPDATE_RESPONSES[200]},
+                parameters=(IF_MATCH,),
+                components=inbound_components(),
+            ),
+        },
+    )
+    async def update(
+        self,
+        request: Request[Principal, Any, Any],
+        resource_id: ResourceId,
+        catalog: NamedDependency[Catalog],
+        screenings: NamedDependency[Screenings],
+    ) -> Response[bytes]:
+        row = await screenings.questionnaire_response(resource_id)
+        raw, qr = await _received(request)
+        if raw.get("id") not in (None, resource_id):
+            raise field_error(400, "QuestionnaireResponse.id", "must be the id in the URL")
+        existing = Existing(row.id, row.patient_id, row.resource)
+        return await self._correct(request, existing, raw, qr, catalog, screenings)
+
+    async def _correct(
+        self,
+        request: Request[Principal, Any, Any],
+        existing: Existing,
+        raw: dict[str, Any],
+        qr: InboundQuestionnaireResponse,
+        catalog: Catalog,
+        screenings: Screenings,
+    ) -> Response[bytes]:
+        """Store the received resource as the next version of ``existing`` (200)."""
+        now = utcnow()
+        amendment = self._amendment(raw, qr, catalog, now, _if_match(request))
+        note(request, existing.id, existing.patient_id)
+        audit = audit_event(request, 200, now)
+        if audit is not None:
+            audit = dataclasses.replace(audit, action="update")
+        try:
+            stored, changed = await screenings.correct_questionnaire_response(
+                existing.id, amendment, now, audit
+            )
+        except Refusal as exc:
+            raise refused(exc) from exc
+        if changed and audit is not None:
+            mark_written(request)
+        return Response(
+            msgspec.json.encode(stored.resource),
+            status_code=200,
+            media_type=FHIR_JSON,
+            headers=_etag_headers(request, stored.id, stored.version),
+        )
+
+    def _amendment(
+        self,
+        raw: dict[str, Any],
+        qr: InboundQuestionnaireResponse,
+        catalog: Catalog,
+        now: datetime,
+        expected_version: str | None,
+    ) -> Amendment:
+        if qr.status == "entered-in-error":
+            patient_id = patient_id_of(qr.subject) if qr.subject else None
+            return Amendment(raw, patient_id, None, (), expected_version)
+        submission = self._submission(raw, qr, catalog, now)
+        scored = [s for _, s in submission.screenings]
+        return Amendment(
+            raw, submission.patient_id, submission.completed_at, scored, expected_version
+        )
+
+    async def _store(
+        self,
+        request: Request[Principal, Any, Any],
+        raw: dict[str, Any],
+        qr: InboundQuestionnaireResponse,
+        catalog: Catalog,
+        screenings: Screenings,
+    ) -> Response[bytes]:
+        """Store and score a response no stored one matched (201)."""
+        if qr.status == "entered-in-error":
+            raise field_error(
+                422,
+                "QuestionnaireResponse.status",
+                "entered-in-error withdraws a stored response, and none matches",
+            )
         now = utcnow()
         submission = self._submission(raw, qr, catalog, now)
         note(request, submission.questionnaire_response_id, submission.patient_id)
@@ -333,7 +551,7 @@ class QuestionnaireResponseController(Controller):
         def render(recorded: Recorded, _: object) -> tuple[bytes, dict[str, str]]:
             resource_id = recorded.submission.questionnaire_response_id
             body = msgspec.json.encode(recorded.questionnaire_response)
-            return body, _etag_headers(request, resource_id)
+            return body, _etag_headers(request, resource_id, "1")
 
         audit = audit_event(request, CREATED, now)
         try:
@@ -353,7 +571,7 @@ class QuestionnaireResponseController(Controller):
             msgspec.json.encode(existing.resource),
             status_code=200,
             media_type=FHIR_JSON,
-            headers=_etag_headers(request, existing.id),
+            headers=_etag_headers(request, existing.id, existing.version),
         )
 
     @staticmethod
@@ -362,7 +580,10 @@ class QuestionnaireResponseController(Controller):
     ) -> Submission:
         if qr.status not in ("completed", "amended"):
             raise field_error(
-                422, "QuestionnaireResponse.status", "only completed responses are scored"
+                422,
+                "QuestionnaireResponse.status",
+                "only completed or amended responses are scored (entered-in-error withdraws "
+                "a stored one)",
             )
         patient_id = patient_id_of(qr.subject)
         if patient_id is None or not _is_fhir_id(patient_id):
@@ -446,7 +667,9 @@ class QuestionnaireResponseController(Controller):
         row = await screenings.questionnaire_response(resource_id)
         note(request, row.id, row.patient_id)
         return Response(
-            msgspec.json.encode(row.resource), media_type=FHIR_JSON, headers={"ETag": 'W/"1"'}
+            msgspec.json.encode(row.resource),
+            media_type=FHIR_JSON,
+            headers={"ETag": etag(version_of(row.resource))},
         )
 
 
@@ -487,7 +710,9 @@ class ObservationController(Controller):
         row = await screenings.observation(resource_id)
         note(request, row.id, row.patient_id)
         return Response(
-            msgspec.json.encode(row.resource), media_type=FHIR_JSON, headers={"ETag": 'W/"1"'}
+            msgspec.json.encode(row.resource),
+            media_type=FHIR_JSON,
+            headers={"ETag": etag(version_of(row.resource))},
         )
 
     @get(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
@@ -78,6 +78,9 @@ class ScreeningResult(msgspec.Struct):
     """Reference to the stored QuestionnaireResponse."""
     observations: list[Observation]
     encounter_id: str | None = None
+    status: Literal["final", "corrected", "entered-in-error"] = "final"
+    """final; corrected once an amended response re-scored it; entered-in-error once
+    withdrawn (then counted in no needs or history)."""
     recommendations: Recommendations | None = None
     """Services matched to the patient's needs when the screening was recorded (on the
     POST answer only; GET /v1/patients/{patient_id}/referrals gives the current ones)."""
@@ -240,4 +243,5 @@ class ScreeningController(Controller):
             questionnaire_response=f"QuestionnaireResponse/{row.questionnaire_response_id}",
             observations=[msgspec.convert(r.resource, Observation) for r in resources],
             encounter_id=row.encounter_id,
+            status=row.status,
         )
