@@ -18,6 +18,8 @@ from service.platform.caller import Caller
 from service.platform.credentials import Principal, SystemClient
 from service.platform.database import Database, utcnow
 from service.platform.system_auth import verify_system_jwt
+from service.referrals.fhir import requester as referral_requester
+from service.referrals.service import Referrals
 from service.screenings.service import Screenings
 from service.systems.model import (
     SUGGESTED_QUESTIONNAIRES,
@@ -121,7 +123,9 @@ class CdsHooks:
                 msgspec.convert(context.profile or {}, PatientProfile),
                 limit=TOP_SERVICES,
             )
-            return [positive_card(base, patient_id, positive[0], recommendations)]
+            clinic = await Referrals(caller).organization(str(caller.clinic_id))
+            requester = referral_requester(str(clinic.id), clinic.name, base)
+            return [positive_card(base, patient_id, positive[0], recommendations, requester)]
         if not recent:
             return [due_card(base, self._questionnaires(), self.window_days)]
         return []
