@@ -61,9 +61,7 @@ class QuestionnaireController(Controller):
         catalog: NamedDependency[Catalog],
         request: Request[Any, Any, Any],
         url: Annotated[str | None, QueryParameter(required=False, pattern=CANONICAL)] = None,
-        ids: Annotated[
-            str | None, QueryParameter(name="_id", required=False, pattern=ID_LIST)
-        ] = None,
+        _id: Annotated[str | None, QueryParameter(required=False, pattern=ID_LIST)] = None,
         code: Annotated[str | None, QueryParameter(required=False, pattern=TOKEN_LIST)] = None,
         count: Annotated[int, QueryParameter(name="_count", ge=1, le=100)] = 50,
         offset: Annotated[int, QueryParameter(name="_offset", ge=0, le=100_000)] = 0,
@@ -72,7 +70,7 @@ class QuestionnaireController(Controller):
             codes = parse_token("code", code) if code is not None else None
         except SearchError as exc:
             raise field_error(exc.status, exc.parameter, exc.message) from exc
-        wanted = ids.split(",") if ids is not None else None
+        wanted = _id.split(",") if _id is not None else None
         instruments = [i for i in catalog.instruments.values() if _matching(i, url, wanted, codes)]
         page = [questionnaire(i) for i in instruments[offset : offset + count]]
         used = ("url", "_id", "code", "_count")
