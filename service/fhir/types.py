@@ -172,6 +172,7 @@ class ServiceRequest(Resource, tag="ServiceRequest", kw_only=True):
     authoredOn: str | None = None
     requester: Reference | None = None
     performer: list[Reference] = []
+    reasonCode: list[CodeableConcept] = []
     reasonReference: list[Reference] = []
     note: list[Annotation] = []
 

@@ -24,6 +24,7 @@ from service.fhir.types import (
     Task,
     TaskOutput,
 )
+from service.matching.service import ServiceSummary
 from service.patients.model import SNOMED
 from service.referrals.model import Status
 from service.screenings.fhir import fhir_instant
@@ -49,6 +50,12 @@ PROVIDER = CodeableConcept(
         )
     ]
 )
+REFERRAL_CATEGORIES = [
+    CodeableConcept(
+        coding=[Coding(system=SNOMED, code="410606002", display="Social service procedure")]
+    ),
+    CodeableConcept(coding=[SOCIAL_CONNECTION]),
+]
 SERVICE_REQUEST_STATUS = {
     Status.REQUESTED: "active",
     Status.ACCEPTED: "active",
@@ -109,12 +116,7 @@ def service_request(r: ReferralFacts) -> ServiceRequest:
         ),
         status=SERVICE_REQUEST_STATUS[r.status],
         intent="order",
-        category=[
-            CodeableConcept(
-                coding=[Coding(system=SNOMED, code="410606002", display="Social service procedure")]
-            ),
-            CodeableConcept(coding=[SOCIAL_CONNECTION]),
-        ],
+        category=REFERRAL_CATEGORIES,
         priority="routine",
         code=CodeableConcept(coding=[coding], text=f"Referral to {r.service.name}"),
         subject=Reference(reference=f"Patient/{r.patient_id}"),
@@ -127,6 +129,36 @@ def service_request(r: ReferralFacts) -> ServiceRequest:
         if r.screening_id
         else [],
         note=notes,
+    )
+
+
+def draft_service_request(
+    base: str,
+    patient_id: str,
+    service: ServiceSummary,
+    reason: str,
+    screening_id: str,
+    requester: Reference,
+) -> ServiceRequest:
+    """The draft referral a CDS Hooks card suggests, coded and categorised as a stored one.
+    What Belong serves (the service, the screening's score, the ``requester``) is referenced
+    absolutely under the public ``base``, so that the EHR creating the draft can resolve it;
+    the subject stays the EHR's own ``Patient/{id}`` from the hook context."""
+    return ServiceRequest(
+        status="draft",
+        intent="order",
+        category=REFERRAL_CATEGORIES,
+        priority="routine",
+        code=CodeableConcept(
+            coding=[referral_coding(service.category)], text=f"Referral to {service.name}"
+        ),
+        subject=Reference(reference=f"Patient/{patient_id}"),
+        requester=requester,
+        performer=[
+            Reference(reference=f"{base}/fhir/HealthcareService/{service.id}", display=service.name)
+        ],
+        reasonCode=[CodeableConcept(text=reason)],
+        reasonReference=[Reference(reference=f"{base}/fhir/Observation/{screening_id}-total")],
     )
 
 

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal
 
 import msgspec
 
 from service.fhir import CANONICAL_BASE
-from service.fhir.types import Reference
 from service.instruments.model import Signal
 from service.matching.needs import ScreeningSummary
-from service.referrals.fhir import referral_coding
 
 # --------------------------------------------------------------------------- SMART scopes
 
@@ -165,51 +163,15 @@ def source(base: str) -> CardSource:
     )
 
 
-def draft_service_request(
-    base: str, patient_id: str, service: Any, need: str, screening_id: str, requester: Reference
-) -> dict[str, Any]:
-    """A draft referral to ``service``, coded as a stored one is. What Belong serves is
-    referenced absolutely under the public ``base``, so that the EHR that creates the draft
-    can resolve it; the subject stays the EHR's own ``Patient/{id}`` from the hook context."""
-    return {
-        "resourceType": "ServiceRequest",
-        "status": "draft",
-        "intent": "order",
-        "category": [
-            {
-                "coding": [
-                    {
-                        "system": "http://snomed.info/sct",
-                        "code": "410606002",
-                        "display": "Social service procedure",
-                    }
-                ]
-            },
-            {"coding": [{"system": SDOHCC_CODES, "code": "social-connection"}]},
-        ],
-        "code": {
-            "coding": [msgspec.to_builtins(referral_coding(service.category))],
-            "text": f"Referral to {service.name}",
-        },
-        "subject": {"reference": f"Patient/{patient_id}"},
-        "requester": msgspec.to_builtins(requester),
-        "performer": [
-            {"reference": f"{base}/fhir/HealthcareService/{service.id}", "display": service.name}
-        ],
-        "reasonCode": [{"text": need}],
-        "reasonReference": [{"reference": f"{base}/fhir/Observation/{screening_id}-total"}],
-    }
-
-
 def positive_card(
     base: str,
     patient_id: str,
     need: ScreeningSummary,
     recommendations: Any,
-    requester: Reference,
+    draft: Callable[[Any, str], dict[str, Any]],
 ) -> Card:
-    """The warning card for a positive screen; ``requester`` is the clinic's Organization,
-    as the drafts name it."""
+    """The warning card for a positive screen, suggesting for each matched service the
+    draft ServiceRequest ``draft`` builds from the service and the need's words."""
     signal = need.signal
     words = NEED_WORDS.get(signal, "Social need") if signal is not None else "Social need"
     services = recommendations.items[:TOP_SERVICES]
@@ -247,9 +209,7 @@ def positive_card(
                 Action(
                     type="create",
                     description=clip(f"Draft a referral to {item.service.name}", 200),
-                    resource=draft_service_request(
-                        base, patient_id, item.service, words, need.screening_id, requester
-                    ),
+                    resource=draft(item.service, words),
                 )
             ],
         )

@@ -129,7 +129,7 @@ def test_fhirpy_finds_a_questionnaire_by_every_search_form(fhirpy_client) -> Non
     assert len(found_ids(fhirpy_client)) > 20, "no parameter: every instrument"
 
 
-def test_fhirpy_counts_and_the_searchset_is_valid(served: Served) -> None:
+def test_a_search_by_canonical_is_a_valid_searchset_linking_the_server(served: Served) -> None:
     response = httpx.get(f"{served.base}/Questionnaire", params={"url": UCLA3}, timeout=TIMEOUT)
     assert response.status_code == 200
     bundle = BundleR4B.model_validate(response.json())
@@ -143,11 +143,12 @@ def test_fhirpy_counts_and_the_searchset_is_valid(served: Served) -> None:
 
 def test_fhirclient_finds_a_questionnaire_by_versioned_canonical(smart) -> None:
     search = SmartQuestionnaire.where(struct={"url": f"{UCLA3}|{UCLA3_VERSION}"})
-    (questionnaire,) = search.perform_resources(smart.server)
+    (questionnaire,) = list(search.perform_resources_iter(smart.server))
     assert questionnaire.id == "ucla-3"
     assert questionnaire.url == UCLA3
     assert questionnaire.version == UCLA3_VERSION
-    assert SmartQuestionnaire.where(struct={"_id": "no-such"}).perform_resources(smart.server) == []
+    nothing = SmartQuestionnaire.where(struct={"_id": "no-such"})
+    assert list(nothing.perform_resources_iter(smart.server)) == []
 
 
 def test_the_canonical_base_setting_names_the_questionnaire_and_the_capability_statement(
