@@ -41,7 +41,11 @@ from service.platform.observability import MetricsController
 from service.platform.observability import install as install_request_context
 from service.platform.openapi import FinishedJson, FinishedYaml
 from service.platform.openapi import install as install_openapi
-from service.referrals.controllers.fhir import ServiceRequestController, TaskController
+from service.referrals.controllers.fhir import (
+    OrganizationController,
+    ServiceRequestController,
+    TaskController,
+)
 from service.referrals.controllers.v1 import ReferralController
 from service.screenings.controllers.fhir import (
     ObservationController,
@@ -56,7 +60,8 @@ from service.systems.controllers.smart import SmartController
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     catalog = Catalog.of(
-        load_catalog(Path(settings.instruments_dir)), settings.licensed_instruments
+        load_catalog(Path(settings.instruments_dir), settings.fhir_canonical_base),
+        settings.licensed_instruments,
     )
     db = Database(
         database_url(settings.database_url),
@@ -92,6 +97,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ObservationController,
             ServiceRequestController,
             TaskController,
+            OrganizationController,
             HealthcareServiceController,
             MetricsController,
             # SMART Backend Services and CDS Hooks 2.0 (systems signing their own JWTs)

@@ -10,6 +10,8 @@ from typing import Annotated
 
 import msgspec
 
+from service.fhir import CANONICAL_BASE
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LIST_SETTINGS = frozenset({"licensed_instruments", "trusted_proxies"})
 """Settings given as a comma-separated list."""
@@ -38,6 +40,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """The external origin (https://belong.example.org): every absolute URL Belong writes
     (Bundle links, fullUrl, Location, SMART and CDS URLs) and the ``aud`` it requires of a
     client's JWT are built from it. Unset, see :func:`service.platform.origin.public_origin`."""
+    fhir_canonical_base: Annotated[
+        str, msgspec.Meta(pattern=r"^https?://[^/?#\s|]+(/[^?#\s|]*)?[^/?#\s|]$")
+    ] = CANONICAL_BASE
+    """Base of the canonical URLs of the instruments' Questionnaires and code systems and of
+    the CapabilityStatement (e.g. the public base URL + ``/fhir``); no trailing slash."""
     trusted_proxies: frozenset[str] = frozenset()
     """Addresses or networks (``10.0.0.0/8``) of the proxies whose ``Forwarded`` /
     ``X-Forwarded-Proto`` / ``X-Forwarded-Host`` headers name the public origin when

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.fhir import CANONICAL_BASE, FHIR_VERSION
+from service.fhir import FHIR_VERSION
 
 SDOHCC = "http://hl7.org/fhir/us/sdoh-clinicalcare/StructureDefinition/"
 
@@ -13,10 +13,12 @@ def _search(name: str, kind: str, documentation: str) -> dict[str, str]:
     return {"name": name, "type": kind, "documentation": documentation}
 
 
-def capability_statement(software_version: str, published: str) -> dict[str, Any]:
+def capability_statement(
+    software_version: str, published: str, canonical_base: str
+) -> dict[str, Any]:
     return {
         "resourceType": "CapabilityStatement",
-        "url": f"{CANONICAL_BASE}/CapabilityStatement/belong",
+        "url": f"{canonical_base}/CapabilityStatement/belong",
         "name": "Belong",
         "title": "Belong screening and referral FHIR facade",
         "status": "active",
@@ -63,6 +65,11 @@ def capability_statement(software_version: str, published: str) -> dict[str, Any
                     {
                         "type": "Questionnaire",
                         "interaction": [{"code": "read"}, {"code": "search-type"}],
+                        "searchParam": [
+                            _search("url", "uri", "The canonical, or url|version"),
+                            _search("_id", "token", "Instrument ids, comma-separated"),
+                            _search("code", "token", "Questionnaire or item code, system|code"),
+                        ],
                     },
                     {
                         "type": "QuestionnaireResponse",
@@ -122,6 +129,14 @@ def capability_statement(software_version: str, published: str) -> dict[str, Any
                             _search("status", "token", "Task status, comma-separated"),
                             _search("_lastUpdated", "date", "eq ge gt le lt; poll with gt"),
                         ],
+                    },
+                    {
+                        "type": "Organization",
+                        "interaction": [{"code": "read"}],
+                        "documentation": (
+                            "The caller's clinic, which its ServiceRequests and Tasks name as "
+                            "requester (scope referrals:read)."
+                        ),
                     },
                     {
                         "type": "HealthcareService",

@@ -156,6 +156,12 @@ class HealthcareService(Resource, tag="HealthcareService", kw_only=True):
     availabilityExceptions: str | None = None
 
 
+class Organization(Resource, tag="Organization", kw_only=True):
+    active: bool
+    type: list[CodeableConcept] = []
+    name: str
+
+
 class ServiceRequest(Resource, tag="ServiceRequest", kw_only=True):
     status: str
     intent: str
@@ -166,6 +172,7 @@ class ServiceRequest(Resource, tag="ServiceRequest", kw_only=True):
     authoredOn: str | None = None
     requester: Reference | None = None
     performer: list[Reference] = []
+    reasonCode: list[CodeableConcept] = []
     reasonReference: list[Reference] = []
     note: list[Annotation] = []
 

@@ -2,34 +2,41 @@
 
 from __future__ import annotations
 
-from service.fhir import CANONICAL_BASE
+import re
+
 from service.fhir.types import AnswerOption, Coding, Extension, Questionnaire, QuestionnaireItem
 from service.instruments.model import LOINC, Instrument
 from service.instruments.model import AnswerOption as Option
 
 ORDINAL_VALUE = "http://hl7.org/fhir/StructureDefinition/ordinalValue"
+_NOT_IN_VERSION = re.compile(r"[^a-z0-9.]+")
 
 
-def canonical_url(instrument_id: str) -> str:
-    return f"{CANONICAL_BASE}/Questionnaire/{instrument_id}"
+def canonical_url(instrument: Instrument) -> str:
+    return f"{instrument.canonical_base}/Questionnaire/{instrument.id}"
 
 
-def answer_system(instrument_id: str) -> str:
+def fhir_version(instrument: Instrument) -> str:
+    """The Questionnaire's business version: the instrument's version as a slug
+    ("Russell 1996 (Version 3)" -> "russell-1996-version-3"), so that ``url|version`` is a
+    valid canonical (no spaces, no ``|``)."""
+    return _NOT_IN_VERSION.sub("-", instrument.definition.version.lower()).strip("-.")
+
+
+def answer_system(instrument: Instrument) -> str:
     """Belong's code system for answers that have no LOINC answer code."""
-    return f"{CANONICAL_BASE}/CodeSystem/{instrument_id}-answers"
+    return f"{instrument.canonical_base}/CodeSystem/{instrument.id}-answers"
 
 
-def option_coding(instrument_id: str, option: Option) -> Coding:
+def option_coding(instrument: Instrument, option: Option) -> Coding:
     """An answer's coding: its LOINC answer code, else Belong's answer code system."""
     if option.code:
         return Coding(system=LOINC, code=option.code, display=option.display)
-    return Coding(
-        system=answer_system(instrument_id), code=str(option.value), display=option.display
-    )
+    return Coding(system=answer_system(instrument), code=str(option.value), display=option.display)
 
 
 def answer_coding(instrument: Instrument, link_id: str, value: int) -> Coding:
-    return option_coding(instrument.id, instrument.options[link_id][value])
+    return option_coding(instrument, instrument.options[link_id][value])
 
 
 def questionnaire(instrument: Instrument) -> Questionnaire:
@@ -50,7 +57,7 @@ def questionnaire(instrument: Instrument) -> Questionnaire:
         shown = item.preamble
         options = []
         for option in definition.option_sets[item.options]:
-            coding = option_coding(definition.id, option)
+            coding = option_coding(instrument, option)
             options.append(
                 AnswerOption(
                     valueCoding=coding,
@@ -74,8 +81,8 @@ def questionnaire(instrument: Instrument) -> Questionnaire:
     panel = definition.panel
     return Questionnaire(
         id=definition.id,
-        url=canonical_url(definition.id),
-        version=definition.version,
+        url=canonical_url(instrument),
+        version=fhir_version(instrument),
         name="".join(ch for ch in definition.short_title.title() if ch.isalnum()),
         title=definition.title,
         status="active",
@@ -85,4 +92,21 @@ def questionnaire(instrument: Instrument) -> Questionnaire:
         copyright=definition.licence.note,
         code=[Coding(system=panel.system, code=panel.code, display=panel.display)] if panel else [],
         item=items,
+    )
+
+
+def cites(instrument: Instrument, canonical: str) -> bool:
+    """Whether ``canonical`` (``url`` or ``url|version``) names the instrument's Questionnaire:
+    the url exactly, and the version, when given, its :func:`fhir_version`."""
+    url, bar, version = canonical.partition("|")
+    return url == canonical_url(instrument) and (not bar or version == fhir_version(instrument))
+
+
+def coded(instrument: Instrument, system: str | None, code: str) -> bool:
+    """Whether the Questionnaire (its panel code) or one of its items carries the code; a
+    system of None is any system (a bare code), "" none (``|code``)."""
+    codings = [instrument.definition.panel, *(item.code for item in instrument.definition.items)]
+    return any(
+        coding is not None and coding.code == code and (system is None or coding.system == system)
+        for coding in codings
     )

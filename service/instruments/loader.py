@@ -9,6 +9,7 @@ from pathlib import Path
 import msgspec
 import yaml
 
+from service.fhir import CANONICAL_BASE
 from service.instruments.model import Definition, Instrument, InstrumentError, build
 
 
@@ -23,17 +24,18 @@ def _decode(path: Path) -> Definition:
         raise InstrumentError(f"{path.name}: {exc}") from exc
 
 
-def load_file(path: Path) -> Instrument:
-    return build(_decode(path), path)
+def load_file(path: Path, canonical_base: str = CANONICAL_BASE) -> Instrument:
+    return build(_decode(path), path, canonical_base)
 
 
-def load_catalog(directory: Path) -> dict[str, Instrument]:
-    """Every ``*.yaml`` under ``directory``, keyed by id; the first bad file stops the load."""
+def load_catalog(directory: Path, canonical_base: str = CANONICAL_BASE) -> dict[str, Instrument]:
+    """Every ``*.yaml`` under ``directory``, keyed by id, its canonical URLs under
+    ``canonical_base``; the first bad file stops the load."""
     paths = sorted(directory.glob("*.yaml"))
     if not paths:
         raise InstrumentError(f"{directory}: no instrument definitions found")
     catalog = {}
     for path in paths:
-        instrument = load_file(path)
+        instrument = load_file(path, canonical_base)
         catalog[instrument.id] = instrument
     return catalog

@@ -17,6 +17,8 @@ from typing import Annotated
 
 import msgspec
 
+from service.fhir import CANONICAL_BASE
+
 LOINC = "http://loinc.org"
 
 Identifier = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
@@ -297,6 +299,8 @@ class Instrument:
     """linkId -> option value -> the score it counts for, reverse keying applied."""
     total: Scale
     subscales: tuple[Scale, ...] = field(default=())
+    canonical_base: str = CANONICAL_BASE
+    """Base of the canonical URLs minted for it: its Questionnaire and code systems."""
 
     @property
     def id(self) -> str:
@@ -421,7 +425,9 @@ def _check_preambles(definition: Definition, fail: Callable[[str], InstrumentErr
             previous = item.preamble
 
 
-def build(definition: Definition, path: PurePath) -> Instrument:
+def build(
+    definition: Definition, path: PurePath, canonical_base: str = CANONICAL_BASE
+) -> Instrument:
     """Resolve a decoded definition into an :class:`Instrument`, or say what is wrong."""
 
     def fail(message: str) -> InstrumentError:
@@ -498,6 +504,7 @@ def build(definition: Definition, path: PurePath) -> Instrument:
         scores=scores,
         total=total,
         subscales=tuple(subscales),
+        canonical_base=canonical_base,
     )
 
 

@@ -2,7 +2,8 @@
 (its fulfilment, which the service's side moves along).
 
 A ServiceRequest code is SNOMED CT where a code is confirmed (support groups 711281004,
-mental health counselling 306226009) and the Belong service category otherwise.
+mental health counselling 306226009) and the Belong service category otherwise. Both name
+the referring clinic as ``requester``: an Organization served at /fhir/Organization/{id}.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from service.fhir.types import (
     CodeableConcept,
     Coding,
     Meta,
+    Organization,
     Reference,
     ServiceRequest,
     Task,
     TaskOutput,
 )
+from service.matching.service import ServiceSummary
 from service.patients.model import SNOMED
 from service.referrals.model import Status
 from service.screenings.fhir import fhir_instant
@@ -38,6 +41,21 @@ REFERRAL_CODE = {
         system=SNOMED, code="306226009", display="Referral to mental health counseling service"
     ),
 }
+PROVIDER = CodeableConcept(
+    coding=[
+        Coding(
+            system="http://terminology.hl7.org/CodeSystem/organization-type",
+            code="prov",
+            display="Healthcare Provider",
+        )
+    ]
+)
+REFERRAL_CATEGORIES = [
+    CodeableConcept(
+        coding=[Coding(system=SNOMED, code="410606002", display="Social service procedure")]
+    ),
+    CodeableConcept(coding=[SOCIAL_CONNECTION]),
+]
 SERVICE_REQUEST_STATUS = {
     Status.REQUESTED: "active",
     Status.ACCEPTED: "active",
@@ -67,9 +85,26 @@ class ReferralFacts:
     outcome: str | None = None
 
 
+def referral_coding(category: Category) -> Coding:
+    """The code of a referral to a service of ``category``: stored ServiceRequests and the
+    drafts CDS Hooks cards suggest carry the same."""
+    return REFERRAL_CODE.get(category) or category_coding(category)
+
+
+def organization(clinic_id: str, clinic_name: str) -> Organization:
+    """The clinic as the Organization its referrals name as requester."""
+    return Organization(id=clinic_id, active=True, type=[PROVIDER], name=clinic_name)
+
+
+def requester(clinic_id: str, clinic_name: str, base: str = "") -> Reference:
+    """The reference to the clinic's Organization; relative unless given the public ``base``
+    (``https://host``) to make it absolute."""
+    prefix = f"{base}/fhir/" if base else ""
+    return Reference(reference=f"{prefix}Organization/{clinic_id}", display=clinic_name)
+
+
 def service_request(r: ReferralFacts) -> ServiceRequest:
-    category = r.service.category
-    coding = REFERRAL_CODE.get(category) or category_coding(category)
+    coding = referral_coding(r.service.category)
     notes = [Annotation(text=r.consent_text)]
     if r.note:
         notes.append(Annotation(text=r.note))
@@ -81,17 +116,12 @@ def service_request(r: ReferralFacts) -> ServiceRequest:
         ),
         status=SERVICE_REQUEST_STATUS[r.status],
         intent="order",
-        category=[
-            CodeableConcept(
-                coding=[Coding(system=SNOMED, code="410606002", display="Social service procedure")]
-            ),
-            CodeableConcept(coding=[SOCIAL_CONNECTION]),
-        ],
+        category=REFERRAL_CATEGORIES,
         priority="routine",
         code=CodeableConcept(coding=[coding], text=f"Referral to {r.service.name}"),
         subject=Reference(reference=f"Patient/{r.patient_id}"),
         authoredOn=fhir_instant(r.created_at),
-        requester=Reference(reference=f"Organization/{r.clinic_id}", display=r.clinic_name),
+        requester=requester(r.clinic_id, r.clinic_name),
         performer=[
             Reference(reference=f"HealthcareService/{r.service.id}", display=r.service.name)
         ],
@@ -99,6 +129,36 @@ def service_request(r: ReferralFacts) -> ServiceRequest:
         if r.screening_id
         else [],
         note=notes,
+    )
+
+
+def draft_service_request(
+    base: str,
+    patient_id: str,
+    service: ServiceSummary,
+    reason: str,
+    screening_id: str,
+    requester: Reference,
+) -> ServiceRequest:
+    """The draft referral a CDS Hooks card suggests, coded and categorised as a stored one.
+    What Belong serves (the service, the screening's score, the ``requester``) is referenced
+    absolutely under the public ``base``, so that the EHR creating the draft can resolve it;
+    the subject stays the EHR's own ``Patient/{id}`` from the hook context."""
+    return ServiceRequest(
+        status="draft",
+        intent="order",
+        category=REFERRAL_CATEGORIES,
+        priority="routine",
+        code=CodeableConcept(
+            coding=[referral_coding(service.category)], text=f"Referral to {service.name}"
+        ),
+        subject=Reference(reference=f"Patient/{patient_id}"),
+        requester=requester,
+        performer=[
+            Reference(reference=f"{base}/fhir/HealthcareService/{service.id}", display=service.name)
+        ],
+        reasonCode=[CodeableConcept(text=reason)],
+        reasonReference=[Reference(reference=f"{base}/fhir/Observation/{screening_id}-total")],
     )
 
 
@@ -120,7 +180,7 @@ def task(r: ReferralFacts) -> Task:
         for_=Reference(reference=f"Patient/{r.patient_id}"),
         authoredOn=fhir_instant(r.created_at),
         lastModified=fhir_instant(r.updated_at),
-        requester=Reference(reference=f"Organization/{r.clinic_id}", display=r.clinic_name),
+        requester=requester(r.clinic_id, r.clinic_name),
         owner=Reference(
             reference=f"HealthcareService/{r.service.id}", display=r.service.organization
         ),

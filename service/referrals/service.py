@@ -15,14 +15,15 @@ from typing import Any
 import msgspec
 
 from service.directory.model import stored_service
+from service.fhir.types import Organization
 from service.instruments.model import Signal
 from service.matching.service import ServiceSummary, summary
 from service.platform.caller import Caller
 from service.platform.database import Database, utcnow
-from service.platform.lookup import Conflict, Fault, Stale, Unprocessable, found
+from service.platform.lookup import Conflict, Fault, NotFound, Stale, Unprocessable, found
 from service.platform.observability import REFERRALS
 from service.referrals import repository
-from service.referrals.fhir import ReferralFacts
+from service.referrals.fhir import ReferralFacts, organization
 from service.referrals.model import (
     NEEDS_REASON,
     NEXT,
@@ -288,6 +289,15 @@ class Referrals:
         async with self.caller.transaction(ReferralStore) as store:
             rows, total = await store.list_referrals(query)
             return await _facts(store, rows), total
+
+    async def organization(self, organization_id: str) -> Organization:
+        """The caller's clinic as the Organization its referrals name as requester; any
+        other id, another clinic's included, is :class:`NotFound`."""
+        clinic_id = str(self.caller.clinic_id)
+        if organization_id != clinic_id:
+            raise NotFound("Organization", organization_id)
+        async with self.caller.transaction(ReferralStore) as store:
+            return organization(clinic_id, await store.clinic_name())
 
     async def fact(self, referral_id: str, kind: str) -> ReferralFacts:
         """One referral as its FHIR resources tell it; :class:`NotFound` names it ``kind``

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from service.fhir import CANONICAL_BASE
 from service.fhir.types import (
     CodeableConcept,
     Identifier,
@@ -74,9 +73,9 @@ def fhir_instant(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
 
-def local_system(instrument_id: str) -> str:
+def local_system(instrument: Instrument) -> str:
     """Belong's code system for an instrument's items and scores without LOINC codes."""
-    return f"{CANONICAL_BASE}/CodeSystem/{instrument_id}"
+    return f"{instrument.canonical_base}/CodeSystem/{instrument.id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +155,7 @@ def questionnaire_response(
         id=ctx.questionnaire_response_id,
         meta=Meta(lastUpdated=fhir_instant(ctx.recorded_at)),
         identifier=identifier,
-        questionnaire=canonical_url(instrument.id),
+        questionnaire=canonical_url(instrument),
         status="completed",
         subject=Reference(reference=f"Patient/{ctx.patient_id}"),
         encounter=Reference(reference=f"Encounter/{ctx.encounter_id}")
@@ -182,7 +181,7 @@ def observations(
         "effectiveDateTime": fhir_instant(ctx.completed_at),
         "issued": fhir_instant(ctx.recorded_at),
     }
-    system = local_system(definition.id)
+    system = local_system(instrument)
     stored: list[StoredObservation] = []
     item_refs: dict[str, Reference] = {}
 

@@ -237,7 +237,7 @@ def _value(
         for value, option in options.items():
             if coding.system == LOINC and option.code and coding.code == option.code:
                 return value, None
-            if coding.system == answer_system(instrument.id) and coding.code == str(value):
+            if coding.system == answer_system(instrument) and coding.code == str(value):
                 return value, None
         return None, Problem(
             f"{where}.answer[0].valueCoding",
@@ -252,12 +252,13 @@ def _value(
 def own_instrument(
     questionnaire: str | None, catalog: Mapping[str, Instrument]
 ) -> Instrument | None:
-    """The instrument whose canonical URL (any version) the response cites."""
+    """The instrument whose canonical URL the response cites, unversioned or as
+    ``url|version`` with any version."""
     if not questionnaire:
         return None
     url = questionnaire.split("|", 1)[0]
     for instrument in catalog.values():
-        if url == canonical_url(instrument.id):
+        if url == canonical_url(instrument):
             return instrument
     return None
 

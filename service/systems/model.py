@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -163,31 +163,15 @@ def source(base: str) -> CardSource:
     )
 
 
-def draft_service_request(patient_id: str, service: Any, need: str) -> dict[str, Any]:
-    return {
-        "resourceType": "ServiceRequest",
-        "status": "draft",
-        "intent": "order",
-        "category": [
-            {
-                "coding": [
-                    {
-                        "system": "http://snomed.info/sct",
-                        "code": "410606002",
-                        "display": "Social service procedure",
-                    }
-                ]
-            },
-            {"coding": [{"system": SDOHCC_CODES, "code": "social-connection"}]},
-        ],
-        "code": {"text": f"Referral to {service.name}"},
-        "subject": {"reference": f"Patient/{patient_id}"},
-        "performer": [{"reference": f"HealthcareService/{service.id}", "display": service.name}],
-        "reasonCode": [{"text": need}],
-    }
-
-
-def positive_card(base: str, patient_id: str, need: ScreeningSummary, recommendations: Any) -> Card:
+def positive_card(
+    base: str,
+    patient_id: str,
+    need: ScreeningSummary,
+    recommendations: Any,
+    draft: Callable[[Any, str], dict[str, Any]],
+) -> Card:
+    """The warning card for a positive screen, suggesting for each matched service the
+    draft ServiceRequest ``draft`` builds from the service and the need's words."""
     signal = need.signal
     words = NEED_WORDS.get(signal, "Social need") if signal is not None else "Social need"
     services = recommendations.items[:TOP_SERVICES]
@@ -225,7 +209,7 @@ def positive_card(base: str, patient_id: str, need: ScreeningSummary, recommenda
                 Action(
                     type="create",
                     description=clip(f"Draft a referral to {item.service.name}", 200),
-                    resource=draft_service_request(patient_id, item.service, words),
+                    resource=draft(item.service, words),
                 )
             ],
         )

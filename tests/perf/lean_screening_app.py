@@ -107,7 +107,8 @@ def create_app(settings: Settings | None = None, clinic: str | None = None) -> L
         statement_timeout_ms=settings.db_statement_timeout_ms,
     )
     catalog = Catalog.of(
-        load_catalog(Path(settings.instruments_dir)), settings.licensed_instruments
+        load_catalog(Path(settings.instruments_dir), settings.fhir_canonical_base),
+        settings.licensed_instruments,
     )
 
     async def find_clinic(app: Litestar) -> None:

@@ -14,6 +14,7 @@ agrees with the referral it was built from (status mapping, references that reso
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,6 +24,7 @@ import pytest
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.healthcareservice import HealthcareService
 from fhir.resources.R4B.operationoutcome import OperationOutcome
+from fhir.resources.R4B.organization import Organization
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from fhir.resources.R4B.task import Task
 from litestar import Litestar
@@ -317,6 +319,39 @@ def test_service_request_codes_follow_the_category(
         (CATEGORY_SYSTEM, "social-activity")
     ]
     check_service_request(activity)
+
+
+def test_the_requester_resolves_to_the_clinics_organization(
+    client: TestClient[Litestar], referrals: Referrals
+) -> None:
+    rid = referrals.by_status["completed"]
+    for kind in ("ServiceRequest", "Task"):
+        requester = fhir_get(client, f"/fhir/{kind}/{rid}")["requester"]
+        response = client.get(f"/fhir/{requester['reference']}")
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"].startswith(FHIR_JSON)
+        organization = Organization.model_validate(response.json())
+        assert organization.id == str(referrals.clinic.clinic_id)
+        assert organization.name == referrals.clinic.name == requester["display"]
+        assert organization.active is True
+
+
+def test_another_clinics_organization_is_404_as_a_missing_one(
+    session_client: TestClient[Litestar], referrals: Referrals, make_clinic: MakeClinic
+) -> None:
+    other = make_clinic(scopes=("referrals:read",))
+    own = f"/fhir/Organization/{referrals.clinic.clinic_id}"
+    foreign = session_client.get(own, headers=other.headers)
+    missing = session_client.get(f"/fhir/Organization/{uuid.uuid4()}", headers=other.headers)
+    codes = [[issue["code"] for issue in outcome(r, 404)] for r in (foreign, missing)]
+    assert codes == [["not-found"], ["not-found"]]
+    theirs = session_client.get(f"/fhir/Organization/{other.clinic_id}", headers=other.headers)
+    assert Organization.model_validate(theirs.json()).id == str(other.clinic_id)
+    unscoped = make_clinic(scopes=("screenings:read",))
+    refused = session_client.get(
+        f"/fhir/Organization/{unscoped.clinic_id}", headers=unscoped.headers
+    )
+    assert refused.status_code == 403
 
 
 def test_the_reason_reference_resolves_to_the_score_observation(

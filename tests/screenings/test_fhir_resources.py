@@ -671,6 +671,7 @@ EXPECTED_INTERACTIONS = {
     "Questionnaire": {"read", "search-type"},
     "QuestionnaireResponse": {"read", "create", "update"},
     "Observation": {"read", "search-type"},
+    "Organization": {"read"},
 }
 OBSERVATION_SEARCH_PARAMS = {
     "patient": "reference",
@@ -711,8 +712,9 @@ def test_capability_statement_is_valid_r4(session_client) -> None:
     assert SDOHCC_OSR in resources["Observation"].supportedProfile
     params = {p.name: p.type for p in resources["Observation"].searchParam}
     assert params == OBSERVATION_SEARCH_PARAMS
-    for kind in ("Questionnaire", "QuestionnaireResponse"):
-        assert not resources[kind].searchParam
+    params = {p.name: p.type for p in resources["Questionnaire"].searchParam}
+    assert params == {"url": "uri", "_id": "token", "code": "token"}
+    assert not resources["QuestionnaireResponse"].searchParam
     for resource in rest.resource:
         names = [p.name for p in resource.searchParam or []]
         assert len(names) == len(set(names)), resource.type

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from fhir.resources.R4B.servicerequest import ServiceRequest as ServiceRequestR4B
 from litestar import Litestar
 from litestar.testing import TestClient
 
@@ -540,7 +541,10 @@ def test_discovery_lists_the_patient_view_service(session_client: TestClient[Lit
 
 
 def test_a_recent_positive_screen_gives_a_warning_card_with_referrals(
-    session_client: TestClient[Litestar], client: TestClient[Litestar], ehr: System
+    session_client: TestClient[Litestar],
+    client: TestClient[Litestar],
+    clinic: Clinic,
+    ehr: System,
 ) -> None:
     service = client.post(
         "/v1/directory/services",
@@ -570,8 +574,32 @@ def test_a_recent_positive_screen_gives_a_warning_card_with_referrals(
     resource = suggestion["actions"][0]["resource"]
     assert resource["resourceType"] == "ServiceRequest"
     assert resource["status"] == "draft"
+    # The EHR's own patient from the hook context; what Belong serves, absolute
     assert resource["subject"] == {"reference": f"Patient/{patient}"}
-    assert resource["performer"][0]["reference"] == f"HealthcareService/{service['id']}"
+    performer = resource["performer"][0]["reference"]
+    assert performer == f"{BASE}/fhir/HealthcareService/{service['id']}"
+    requester = resource["requester"]["reference"]
+    assert requester == f"{BASE}/fhir/Organization/{clinic.clinic_id}"
+    assert resource["reasonReference"][0]["reference"].startswith(f"{BASE}/fhir/Observation/")
+    ServiceRequestR4B.model_validate(resource)
+    for absolute in (performer, requester, resource["reasonReference"][0]["reference"]):
+        read = client.get(absolute.removeprefix(BASE))
+        assert read.status_code == 200, (absolute, read.text)
+    # coded exactly as the ServiceRequest Belong stores for a referral to the service
+    referral = client.post(
+        "/v1/referrals",
+        json={
+            "patient_id": patient,
+            "service_id": service["id"],
+            "need": "loneliness",
+            "consent": {"given": True, "method": "verbal"},
+        },
+    )
+    assert referral.status_code == 201, referral.text
+    stored = client.get(f"/fhir/ServiceRequest/{referral.json()['id']}").json()
+    assert resource["code"]["coding"] == stored["code"]["coding"]
+    assert resource["code"]["coding"][0]["system"] == "http://snomed.info/sct"
+    assert resource["requester"]["display"] == stored["requester"]["display"]
     trail = client.get("/v1/audit-events", params={"patient_id": patient, "limit": 200})
     assert any(e["resource_type"] == "CdsCards" for e in trail.json()["items"])
 

@@ -9,13 +9,34 @@ from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
 from service.fhir.bundles import searchset
+from service.fhir.search import SearchError, parse_token
 from service.fhir.types import Bundle, Questionnaire
 from service.instruments.controllers.params import InstrumentId
-from service.instruments.fhir import questionnaire
+from service.instruments.fhir import cites, coded, questionnaire
+from service.instruments.model import Instrument
 from service.instruments.service import Catalog
 from service.platform.auth import PUBLIC
 from service.platform.documented import documented
-from service.platform.errors import FHIR_JSON
+from service.platform.errors import FHIR_JSON, field_error
+from service.platform.params import FHIR_ID, TOKEN_LIST
+
+CANONICAL = r"^[^\s|,]{1,1000}(\|[^\s|,]{1,64})?$"
+"""A canonical URL, with ``|version`` or without."""
+ID_LIST = rf"^{FHIR_ID}(,{FHIR_ID}){{0,49}}$"
+
+
+def _matching(
+    instrument: Instrument,
+    url: str | None,
+    ids: list[str] | None,
+    codes: list[tuple[str | None, str]] | None,
+) -> bool:
+    """Every parameter given matches; ``_id`` and ``code`` list alternatives."""
+    return (
+        (url is None or cites(instrument, url))
+        and (ids is None or instrument.id in ids)
+        and (codes is None or any(coded(instrument, system, value) for system, value in codes))
+    )
 
 
 class QuestionnaireController(Controller):
@@ -26,21 +47,34 @@ class QuestionnaireController(Controller):
     @get(
         operation_id="fhir_search_questionnaire",
         media_type=FHIR_JSON,
-        summary="Every instrument as an R4 Questionnaire (searchset)",
+        summary="The instruments as R4 Questionnaires (searchset), by url, _id or code",
+        description=(
+            "`url` is a canonical, `url|version` also matching the version; `_id` instrument "
+            "ids and `code` tokens (`system|code`; the Questionnaire's or an item's code) "
+            "take comma-separated alternatives. What matches nothing answers an empty "
+            "searchset."
+        ),
         opt=documented(bodies={200: (FHIR_JSON, Bundle)}),
     )
     async def search(
         self,
         catalog: NamedDependency[Catalog],
         request: Request[Any, Any, Any],
+        url: Annotated[str | None, QueryParameter(required=False, pattern=CANONICAL)] = None,
+        _id: Annotated[str | None, QueryParameter(required=False, pattern=ID_LIST)] = None,
+        code: Annotated[str | None, QueryParameter(required=False, pattern=TOKEN_LIST)] = None,
         count: Annotated[int, QueryParameter(name="_count", ge=1, le=100)] = 50,
         offset: Annotated[int, QueryParameter(name="_offset", ge=0, le=100_000)] = 0,
     ) -> Bundle:
-        instruments = list(catalog.instruments.values())
+        try:
+            codes = parse_token("code", code) if code is not None else None
+        except SearchError as exc:
+            raise field_error(exc.status, exc.parameter, exc.message) from exc
+        wanted = _id.split(",") if _id is not None else None
+        instruments = [i for i in catalog.instruments.values() if _matching(i, url, wanted, codes)]
         page = [questionnaire(i) for i in instruments[offset : offset + count]]
-        return searchset(
-            request, "Questionnaire", page, len(instruments), offset, count, ("_count",)
-        )
+        used = ("url", "_id", "code", "_count")
+        return searchset(request, "Questionnaire", page, len(instruments), offset, count, used)
 
     @get(
         "/{instrument_id:str}",

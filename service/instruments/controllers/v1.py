@@ -249,7 +249,7 @@ def detail(catalog: NamedDependency[Catalog], instrument: Instrument) -> Instrum
         scoring=total,
         subscales=subscales,
         sources=list(d.sources),
-        questionnaire=canonical_url(d.id),
+        questionnaire=canonical_url(instrument),
         meaningful_change=d.meaningful_change,
         panel=_coding(d.panel),
         notes=list(d.notes),

@@ -13,7 +13,7 @@ from litestar.params import PathParameter, QueryParameter
 
 from service.fhir.bundles import searchset
 from service.fhir.search import SearchError, parse_date
-from service.fhir.types import Bundle, ServiceRequest, Task
+from service.fhir.types import Bundle, Organization, ServiceRequest, Task
 from service.platform.audit import audited, note
 from service.platform.auth import scoped
 from service.platform.credentials import Principal
@@ -206,3 +206,24 @@ class TaskController(Controller):
         return await _search(request, referrals, query, task, "Task", used)
 
     read = _read_handler(Task, task, "fhir_read_task", "Read a referral Task")
+
+
+class OrganizationController(Controller):
+    path = "/fhir/Organization"
+    tags = ["fhir"]
+    dependencies = {"referrals": Provide(provide_referrals, sync_to_thread=False)}
+
+    @get(
+        "/{resource_id:str}",
+        operation_id="fhir_read_organization",
+        media_type=FHIR_JSON,
+        summary="Read the caller's clinic as the Organization its referrals name as requester",
+        opt={
+            **scoped("referrals:read"),
+            **documented(bodies={200: (FHIR_JSON, Organization)}),
+        },
+    )
+    async def read(
+        self, resource_id: ResourceId, referrals: NamedDependency[Referrals]
+    ) -> Response[Any]:
+        return Response(await referrals.organization(resource_id), media_type=FHIR_JSON)
