@@ -66,7 +66,7 @@ def capability_statement(software_version: str, published: str) -> dict[str, Any
                     },
                     {
                         "type": "QuestionnaireResponse",
-                        "interaction": [{"code": "read"}, {"code": "create"}],
+                        "interaction": [{"code": "read"}, {"code": "vread"}, {"code": "create"}],
                         "conditionalCreate": True,
                         "documentation": (
                             "Answers to a Belong Questionnaire, or to a larger SDOH "

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Controller, Request, get
 from litestar.di import NamedDependency
-from litestar.params import QueryParameter
 
 from service.fhir.bundles import searchset
+from service.fhir.params import Search
 from service.fhir.types import Bundle, Questionnaire
 from service.instruments.controllers.params import InstrumentId
 from service.instruments.fhir import questionnaire
@@ -27,19 +27,22 @@ class QuestionnaireController(Controller):
         operation_id="fhir_search_questionnaire",
         media_type=FHIR_JSON,
         summary="Every instrument as an R4 Questionnaire (searchset)",
-        opt=documented(bodies={200: (FHIR_JSON, Bundle)}),
+        opt=documented(bodies={200: (FHIR_JSON, Bundle)}, search=True),
     )
     async def search(
-        self,
-        catalog: NamedDependency[Catalog],
-        request: Request[Any, Any, Any],
-        count: Annotated[int, QueryParameter(name="_count", ge=1, le=100)] = 50,
-        offset: Annotated[int, QueryParameter(name="_offset", ge=0, le=100_000)] = 0,
+        self, catalog: NamedDependency[Catalog], request: Request[Any, Any, Any]
     ) -> Bundle:
-        instruments = list(catalog.instruments.values())
-        page = [questionnaire(i) for i in instruments[offset : offset + count]]
+        paging = Search.of(request, "_id", default_count=50)
+        instruments = sorted(catalog.instruments.values(), key=lambda i: i.id)
+        following = [i for i in instruments if paging.after is None or i.id > paging.after.id]
+        page, after = paging.page(following[: paging.fetch], lambda i: (None, i.id))
         return searchset(
-            request, "Questionnaire", page, len(instruments), offset, count, ("_count",)
+            request,
+            "Questionnaire",
+            [questionnaire(i) for i in page],
+            len(instruments),
+            paging,
+            after,
         )
 
     @get(
