@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import parse_qsl
 
 import msgspec
@@ -205,13 +205,13 @@ class PrettyMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        start: Message | None = None
+        start: dict[str, Any] | None = None
         body = bytearray()
 
         async def send_pretty(message: Message) -> None:
             nonlocal start
             if message["type"] == "http.response.start":
-                start = message
+                start = dict(message)
                 return
             if message["type"] != "http.response.body" or start is None:
                 await send(message)
@@ -220,13 +220,13 @@ class PrettyMiddleware:
             if message.get("more_body", False):
                 return
             content = bytes(body)
-            media = dict(start.get("headers", [])).get(b"content-type", b"")
-            if b"json" in media and content:
+            sent: list[tuple[bytes, bytes]] = list(start.get("headers", []))
+            if b"json" in dict(sent).get(b"content-type", b"") and content:
                 content = msgspec.json.format(content, indent=2)
-            headers = [(k, v) for k, v in start.get("headers", []) if k != b"content-length"]
+            headers = [(k, v) for k, v in sent if k != b"content-length"]
             headers.append((b"content-length", str(len(content)).encode()))
-            await send({**start, "headers": headers})
-            await send({"type": "http.response.body", "body": content})
+            await send(cast(Message, {**start, "headers": headers}))
+            await send({"type": "http.response.body", "body": content, "more_body": False})
 
         await self.app(scope, receive, send_pretty)
 
@@ -260,13 +260,18 @@ class Cursor:
     def instant(self) -> datetime:
         """The value as the instant it was written from."""
         try:
-            return datetime.fromisoformat(self.value or "")
+            instant = datetime.fromisoformat(self.value or "")
         except ValueError:
-            raise _bad_cursor("not a cursor Belong wrote: follow the next link") from None
+            instant = None
+        if instant is None or instant.tzinfo is None:
+            raise _bad_cursor("not a cursor Belong wrote: follow the next link")
+        return instant
 
 
 def _bad_cursor(message: str) -> ApiError:
-    return ApiError(400, "The paging cursor is not valid", [FieldError(CURSOR, message, "invalid")])
+    """422: the cursor has the published syntax (else check_values answered 400) but is not
+    one Belong wrote for this search."""
+    return ApiError(422, "The paging cursor is not valid", [FieldError(CURSOR, message, "invalid")])
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,6 +58,8 @@ def _statuses(path: str, op: dict[str, Any], opt: dict[str, Any], facts: Facts) 
         statuses |= {401, 403, 429, 503}
     if path.startswith("/fhir") and not facts.plain_json:
         statuses.add(406)  # _format or Accept asking for anything but JSON
+    if facts.search:
+        statuses.add(422)  # a _cursor Belong did not write for this search
     return statuses
 
 

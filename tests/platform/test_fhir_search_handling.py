@@ -234,9 +234,11 @@ def test_a_cursor_belongs_to_its_sort(client: Any, patient: str) -> None:
         "/fhir/Observation",
         params={"patient": patient, "_count": "2", "_sort": "date", "_cursor": cursor},
     )
-    assert outcome_of(other, 400)[0]["expression"] == ["_cursor"]
+    assert outcome_of(other, 422)[0]["expression"] == ["_cursor"]
     forged = client.get("/fhir/Observation", params={"patient": patient, "_cursor": "bm9wZQ"})
-    assert outcome_of(forged, 400)[0]["expression"] == ["_cursor"]
+    assert outcome_of(forged, 422)[0]["expression"] == ["_cursor"]
+    malformed = client.get("/fhir/Observation", params={"patient": patient, "_cursor": "a b"})
+    assert outcome_of(malformed, 400)[0]["expression"] == ["_cursor"]
 
 
 @pytest.mark.parametrize("sort", ["-date", "date", "-_lastUpdated", "_lastUpdated"])
