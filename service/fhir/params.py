@@ -173,7 +173,8 @@ def strict(request: Request[Any, Any, Any]) -> bool:
 def check_format(request: Request[Any, Any, Any]) -> None:
     """406 (an OperationOutcome) when neither ``_format`` nor ``Accept`` allows JSON."""
     wanted = request.query_params.get(FORMAT)
-    if wanted is not None and wanted.strip().lower() not in JSON_FORMATS:
+    # An unencoded "+" (application/fhir+json typed into a URL) arrives as a space.
+    if wanted is not None and wanted.replace(" ", "+") not in JSON_FORMATS:
         raise ApiError(
             406,
             "Only JSON is served",

@@ -185,6 +185,12 @@ def test_format_json_forms_are_served(client: Any, patient: str, value: str) -> 
     assert not any(name == "_format" for name, _ in query_of(link(bundle, "self") or ""))
 
 
+def test_format_typed_unencoded_is_served(client: Any, patient: str) -> None:
+    """A "+" typed into a URL arrives as a space: application/fhir+json still."""
+    url = f"/fhir/Observation?patient={patient}&_format=application/fhir+json"
+    assert bundle_of(client.get(url))["total"] == 10
+
+
 @pytest.mark.parametrize(
     ("params", "headers"),
     [
