@@ -6,11 +6,13 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: install run test lint typecheck unit schemas contract bench
 
-$(STAMP): pyproject.toml
+# The npm FHIR clients the tests run under Node 20 (tests/js), pinned by its lockfile.
+$(STAMP): pyproject.toml tests/js/package-lock.json
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	npm ci --prefix tests/js --no-audit --no-fund --silent
 	touch $(STAMP)
 
 install: $(STAMP)

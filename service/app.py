@@ -16,6 +16,7 @@ from service.directory.controllers.fhir import HealthcareServiceController
 from service.directory.controllers.v1 import DirectoryController
 from service.directory.service import DirectoryCache
 from service.fhir.metadata import MetadataController
+from service.fhir.params import PrettyMiddleware
 from service.instruments.controllers.fhir import QuestionnaireController
 from service.instruments.controllers.v1 import InstrumentController
 from service.instruments.loader import load_catalog
@@ -114,6 +115,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         },
         middleware=[
             IncompleteBodyMiddleware,
+            PrettyMiddleware,
             DefineMiddleware(TimeLimitMiddleware, seconds=settings.request_timeout_s),
             DefineMiddleware(BearerAuthentication, exclude=["^/schema"]),
             AuditMiddleware,

@@ -161,13 +161,14 @@ class Directory:
         return report
 
     async def listings(
-        self, category: str | None, limit: int, offset: int
+        self, category: str | None, limit: int, after: tuple[str, str] | None = None
     ) -> tuple[list[Listing], int]:
-        """One page of the live services (of ``category`` when given), by name, and how
-        many there are in all."""
+        """Up to ``limit`` live services (of ``category`` when given) by name and id, those
+        after the (name, id) ``after`` when given, and how many there are in all."""
         async with self.caller.transaction(DirectoryStore) as store:
             rows = await store.search_services(ServiceQuery(category=category))
-        return [_listing(row) for row in rows[offset : offset + limit]], len(rows)
+        following = [row for row in rows if after is None or (row.name, row.id) > after]
+        return [_listing(row) for row in following[:limit]], len(rows)
 
     async def listing(self, service_id: str, kind: str) -> Listing:
         """One live service; :class:`NotFound` names it ``kind``, as the caller does."""

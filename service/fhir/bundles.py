@@ -1,4 +1,5 @@
-"""Searchset Bundles with paging links (the offset travels as ``_offset``)."""
+"""Searchset Bundles: links on the public origin that carry only the parameters applied,
+the next page by keyset cursor (see service.fhir.params)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,17 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode
 
+import msgspec
 from litestar import Request
 
+from service.fhir.params import CURSOR, GENERAL, RESULT_PARAMETERS, Cursor, Search
 from service.fhir.types import Bundle, BundleEntry, BundleLink, BundleSearch, StoredJson
 from service.platform.errors import ApiError, FieldError
+from service.platform.observability import route_template
 from service.platform.origin import public_origin
+
+RESULT_NAMES = frozenset(p["name"] for p in RESULT_PARAMETERS)
+"""Given by :attr:`Search.applied` as applied (``_count`` capped), or by the cursor."""
 
 
 def single(request: Request[Any, Any, Any], names: Sequence[str]) -> None:
@@ -24,39 +31,74 @@ def single(request: Request[Any, Any, Any], names: Sequence[str]) -> None:
             )
 
 
+def applied(request: Request[Any, Any, Any], ignored: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """The request's search parameters this operation has (as its published document says),
+    in the order sent, less ``ignored``: what the self link shows. Unknown parameters a
+    lenient search let through, and the result parameters, are not among them."""
+    known = request.app.state.query_parameters.get(
+        (request.method, route_template(request.scope)), {}
+    )
+    return [
+        (name, value)
+        for name, value in request.query_params.multi_items()
+        if name in known
+        and name not in RESULT_NAMES
+        and name not in GENERAL
+        and name not in ignored
+    ]
+
+
 def searchset(
     request: Request[Any, Any, Any],
     resource_type: str,
     resources: Sequence[Any],
     total: int,
-    offset: int,
-    count: int,
-    used: Sequence[str],
+    search: Search,
+    after: Cursor | None,
+    ignored: Sequence[str] = (),
 ) -> Bundle:
-    """``resources`` are Structs, stored JSON objects or StoredJson, each with an ``id``. The links
-    carry only the ``used`` parameters, as FHIR asks of a self link."""
+    """``resources`` (one page: Structs, stored JSON objects or StoredJson, each with an
+    ``id``) as a searchset. The self link carries the parameters applied (less ``ignored``,
+    those the handler did not apply), ``next`` the cursor ``after`` the page when more
+    follow; every URL is on the public origin."""
     base = public_origin(request)
-    # Encoded once for every link; only the offset differs between them.
-    query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k in used])
-    prefix = f"{base}/fhir/{resource_type}?{query}{'&' if query else ''}_offset="
-
-    def link(relation: str, at: int) -> BundleLink:
-        return BundleLink(relation=relation, url=f"{prefix}{at}")
-
-    links = [link("self", offset)]
-    if offset + count < total:
-        links.append(link("next", offset + count))
-    if offset > 0:
-        links.append(link("previous", max(offset - count, 0)))
+    parameters = [*applied(request, ignored), *search.applied]
+    if search.after is not None:
+        parameters.append((CURSOR, search.after.encode()))
+    links = [BundleLink(relation="self", url=_url(base, resource_type, parameters))]
+    if after is not None:
+        following = [(k, v) for k, v in parameters if k != CURSOR]
+        following.append((CURSOR, after.encode()))
+        links.append(BundleLink(relation="next", url=_url(base, resource_type, following)))
     entries = [
         BundleEntry(
             fullUrl=f"{base}/fhir/{resource_type}/{_id(resource)}",
-            resource=resource.json if isinstance(resource, StoredJson) else resource,
+            resource=_shown(resource, search),
             search=BundleSearch(mode="match"),
         )
         for resource in resources
     ]
-    return Bundle(type="searchset", total=total, link=links, entry=entries)
+    return Bundle(
+        type="searchset", total=total if search.total else None, link=links, entry=entries
+    )
+
+
+def _url(base: str, resource_type: str, parameters: Sequence[tuple[str, str]]) -> str:
+    query = urlencode(parameters)
+    return f"{base}/fhir/{resource_type}{'?' if query else ''}{query}"
+
+
+def _shown(resource: Any, search: Search) -> Any:
+    stored = resource.json if isinstance(resource, StoredJson) else resource
+    if search.elements is None:
+        return stored
+    if isinstance(stored, msgspec.Raw):
+        whole = msgspec.json.decode(stored)
+    elif isinstance(stored, dict):
+        whole = stored
+    else:
+        whole = msgspec.to_builtins(stored)
+    return search.subset(whole)
 
 
 def _id(resource: Any) -> str:

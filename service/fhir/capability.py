@@ -75,6 +75,7 @@ def capability_statement(
                         "type": "QuestionnaireResponse",
                         "interaction": [
                             {"code": "read"},
+                            {"code": "vread"},
                             {"code": "create"},
                             {"code": "update"},
                         ],

@@ -37,6 +37,8 @@ class Facts:
         links: OpenAPI links from its first success. schemas: further Structs it answers
         with, published from msgspec. components: component schemas it refers to by name.
         plain_json: its bodies are plain JSON, though it is served under /fhir.
+        search: it is a FHIR search (service.fhir.params): it takes the result parameters
+        and ignores parameters it does not have unless asked to be strict.
     """
 
     errors: frozenset[int] = frozenset()
@@ -50,6 +52,7 @@ class Facts:
     schemas: tuple[type, ...] = ()
     components: Mapping[str, Any] = field(default_factory=dict)
     plain_json: bool = False
+    search: bool = False
 
 
 def documented(
@@ -65,6 +68,7 @@ def documented(
     schemas: tuple[type, ...] = (),
     components: Mapping[str, Any] | None = None,
     plain_json: bool = False,
+    search: bool = False,
 ) -> dict[str, Facts]:
     """Route options carrying an operation's :class:`Facts`."""
     return {
@@ -80,6 +84,7 @@ def documented(
             schemas=schemas,
             components=components or {},
             plain_json=plain_json,
+            search=search,
         )
     }
 

@@ -12,6 +12,7 @@ from typing import Any
 from litestar import Request
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.fhir.params import check_format, check_values, is_search, strict
 from service.platform.errors import FHIR_JSON, ApiError, FieldError
 from service.platform.observability import route_template
 
@@ -21,14 +22,22 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 async def check_request(request: Request[Any, Any, Any]) -> None:
-    """400 for a query parameter the operation does not have, or repeats one it cannot;
-    415 for a body that is not JSON (FHIR JSON too, on /fhir)."""
+    """400 for a query parameter the operation does not have (a FHIR search ignores it
+    unless the request prefers strict handling), or repeats one it cannot; 406 on /fhir
+    for a format other than JSON; 415 for a body that is not JSON (FHIR JSON too, on
+    /fhir)."""
+    fhir = request.url.path.startswith("/fhir")
+    if fhir:
+        check_format(request)
     template = route_template(request.scope)
     known = request.app.state.query_parameters.get((request.method, template))
     if known is not None:
+        lenient = fhir and is_search(request) and not strict(request)
         for name in set(request.query_params.keys()):
             schema = known.get(name)
             if schema is None:
+                if lenient:
+                    continue
                 raise ApiError(
                     400,
                     f"Unknown query parameter {name!r}",
@@ -44,10 +53,12 @@ async def check_request(request: Request[Any, Any, Any]) -> None:
                 raise ApiError(
                     400, f"{name} cannot be 'null'", [FieldError(name, "not a value", "invalid")]
                 )
+        if fhir:
+            check_values(request)
     if request.method not in BODY_METHODS:
         return
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    allowed = FHIR_TYPES if request.url.path.startswith("/fhir") else JSON_TYPES
+    allowed = FHIR_TYPES if fhir else JSON_TYPES
     if content_type not in allowed:
         raise ApiError(
             415,

@@ -19,6 +19,12 @@ import msgspec
 from litestar import Litestar, Request
 from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
 
+from service.fhir.params import (
+    GENERAL_PARAMETERS,
+    PREFER_HANDLING,
+    RESULT_PARAMETERS,
+    SEARCH_NOTE,
+)
 from service.fhir.search import DATE_SEARCH
 from service.fhir.types import OperationOutcome
 from service.platform.documented import FHIR_RESOURCE, OPENAPI, REF, Facts
@@ -50,6 +56,10 @@ def _statuses(path: str, op: dict[str, Any], opt: dict[str, Any], facts: Facts) 
         statuses.add(404)
     if "scope" in opt:
         statuses |= {401, 403, 429, 503}
+    if path.startswith("/fhir") and not facts.plain_json:
+        statuses.add(406)  # _format or Accept asking for anything but JSON
+    if facts.search:
+        statuses.add(422)  # a _cursor Belong did not write for this search
     return statuses
 
 
@@ -114,6 +124,8 @@ def finalize(doc: dict[str, Any], app: Litestar) -> dict[str, Any]:
             fact = opt.get(OPENAPI, NO_FACTS)
             responses = op.setdefault("responses", {})
             _declared(op, fact, shared)
+            if fhir and not fact.plain_json:
+                op.setdefault("parameters", []).extend(copy.deepcopy(GENERAL_PARAMETERS))
             scope = opt.get("scope")
             op["security"] = [{"bearer": [scope]}] if scope else []
             if scope:
@@ -175,6 +187,9 @@ def _declared(op: dict[str, Any], fact: Facts, shared: dict[bytes, dict[str, Any
         op["responses"][str(status)] = {**response, "content": content}
     if fact.parameters:
         op.setdefault("parameters", []).extend(copy.deepcopy(fact.parameters))
+    if fact.search:
+        op.setdefault("parameters", []).extend(copy.deepcopy([*RESULT_PARAMETERS, PREFER_HANDLING]))
+        op["description"] = f"{op.get('description', '')}\n\n{SEARCH_NOTE}".strip()
 
 
 def _not_null(schema: dict[str, Any]) -> dict[str, Any]:

@@ -39,7 +39,11 @@ class ReferralQuery:
     updated_since: datetime | None = None
     updated_filters: Sequence[tuple[str, datetime]] = ()
     limit: int = 50
+    """Rows to fetch; 0 for the count alone."""
     offset: int = 0
+    after: tuple[datetime, str] | None = None
+    """The (updated_at, id) of the last row of the previous page: keyset paging, which rows
+    changed meanwhile neither repeat nor shift (FHIR searches; /v1 pages by offset)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +130,10 @@ class ReferralStore(ClinicScoped):
             conditions.append(_COMPARATORS[prefix](referrals.c.updated_at, instant))
         count = self._select(referrals, sa.func.count()).where(*conditions)
         total = (await self.conn.execute(count)).scalar_one()
+        if not q.limit:
+            return [], total
+        if q.after is not None:
+            conditions.append(sa.tuple_(referrals.c.updated_at, referrals.c.id) < q.after)
         page = (
             self._select(referrals)
             .where(*conditions)

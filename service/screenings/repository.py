@@ -63,7 +63,9 @@ class ObservationQuery:
     sort_descending: bool = True
     sort_by: str = "effective_at"
     limit: int = 20
-    offset: int = 0
+    """Rows to fetch; 0 for the count alone."""
+    after: tuple[datetime, str] | None = None
+    """The (sort value, id) of the last row of the previous page (keyset paging)."""
 
 
 class ScreeningStore(ClinicScoped):
@@ -476,10 +478,13 @@ def _observation_search(
     updated_prefixes: tuple[str, ...],
     sort_by: str,
     descending: bool,
+    after: bool,
 ) -> tuple[Compiled, Compiled]:
     """The page (with the count) and the count alone for one shape of search: which
     filters it has, not their values; ``code_systems`` says, per code, whether its system
-    is given. Compiled on the shape's first use."""
+    is given; ``after``, whether the page starts after a (sort value, id) (keyset paging:
+    rows inserted meanwhile neither repeat nor shift it). Compiled on the shape's first
+    use."""
 
     def matching(table: sa.FromClause) -> list[sa.ColumnElement[bool]]:
         o = table.c
@@ -507,24 +512,32 @@ def _observation_search(
     count = sa.select(sa.func.count()).select_from(counted).where(*matching(counted))
     o = observations.c
     order = (o[sort_by].desc(), o.id.desc()) if descending else (o[sort_by].asc(), o.id.asc())
+    where = matching(observations)
+    if after:
+        key = sa.tuple_(o[sort_by], o.id)
+        last = sa.tuple_(
+            _param(observations.c[sort_by], "after_value"), _param(observations.c.id, "after_id")
+        )
+        where.append(key < last if descending else key > last)
     page = (
         sa.select(
             o.id,
             sa.cast(o.resource, sa.Text).label("resource"),
+            o[sort_by].label("sort_key"),
             count.scalar_subquery().label("total"),
         )
-        .where(*matching(observations))
+        .where(*where)
         .order_by(*order)
         .limit(sa.bindparam("limit", type_=sa.Integer))
-        .offset(sa.bindparam("offset", type_=sa.Integer))
     )
     return Compiled(page), Compiled(count)
 
 
 async def search_observations(
     db: Database, clinic_id: uuid.UUID, q: ObservationQuery
-) -> tuple[list[StoredJson], int]:
-    """A page of Observations (as stored JSON) and the number matching."""
+) -> tuple[list[tuple[StoredJson, datetime]], int]:
+    """A page of Observations (as stored JSON, each with its sort value) and the number
+    matching."""
     page, count = _observation_search(
         q.patient_id is not None,
         tuple(system is not None for system, _ in q.codes),
@@ -532,21 +545,22 @@ async def search_observations(
         tuple(prefix for prefix, _ in q.updated_filters),
         q.sort_by,
         q.sort_descending,
+        q.after is not None,
     )
-    values: dict[str, Any] = {
-        "clinic_id": clinic_id,
-        "patient_id": q.patient_id,
-        "limit": q.limit,
-        "offset": q.offset,
-    }
+    values: dict[str, Any] = {"clinic_id": clinic_id, "patient_id": q.patient_id, "limit": q.limit}
+    if q.after is not None:
+        values["after_value"], values["after_id"] = q.after
     for n, (system, code) in enumerate(q.codes):
         values[f"code_{n}"], values[f"system_{n}"] = code, system
     for column, filters in (("effective_at", q.date_filters), ("last_updated", q.updated_filters)):
         values.update((f"{column}_{n}", instant) for n, (_, instant) in enumerate(filters))
     async with db.driver() as conn:
-        rows = await conn.fetch(page.sql, *page.args(values))
-        if rows or q.offset == 0:
-            page_of = [StoredJson(row["id"], msgspec.Raw(row["resource"])) for row in rows]
-            return page_of, rows[0]["total"] if rows else 0
-        # A page past the end has no row to carry the count: ask for it.
+        rows = await conn.fetch(page.sql, *page.args(values)) if q.limit else []
+        if rows:
+            page_of = [
+                (StoredJson(row["id"], msgspec.Raw(row["resource"])), row["sort_key"])
+                for row in rows
+            ]
+            return page_of, rows[0]["total"]
+        # No row to carry the count (the count alone, or the end passed): ask for it.
         return [], await conn.fetchval(count.sql, *count.args(values))

@@ -536,9 +536,9 @@ class Screenings:
 
     async def search_observations(
         self, query: ObservationQuery, categories: Sequence[tuple[str | None, str]]
-    ) -> tuple[list[StoredJson], int]:
-        """A page of Observations and how many match; ``categories`` as (system or None,
-        code) pairs, any of which may match."""
+    ) -> tuple[list[tuple[StoredJson, datetime]], int]:
+        """A page of Observations, each with its sort value, and how many match;
+        ``categories`` as (system or None, code) pairs, any of which may match."""
         if categories and not any(
             c in CATEGORY_CODES and system in (None, CATEGORY_CODES[c]) for system, c in categories
         ):

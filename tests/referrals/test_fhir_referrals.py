@@ -441,8 +441,7 @@ def test_service_requests_search_by_last_updated(
         {"patient": "Group/1"},
         {"_lastUpdated": "yesterday"},
         {"_lastUpdated": "ne2024-01-01"},
-        {"_count": "0"},
-        {"_count": "101"},
+        {"_count": "-1"},
     ],
 )
 def test_bad_service_request_searches_are_400(
@@ -565,9 +564,9 @@ def test_tasks_poll_by_last_updated_and_page(
     assert pages == 5
     assert len(found) == 9 and len(set(found)) == 9
     first = searchset(client, "Task", _count=2)
-    assert link(first, "previous") is None
-    second = searchset(client, "Task", _count=2, _offset=2)
-    assert link(second, "previous") is not None
+    following = urlsplit(link(first, "next") or "")
+    second = fhir_get(client, following.path, **dict(parse_qsl(following.query)))
+    assert link(first, "previous") is None and link(second, "previous") is None
     assert ids(first) + ids(second) == found[:4]
 
 
@@ -594,7 +593,7 @@ def test_polling_with_a_fractional_last_updated_misses_nothing(
         {"status": "active"},  # a ServiceRequest status
         {"patient": "not an id!"},
         {"_lastUpdated": "gt2024-1-01"},
-        {"_count": "1000"},
+        {"_count": "ten"},
     ],
 )
 def test_bad_task_searches_are_400(

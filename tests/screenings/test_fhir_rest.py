@@ -847,15 +847,16 @@ def test_paging_visits_every_match_once(client, history, count, sort) -> None:
     assert len(seen) == len(set(seen)) == 17
     assert len(totals) == -(-17 // count)
     assert seen == ids(search(client, patient=patient, _count=100, _sort=sort))
-    if len(totals) > 1:  # previous leads back from page 2 to page 1
+    if len(totals) > 1:  # a page's self link (its cursor) serves that page again
         second = client.get(
             urlsplit(link(first, "next")).path,
             params=parse_qsl(urlsplit(link(first, "next")).query),
         ).json()
-        back = link(second, "previous")
-        assert back is not None
-        page = client.get(urlsplit(back).path, params=parse_qsl(urlsplit(back).query)).json()
-        assert ids(page) == ids(first)
+        again = link(second, "self")
+        assert again is not None and "_cursor=" in again
+        page = client.get(urlsplit(again).path, params=parse_qsl(urlsplit(again).query)).json()
+        assert ids(page) == ids(second)
+        assert link(second, "previous") is None, "keyset pages lead forward only"
 
 
 def test_next_links_keep_every_filter(client, history) -> None:
@@ -888,8 +889,6 @@ def test_next_links_keep_every_filter(client, history) -> None:
         ("date", "sa2025-01-01"),
         ("date", "yesterday"),
         ("_lastUpdated", "2025-13-01"),
-        ("_count", "0"),
-        ("_count", "1000"),
         ("_count", "-1"),
         ("_count", "ten"),
         ("_sort", "status"),

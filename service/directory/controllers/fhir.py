@@ -14,6 +14,7 @@ from service.directory.fhir import CATEGORY_SYSTEM, healthcare_service
 from service.directory.model import Category
 from service.directory.service import Directory
 from service.fhir.bundles import searchset
+from service.fhir.params import Search
 from service.fhir.search import SearchError, parse_token
 from service.fhir.types import Bundle, HealthcareService
 from service.platform.auth import scoped
@@ -23,8 +24,6 @@ from service.platform.errors import FHIR_JSON, field_error
 from service.platform.params import ID_PATTERN
 
 ResourceId = Annotated[str, PathParameter(pattern=ID_PATTERN, description="FHIR resource id")]
-Count = Annotated[int, QueryParameter(name="_count", ge=1, le=100)]
-Offset = Annotated[int, QueryParameter(name="_offset", ge=0, le=100_000)]
 SERVICE_TYPE = (
     rf"^({re.escape(CATEGORY_SYSTEM)}\|)?"
     rf"({'|'.join(re.escape(c.value) for c in Category)})$"
@@ -53,7 +52,10 @@ class HealthcareServiceController(Controller):
         operation_id="fhir_search_healthcare_service",
         media_type=FHIR_JSON,
         summary="Search the clinic's directory as HealthcareService",
-        opt={**scoped("referrals:read"), **documented(bodies={200: (FHIR_JSON, Bundle)})},
+        opt={
+            **scoped("referrals:read"),
+            **documented(bodies={200: (FHIR_JSON, Bundle)}, search=True),
+        },
     )
     async def search(
         self,
@@ -63,22 +65,15 @@ class HealthcareServiceController(Controller):
             str | None,
             QueryParameter(name="service-type", required=False, pattern=SERVICE_TYPE),
         ] = None,
-        count: Count = 20,
-        offset: Offset = 0,
     ) -> Response[Any]:
         category = _category(service_type) if service_type is not None else None
-        page, total = await directory.listings(category, count, offset)
-        resources = [healthcare_service(listed.service, listed.updated_at) for listed in page]
+        paging = Search.of(request, "name")
+        after = (paging.after.value or "", paging.after.id) if paging.after else None
+        found, total = await directory.listings(category, paging.fetch, after)
+        listed, following = paging.page(found, lambda f: (f.service.name, f.service.id))
+        resources = [healthcare_service(one.service, one.updated_at) for one in listed]
         return Response(
-            searchset(
-                request,
-                "HealthcareService",
-                resources,
-                total,
-                offset,
-                count,
-                ("service-type", "_count"),
-            ),
+            searchset(request, "HealthcareService", resources, total, paging, following),
             media_type=FHIR_JSON,
         )
 

@@ -9,6 +9,7 @@ from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
 from service.fhir.bundles import searchset
+from service.fhir.params import Search
 from service.fhir.search import SearchError, parse_token
 from service.fhir.types import Bundle, Questionnaire
 from service.instruments.controllers.params import InstrumentId
@@ -54,7 +55,7 @@ class QuestionnaireController(Controller):
             "take comma-separated alternatives. What matches nothing answers an empty "
             "searchset."
         ),
-        opt=documented(bodies={200: (FHIR_JSON, Bundle)}),
+        opt=documented(bodies={200: (FHIR_JSON, Bundle)}, search=True),
     )
     async def search(
         self,
@@ -63,18 +64,27 @@ class QuestionnaireController(Controller):
         url: Annotated[str | None, QueryParameter(required=False, pattern=CANONICAL)] = None,
         _id: Annotated[str | None, QueryParameter(required=False, pattern=ID_LIST)] = None,
         code: Annotated[str | None, QueryParameter(required=False, pattern=TOKEN_LIST)] = None,
-        count: Annotated[int, QueryParameter(name="_count", ge=1, le=100)] = 50,
-        offset: Annotated[int, QueryParameter(name="_offset", ge=0, le=100_000)] = 0,
     ) -> Bundle:
         try:
             codes = parse_token("code", code) if code is not None else None
         except SearchError as exc:
             raise field_error(exc.status, exc.parameter, exc.message) from exc
         wanted = _id.split(",") if _id is not None else None
-        instruments = [i for i in catalog.instruments.values() if _matching(i, url, wanted, codes)]
-        page = [questionnaire(i) for i in instruments[offset : offset + count]]
-        used = ("url", "_id", "code", "_count")
-        return searchset(request, "Questionnaire", page, len(instruments), offset, count, used)
+        paging = Search.of(request, "_id", default_count=50)
+        instruments = sorted(
+            (i for i in catalog.instruments.values() if _matching(i, url, wanted, codes)),
+            key=lambda i: i.id,
+        )
+        following = [i for i in instruments if paging.after is None or i.id > paging.after.id]
+        page, after = paging.page(following[: paging.fetch], lambda i: (None, i.id))
+        return searchset(
+            request,
+            "Questionnaire",
+            [questionnaire(i) for i in page],
+            len(instruments),
+            paging,
+            after,
+        )
 
     @get(
         "/{instrument_id:str}",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get
@@ -12,6 +13,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import PathParameter, QueryParameter
 
 from service.fhir.bundles import searchset
+from service.fhir.params import Search
 from service.fhir.search import SearchError, parse_date
 from service.fhir.types import Bundle, Organization, ServiceRequest, Task
 from service.platform.audit import audited, note
@@ -27,8 +29,6 @@ from service.referrals.repository import ReferralQuery
 from service.referrals.service import Referrals
 
 ResourceId = Annotated[str, PathParameter(pattern=ID_PATTERN, description="FHIR resource id")]
-Count = Annotated[int, QueryParameter(name="_count", ge=1, le=100)]
-Offset = Annotated[int, QueryParameter(name="_offset", ge=0, le=100_000)]
 PatientRef = Annotated[str | None, QueryParameter(required=False, pattern=PATIENT_REFERENCE)]
 LastUpdated = Annotated[
     list[str] | None, QueryParameter(name="_lastUpdated", required=False, max_items=4)
@@ -55,13 +55,16 @@ async def _search(
     query: ReferralQuery,
     build: Build,
     resource_type: str,
-    used: tuple[str, ...],
 ) -> Response[Any]:
-    """Referrals found by ``query``, each built as ``resource_type``, as a searchset."""
+    """Referrals found by ``query``, most recently changed first, each built as
+    ``resource_type``, as a searchset paged by (updated_at, id)."""
     note(request, None, query.patient_id)
-    facts, total = await referrals.facts(query)
-    resources = [build(f) for f in facts]
-    bundle = searchset(request, resource_type, resources, total, query.offset, query.limit, used)
+    paging = Search.of(request, "-_lastUpdated")
+    after = (paging.after.instant(), paging.after.id) if paging.after else None
+    facts, total = await referrals.facts(replace(query, limit=paging.fetch, after=after))
+    page, following = paging.page(facts, lambda f: (f.updated_at.isoformat(), f.id))
+    resources = [build(f) for f in page]
+    bundle = searchset(request, resource_type, resources, total, paging, following)
     return Response(bundle, media_type=FHIR_JSON)
 
 
@@ -112,7 +115,7 @@ class ServiceRequestController(Controller):
         opt={
             **scoped("referrals:read"),
             **audited("search", "ServiceRequest"),
-            **documented(errors={422}, bodies={200: (FHIR_JSON, Bundle)}),
+            **documented(errors={422}, bodies={200: (FHIR_JSON, Bundle)}, search=True),
         },
     )
     async def search(
@@ -126,8 +129,6 @@ class ServiceRequestController(Controller):
             QueryParameter(required=False, pattern=r"^(active|on-hold|completed|revoked)$"),
         ] = None,
         last_updated: LastUpdated = None,
-        count: Count = 20,
-        offset: Offset = 0,
     ) -> Response[Any]:
         try:
             patient_id = _patient_param(patient or subject)
@@ -139,11 +140,8 @@ class ServiceRequestController(Controller):
             statuses=statuses,
             patient_id=patient_id,
             updated_filters=updated,
-            limit=count,
-            offset=offset,
         )
-        used = ("patient", "subject", "status", "_lastUpdated", "_count")
-        return await _search(request, referrals, query, service_request, "ServiceRequest", used)
+        return await _search(request, referrals, query, service_request, "ServiceRequest")
 
     read = _read_handler(
         ServiceRequest,
@@ -165,7 +163,7 @@ class TaskController(Controller):
         opt={
             **scoped("referrals:read"),
             **audited("search", "Task"),
-            **documented(errors={422}, bodies={200: (FHIR_JSON, Bundle)}),
+            **documented(errors={422}, bodies={200: (FHIR_JSON, Bundle)}, search=True),
         },
     )
     async def search(
@@ -181,8 +179,6 @@ class TaskController(Controller):
             QueryParameter(required=False, pattern=rf"^{TASK_STATUS}(,{TASK_STATUS}){{0,7}}$"),
         ] = None,
         last_updated: LastUpdated = None,
-        count: Count = 20,
-        offset: Offset = 0,
     ) -> Response[Any]:
         try:
             patient_id = _patient_param(patient)
@@ -199,11 +195,8 @@ class TaskController(Controller):
             patient_id=patient_id,
             service_id=owner.removeprefix("HealthcareService/") if owner else None,
             updated_filters=updated,
-            limit=count,
-            offset=offset,
         )
-        used = ("patient", "owner", "status", "_lastUpdated", "_count")
-        return await _search(request, referrals, query, task, "Task", used)
+        return await _search(request, referrals, query, task, "Task")
 
     read = _read_handler(Task, task, "fhir_read_task", "Read a referral Task")
 

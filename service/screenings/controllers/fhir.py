@@ -19,6 +19,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import PathParameter, QueryParameter
 
 from service.fhir.bundles import searchset, single
+from service.fhir.params import Search
 from service.fhir.search import SearchError, parse_date, parse_token
 from service.fhir.types import Bundle, Observation
 from service.instruments.scoring import AnswersInvalid, Problem, score, validate
@@ -192,16 +193,9 @@ _IF_NONE_EXIST = re.compile(IF_NONE_EXIST)
 _IDENTIFIER = re.compile(IDENTIFIER_SEARCH)
 PatientRef = Annotated[str | None, QueryParameter(required=False, pattern=PATIENT_REFERENCE)]
 ResourceId = Annotated[str, PathParameter(pattern=ID_PATTERN, description="FHIR resource id")]
-OBSERVATION_PARAMS = (
-    "patient",
-    "subject",
-    "code",
-    "category",
-    "date",
-    "_lastUpdated",
-    "_count",
-    "_sort",
-)
+VersionId = Annotated[
+    str, PathParameter(pattern=r"^[1-9][0-9]{0,8}$", description="FHIR version id")
+]
 SORTS = {
     "date": ("effective_at", False),
     "-date": ("effective_at", True),
@@ -213,7 +207,11 @@ SORTS = {
 def _etag_headers(
     request: Request[Any, Any, Any], resource_id: str, version: str
 ) -> dict[str, str]:
-    location = f"{public_origin(request)}/fhir/QuestionnaireResponse/{resource_id}"
+    """The version's ETag, and its absolute ``Location`` (on the public origin, with
+    ``_history/N``, which :meth:`QuestionnaireResponseController.vread` serves)."""
+    location = (
+        f"{public_origin(request)}/fhir/QuestionnaireResponse/{resource_id}/_history/{version}"
+    )
     return {"ETag": etag(version), "Location": location}
 
 
@@ -672,6 +670,40 @@ class QuestionnaireResponseController(Controller):
             headers={"ETag": etag(version_of(row.resource))},
         )
 
+    @get(
+        "/{resource_id:str}/_history/{version_id:str}",
+        operation_id="fhir_vread_questionnaire_response",
+        media_type=FHIR_JSON,
+        summary="Read a version of a stored QuestionnaireResponse (the current one)",
+        opt={
+            **scoped("screenings:read"),
+            **audited("read", "QuestionnaireResponse"),
+            **documented(bodies={200: (FHIR_JSON, FHIR_RESOURCE)}),
+        },
+    )
+    async def vread(
+        self,
+        request: Request[Principal, Any, Any],
+        resource_id: ResourceId,
+        version_id: VersionId,
+        screenings: NamedDependency[Screenings],
+    ) -> Response[bytes]:
+        row = await screenings.questionnaire_response(resource_id)
+        note(request, row.id, row.patient_id)
+        current = version_of(row.resource)
+        if version_id != current:
+            raise field_error(
+                404,
+                "version_id",
+                f"QuestionnaireResponse/{resource_id} has no version {version_id} to read",
+                "not_found",
+            )
+        return Response(
+            msgspec.json.encode(row.resource),
+            media_type=FHIR_JSON,
+            headers={"ETag": etag(current)},
+        )
+
 
 def _is_fhir_id(value: str) -> bool:
     return re.fullmatch(FHIR_ID, value) is not None
@@ -722,7 +754,7 @@ class ObservationController(Controller):
         opt={
             **scoped("screenings:read"),
             **audited("search", "Observation"),
-            **documented(errors={422}, bodies={200: (FHIR_JSON, Bundle)}),
+            **documented(errors={422}, bodies={200: (FHIR_JSON, Bundle)}, search=True),
         },
     )
     async def search(
@@ -737,18 +769,16 @@ class ObservationController(Controller):
         last_updated: Annotated[
             list[str] | None, QueryParameter(name="_lastUpdated", required=False, max_items=4)
         ] = None,
-        count: Annotated[int, QueryParameter(name="_count", ge=1, le=100)] = 20,
         sort: Annotated[
             str, QueryParameter(name="_sort", pattern=r"^-?(date|_lastUpdated)$")
         ] = "-date",
-        offset: Annotated[int, QueryParameter(name="_offset", ge=0, le=100_000)] = 0,
     ) -> Response[Bundle]:
-        single(request, ("patient", "subject", "code", "category", "_count", "_sort"))
+        single(request, ("patient", "subject", "code", "category", "_sort"))
+        paging = Search.of(request, sort)
         if patient and subject and _patient_param(patient) != _patient_param(subject):
             # Both must match (FHIR ANDs parameters) and no Observation has two subjects.
             return Response(
-                searchset(request, "Observation", [], 0, offset, count, OBSERVATION_PARAMS),
-                media_type=FHIR_JSON,
+                searchset(request, "Observation", [], 0, paging, None), media_type=FHIR_JSON
             )
         try:
             patient_id = _patient_param(patient or subject)
@@ -767,18 +797,13 @@ class ObservationController(Controller):
             updated_filters=updated,
             sort_by=sort_by,
             sort_descending=descending,
-            limit=count,
-            offset=offset,
+            limit=paging.fetch,
+            after=(paging.after.instant(), paging.after.id) if paging.after else None,
         )
-        resources, total = await screenings.search_observations(query, categories)
+        found, total = await screenings.search_observations(query, categories)
+        rows, after = paging.page(found, lambda row: (row[1].isoformat(), row[0].id))
         bundle = searchset(
-            request,
-            "Observation",
-            resources,
-            total,
-            offset,
-            count,
-            OBSERVATION_PARAMS,
+            request, "Observation", [resource for resource, _ in rows], total, paging, after
         )
         return Response(bundle, media_type=FHIR_JSON)
 
