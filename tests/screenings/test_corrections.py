@@ -240,7 +240,7 @@ def test_conditional_update_with_no_match_creates_and_with_several_is_412(client
     assert created.status_code == 201, created.text
     assert created.headers["ETag"] == 'W/"1"'
     assert created.headers["Location"].endswith(
-        f"/fhir/QuestionnaireResponse/{created.json()['id']}"
+        f"/fhir/QuestionnaireResponse/{created.json()['id']}/_history/1"
     )
     QuestionnaireResponse.model_validate(created.json())
 

@@ -114,7 +114,7 @@ def test_a_form_keyed_by_loinc_codes_is_read_as_the_instrument(
     system, code = (
         (total_code.system, total_code.code)
         if total_code
-        else (local_system(instrument_id), "total")
+        else (local_system(instrument), "total")
     )
     total = by_code[code]
     assert total["code"]["coding"][0]["system"] == system
