@@ -671,7 +671,7 @@ def test_questionnaire_searchset_validates(client) -> None:
 # What this file's resources declare, exactly (other resource types are checked generically).
 EXPECTED_INTERACTIONS = {
     "Questionnaire": {"read", "search-type"},
-    "QuestionnaireResponse": {"read", "create", "update"},
+    "QuestionnaireResponse": {"read", "vread", "create", "update"},
     "Observation": {"read", "search-type"},
     "Organization": {"read"},
 }

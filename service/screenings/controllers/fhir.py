@@ -31,6 +31,7 @@ from service.platform.credentials import Principal
 from service.platform.database import new_id, utcnow
 from service.platform.documented import FHIR_RESOURCE, REF, documented, link
 from service.platform.errors import FHIR_JSON, ApiError, field_error
+from service.platform.lookup import NotFound
 from service.platform.origin import public_origin
 from service.platform.params import (
     FHIR_ID,
@@ -691,13 +692,8 @@ class QuestionnaireResponseController(Controller):
         row = await screenings.questionnaire_response(resource_id)
         note(request, row.id, row.patient_id)
         current = version_of(row.resource)
-        if version_id != current:
-            raise field_error(
-                404,
-                "version_id",
-                f"QuestionnaireResponse/{resource_id} has no version {version_id} to read",
-                "not_found",
-            )
+        if version_id != current:  # only the current version is kept readable
+            raise NotFound("QuestionnaireResponse", f"{resource_id}/_history/{version_id}")
         return Response(
             msgspec.json.encode(row.resource),
             media_type=FHIR_JSON,
