@@ -38,6 +38,11 @@ REFERRAL_CODE = {
         system=SNOMED, code="306226009", display="Referral to mental health counseling service"
     ),
 }
+SERVICE_REQUEST_CATEGORIES = (
+    Coding(system=SNOMED, code="410606002", display="Social service procedure"),
+    SOCIAL_CONNECTION,
+)
+"""Every referral's ServiceRequest.category, one coding to a concept."""
 SERVICE_REQUEST_STATUS = {
     Status.REQUESTED: "active",
     Status.ACCEPTED: "active",
@@ -67,9 +72,13 @@ class ReferralFacts:
     outcome: str | None = None
 
 
+def referral_code(category: Category) -> Coding:
+    """ServiceRequest.code of a referral to a service of this category."""
+    return REFERRAL_CODE.get(category) or category_coding(category)
+
+
 def service_request(r: ReferralFacts) -> ServiceRequest:
-    category = r.service.category
-    coding = REFERRAL_CODE.get(category) or category_coding(category)
+    coding = referral_code(r.service.category)
     notes = [Annotation(text=r.consent_text)]
     if r.note:
         notes.append(Annotation(text=r.note))
@@ -81,12 +90,7 @@ def service_request(r: ReferralFacts) -> ServiceRequest:
         ),
         status=SERVICE_REQUEST_STATUS[r.status],
         intent="order",
-        category=[
-            CodeableConcept(
-                coding=[Coding(system=SNOMED, code="410606002", display="Social service procedure")]
-            ),
-            CodeableConcept(coding=[SOCIAL_CONNECTION]),
-        ],
+        category=[CodeableConcept(coding=[coding]) for coding in SERVICE_REQUEST_CATEGORIES],
         priority="routine",
         code=CodeableConcept(coding=[coding], text=f"Referral to {r.service.name}"),
         subject=Reference(reference=f"Patient/{r.patient_id}"),

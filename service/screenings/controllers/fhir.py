@@ -17,8 +17,17 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import PathParameter, QueryParameter
 
-from service.fhir.bundles import searchset, single
-from service.fhir.search import SearchError, parse_date, parse_token
+from service.fhir.bundles import add_included, searchset, single
+from service.fhir.search import (
+    DATE_SEARCH,
+    SearchError,
+    date_filters,
+    id_groups,
+    parse_date,
+    parse_missing,
+    parse_token,
+    reference_groups,
+)
 from service.fhir.types import Bundle, Observation
 from service.instruments.scoring import AnswersInvalid, Problem, score, validate
 from service.instruments.service import Catalog
@@ -32,11 +41,16 @@ from service.platform.errors import FHIR_JSON, ApiError, field_error
 from service.platform.origin import public_origin
 from service.platform.params import (
     FHIR_ID,
+    ID_LIST,
     ID_PATTERN,
+    IDENTIFIER_LIST,
     IDENTIFIER_SEARCH,
     IF_NONE_EXIST,
+    MISSING,
     PATIENT_REFERENCE,
     TOKEN_LIST,
+    reference_list,
+    repeatable,
 )
 from service.platform.tables import questionnaire_responses
 from service.screenings.controllers import provide_screenings
@@ -51,7 +65,7 @@ from service.screenings.intake import (
     pick_by_loinc,
     pick_own,
 )
-from service.screenings.repository import ObservationQuery
+from service.screenings.repository import ObservationQuery, QuestionnaireResponseQuery
 from service.screenings.service import (
     CREATED,
     AmbiguousMatch,
@@ -157,6 +171,7 @@ IDENTIFIER_MAX = {
 _IF_NONE_EXIST = re.compile(IF_NONE_EXIST)
 _IDENTIFIER = re.compile(IDENTIFIER_SEARCH)
 PatientRef = Annotated[str | None, QueryParameter(required=False, pattern=PATIENT_REFERENCE)]
+PatientRefs = repeatable(reference_list("Patient"))
 ResourceId = Annotated[str, PathParameter(pattern=ID_PATTERN, description="FHIR resource id")]
 OBSERVATION_PARAMS = (
     "patient",
@@ -167,7 +182,25 @@ OBSERVATION_PARAMS = (
     "_lastUpdated",
     "_count",
     "_sort",
+    "_include",
 )
+DERIVED_FROM = r"^Observation:derived-from(:(QuestionnaireResponse|Observation))?$"
+"""``_include`` of what Observations are derived from: their QuestionnaireResponse and
+(for a score) the item Observations, or only the target type named."""
+_DERIVED_FROM = re.compile(DERIVED_FROM)
+
+
+def _derived_from_types(include: list[str] | None) -> list[str]:
+    """The resource types the ``_include`` values ask for."""
+    types: set[str] = set()
+    for value in include or []:
+        match = _DERIVED_FROM.fullmatch(value)
+        if match is None:
+            raise SearchError("_include", f"{value!r}: only Observation:derived-from is supported")
+        types |= {match[2]} if match[2] else {"QuestionnaireResponse", "Observation"}
+    return sorted(types)
+
+
 SORTS = {
     "date": ("effective_at", False),
     "-date": ("effective_at", True),
@@ -425,6 +458,62 @@ class QuestionnaireResponseController(Controller):
         )
 
     @get(
+        operation_id="fhir_search_questionnaire_response",
+        media_type=FHIR_JSON,
+        summary="Search QuestionnaireResponses by _id, patient, identifier and authored",
+        opt={
+            **scoped("screenings:read"),
+            **audited("search", "QuestionnaireResponse"),
+            **documented(errors={422}, bodies={200: (FHIR_JSON, Bundle)}),
+        },
+    )
+    async def search(
+        self,
+        request: Request[Principal, Any, Any],
+        screenings: NamedDependency[Screenings],
+        ids: repeatable(ID_LIST, "_id") = None,
+        patient: PatientRefs = None,
+        subject: PatientRefs = None,
+        identifier: repeatable(IDENTIFIER_LIST) = None,
+        identifier_missing: Annotated[
+            str | None,
+            QueryParameter(
+                name="identifier:missing", required=False, schema_extra={"pattern": MISSING}
+            ),
+        ] = None,
+        authored: repeatable(DATE_SEARCH) = None,
+        last_updated: repeatable(DATE_SEARCH, "_lastUpdated") = None,
+        count: Annotated[int, QueryParameter(name="_count", ge=1, le=100)] = 20,
+        offset: Annotated[int, QueryParameter(name="_offset", ge=0, le=100_000)] = 0,
+    ) -> Response[Bundle]:
+        base = f"{public_origin(request)}/fhir"
+        try:
+            patients = reference_groups("patient", patient, "Patient", base)
+            patients += reference_groups("subject", subject, "Patient", base)
+            missing = identifier_missing
+            query = QuestionnaireResponseQuery(
+                ids=id_groups(ids),
+                patient_ids=patients,
+                identifiers=[_identifiers(value) for value in identifier or []],
+                identifier_missing=None
+                if missing is None
+                else parse_missing("identifier:missing", missing),
+                authored_filters=date_filters("authored", authored),
+                updated_filters=date_filters("_lastUpdated", last_updated),
+                limit=count,
+                offset=offset,
+            )
+        except SearchError as exc:
+            raise field_error(exc.status, exc.parameter, exc.message) from exc
+        named = {ident for group in patients for ident in group}
+        note(request, None, named.pop() if len(named) == 1 else None)
+        resources, total = await screenings.search_questionnaire_responses(query)
+        bundle = searchset(
+            request, "QuestionnaireResponse", resources, total, offset, count, QR_PARAMS
+        )
+        return Response(bundle, media_type=FHIR_JSON)
+
+    @get(
         "/{resource_id:str}",
         operation_id="fhir_read_questionnaire_response",
         media_type=FHIR_JSON,
@@ -446,6 +535,37 @@ class QuestionnaireResponseController(Controller):
         return Response(
             msgspec.json.encode(row.resource), media_type=FHIR_JSON, headers={"ETag": 'W/"1"'}
         )
+
+
+QR_PARAMS = (
+    "_id",
+    "patient",
+    "subject",
+    "identifier",
+    "identifier:missing",
+    "authored",
+    "_lastUpdated",
+    "_count",
+)
+
+
+def _identifiers(value: str) -> list[tuple[str | None, str]]:
+    """An identifier token list: ``system|value``, ``|value``, ``value`` or ``system|``
+    (any value of the system), comma-separated, any one of which may match."""
+    tokens: list[tuple[str | None, str]] = []
+    for part in value.split(","):
+        system, bar, ident = part.partition("|")
+        if not bar:
+            system, ident = "", part
+        if (
+            not (ident or system)
+            or "\x00" in part
+            or len(system) > IDENTIFIER_MAX["system"]
+            or len(ident) > IDENTIFIER_MAX["value"]
+        ):
+            raise SearchError("identifier", f"{part!r} is not an identifier (system|value)")
+        tokens.append((system if bar else None, ident))
+    return tokens
 
 
 def _is_fhir_id(value: str) -> bool:
@@ -515,6 +635,7 @@ class ObservationController(Controller):
             str, QueryParameter(name="_sort", pattern=r"^-?(date|_lastUpdated)$")
         ] = "-date",
         offset: Annotated[int, QueryParameter(name="_offset", ge=0, le=100_000)] = 0,
+        include: repeatable(DERIVED_FROM, "_include", most=2) = None,
     ) -> Response[Bundle]:
         single(request, ("patient", "subject", "code", "category", "_count", "_sort"))
         if patient and subject and _patient_param(patient) != _patient_param(subject):
@@ -529,6 +650,7 @@ class ObservationController(Controller):
             dates = [c for value in date or [] for c in parse_date("date", value)]
             updated = [c for value in last_updated or [] for c in parse_date("_lastUpdated", value)]
             categories = parse_token("category", category) if category else []
+            derived_from = _derived_from_types(include)
         except SearchError as exc:
             raise field_error(exc.status, exc.parameter, exc.message) from exc
         note(request, None, patient_id)
@@ -553,6 +675,8 @@ class ObservationController(Controller):
             count,
             OBSERVATION_PARAMS,
         )
+        if derived_from:
+            add_included(request, bundle, await screenings.derived_from(resources, derived_from))
         return Response(bundle, media_type=FHIR_JSON)
 
 
