@@ -246,6 +246,10 @@ class FhirSeed:
     """The other patient's, with no identifier (a /v1 screening), completed 2024-03-01."""
     total: str
     """The id of the score Observation derived from ``questionnaire_response``."""
+    observations: frozenset[str]
+    """The ids of the Observations from ``questionnaire_response``."""
+    other_observations: frozenset[str]
+    """The ids of those from ``other_questionnaire_response``."""
 
 
 def seed_fhir(client: TestClient[Litestar]) -> FhirSeed:
@@ -274,11 +278,13 @@ def seed_fhir(client: TestClient[Litestar]) -> FhirSeed:
     screening = client.post("/v1/screenings", json=ucla3(other))
     assert screening.status_code == 201, screening.text
     other_qr = screening.json()["questionnaire_response"].removeprefix("QuestionnaireResponse/")
-    found = client.get("/fhir/Observation", params={"patient": patient})
+    found = client.get("/fhir/Observation", params={"_count": 100})
     assert found.status_code == 200, found.text
-    (total,) = [
-        e["resource"]["id"] for e in found.json()["entry"] if e["resource"]["id"].endswith("-total")
-    ]
+    by_patient: dict[str, set[str]] = {}
+    for entry in found.json()["entry"]:
+        subject = entry["resource"]["subject"]["reference"].removeprefix("Patient/")
+        by_patient.setdefault(subject, set()).add(entry["resource"]["id"])
+    (total,) = [i for i in by_patient[patient] if i.endswith("-total")]
     referrals = {}
     for name, person, service, steps in (
         ("active", patient, "group", []),
@@ -309,4 +315,6 @@ def seed_fhir(client: TestClient[Litestar]) -> FhirSeed:
         identifier=identifier,
         other_questionnaire_response=other_qr,
         total=total,
+        observations=frozenset(by_patient[patient]),
+        other_observations=frozenset(by_patient[other]),
     )
