@@ -137,7 +137,7 @@ def capability_statement(software_version: str, published: str) -> dict[str, Any
                                 "patient",
                                 "reference",
                                 f"{US_CORE_SEARCH}us-core-observation-patient",
-                                "Patient/<id> or <id>",
+                                REFERENCE.format(type="Patient"),
                             ),
                             _search(
                                 "subject",

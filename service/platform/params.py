@@ -19,8 +19,6 @@ INSTANT = (
 FHIR_ID = r"[A-Za-z0-9\-.]{1,64}"
 ID_PATTERN = rf"^{FHIR_ID}$"
 """A FHIR id (letters, digits, '-', '.'; at most 64): patient, resource and service ids."""
-PATIENT_REFERENCE = rf"^(Patient/)?{FHIR_ID}$"
-SERVICE_REFERENCE = rf"^(HealthcareService/)?{FHIR_ID}$"
 SEARCH_TOKEN = r"(([^|,\x00]{0,255}\|)?[^|,\x00]{1,64}|[^|,\x00]{1,255}\|)"  # noqa: S105
 """A token: ``system|code``, ``|code``, ``code`` or ``system|`` (any code of the system)."""
 TOKEN_LIST = rf"^{SEARCH_TOKEN}(,{SEARCH_TOKEN}){{0,9}}$"

@@ -51,10 +51,11 @@ from service.screenings.records import (
 
 @dataclass(frozen=True, slots=True)
 class ObservationQuery:
-    patient_id: str | None = None
-    codes: Sequence[tuple[str | None, str]] = ()
-    """(system or None for any, code or "" for any of the system) pairs; a match on any
-    of them counts."""
+    patient_ids: Sequence[str] = ()
+    """Any of these patients; none for any patient."""
+    code_groups: Sequence[Sequence[tuple[str | None, str]]] = ()
+    """Each a repeat of ``code``, every one of which must match: (system or None for any,
+    code or "" for any of the system) pairs, a match on any of them counts."""
     date_filters: Sequence[tuple[str, datetime]] = ()
     """(prefix, instant) with prefix in eq, ge, gt, le, lt, applied to effective time."""
     updated_filters: Sequence[tuple[str, datetime]] = ()
@@ -466,29 +467,38 @@ _COMPARATORS = {
 
 @functools.lru_cache(maxsize=256)
 def _observation_search(
-    patient: bool,
-    code_shapes: tuple[tuple[bool, bool], ...],
+    patients: int,
+    code_shapes: tuple[tuple[tuple[bool, bool], ...], ...],
     date_prefixes: tuple[str, ...],
     updated_prefixes: tuple[str, ...],
     sort_by: str,
     descending: bool,
 ) -> tuple[Compiled, Compiled]:
     """The page (with the count) and the count alone for one shape of search: which
-    filters it has, not their values; ``code_shapes`` says, per code, whether its system
-    and its code are given (``system|`` is any code of the system). Compiled on the shape's
-    first use."""
+    filters it has, not their values: how many patients, and per repeat of ``code`` and
+    per token in it, whether its system and its code are given (``system|`` is any code of
+    the system). Compiled on the shape's first use."""
 
     def matching(table: sa.FromClause) -> list[sa.ColumnElement[bool]]:
         o = table.c
         where = [o.clinic_id == _CLINIC]
-        if patient:
-            where.append(o.patient_id == _PATIENT)
-        either = []
-        for n, (has_system, has_code) in enumerate(code_shapes):
-            code = o.code == _param(observations.c.code, f"code_{n}")
-            system = o.code_system == _param(observations.c.code_system, f"system_{n}")
-            either.append(sa.and_(*([system] if has_system else []), *([code] if has_code else [])))
-        if either:
+        if patients:
+            where.append(
+                sa.or_(
+                    *(
+                        o.patient_id == _param(observations.c.patient_id, f"patient_{n}")
+                        for n in range(patients)
+                    )
+                )
+            )
+        for g, group in enumerate(code_shapes):
+            either = []
+            for n, (has_system, has_code) in enumerate(group):
+                code = o.code == _param(observations.c.code, f"code_{g}_{n}")
+                system = o.code_system == _param(observations.c.code_system, f"system_{g}_{n}")
+                either.append(
+                    sa.and_(*([system] if has_system else []), *([code] if has_code else []))
+                )
             where.append(sa.or_(*either))
         for column, prefixes in (
             ("effective_at", date_prefixes),
@@ -523,8 +533,11 @@ async def search_observations(
 ) -> tuple[list[StoredJson], int]:
     """A page of Observations (as stored JSON) and the number matching."""
     page, count = _observation_search(
-        q.patient_id is not None,
-        tuple((system is not None, code != "") for system, code in q.codes),
+        len(q.patient_ids),
+        tuple(
+            tuple((system is not None, code != "") for system, code in group)
+            for group in q.code_groups
+        ),
         tuple(prefix for prefix, _ in q.date_filters),
         tuple(prefix for prefix, _ in q.updated_filters),
         q.sort_by,
@@ -532,12 +545,13 @@ async def search_observations(
     )
     values: dict[str, Any] = {
         "clinic_id": clinic_id,
-        "patient_id": q.patient_id,
         "limit": q.limit,
         "offset": q.offset,
     }
-    for n, (system, code) in enumerate(q.codes):
-        values[f"code_{n}"], values[f"system_{n}"] = code, system
+    values.update((f"patient_{n}", patient) for n, patient in enumerate(q.patient_ids))
+    for g, group in enumerate(q.code_groups):
+        for n, (system, code) in enumerate(group):
+            values[f"code_{g}_{n}"], values[f"system_{g}_{n}"] = code, system
     for column, filters in (("effective_at", q.date_filters), ("last_updated", q.updated_filters)):
         values.update((f"{column}_{n}", instant) for n, (_, instant) in enumerate(filters))
     async with db.driver() as conn:

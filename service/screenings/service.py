@@ -387,14 +387,18 @@ class Screenings:
         return found(row, "Observation", observation_id)
 
     async def search_observations(
-        self, query: ObservationQuery, categories: Sequence[tuple[str | None, str]]
+        self, query: ObservationQuery, categories: Sequence[Sequence[tuple[str | None, str]]]
     ) -> tuple[list[StoredJson], int]:
-        """A page of Observations and how many match; ``categories`` as (system or None,
-        code) pairs, any of which may match."""
-        if categories and not any(
-            token_matches(token, system, code)
-            for token in categories
-            for code, system in CATEGORY_CODES.items()
+        """A page of Observations and how many match; ``categories`` each a repeat of the
+        parameter, every one of which must match, as (system or None, code) pairs, any of
+        which may match."""
+        if not all(
+            any(
+                token_matches(token, system, code)
+                for token in tokens
+                for code, system in CATEGORY_CODES.items()
+            )
+            for tokens in categories
         ):
             return [], 0  # every Observation Belong stores has exactly these categories
         return await search_observations(self.caller.db, self.caller.clinic_id, query)

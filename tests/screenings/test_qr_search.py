@@ -254,3 +254,27 @@ def test_fhirpy_finds_a_response_by_identifier_and_patient(live) -> None:
     assert found[0]["identifier"] == {"system": "urn:ehr:qr", "value": seeded.identifier}
     dated = fhirpy.resources(QR).search(authored__ge="2025-01-01").fetch_all()
     assert [r.id for r in dated] == [seeded.questionnaire_response]
+
+
+def test_observation_repeats_and_and_lists_or(client, seed: FhirSeed) -> None:
+    everyone = set(seed.observations | seed.other_observations)
+
+    def found(params: Any) -> set[str]:
+        bundle = search(client, "Observation", params)
+        return {e["resource"]["id"] for e in bundle.get("entry", [])}
+
+    assert found({"patient": f"{seed.patient},{seed.other_patient}", "_count": 100}) == everyone
+    assert found([("patient", seed.patient), ("subject", f"Patient/{seed.patient}")]) == set(
+        seed.observations
+    )
+    assert found([("patient", seed.patient), ("patient", seed.other_patient)]) == set()
+    base = search(client, QR, {"_count": 1})["link"][0]["url"].split("/fhir/")[0]
+    own = f"{base}/fhir/Patient/{seed.other_patient}"
+    assert found({"patient": own}) == set(seed.other_observations)
+    total = client.get(f"/fhir/Observation/{seed.total}").json()["code"]["coding"][0]
+    code = f"{total['system']}|{total['code']}"
+    assert found([("code", code), ("code", f"{total['system']}|")]) == {seed.total}
+    assert found([("code", code), ("code", "http://loinc.org|0000-0")]) == set()
+    categories = [("category", "survey"), ("category", "social-connection"), ("_count", "100")]
+    assert found(categories) == everyone
+    assert found([("category", "survey"), ("category", "vital-signs")]) == set()

@@ -23,12 +23,11 @@ from service.fhir.search import (
     SearchError,
     date_filters,
     id_groups,
-    parse_date,
     parse_missing,
     parse_token,
     reference_groups,
 )
-from service.fhir.types import Bundle, Observation
+from service.fhir.types import Bundle, Observation, StoredJson
 from service.instruments.scoring import AnswersInvalid, Problem, score, validate
 from service.instruments.service import Catalog
 from service.platform.audit import audit_event, audited, note
@@ -47,7 +46,6 @@ from service.platform.params import (
     IDENTIFIER_SEARCH,
     IF_NONE_EXIST,
     MISSING,
-    PATIENT_REFERENCE,
     TOKEN_LIST,
     reference_list,
     repeatable,
@@ -170,7 +168,6 @@ IDENTIFIER_MAX = {
 """The identifier is stored in columns of these sizes."""
 _IF_NONE_EXIST = re.compile(IF_NONE_EXIST)
 _IDENTIFIER = re.compile(IDENTIFIER_SEARCH)
-PatientRef = Annotated[str | None, QueryParameter(required=False, pattern=PATIENT_REFERENCE)]
 PatientRefs = repeatable(reference_list("Patient"))
 ResourceId = Annotated[str, PathParameter(pattern=ID_PATTERN, description="FHIR resource id")]
 OBSERVATION_PARAMS = (
@@ -622,10 +619,10 @@ class ObservationController(Controller):
         self,
         request: Request[Principal, Any, Any],
         screenings: NamedDependency[Screenings],
-        patient: PatientRef = None,
-        subject: PatientRef = None,
-        code: Annotated[str | None, QueryParameter(required=False, pattern=TOKEN_LIST)] = None,
-        category: Annotated[str | None, QueryParameter(required=False, pattern=TOKEN_LIST)] = None,
+        patient: PatientRefs = None,
+        subject: PatientRefs = None,
+        code: repeatable(TOKEN_LIST) = None,
+        category: repeatable(TOKEN_LIST) = None,
         date: Annotated[list[str] | None, QueryParameter(required=False, max_items=4)] = None,
         last_updated: Annotated[
             list[str] | None, QueryParameter(name="_lastUpdated", required=False, max_items=4)
@@ -637,27 +634,29 @@ class ObservationController(Controller):
         offset: Annotated[int, QueryParameter(name="_offset", ge=0, le=100_000)] = 0,
         include: repeatable(DERIVED_FROM, "_include", most=2) = None,
     ) -> Response[Bundle]:
-        single(request, ("patient", "subject", "code", "category", "_count", "_sort"))
-        if patient and subject and _patient_param(patient) != _patient_param(subject):
-            # Both must match (FHIR ANDs parameters) and no Observation has two subjects.
-            return Response(
-                searchset(request, "Observation", [], 0, offset, count, OBSERVATION_PARAMS),
-                media_type=FHIR_JSON,
-            )
+        single(request, ("_count", "_sort"))
+        base = f"{public_origin(request)}/fhir"
         try:
-            patient_id = _patient_param(patient or subject)
-            codes = parse_token("code", code) if code else []
-            dates = [c for value in date or [] for c in parse_date("date", value)]
-            updated = [c for value in last_updated or [] for c in parse_date("_lastUpdated", value)]
-            categories = parse_token("category", category) if category else []
+            patients = reference_groups("patient", patient, "Patient", base)
+            patients += reference_groups("subject", subject, "Patient", base)
+            code_groups = [parse_token("code", value) for value in code or []]
+            dates = date_filters("date", date)
+            updated = date_filters("_lastUpdated", last_updated)
+            categories = [parse_token("category", value) for value in category or []]
             derived_from = _derived_from_types(include)
         except SearchError as exc:
             raise field_error(exc.status, exc.parameter, exc.message) from exc
-        note(request, None, patient_id)
+        # An Observation has one subject: the patients every repeat names, in their order.
+        patient_ids = (
+            [p for p in dict.fromkeys(patients[0]) if all(p in g for g in patients)]
+            if patients
+            else []
+        )
+        note(request, None, patient_ids[0] if len(patient_ids) == 1 else None)
         sort_by, descending = SORTS[sort]
         query = ObservationQuery(
-            patient_id=patient_id,
-            codes=codes,
+            patient_ids=patient_ids,
+            code_groups=code_groups,
             date_filters=dates,
             updated_filters=updated,
             sort_by=sort_by,
@@ -665,7 +664,11 @@ class ObservationController(Controller):
             limit=count,
             offset=offset,
         )
-        resources, total = await screenings.search_observations(query, categories)
+        if patients and not patient_ids:
+            resources: list[StoredJson] = []
+            total = 0  # the patients named have no one in common
+        else:
+            resources, total = await screenings.search_observations(query, categories)
         bundle = searchset(
             request,
             "Observation",
@@ -678,12 +681,3 @@ class ObservationController(Controller):
         if derived_from:
             add_included(request, bundle, await screenings.derived_from(resources, derived_from))
         return Response(bundle, media_type=FHIR_JSON)
-
-
-def _patient_param(value: str | None) -> str | None:
-    if value is None:
-        return None
-    ident = value.removeprefix("Patient/")
-    if not _is_fhir_id(ident):
-        raise SearchError("patient", f"{value!r} is not a patient id or Patient/<id>")
-    return ident
