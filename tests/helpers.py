@@ -220,3 +220,101 @@ def seconds_until_refused(
         assert status == 200, status
         assert elapsed <= 1.0 + REFUSAL_SLACK_SECONDS, f"still served {elapsed:.2f} s later"
         time.sleep(0.05)
+
+
+@dataclass(frozen=True)
+class FhirSeed:
+    """What :func:`seed_fhir` stored in a clinic: known resources for FHIR searches."""
+
+    patient: str
+    other_patient: str
+    group: str
+    """A support-group service (ServiceRequest.code SNOMED 711281004)."""
+    counselling: str
+    """A counselling service (SNOMED 306226009)."""
+    active: str
+    """The patient's referral to the group, requested: ServiceRequest active, Task requested."""
+    completed: str
+    """The patient's referral to counselling, completed."""
+    revoked: str
+    """The other patient's referral to the group, cancelled: ServiceRequest revoked."""
+    questionnaire_response: str
+    """The patient's QuestionnaireResponse, identifier urn:ehr:qr|<its identifier>, authored
+    2025-04-01T12:00:00Z."""
+    identifier: str
+    other_questionnaire_response: str
+    """The other patient's, with no identifier (a /v1 screening), completed 2024-03-01."""
+    total: str
+    """The id of the score Observation derived from ``questionnaire_response``."""
+    observations: frozenset[str]
+    """The ids of the Observations from ``questionnaire_response``."""
+    other_observations: frozenset[str]
+    """The ids of those from ``other_questionnaire_response``."""
+
+
+def seed_fhir(client: TestClient[Litestar]) -> FhirSeed:
+    """Two patients, two services, three referrals and two QuestionnaireResponses, stored
+    through the API in ``client``'s clinic."""
+    patient, other = new_patient_id(), new_patient_id()
+    services = {}
+    for name, category in (("group", "support-group"), ("counselling", "counselling")):
+        made = client.post(
+            "/v1/directory/services",
+            json={"name": f"Seeded {name}", "organization": "Seed Org", "category": category,
+                  "modalities": ["online"]},
+        )  # fmt: skip
+        assert made.status_code == 201, made.text
+        services[name] = made.json()["id"]
+    identifier = f"qr-{uuid.uuid4()}"
+    stored = client.post(
+        "/fhir/QuestionnaireResponse",
+        json=questionnaire_response(
+            patient, identifier={"system": "urn:ehr:qr", "value": identifier}
+        ),
+        headers={"content-type": "application/fhir+json"},
+    )
+    assert stored.status_code == 201, stored.text
+    qr_id = stored.json()["id"]
+    screening = client.post("/v1/screenings", json=ucla3(other))
+    assert screening.status_code == 201, screening.text
+    other_qr = screening.json()["questionnaire_response"].removeprefix("QuestionnaireResponse/")
+    found = client.get("/fhir/Observation", params={"_count": 100})
+    assert found.status_code == 200, found.text
+    by_patient: dict[str, set[str]] = {}
+    for entry in found.json()["entry"]:
+        subject = entry["resource"]["subject"]["reference"].removeprefix("Patient/")
+        by_patient.setdefault(subject, set()).add(entry["resource"]["id"])
+    (total,) = [i for i in by_patient[patient] if i.endswith("-total")]
+    referrals = {}
+    for name, person, service, steps in (
+        ("active", patient, "group", []),
+        ("completed", patient, "counselling", ["accepted", "in-progress", "completed"]),
+        ("revoked", other, "group", ["cancelled"]),
+    ):
+        made = client.post(
+            "/v1/referrals",
+            json={"patient_id": person, "service_id": services[service], "need": "loneliness",
+                  "consent": {"given": True, "method": "verbal"}},
+        )  # fmt: skip
+        assert made.status_code == 201, made.text
+        for step in steps:
+            moved = client.patch(
+                f"/v1/referrals/{made.json()['id']}", json={"status": step, "reason": "seeded"}
+            )
+            assert moved.status_code == 200, moved.text
+        referrals[name] = made.json()["id"]
+    return FhirSeed(
+        patient=patient,
+        other_patient=other,
+        group=services["group"],
+        counselling=services["counselling"],
+        active=referrals["active"],
+        completed=referrals["completed"],
+        revoked=referrals["revoked"],
+        questionnaire_response=qr_id,
+        identifier=identifier,
+        other_questionnaire_response=other_qr,
+        total=total,
+        observations=frozenset(by_patient[patient]),
+        other_observations=frozenset(by_patient[other]),
+    )

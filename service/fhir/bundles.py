@@ -103,3 +103,26 @@ def _shown(resource: Any, search: Search) -> Any:
 
 def _id(resource: Any) -> str:
     return str(resource["id"] if isinstance(resource, dict) else resource.id)
+
+
+def add_included(
+    request: Request[Any, Any, Any], bundle: Bundle, included: Sequence[tuple[str, Any]]
+) -> Bundle:
+    """``bundle`` with the resources an ``_include`` or ``_revinclude`` brought in, as
+    (resource type, resource) pairs, each once and after the matches, as search mode
+    ``include``."""
+    base = public_origin(request)
+    seen = {entry.fullUrl for entry in bundle.entry}
+    for resource_type, resource in included:
+        full_url = f"{base}/fhir/{resource_type}/{_id(resource)}"
+        if full_url in seen:
+            continue
+        seen.add(full_url)
+        bundle.entry.append(
+            BundleEntry(
+                fullUrl=full_url,
+                resource=resource.json if isinstance(resource, StoredJson) else resource,
+                search=BundleSearch(mode="include"),
+            )
+        )
+    return bundle

@@ -9,8 +9,27 @@ from service.fhir import FHIR_VERSION
 SDOHCC = "http://hl7.org/fhir/us/sdoh-clinicalcare/StructureDefinition/"
 
 
-def _search(name: str, kind: str, documentation: str) -> dict[str, str]:
-    return {"name": name, "type": kind, "documentation": documentation}
+US_CORE_SEARCH = "http://hl7.org/fhir/us/core/SearchParameter/"
+BASE_SEARCH = "http://hl7.org/fhir/SearchParameter/"
+REFERENCE = (
+    "{type}/<id>, <id> or this server's absolute URL of it, comma-separated (any); "
+    "repeated, each must match"
+)
+CODES = "system|code, code, |code or system| (any code of the system), comma-separated (any)"
+DATE = "eq ge gt le lt; repeated, each must hold"
+
+
+def _search(name: str, kind: str, definition: str, documentation: str) -> dict[str, str]:
+    """A searchParam: ``definition`` is the SearchParameter's canonical URL."""
+    return {"name": name, "definition": definition, "type": kind, "documentation": documentation}
+
+
+def _id(definition: str = f"{BASE_SEARCH}Resource-id") -> dict[str, str]:
+    return _search("_id", "token", definition, "ids, comma-separated (any)")
+
+
+def _last_updated(documentation: str = DATE) -> dict[str, str]:
+    return _search("_lastUpdated", "date", f"{BASE_SEARCH}Resource-lastUpdated", documentation)
 
 
 def capability_statement(
@@ -78,6 +97,7 @@ def capability_statement(
                             {"code": "vread"},
                             {"code": "create"},
                             {"code": "update"},
+                            {"code": "search-type"},
                         ],
                         "versioning": "versioned-update",
                         "conditionalCreate": True,
@@ -95,18 +115,77 @@ def capability_statement(
                             "next version: re-scored, its Observations corrected (same ids), "
                             "or entered-in-error and counted in no needs."
                         ),
+                        "searchParam": [
+                            _id(),
+                            _search(
+                                "patient",
+                                "reference",
+                                f"{BASE_SEARCH}QuestionnaireResponse-patient",
+                                REFERENCE.format(type="Patient"),
+                            ),
+                            _search(
+                                "subject",
+                                "reference",
+                                f"{BASE_SEARCH}QuestionnaireResponse-subject",
+                                "Same as patient",
+                            ),
+                            _search(
+                                "identifier",
+                                "token",
+                                f"{BASE_SEARCH}QuestionnaireResponse-identifier",
+                                "system|value, value, |value or system| (any value of the "
+                                "system), comma-separated (any); identifier:missing=true|false",
+                            ),
+                            _search(
+                                "authored",
+                                "date",
+                                f"{BASE_SEARCH}QuestionnaireResponse-authored",
+                                DATE,
+                            ),
+                            _last_updated(),
+                        ],
                     },
                     {
                         "type": "Observation",
                         "supportedProfile": [f"{SDOHCC}SDOHCC-ObservationScreeningResponse"],
                         "interaction": [{"code": "read"}, {"code": "search-type"}],
                         "searchParam": [
-                            _search("patient", "reference", "Patient/<id> or <id>"),
-                            _search("subject", "reference", "Same as patient"),
-                            _search("code", "token", "system|code, comma-separated"),
-                            _search("category", "token", "survey, sdoh, social-connection"),
-                            _search("date", "date", "effective time; eq ge gt le lt"),
-                            _search("_lastUpdated", "date", "eq ge gt le lt"),
+                            _search(
+                                "patient",
+                                "reference",
+                                f"{US_CORE_SEARCH}us-core-observation-patient",
+                                REFERENCE.format(type="Patient"),
+                            ),
+                            _search(
+                                "subject",
+                                "reference",
+                                f"{BASE_SEARCH}Observation-subject",
+                                "Same as patient",
+                            ),
+                            _search(
+                                "code",
+                                "token",
+                                f"{US_CORE_SEARCH}us-core-observation-code",
+                                CODES,
+                            ),
+                            _search(
+                                "category",
+                                "token",
+                                f"{US_CORE_SEARCH}us-core-observation-category",
+                                "survey, sdoh, social-connection; " + CODES,
+                            ),
+                            _search(
+                                "date",
+                                "date",
+                                f"{US_CORE_SEARCH}us-core-observation-date",
+                                "effective time; " + DATE,
+                            ),
+                            _last_updated(),
+                        ],
+                        "searchInclude": [
+                            "Observation:derived-from",
+                            "Observation:derived-from:QuestionnaireResponse",
+                            "Observation:derived-from:Observation",
                         ],
                     },
                     {
@@ -114,22 +193,82 @@ def capability_statement(
                         "supportedProfile": [f"{SDOHCC}SDOHCC-ServiceRequest"],
                         "interaction": [{"code": "read"}, {"code": "search-type"}],
                         "searchParam": [
-                            _search("patient", "reference", "Patient/<id> or <id>"),
-                            _search("subject", "reference", "Same as patient"),
-                            _search("status", "token", "active, on-hold, completed, revoked"),
-                            _search("_lastUpdated", "date", "eq ge gt le lt"),
+                            _id(f"{US_CORE_SEARCH}us-core-servicerequest-id"),
+                            _search(
+                                "patient",
+                                "reference",
+                                f"{US_CORE_SEARCH}us-core-servicerequest-patient",
+                                REFERENCE.format(type="Patient"),
+                            ),
+                            _search(
+                                "subject",
+                                "reference",
+                                f"{BASE_SEARCH}ServiceRequest-subject",
+                                "Same as patient",
+                            ),
+                            _search(
+                                "category",
+                                "token",
+                                f"{US_CORE_SEARCH}us-core-servicerequest-category",
+                                "SNOMED 410606002 and SDOHCC social-connection; " + CODES,
+                            ),
+                            _search(
+                                "code",
+                                "token",
+                                f"{US_CORE_SEARCH}us-core-servicerequest-code",
+                                CODES,
+                            ),
+                            _search(
+                                "authored",
+                                "date",
+                                f"{US_CORE_SEARCH}us-core-servicerequest-authored",
+                                DATE,
+                            ),
+                            _search(
+                                "status",
+                                "token",
+                                f"{US_CORE_SEARCH}us-core-servicerequest-status",
+                                "draft, active, on-hold, revoked, completed, entered-in-error, "
+                                "unknown, comma-separated (any); repeated, each must match",
+                            ),
+                            _last_updated(),
                         ],
+                        "searchRevInclude": ["Task:focus"],
                     },
                     {
                         "type": "Task",
                         "supportedProfile": [f"{SDOHCC}SDOHCC-TaskForReferralManagement"],
                         "interaction": [{"code": "read"}, {"code": "search-type"}],
                         "searchParam": [
-                            _search("patient", "reference", "Patient/<id> or <id>"),
-                            _search("owner", "reference", "HealthcareService/<id>"),
-                            _search("status", "token", "Task status, comma-separated"),
-                            _search("_lastUpdated", "date", "eq ge gt le lt; poll with gt"),
+                            _id(),
+                            _search(
+                                "patient",
+                                "reference",
+                                f"{BASE_SEARCH}Task-patient",
+                                REFERENCE.format(type="Patient"),
+                            ),
+                            _search(
+                                "focus",
+                                "reference",
+                                f"{BASE_SEARCH}Task-focus",
+                                REFERENCE.format(type="ServiceRequest"),
+                            ),
+                            _search(
+                                "owner",
+                                "reference",
+                                f"{BASE_SEARCH}Task-owner",
+                                REFERENCE.format(type="HealthcareService")
+                                + "; owner:missing=true|false",
+                            ),
+                            _search(
+                                "status",
+                                "token",
+                                f"{BASE_SEARCH}Task-status",
+                                "Task status, comma-separated (any); repeated, each must match",
+                            ),
+                            _last_updated(DATE + "; poll with gt"),
                         ],
+                        "searchInclude": ["Task:focus"],
                     },
                     {
                         "type": "Organization",
@@ -146,6 +285,7 @@ def capability_statement(
                             _search(
                                 "service-type",
                                 "token",
+                                f"{BASE_SEARCH}HealthcareService-service-type",
                                 "support-group, social-activity, family-communication, counselling",
                             ),
                         ],

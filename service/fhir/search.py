@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
@@ -29,6 +30,8 @@ _DATE = re.compile(
 )
 EARLIEST = datetime.min.replace(tzinfo=UTC)
 LATEST = datetime.max.replace(tzinfo=UTC)
+_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+_ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 
 class SearchError(ValueError):
@@ -42,19 +45,61 @@ class SearchError(ValueError):
 
 
 def parse_token(parameter: str, value: str) -> list[tuple[str | None, str]]:
-    """``system|code``, ``|code`` or ``code``, comma-separated: any one may match.
+    """``system|code``, ``|code``, ``code`` or ``system|``, comma-separated: any one may match.
 
-    The system is None for a bare code (any system) and "" for ``|code`` (no system).
+    The system is None for a bare code (any system) and "" for ``|code`` (no system); the
+    code is "" for ``system|`` (any code of that system).
     """
     tokens: list[tuple[str | None, str]] = []
     for part in value.split(","):
         system, bar, code = part.partition("|")
         if not bar:
             system, code = "", part
-        if not code or len(code) > 64 or len(system) > 255:
+        if not (code or system) or len(code) > 64 or len(system) > 255:
             raise SearchError(parameter, f"{part!r} is not a token (system|code)")
         tokens.append((system if bar else None, code))
     return tokens
+
+
+def token_matches(token: tuple[str | None, str], system: str, code: str) -> bool:
+    """Whether a parsed token (see :func:`parse_token`) matches a coding."""
+    wanted_system, wanted_code = token
+    return wanted_system in (None, system) and wanted_code in ("", code)
+
+
+def parse_reference(parameter: str, value: str, resource_type: str, base: str) -> list[str]:
+    """The ids a reference parameter names, comma-separated: ``id``, ``Type/id`` or the
+    absolute ``{base}/Type/id`` (``base`` the server's FHIR base). An absolute URL on
+    another server names nothing stored here, so it adds no id."""
+    ids = []
+    for part in value.split(","):
+        local = part.removeprefix(f"{base}/")
+        if _ABSOLUTE.match(local):
+            continue
+        ident = local.removeprefix(f"{resource_type}/")
+        if _ID.fullmatch(ident) is None:
+            raise SearchError(
+                parameter,
+                f"{part!r} is not an id, {resource_type}/<id> or {base}/{resource_type}/<id>",
+            )
+        ids.append(ident)
+    return ids
+
+
+def id_groups(values: Sequence[str] | None) -> list[list[str]]:
+    """Each repeat of ``_id``: the comma-separated ids it names."""
+    groups = [value.split(",") for value in values or []]
+    for ident in (ident for group in groups for ident in group):
+        if _ID.fullmatch(ident) is None:
+            raise SearchError("_id", f"{ident!r} is not a FHIR id")
+    return groups
+
+
+def parse_missing(parameter: str, value: str) -> bool:
+    """``:missing=true`` or ``:missing=false``."""
+    if value not in ("true", "false"):
+        raise SearchError(parameter, "true or false")
+    return value == "true"
 
 
 def _precision(time: str) -> timedelta:
@@ -124,3 +169,15 @@ def parse_date(parameter: str, value: str) -> list[tuple[str, datetime]]:
         "lt": [("lt", start)],
         "le": [("lt", end)],
     }[prefix]
+
+
+def reference_groups(
+    parameter: str, values: Sequence[str] | None, resource_type: str, base: str
+) -> list[list[str]]:
+    """Each repeat of a reference parameter as the ids it names (:func:`parse_reference`)."""
+    return [parse_reference(parameter, value, resource_type, base) for value in values or []]
+
+
+def date_filters(parameter: str, values: Sequence[str] | None) -> list[tuple[str, datetime]]:
+    """Every repeat of a date parameter as comparisons, all of which must hold."""
+    return [c for value in values or [] for c in parse_date(parameter, value)]

@@ -50,12 +50,12 @@ PROVIDER = CodeableConcept(
         )
     ]
 )
-REFERRAL_CATEGORIES = [
-    CodeableConcept(
-        coding=[Coding(system=SNOMED, code="410606002", display="Social service procedure")]
-    ),
-    CodeableConcept(coding=[SOCIAL_CONNECTION]),
-]
+SERVICE_REQUEST_CATEGORIES = (
+    Coding(system=SNOMED, code="410606002", display="Social service procedure"),
+    SOCIAL_CONNECTION,
+)
+"""Every referral's ServiceRequest.category, one coding to a concept."""
+REFERRAL_CATEGORIES = [CodeableConcept(coding=[coding]) for coding in SERVICE_REQUEST_CATEGORIES]
 SERVICE_REQUEST_STATUS = {
     Status.REQUESTED: "active",
     Status.ACCEPTED: "active",

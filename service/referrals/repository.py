@@ -38,6 +38,11 @@ class ReferralQuery:
     service_id: str | None = None
     updated_since: datetime | None = None
     updated_filters: Sequence[tuple[str, datetime]] = ()
+    created_filters: Sequence[tuple[str, datetime]] = ()
+    any_of: Sequence[tuple[str, Sequence[str]]] = ()
+    """(column, values): the referral's ``id``, ``patient_id``, ``service_id`` or
+    ``status``, or its service's ``category``, is one of the values (none for no values).
+    Each pair must hold: a FHIR search's parameters, each repeat of one too."""
     limit: int = 50
     """Rows to fetch; 0 for the count alone."""
     offset: int = 0
@@ -126,8 +131,20 @@ class ReferralStore(ClinicScoped):
             conditions.append(referrals.c.service_id == q.service_id)
         if q.updated_since is not None:
             conditions.append(referrals.c.updated_at >= q.updated_since)
-        for prefix, instant in q.updated_filters:
-            conditions.append(_COMPARATORS[prefix](referrals.c.updated_at, instant))
+        for column, filters in (
+            ("updated_at", q.updated_filters),
+            ("created_at", q.created_filters),
+        ):
+            for prefix, instant in filters:
+                conditions.append(_COMPARATORS[prefix](referrals.c[column], instant))
+        for column, values in q.any_of:
+            if column == "category":
+                in_category = self._select(directory_services, directory_services.c.id).where(
+                    directory_services.c.category.in_(values)
+                )
+                conditions.append(referrals.c.service_id.in_(in_category))
+            else:
+                conditions.append(referrals.c[column].in_(values))
         count = self._select(referrals, sa.func.count()).where(*conditions)
         total = (await self.conn.execute(count)).scalar_one()
         if not q.limit:

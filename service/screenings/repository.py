@@ -54,9 +54,11 @@ from service.screenings.records import (
 
 @dataclass(frozen=True, slots=True)
 class ObservationQuery:
-    patient_id: str | None = None
-    codes: Sequence[tuple[str | None, str]] = ()
-    """(system or None for any, code) pairs; a match on any of them counts."""
+    patient_ids: Sequence[str] = ()
+    """Any of these patients; none for any patient."""
+    code_groups: Sequence[Sequence[tuple[str | None, str]]] = ()
+    """Each a repeat of ``code``, every one of which must match: (system or None for any,
+    code or "" for any of the system) pairs, a match on any of them counts."""
     date_filters: Sequence[tuple[str, datetime]] = ()
     """(prefix, instant) with prefix in eq, ge, gt, le, lt, applied to effective time."""
     updated_filters: Sequence[tuple[str, datetime]] = ()
@@ -66,6 +68,34 @@ class ObservationQuery:
     """Rows to fetch; 0 for the count alone."""
     after: tuple[datetime, str] | None = None
     """The (sort value, id) of the last row of the previous page (keyset paging)."""
+
+
+@dataclass(frozen=True, slots=True)
+class QuestionnaireResponseQuery:
+    """A FHIR search of QuestionnaireResponses: each group (a repeat of a parameter) must
+    match, by any one of its values."""
+
+    ids: Sequence[Sequence[str]] = ()
+    patient_ids: Sequence[Sequence[str]] = ()
+    identifiers: Sequence[Sequence[tuple[str | None, str]]] = ()
+    """(system or None for any, value or "" for any in the system)."""
+    identifier_missing: bool | None = None
+    authored_filters: Sequence[tuple[str, datetime]] = ()
+    updated_filters: Sequence[tuple[str, datetime]] = ()
+    limit: int = 20
+    """Rows to fetch; 0 for the count alone."""
+    after: tuple[datetime, str] | None = None
+    """The (authored time, id) of the last row of the previous page (keyset paging)."""
+
+
+def _identifier(system: str | None, value: str) -> sa.ColumnElement[bool]:
+    """The QuestionnaireResponse has this identifier (see :class:`QuestionnaireResponseQuery`)."""
+    q = questionnaire_responses.c
+    return sa.and_(
+        q.identifier_value.is_not(None),
+        q.identifier_system == system if system is not None else sa.true(),
+        q.identifier_value == value if value else sa.true(),
+    )
 
 
 class ScreeningStore(ClinicScoped):
@@ -94,11 +124,64 @@ class ScreeningStore(ClinicScoped):
         """At most two with this identifier (the system None for any): enough to tell one
         match from several."""
         query = self._select(questionnaire_responses).where(
-            questionnaire_responses.c.identifier_value == identifier_value
+            _identifier(identifier_system, identifier_value)
         )
-        if identifier_system is not None:
-            query = query.where(questionnaire_responses.c.identifier_system == identifier_system)
         return list((await self.conn.execute(query.limit(2))).all())
+
+    async def search_questionnaire_responses(
+        self, q: QuestionnaireResponseQuery
+    ) -> tuple[list[tuple[StoredJson, datetime]], int]:
+        """A page of QuestionnaireResponses, newest authored first, each with its authored
+        time, and how many match."""
+        c = questionnaire_responses.c
+        where: list[Any] = [c.id.in_(group) for group in q.ids]
+        where += [c.patient_id.in_(group) for group in q.patient_ids]
+        where += [sa.or_(*(_identifier(*token) for token in group)) for group in q.identifiers]
+        if q.identifier_missing is not None:
+            missing = c.identifier_value.is_(None)
+            where.append(missing if q.identifier_missing else sa.not_(missing))
+        for column, filters in (
+            ("authored_at", q.authored_filters),
+            ("last_updated", q.updated_filters),
+        ):
+            where += [_COMPARATORS[prefix](c[column], instant) for prefix, instant in filters]
+        total = (
+            await self.conn.execute(
+                self._select(questionnaire_responses, sa.func.count()).where(*where)
+            )
+        ).scalar_one()
+        if not q.limit:
+            return [], total
+        if q.after is not None:
+            where.append(sa.tuple_(c.authored_at, c.id) < sa.tuple_(*q.after))
+        page = (
+            self._select(questionnaire_responses, c.id, sa.cast(c.resource, sa.Text), c.authored_at)
+            .where(*where)
+            .order_by(c.authored_at.desc(), c.id.desc())
+            .limit(q.limit)
+        )
+        rows = (await self.conn.execute(page)).all()
+        return [(StoredJson(row[0], msgspec.Raw(row[1])), row[2]) for row in rows], total
+
+    async def derived_from(
+        self, questionnaire_response_ids: Sequence[str], observation_ids: Sequence[str]
+    ) -> list[tuple[str, StoredJson]]:
+        """The QuestionnaireResponses and Observations with these ids, as stored JSON:
+        (resource type, resource) pairs."""
+        return [
+            *(
+                ("QuestionnaireResponse", r)
+                for r in await self._resources(questionnaire_responses, questionnaire_response_ids)
+            ),
+            *(("Observation", r) for r in await self._resources(observations, observation_ids)),
+        ]
+
+    async def _resources(self, table: sa.Table, ids: Sequence[str]) -> list[StoredJson]:
+        query = self._select(table, table.c.id, sa.cast(table.c.resource, sa.Text)).where(
+            table.c.id.in_(ids)
+        )
+        rows = (await self.conn.execute(query.order_by(table.c.id))).all()
+        return [StoredJson(row[0], msgspec.Raw(row[1])) for row in rows]
 
     async def get_questionnaire_response(self, qr_id: str) -> Row[Any] | None:
         query = self._select(questionnaire_responses).where(questionnaire_responses.c.id == qr_id)
@@ -472,8 +555,8 @@ _COMPARATORS = {
 
 @functools.lru_cache(maxsize=256)
 def _observation_search(
-    patient: bool,
-    code_systems: tuple[bool, ...],
+    patients: int,
+    code_shapes: tuple[tuple[tuple[bool, bool], ...], ...],
     date_prefixes: tuple[str, ...],
     updated_prefixes: tuple[str, ...],
     sort_by: str,
@@ -481,22 +564,32 @@ def _observation_search(
     after: bool,
 ) -> tuple[Compiled, Compiled]:
     """The page (with the count) and the count alone for one shape of search: which
-    filters it has, not their values; ``code_systems`` says, per code, whether its system
-    is given; ``after``, whether the page starts after a (sort value, id) (keyset paging:
+    filters it has, not their values: how many patients, and per repeat of ``code`` and
+    per token in it, whether its system and its code are given (``system|`` is any code of
+    the system); ``after``, whether the page starts after a (sort value, id) (keyset paging:
     rows inserted meanwhile neither repeat nor shift it). Compiled on the shape's first
     use."""
 
     def matching(table: sa.FromClause) -> list[sa.ColumnElement[bool]]:
         o = table.c
         where = [o.clinic_id == _CLINIC]
-        if patient:
-            where.append(o.patient_id == _PATIENT)
-        either = []
-        for n, has_system in enumerate(code_systems):
-            code = o.code == _param(observations.c.code, f"code_{n}")
-            system = _param(observations.c.code_system, f"system_{n}")
-            either.append(sa.and_(code, o.code_system == system) if has_system else code)
-        if either:
+        if patients:
+            where.append(
+                sa.or_(
+                    *(
+                        o.patient_id == _param(observations.c.patient_id, f"patient_{n}")
+                        for n in range(patients)
+                    )
+                )
+            )
+        for g, group in enumerate(code_shapes):
+            either = []
+            for n, (has_system, has_code) in enumerate(group):
+                code = o.code == _param(observations.c.code, f"code_{g}_{n}")
+                system = o.code_system == _param(observations.c.code_system, f"system_{g}_{n}")
+                either.append(
+                    sa.and_(*([system] if has_system else []), *([code] if has_code else []))
+                )
             where.append(sa.or_(*either))
         for column, prefixes in (
             ("effective_at", date_prefixes),
@@ -539,19 +632,24 @@ async def search_observations(
     """A page of Observations (as stored JSON, each with its sort value) and the number
     matching."""
     page, count = _observation_search(
-        q.patient_id is not None,
-        tuple(system is not None for system, _ in q.codes),
+        len(q.patient_ids),
+        tuple(
+            tuple((system is not None, code != "") for system, code in group)
+            for group in q.code_groups
+        ),
         tuple(prefix for prefix, _ in q.date_filters),
         tuple(prefix for prefix, _ in q.updated_filters),
         q.sort_by,
         q.sort_descending,
         q.after is not None,
     )
-    values: dict[str, Any] = {"clinic_id": clinic_id, "patient_id": q.patient_id, "limit": q.limit}
+    values: dict[str, Any] = {"clinic_id": clinic_id, "limit": q.limit}
     if q.after is not None:
         values["after_value"], values["after_id"] = q.after
-    for n, (system, code) in enumerate(q.codes):
-        values[f"code_{n}"], values[f"system_{n}"] = code, system
+    values.update((f"patient_{n}", patient) for n, patient in enumerate(q.patient_ids))
+    for g, group in enumerate(q.code_groups):
+        for n, (system, code) in enumerate(group):
+            values[f"code_{g}_{n}"], values[f"system_{g}_{n}"] = code, system
     for column, filters in (("effective_at", q.date_filters), ("last_updated", q.updated_filters)):
         values.update((f"{column}_{n}", instant) for n, (_, instant) in enumerate(filters))
     async with db.driver() as conn:

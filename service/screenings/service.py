@@ -19,7 +19,8 @@ import msgspec
 from sqlalchemy.engine import Row
 
 from service.directory.service import DirectoryCache
-from service.fhir.types import StoredJson
+from service.fhir.search import token_matches
+from service.fhir.types import Reference, StoredJson
 from service.instruments.model import Instrument, Severity, Signal
 from service.instruments.scoring import Score
 from service.instruments.service import Catalog
@@ -51,6 +52,7 @@ from service.screenings.records import (
 )
 from service.screenings.repository import (
     ObservationQuery,
+    QuestionnaireResponseQuery,
     ScreeningStore,
     held_key,
     patient_context,
@@ -535,15 +537,46 @@ class Screenings:
         return found(row, "Observation", observation_id)
 
     async def search_observations(
-        self, query: ObservationQuery, categories: Sequence[tuple[str | None, str]]
+        self, query: ObservationQuery, categories: Sequence[Sequence[tuple[str | None, str]]]
     ) -> tuple[list[tuple[StoredJson, datetime]], int]:
         """A page of Observations, each with its sort value, and how many match;
-        ``categories`` as (system or None, code) pairs, any of which may match."""
-        if categories and not any(
-            c in CATEGORY_CODES and system in (None, CATEGORY_CODES[c]) for system, c in categories
+        ``categories`` each a repeat of the parameter, every one of which must match, as
+        (system or None, code) pairs, any of which may match."""
+        if not all(
+            any(
+                token_matches(token, system, code)
+                for token in tokens
+                for code, system in CATEGORY_CODES.items()
+            )
+            for tokens in categories
         ):
             return [], 0  # every Observation Belong stores has exactly these categories
         return await search_observations(self.caller.db, self.caller.clinic_id, query)
+
+    async def search_questionnaire_responses(
+        self, query: QuestionnaireResponseQuery
+    ) -> tuple[list[tuple[StoredJson, datetime]], int]:
+        """A page of QuestionnaireResponses, each with its authored time, and how many
+        match."""
+        async with self.caller.transaction(ScreeningStore) as store:
+            return await store.search_questionnaire_responses(query)
+
+    async def derived_from(
+        self, found_observations: Sequence[StoredJson], types: Sequence[str]
+    ) -> list[tuple[str, StoredJson]]:
+        """What these Observations are derived from (``_include=Observation:derived-from``),
+        of the resource ``types`` asked for: (resource type, resource) pairs."""
+        wanted: dict[str, set[str]] = {kind: set() for kind in types}
+        for observation in found_observations:
+            for reference in msgspec.json.decode(observation.json, type=_Derivation).derivedFrom:
+                kind, _, ident = (reference.reference or "").partition("/")
+                if kind in wanted:
+                    wanted[kind].add(ident)
+        async with self.caller.transaction(ScreeningStore) as store:
+            return await store.derived_from(
+                sorted(wanted.get("QuestionnaireResponse", ())),
+                sorted(wanted.get("Observation", ())),
+            )
 
     async def matching_response(self, system: str | None, value: str) -> Existing | None:
         """The one stored QuestionnaireResponse a conditional create names (the system None
@@ -607,3 +640,9 @@ class Screenings:
         async with self.caller.transaction(ScreeningStore) as store:
             rows = await store.find_questionnaire_responses(system, value)
         return [Existing(row.id, row.patient_id, row.resource) for row in rows]
+
+
+class _Derivation(msgspec.Struct):
+    """What a stored Observation is derived from (nothing else of it is decoded)."""
+
+    derivedFrom: list[Reference] = []

@@ -589,7 +589,7 @@ def test_polling_with_a_fractional_last_updated_misses_nothing(
 @pytest.mark.parametrize(
     "params",
     [
-        {"status": "ready"},
+        {"status": "bogus"},
         {"status": "active"},  # a ServiceRequest status
         {"patient": "not an id!"},
         {"_lastUpdated": "gt2024-1-01"},

@@ -112,9 +112,7 @@ def test_a_form_keyed_by_loinc_codes_is_read_as_the_instrument(
     expected_total = score(instrument, validate(instrument, answers.items())).total
     total_code = instrument.definition.scoring.code
     system, code = (
-        (total_code.system, total_code.code)
-        if total_code
-        else (local_system(instrument), "total")
+        (total_code.system, total_code.code) if total_code else (local_system(instrument), "total")
     )
     total = by_code[code]
     assert total["code"]["coding"][0]["system"] == system

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Annotated, Any
@@ -12,38 +11,97 @@ from litestar.di import NamedDependency, Provide
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import PathParameter, QueryParameter
 
-from service.fhir.bundles import searchset
+from service.directory.model import Category
+from service.fhir.bundles import add_included, searchset
 from service.fhir.params import Search
-from service.fhir.search import SearchError, parse_date
+from service.fhir.search import (
+    DATE_SEARCH,
+    SearchError,
+    date_filters,
+    id_groups,
+    parse_missing,
+    parse_token,
+    reference_groups,
+    token_matches,
+)
 from service.fhir.types import Bundle, Organization, ServiceRequest, Task
 from service.platform.audit import audited, note
 from service.platform.auth import scoped
 from service.platform.credentials import Principal
 from service.platform.documented import documented
 from service.platform.errors import FHIR_JSON, field_error
-from service.platform.params import FHIR_ID, ID_PATTERN, PATIENT_REFERENCE, SERVICE_REFERENCE
+from service.platform.origin import public_origin
+from service.platform.params import (
+    ID_LIST,
+    ID_PATTERN,
+    MISSING,
+    TOKEN_LIST,
+    reference_list,
+    repeatable,
+)
 from service.referrals.controllers import provide_referrals
-from service.referrals.fhir import SERVICE_REQUEST_STATUS, ReferralFacts, service_request, task
-from service.referrals.model import Status
+from service.referrals.fhir import (
+    SERVICE_REQUEST_CATEGORIES,
+    SERVICE_REQUEST_STATUS,
+    ReferralFacts,
+    referral_coding,
+    service_request,
+    task,
+)
 from service.referrals.repository import ReferralQuery
 from service.referrals.service import Referrals
 
 ResourceId = Annotated[str, PathParameter(pattern=ID_PATTERN, description="FHIR resource id")]
-PatientRef = Annotated[str | None, QueryParameter(required=False, pattern=PATIENT_REFERENCE)]
-LastUpdated = Annotated[
-    list[str] | None, QueryParameter(name="_lastUpdated", required=False, max_items=4)
-]
-TASK_STATUS = "(" + "|".join(s.value for s in Status) + ")"
 
 
-def _patient_param(value: str | None) -> str | None:
-    """The patient id a ``patient`` (or ``subject``) parameter names: an id or Patient/<id>."""
-    if value is None:
-        return None
-    ident = value.removeprefix("Patient/")
-    if re.fullmatch(FHIR_ID, ident) is None:
-        raise SearchError("patient", f"{value!r} is not a patient id or Patient/<id>")
-    return ident
+def _codes(name: str, values: list[str] | None, codes: tuple[str, ...]) -> list[list[str]]:
+    """Each repeat of a code parameter, a comma-separated list of ``codes``."""
+    groups = [value.split(",") for value in values or []]
+    for group in groups:
+        unknown = sorted(set(group) - set(codes))
+        if unknown:
+            raise SearchError(name, f"{unknown[0]!r} is not one of {', '.join(codes)}")
+    return groups
+
+
+Ids = repeatable(ID_LIST, "_id")
+PatientRefs = repeatable(reference_list("Patient"))
+Dates = repeatable(DATE_SEARCH)
+LastUpdated = repeatable(DATE_SEARCH, "_lastUpdated")
+Tokens = repeatable(TOKEN_LIST)
+TASK_STATUSES = (
+    "draft", "requested", "received", "accepted", "rejected", "ready", "cancelled",
+    "in-progress", "on-hold", "failed", "completed", "entered-in-error",
+)  # fmt: skip
+"""Every FHIR TaskStatus; Belong's referrals take the eight of :class:`Status`."""
+REQUEST_STATUSES = (
+    "draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown",
+)  # fmt: skip
+"""Every FHIR RequestStatus; Belong's referrals are active, on-hold, revoked or completed."""
+
+
+def _code_list(codes: tuple[str, ...]) -> str:
+    code = "(" + "|".join(codes) + ")"
+    return rf"^{code}(,{code}){{0,11}}$"
+
+
+def _parsed(values: list[str] | None, parse: Callable[[str], Any]) -> list[Any]:
+    """Each repeat of a parameter, parsed: a list per repeat."""
+    return [parse(value) for value in values or []]
+
+
+def _any_of(column: str, groups: list[list[str]]) -> list[tuple[str, list[str]]]:
+    return [(column, group) for group in groups]
+
+
+def _base(request: Request[Any, Any, Any]) -> str:
+    return f"{public_origin(request)}/fhir"
+
+
+def _one_patient(groups: list[list[str]]) -> str | None:
+    """The patient a search is audited for: the one it names, if it names one."""
+    named = {ident for group in groups for ident in group}
+    return named.pop() if len(named) == 1 else None
 
 
 Build = Callable[[ReferralFacts], Any]
@@ -55,17 +113,25 @@ async def _search(
     query: ReferralQuery,
     build: Build,
     resource_type: str,
+    patient_id: str | None,
+    included: tuple[tuple[str, Build], ...] = (),
 ) -> Response[Any]:
     """Referrals found by ``query``, most recently changed first, each built as
-    ``resource_type``, as a searchset paged by (updated_at, id)."""
-    note(request, None, query.patient_id)
+    ``resource_type``, as a searchset paged by (updated_at, id), with the resources
+    ``included`` names (type, builder) for each of the page's."""
+    note(request, None, patient_id)
     paging = Search.of(request, "-_lastUpdated")
     after = (paging.after.instant(), paging.after.id) if paging.after else None
     facts, total = await referrals.facts(replace(query, limit=paging.fetch, after=after))
     page, following = paging.page(facts, lambda f: (f.updated_at.isoformat(), f.id))
     resources = [build(f) for f in page]
     bundle = searchset(request, resource_type, resources, total, paging, following)
+    add_included(request, bundle, [(kind, make(f)) for kind, make in included for f in page])
     return Response(bundle, media_type=FHIR_JSON)
+
+
+def _search_error(exc: SearchError) -> Exception:
+    return field_error(exc.status, exc.parameter, exc.message)
 
 
 def _read_handler(
@@ -99,10 +165,6 @@ def _read_handler(
     return read
 
 
-def _updated(values: list[str] | None) -> list[Any]:
-    return [c for value in values or [] for c in parse_date("_lastUpdated", value)]
-
-
 class ServiceRequestController(Controller):
     path = "/fhir/ServiceRequest"
     tags = ["fhir"]
@@ -122,26 +184,49 @@ class ServiceRequestController(Controller):
         self,
         request: Request[Principal, Any, Any],
         referrals: NamedDependency[Referrals],
-        patient: PatientRef = None,
-        subject: PatientRef = None,
-        status: Annotated[
-            str | None,
-            QueryParameter(required=False, pattern=r"^(active|on-hold|completed|revoked)$"),
-        ] = None,
+        ids: Ids = None,
+        patient: PatientRefs = None,
+        subject: PatientRefs = None,
+        category: Tokens = None,
+        code: Tokens = None,
+        authored: Dates = None,
+        status: repeatable(_code_list(REQUEST_STATUSES)) = None,
         last_updated: LastUpdated = None,
+        revinclude: repeatable(r"^Task:focus$", "_revinclude", most=1) = None,
     ) -> Response[Any]:
         try:
-            patient_id = _patient_param(patient or subject)
-            updated = _updated(last_updated)
+            patients = reference_groups("patient", patient, "Patient", _base(request))
+            patients += reference_groups("subject", subject, "Patient", _base(request))
+            categories = _parsed(category, lambda v: parse_token("category", v))
+            codes = _parsed(code, lambda v: parse_token("code", v))
+            any_of = [
+                *_any_of("id", id_groups(ids)),
+                *_any_of("patient_id", patients),
+                *_any_of("category", [_categories_coded(tokens) for tokens in codes]),
+                *_any_of(
+                    "status", [_statuses_of(g) for g in _codes("status", status, REQUEST_STATUSES)]
+                ),
+            ]
+            if not all(_any_category(tokens) for tokens in categories):
+                any_of.append(("id", []))  # every ServiceRequest has the same categories
+            query = ReferralQuery(
+                any_of=any_of,
+                updated_filters=date_filters("_lastUpdated", last_updated),
+                created_filters=date_filters("authored", authored),
+            )
+            _codes("_revinclude", revinclude, ("Task:focus",))
         except SearchError as exc:
-            raise field_error(exc.status, exc.parameter, exc.message) from exc
-        statuses = [s.value for s, sr in SERVICE_REQUEST_STATUS.items() if sr == status]
-        query = ReferralQuery(
-            statuses=statuses,
-            patient_id=patient_id,
-            updated_filters=updated,
+            raise _search_error(exc) from exc
+        included = (("Task", task),) if revinclude else ()
+        return await _search(
+            request,
+            referrals,
+            query,
+            service_request,
+            "ServiceRequest",
+            _one_patient(patients),
+            included,
         )
-        return await _search(request, referrals, query, service_request, "ServiceRequest")
 
     read = _read_handler(
         ServiceRequest,
@@ -149,6 +234,31 @@ class ServiceRequestController(Controller):
         "fhir_read_service_request",
         "Read a referral as an SDOHCC ServiceRequest",
     )
+
+
+def _any_category(tokens: list[tuple[str | None, str]]) -> bool:
+    return any(
+        token_matches(token, coding.system, coding.code)
+        for token in tokens
+        for coding in SERVICE_REQUEST_CATEGORIES
+    )
+
+
+def _categories_coded(tokens: list[tuple[str | None, str]]) -> list[str]:
+    """The service categories whose referrals' ServiceRequest.code one of ``tokens`` matches."""
+    return [
+        category.value
+        for category in Category
+        if any(
+            token_matches(token, referral_coding(category).system, referral_coding(category).code)
+            for token in tokens
+        )
+    ]
+
+
+def _statuses_of(request_statuses: list[str]) -> list[str]:
+    """The referral statuses shown as any of these ServiceRequest statuses."""
+    return [s.value for s, shown in SERVICE_REQUEST_STATUS.items() if shown in request_statuses]
 
 
 class TaskController(Controller):
@@ -170,33 +280,43 @@ class TaskController(Controller):
         self,
         request: Request[Principal, Any, Any],
         referrals: NamedDependency[Referrals],
-        patient: PatientRef = None,
-        owner: Annotated[
-            str | None, QueryParameter(required=False, pattern=SERVICE_REFERENCE)
-        ] = None,
-        status: Annotated[
+        ids: Ids = None,
+        patient: PatientRefs = None,
+        focus: repeatable(reference_list("ServiceRequest")) = None,
+        owner: repeatable(reference_list("HealthcareService")) = None,
+        owner_missing: Annotated[
             str | None,
-            QueryParameter(required=False, pattern=rf"^{TASK_STATUS}(,{TASK_STATUS}){{0,7}}$"),
+            QueryParameter(name="owner:missing", required=False, schema_extra={"pattern": MISSING}),
         ] = None,
+        status: repeatable(_code_list(TASK_STATUSES)) = None,
         last_updated: LastUpdated = None,
+        include: repeatable(r"^Task:focus$", "_include", most=1) = None,
     ) -> Response[Any]:
         try:
-            patient_id = _patient_param(patient)
-            updated = _updated(last_updated)
-            statuses = [Status(s).value for s in status.split(",")] if status else []
+            patients = reference_groups("patient", patient, "Patient", _base(request))
+            any_of = [
+                *_any_of("id", id_groups(ids)),
+                *_any_of("id", reference_groups("focus", focus, "ServiceRequest", _base(request))),
+                *_any_of("patient_id", patients),
+                *_any_of(
+                    "service_id",
+                    reference_groups("owner", owner, "HealthcareService", _base(request)),
+                ),
+                *_any_of("status", _codes("status", status, TASK_STATUSES)),
+            ]
+            if owner_missing is not None and parse_missing("owner:missing", owner_missing):
+                any_of.append(("id", []))  # every Task has its owner, the service
+            query = ReferralQuery(
+                any_of=any_of,
+                updated_filters=date_filters("_lastUpdated", last_updated),
+            )
+            _codes("_include", include, ("Task:focus",))
         except SearchError as exc:
-            raise field_error(exc.status, exc.parameter, exc.message) from exc
-        except ValueError:
-            raise field_error(
-                400, "status", f"one or more of {', '.join(s.value for s in Status)}"
-            ) from None
-        query = ReferralQuery(
-            statuses=statuses,
-            patient_id=patient_id,
-            service_id=owner.removeprefix("HealthcareService/") if owner else None,
-            updated_filters=updated,
+            raise _search_error(exc) from exc
+        included = (("ServiceRequest", service_request),) if include else ()
+        return await _search(
+            request, referrals, query, task, "Task", _one_patient(patients), included
         )
-        return await _search(request, referrals, query, task, "Task")
 
     read = _read_handler(Task, task, "fhir_read_task", "Read a referral Task")
 

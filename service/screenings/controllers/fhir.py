@@ -18,10 +18,18 @@ from litestar import Controller, Request, Response, get, post, put
 from litestar.di import NamedDependency, Provide
 from litestar.params import PathParameter, QueryParameter
 
-from service.fhir.bundles import searchset, single
+from service.fhir.bundles import add_included, searchset, single
 from service.fhir.params import Search
-from service.fhir.search import SearchError, parse_date, parse_token
-from service.fhir.types import Bundle, Observation
+from service.fhir.search import (
+    DATE_SEARCH,
+    SearchError,
+    date_filters,
+    id_groups,
+    parse_missing,
+    parse_token,
+    reference_groups,
+)
+from service.fhir.types import Bundle, Observation, StoredJson
 from service.instruments.scoring import AnswersInvalid, Problem, score, validate
 from service.instruments.service import Catalog
 from service.platform.audit import audit_event, audited, mark_written, note
@@ -35,11 +43,15 @@ from service.platform.lookup import NotFound
 from service.platform.origin import public_origin
 from service.platform.params import (
     FHIR_ID,
+    ID_LIST,
     ID_PATTERN,
+    IDENTIFIER_LIST,
     IDENTIFIER_SEARCH,
     IF_NONE_EXIST,
-    PATIENT_REFERENCE,
+    MISSING,
     TOKEN_LIST,
+    reference_list,
+    repeatable,
 )
 from service.platform.tables import questionnaire_responses
 from service.screenings.controllers import provide_screenings
@@ -54,7 +66,7 @@ from service.screenings.intake import (
     pick_by_loinc,
     pick_own,
 )
-from service.screenings.repository import ObservationQuery
+from service.screenings.repository import ObservationQuery, QuestionnaireResponseQuery
 from service.screenings.service import (
     CREATED,
     AmbiguousMatch,
@@ -192,11 +204,28 @@ IDENTIFIER_MAX = {
 """The identifier is stored in columns of these sizes."""
 _IF_NONE_EXIST = re.compile(IF_NONE_EXIST)
 _IDENTIFIER = re.compile(IDENTIFIER_SEARCH)
-PatientRef = Annotated[str | None, QueryParameter(required=False, pattern=PATIENT_REFERENCE)]
+PatientRefs = repeatable(reference_list("Patient"))
 ResourceId = Annotated[str, PathParameter(pattern=ID_PATTERN, description="FHIR resource id")]
 VersionId = Annotated[
     str, PathParameter(pattern=r"^[1-9][0-9]{0,8}$", description="FHIR version id")
 ]
+DERIVED_FROM = r"^Observation:derived-from(:(QuestionnaireResponse|Observation))?$"
+"""``_include`` of what Observations are derived from: their QuestionnaireResponse and
+(for a score) the item Observations, or only the target type named."""
+_DERIVED_FROM = re.compile(DERIVED_FROM)
+
+
+def _derived_from_types(include: list[str] | None) -> list[str]:
+    """The resource types the ``_include`` values ask for."""
+    types: set[str] = set()
+    for value in include or []:
+        match = _DERIVED_FROM.fullmatch(value)
+        if match is None:
+            raise SearchError("_include", f"{value!r}: only Observation:derived-from is supported")
+        types |= {match[2]} if match[2] else {"QuestionnaireResponse", "Observation"}
+    return sorted(types)
+
+
 SORTS = {
     "date": ("effective_at", False),
     "-date": ("effective_at", True),
@@ -647,6 +676,61 @@ class QuestionnaireResponseController(Controller):
         )
 
     @get(
+        operation_id="fhir_search_questionnaire_response",
+        media_type=FHIR_JSON,
+        summary="Search QuestionnaireResponses by _id, patient, identifier and authored",
+        opt={
+            **scoped("screenings:read"),
+            **audited("search", "QuestionnaireResponse"),
+            **documented(errors={422}, bodies={200: (FHIR_JSON, Bundle)}, search=True),
+        },
+    )
+    async def search(
+        self,
+        request: Request[Principal, Any, Any],
+        screenings: NamedDependency[Screenings],
+        ids: repeatable(ID_LIST, "_id") = None,
+        patient: PatientRefs = None,
+        subject: PatientRefs = None,
+        identifier: repeatable(IDENTIFIER_LIST) = None,
+        identifier_missing: Annotated[
+            str | None,
+            QueryParameter(
+                name="identifier:missing", required=False, schema_extra={"pattern": MISSING}
+            ),
+        ] = None,
+        authored: repeatable(DATE_SEARCH) = None,
+        last_updated: repeatable(DATE_SEARCH, "_lastUpdated") = None,
+    ) -> Response[Bundle]:
+        paging = Search.of(request, "-authored")
+        base = f"{public_origin(request)}/fhir"
+        try:
+            patients = reference_groups("patient", patient, "Patient", base)
+            patients += reference_groups("subject", subject, "Patient", base)
+            missing = identifier_missing
+            query = QuestionnaireResponseQuery(
+                ids=id_groups(ids),
+                patient_ids=patients,
+                identifiers=[_identifiers(value) for value in identifier or []],
+                identifier_missing=None
+                if missing is None
+                else parse_missing("identifier:missing", missing),
+                authored_filters=date_filters("authored", authored),
+                updated_filters=date_filters("_lastUpdated", last_updated),
+                limit=paging.fetch,
+                after=(paging.after.instant(), paging.after.id) if paging.after else None,
+            )
+        except SearchError as exc:
+            raise field_error(exc.status, exc.parameter, exc.message) from exc
+        named = {ident for group in patients for ident in group}
+        note(request, None, named.pop() if len(named) == 1 else None)
+        found, total = await screenings.search_questionnaire_responses(query)
+        rows, after = paging.page(found, lambda row: (row[1].isoformat(), row[0].id))
+        resources = [resource for resource, _ in rows]
+        bundle = searchset(request, "QuestionnaireResponse", resources, total, paging, after)
+        return Response(bundle, media_type=FHIR_JSON)
+
+    @get(
         "/{resource_id:str}",
         operation_id="fhir_read_questionnaire_response",
         media_type=FHIR_JSON,
@@ -699,6 +783,25 @@ class QuestionnaireResponseController(Controller):
             media_type=FHIR_JSON,
             headers={"ETag": etag(current)},
         )
+
+
+def _identifiers(value: str) -> list[tuple[str | None, str]]:
+    """An identifier token list: ``system|value``, ``|value``, ``value`` or ``system|``
+    (any value of the system), comma-separated, any one of which may match."""
+    tokens: list[tuple[str | None, str]] = []
+    for part in value.split(","):
+        system, bar, ident = part.partition("|")
+        if not bar:
+            system, ident = "", part
+        if (
+            not (ident or system)
+            or "\x00" in part
+            or len(system) > IDENTIFIER_MAX["system"]
+            or len(ident) > IDENTIFIER_MAX["value"]
+        ):
+            raise SearchError("identifier", f"{part!r} is not an identifier (system|value)")
+        tokens.append((system if bar else None, ident))
+    return tokens
 
 
 def _is_fhir_id(value: str) -> bool:
@@ -757,10 +860,10 @@ class ObservationController(Controller):
         self,
         request: Request[Principal, Any, Any],
         screenings: NamedDependency[Screenings],
-        patient: PatientRef = None,
-        subject: PatientRef = None,
-        code: Annotated[str | None, QueryParameter(required=False, pattern=TOKEN_LIST)] = None,
-        category: Annotated[str | None, QueryParameter(required=False, pattern=TOKEN_LIST)] = None,
+        patient: PatientRefs = None,
+        subject: PatientRefs = None,
+        code: repeatable(TOKEN_LIST) = None,
+        category: repeatable(TOKEN_LIST) = None,
         date: Annotated[list[str] | None, QueryParameter(required=False, max_items=4)] = None,
         last_updated: Annotated[
             list[str] | None, QueryParameter(name="_lastUpdated", required=False, max_items=4)
@@ -768,27 +871,32 @@ class ObservationController(Controller):
         sort: Annotated[
             str, QueryParameter(name="_sort", pattern=r"^-?(date|_lastUpdated)$")
         ] = "-date",
+        include: repeatable(DERIVED_FROM, "_include", most=2) = None,
     ) -> Response[Bundle]:
-        single(request, ("patient", "subject", "code", "category", "_sort"))
+        single(request, ("_sort",))
         paging = Search.of(request, sort)
-        if patient and subject and _patient_param(patient) != _patient_param(subject):
-            # Both must match (FHIR ANDs parameters) and no Observation has two subjects.
-            return Response(
-                searchset(request, "Observation", [], 0, paging, None), media_type=FHIR_JSON
-            )
+        base = f"{public_origin(request)}/fhir"
         try:
-            patient_id = _patient_param(patient or subject)
-            codes = parse_token("code", code) if code else []
-            dates = [c for value in date or [] for c in parse_date("date", value)]
-            updated = [c for value in last_updated or [] for c in parse_date("_lastUpdated", value)]
-            categories = parse_token("category", category) if category else []
+            patients = reference_groups("patient", patient, "Patient", base)
+            patients += reference_groups("subject", subject, "Patient", base)
+            code_groups = [parse_token("code", value) for value in code or []]
+            dates = date_filters("date", date)
+            updated = date_filters("_lastUpdated", last_updated)
+            categories = [parse_token("category", value) for value in category or []]
+            derived_from = _derived_from_types(include)
         except SearchError as exc:
             raise field_error(exc.status, exc.parameter, exc.message) from exc
-        note(request, None, patient_id)
+        # An Observation has one subject: the patients every repeat names, in their order.
+        patient_ids = (
+            [p for p in dict.fromkeys(patients[0]) if all(p in g for g in patients)]
+            if patients
+            else []
+        )
+        note(request, None, patient_ids[0] if len(patient_ids) == 1 else None)
         sort_by, descending = SORTS[sort]
         query = ObservationQuery(
-            patient_id=patient_id,
-            codes=codes,
+            patient_ids=patient_ids,
+            code_groups=code_groups,
             date_filters=dates,
             updated_filters=updated,
             sort_by=sort_by,
@@ -796,18 +904,13 @@ class ObservationController(Controller):
             limit=paging.fetch,
             after=(paging.after.instant(), paging.after.id) if paging.after else None,
         )
-        found, total = await screenings.search_observations(query, categories)
+        found: list[tuple[StoredJson, datetime]] = []
+        total = 0  # the patients named have no one in common
+        if not patients or patient_ids:
+            found, total = await screenings.search_observations(query, categories)
         rows, after = paging.page(found, lambda row: (row[1].isoformat(), row[0].id))
-        bundle = searchset(
-            request, "Observation", [resource for resource, _ in rows], total, paging, after
-        )
+        resources = [resource for resource, _ in rows]
+        bundle = searchset(request, "Observation", resources, total, paging, after)
+        if derived_from:
+            add_included(request, bundle, await screenings.derived_from(resources, derived_from))
         return Response(bundle, media_type=FHIR_JSON)
-
-
-def _patient_param(value: str | None) -> str | None:
-    if value is None:
-        return None
-    ident = value.removeprefix("Patient/")
-    if not _is_fhir_id(ident):
-        raise SearchError("patient", f"{value!r} is not a patient id or Patient/<id>")
-    return ident
