@@ -85,9 +85,19 @@ def capability_statement(
                         "type": "Questionnaire",
                         "interaction": [{"code": "read"}, {"code": "search-type"}],
                         "searchParam": [
-                            _search("url", "uri", "The canonical, or url|version"),
-                            _search("_id", "token", "Instrument ids, comma-separated"),
-                            _search("code", "token", "Questionnaire or item code, system|code"),
+                            _search(
+                                "url",
+                                "uri",
+                                f"{BASE_SEARCH}Questionnaire-url",
+                                "The canonical, or url|version",
+                            ),
+                            _id(),
+                            _search(
+                                "code",
+                                "token",
+                                f"{BASE_SEARCH}Questionnaire-code",
+                                "Questionnaire or item code, system|code, comma-separated (any)",
+                            ),
                         ],
                     },
                     {

@@ -24,6 +24,7 @@ from litestar.testing import TestClient
 from tests.helpers import FhirSeed, seed_fhir
 
 SNOMED = "http://snomed.info/sct"
+QUESTIONNAIRES = "https://belong.example/fhir/Questionnaire"
 CANONICAL = ("http://hl7.org/fhir/SearchParameter/", "http://hl7.org/fhir/us/core/SearchParameter/")
 
 
@@ -66,6 +67,13 @@ PARAMETERS: dict[tuple[str, str], Cases] = {
     ("Observation", "date"): lambda s, r: Case("2025-04-01", set(s.observations), "lt2000"),
     ("Observation", "_lastUpdated"): lambda s, r: Case(
         "ge2000", set(s.observations | s.other_observations), "lt2000"
+    ),
+    ("Questionnaire", "url"): lambda s, r: Case(
+        f"{QUESTIONNAIRES}/ucla-3", {"ucla-3"}, f"{QUESTIONNAIRES}/none-such"
+    ),
+    ("Questionnaire", "_id"): lambda s, r: Case("peg,ucla-3", {"peg", "ucla-3"}, "none-such"),
+    ("Questionnaire", "code"): lambda s, r: Case(
+        "http://loinc.org|91145-3", {"peg"}, "http://loinc.org|0000-0"
     ),
     ("ServiceRequest", "_id"): lambda s, r: Case(s.active, {s.active}, "none-such"),
     ("ServiceRequest", "patient"): lambda s, r: Case(

@@ -104,7 +104,7 @@ def test_a_form_keyed_by_loinc_codes_is_read_as_the_instrument(
             (LOINC, option.code)
             if option.code
             else (
-                answer_system(instrument_id),
+                answer_system(instrument),
                 str(answers[link_id]),
             )
         )
