@@ -21,8 +21,9 @@ from service.platform.documented import documented
 from service.platform.errors import FHIR_JSON, field_error
 from service.platform.params import FHIR_ID, TOKEN_LIST
 
-CANONICAL = r"^[^\s|,]{1,1000}(\|[^\s|,]{1,64})?$"
-"""A canonical URL, with ``|version`` or without."""
+CANONICAL = r"^[^\x00-\x20\x7f|,]{1,1000}(\|[^\x00-\x20\x7f|,]{1,64})?$"
+"""A canonical URL, with ``|version`` or without: no space or control character. Spelled
+out: a regex whitespace class means more to Python (NEL, say) than to JSON Schema."""
 ID_LIST = rf"^{FHIR_ID}(,{FHIR_ID}){{0,49}}$"
 
 
