@@ -320,6 +320,12 @@ class Search:
         )
 
     @property
+    def keyset(self) -> tuple[datetime, str] | None:
+        """The (instant, id) a repository's page starts after, for searches sorted by an
+        instant; None on the first page."""
+        return (self.after.instant(), self.after.id) if self.after is not None else None
+
+    @property
     def fetch(self) -> int:
         """How many rows to ask for: one more than a page, to know whether another follows."""
         return self.count + 1 if self.count else 0

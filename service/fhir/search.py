@@ -181,3 +181,10 @@ def reference_groups(
 def date_filters(parameter: str, values: Sequence[str] | None) -> list[tuple[str, datetime]]:
     """Every repeat of a date parameter as comparisons, all of which must hold."""
     return [c for value in values or [] for c in parse_date(parameter, value)]
+
+
+def one_named(groups: list[list[str]]) -> str | None:
+    """The one id that reference ``groups`` name, if they name exactly one (the patient a
+    search is audited for)."""
+    named = {ident for group in groups for ident in group}
+    return named.pop() if len(named) == 1 else None

@@ -19,6 +19,7 @@ from service.fhir.search import (
     SearchError,
     date_filters,
     id_groups,
+    one_named,
     parse_missing,
     parse_token,
     reference_groups,
@@ -98,12 +99,6 @@ def _base(request: Request[Any, Any, Any]) -> str:
     return f"{public_origin(request)}/fhir"
 
 
-def _one_patient(groups: list[list[str]]) -> str | None:
-    """The patient a search is audited for: the one it names, if it names one."""
-    named = {ident for group in groups for ident in group}
-    return named.pop() if len(named) == 1 else None
-
-
 Build = Callable[[ReferralFacts], Any]
 
 
@@ -121,8 +116,7 @@ async def _search(
     ``included`` names (type, builder) for each of the page's."""
     note(request, None, patient_id)
     paging = Search.of(request, "-_lastUpdated")
-    after = (paging.after.instant(), paging.after.id) if paging.after else None
-    facts, total = await referrals.facts(replace(query, limit=paging.fetch, after=after))
+    facts, total = await referrals.facts(replace(query, limit=paging.fetch, after=paging.keyset))
     page, following = paging.page(facts, lambda f: (f.updated_at.isoformat(), f.id))
     resources = [build(f) for f in page]
     bundle = searchset(request, resource_type, resources, total, paging, following)
@@ -224,7 +218,7 @@ class ServiceRequestController(Controller):
             query,
             service_request,
             "ServiceRequest",
-            _one_patient(patients),
+            one_named(patients),
             included,
         )
 
@@ -314,9 +308,7 @@ class TaskController(Controller):
         except SearchError as exc:
             raise _search_error(exc) from exc
         included = (("ServiceRequest", service_request),) if include else ()
-        return await _search(
-            request, referrals, query, task, "Task", _one_patient(patients), included
-        )
+        return await _search(request, referrals, query, task, "Task", one_named(patients), included)
 
     read = _read_handler(Task, task, "fhir_read_task", "Read a referral Task")
 

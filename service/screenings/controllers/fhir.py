@@ -25,6 +25,7 @@ from service.fhir.search import (
     SearchError,
     date_filters,
     id_groups,
+    one_named,
     parse_missing,
     parse_token,
     reference_groups,
@@ -718,12 +719,11 @@ class QuestionnaireResponseController(Controller):
                 authored_filters=date_filters("authored", authored),
                 updated_filters=date_filters("_lastUpdated", last_updated),
                 limit=paging.fetch,
-                after=(paging.after.instant(), paging.after.id) if paging.after else None,
+                after=paging.keyset,
             )
         except SearchError as exc:
             raise field_error(exc.status, exc.parameter, exc.message) from exc
-        named = {ident for group in patients for ident in group}
-        note(request, None, named.pop() if len(named) == 1 else None)
+        note(request, None, one_named(patients))
         found, total = await screenings.search_questionnaire_responses(query)
         rows, after = paging.page(found, lambda row: (row[1].isoformat(), row[0].id))
         resources = [resource for resource, _ in rows]
@@ -902,7 +902,7 @@ class ObservationController(Controller):
             sort_by=sort_by,
             sort_descending=descending,
             limit=paging.fetch,
-            after=(paging.after.instant(), paging.after.id) if paging.after else None,
+            after=paging.keyset,
         )
         found: list[tuple[StoredJson, datetime]] = []
         total = 0  # the patients named have no one in common
