@@ -10,6 +10,12 @@ can be compared on a busy machine more steadily than with the load benchmark.
         --scope screenings:read --scope screenings:write --scope referrals:read | tail -1) \\
     .venv/bin/python tests/perf/profile_request.py screening --requests 500
 
+``page`` GETs clinician app pages (``--path``, repeatable, taken in turn) with a session
+cookie (``--cookie NAME=VALUE``); ``bench_app.py --profile PAGE`` runs it on its own data:
+
+    .venv/bin/python tests/perf/profile_request.py page --cookie "__Host-belong-session=..." \
+        --path /app/patients/bench-0001 --path /app/patients/bench-0002
+
 ``--lean`` sends the same screenings to the lean limit (lean_screening_app.py, for the clinic
 ``LEAN_CLINIC``, "Bench Clinic" by default) instead: what Belong's machinery adds to a
 screening is the difference.
@@ -78,8 +84,9 @@ async def asgi_call(
     return answer
 
 
-def requests_for(route: str, app: Any, token: str, patients: int) -> Call:
+def requests_for(route: str, app: Any, token: str, args: argparse.Namespace) -> Call:
     rng = random.Random(3)
+    patients = args.patients
 
     def patient() -> str:
         return f"bench-{rng.randrange(patients):04d}"  # as bench_load.py names them
@@ -107,8 +114,16 @@ def requests_for(route: str, app: Any, token: str, patients: int) -> Call:
             app, token, "GET", "/fhir/Observation", f"patient={patient()}&_count=20"
         ),
         "referrals": lambda: asgi_call(app, token, "GET", f"/v1/patients/{patient()}/referrals"),
+        "page": lambda: app_page(app, token, args),
     }
     return routes[route]
+
+
+def app_page(app: Any, token: str, args: argparse.Namespace) -> Awaitable[dict[str, Any]]:
+    """The next of the clinician app's pages in ``args.path``, with the session cookie."""
+    args.turn = (getattr(args, "turn", -1) + 1) % len(args.path)
+    path, _, query = args.path[args.turn].partition("?")
+    return asgi_call(app, token, "GET", path, query, cookie=args.cookie)
 
 
 def lean_app(settings: Settings) -> Any:
@@ -127,7 +142,7 @@ async def run(args: argparse.Namespace) -> None:
 
 
 async def measure(args: argparse.Namespace, app: Any) -> None:
-    one = requests_for(args.route, app, os.environ.get("BELONG_TOKEN", ""), args.patients)
+    one = requests_for(args.route, app, os.environ.get("BELONG_TOKEN", ""), args)
     for _ in range(30):  # warm caches: tokens, the directory, prepared statements
         answer = await one()
     if answer.get("status") not in (200, 201):
@@ -151,7 +166,7 @@ async def measure(args: argparse.Namespace, app: Any) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("route", choices=["screening", "observations", "referrals"])
+    parser.add_argument("route", choices=["screening", "observations", "referrals", "page"])
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--patients", type=int, default=1000)
     parser.add_argument("--top", type=int, default=40, help="profile lines (0: no profile)")
@@ -159,7 +174,11 @@ def main() -> None:
     parser.add_argument(
         "--lean", action="store_true", help="the screening on the lean limit instead of Belong"
     )
+    parser.add_argument("--path", action="append", help="page: an /app path (repeatable)")
+    parser.add_argument("--cookie", default="", help="page: the session cookie, NAME=VALUE")
     args = parser.parse_args()
+    if args.route == "page" and not (args.path and args.cookie):
+        parser.error("page: --path and --cookie are needed")
     if args.lean and args.route != "screening":
         parser.error("--lean: the lean limit serves screenings only")
     asyncio.run(run(args))
