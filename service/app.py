@@ -43,6 +43,7 @@ from service.platform.observability import install as install_request_context
 from service.platform.openapi import FinishedJson, FinishedYaml
 from service.platform.openapi import install as install_openapi
 from service.platform.sessions import AppSessionMiddleware
+from service.referrals.controllers.app import ReferralPages
 from service.referrals.controllers.fhir import (
     OrganizationController,
     ServiceRequestController,
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             CdsServicesController,
             # The clinician app (/app): server-rendered pages on the same services
             SignInController,
+            ReferralPages,
             static_files(),
         ],
         dependencies={
