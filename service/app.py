@@ -50,6 +50,7 @@ from service.referrals.controllers.fhir import (
     TaskController,
 )
 from service.referrals.controllers.v1 import ReferralController
+from service.screenings.controllers.app import ScreeningPages
 from service.screenings.controllers.fhir import (
     ObservationController,
     QuestionnaireResponseController,
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             # The clinician app (/app): server-rendered pages on the same services
             SignInController,
             ReferralPages,
+            ScreeningPages,
             static_files(),
         ],
         dependencies={
