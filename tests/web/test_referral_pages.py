@@ -120,6 +120,8 @@ def test_the_refer_page_offers_the_recommended_services_and_preselects_one(
     for method in ("Verbally", "In writing", "Electronically"):
         assert method in page.text
     assert 'value="Dr Ada Refer"' in page.text  # recorded by: the signed-in user
+    bad = user.get(f"/app/patients/{setting['patient']}/refer?service=not%20an%20id")
+    assert bad.status_code == 400 and "service" in bad.text
 
 
 def test_refer_with_consent_makes_the_same_referral_as_the_api(
@@ -194,7 +196,7 @@ def test_a_closed_service_is_refused_by_the_use_case_and_named(
         f"/app/patients/{setting['patient']}/referrals", consent_form(closed)
     )
     assert refused.status_code == 422, refused.text
-    assert "not taking referrals" in refused.text
+    assert 'href="#service">Service: This service is not taking referrals' in refused.text
 
 
 def test_the_referral_page_shows_the_referral_and_only_its_allowed_steps(

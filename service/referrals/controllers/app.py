@@ -27,6 +27,7 @@ from service.platform.audit import audited, note
 from service.platform.auth import scoped
 from service.platform.caller import Caller
 from service.platform.database import new_id
+from service.platform.errors import ApiError, FieldError
 from service.platform.lookup import Conflict, NotFound, Stale, Unprocessable
 from service.platform.params import ID_PATTERN
 from service.referrals.controllers import provide_referrals
@@ -36,7 +37,6 @@ from service.web.pages import AppController, app_user, page, see_other
 
 ReferralId = Annotated[str, PathParameter(pattern=r"^[0-9a-f-]{36}$")]
 PatientIdParam = Annotated[str, PathParameter(pattern=ID_PATTERN, max_length=64)]
-Id64 = Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
 NOTE_MAX = 2000
 
 STATUS_WORDS = {
@@ -108,7 +108,6 @@ REFER_FIELDS = {
         "Say who recorded the consent (up to 2000 characters)",
     ),
     "note": ("note", "Note", "Keep the note to 2000 characters"),
-    "patient_id": ("service", "Patient", "This patient is not known to the clinic"),
 }
 
 
@@ -147,6 +146,18 @@ def _refer_form(form: Any) -> tuple[dict[str, Any], list[FieldProblem]]:
 def _problem(fields: dict[str, tuple[str, str, str]], name: str) -> FieldProblem:
     field_id, label, message = fields[name]
     return FieldProblem(field_id, label, message)
+
+
+def _service_query(request: Request[Any, Any, Any]) -> str | None:
+    """``?service=ID``: the service to preselect; 400 naming it when it is no id."""
+    wanted = request.query_params.get("service")
+    if wanted is not None and not re.fullmatch(ID_PATTERN, wanted):
+        raise ApiError(
+            400,
+            "The service in the address is not a valid id",
+            [FieldError("service", "not an id", "invalid")],
+        )
+    return wanted
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +273,7 @@ class ReferralPages(AppController):
         values: dict[str, Any] | None = None,
         problems: list[FieldProblem] | None = None,
     ) -> Template:
-        wanted = request.query_params.get("service") if values is None else values["service_id"]
+        wanted = _service_query(request) if values is None else values["service_id"]
         options = await self._service_options(request, caller, patient_id, wanted)
         user = app_user(request)
         return page(
@@ -297,10 +308,9 @@ class ReferralPages(AppController):
             and wanted not in {item.service.id for item in recommendations.items}
         ):
             try:
-                msgspec.convert(wanted, Id64)
                 entry = await Directory(caller, cache).read(wanted)
-            except (msgspec.ValidationError, NotFound):
-                entry = None
+            except NotFound:
+                entry = None  # withdrawn since the link was made: nothing preselected
             if entry is not None:
                 fields = DirectoryService.__struct_fields__
                 extra = summary(DirectoryService(**{f: getattr(entry, f) for f in fields}))
@@ -357,9 +367,11 @@ class ReferralPages(AppController):
             )
         except Unprocessable as exc:
             refused = [
-                FieldProblem(*REFER_FIELDS[f.field][:2], f"This {f.message}")
+                FieldProblem(
+                    *REFER_FIELDS.get(f.field, REFER_FIELDS["service_id"])[:2],
+                    f.message[:1].upper() + f.message[1:],
+                )
                 for f in exc.faults
-                if f.field in REFER_FIELDS
             ]
             return await self._refer_page(request, caller, patient_id, 422, values, refused)
         return see_other(f"/app/referrals/{referral_id}")
@@ -464,7 +476,7 @@ class ReferralPages(AppController):
             )
         except Unprocessable as exc:
             problems = [
-                _step_problem(f.field, step, f.message)
+                _step_problem(f.field, step, None if f.code == "required" else f.message)
                 for f in exc.faults
                 if f.field in STEP_FIELDS
             ]
@@ -491,7 +503,7 @@ class ReferralPages(AppController):
 
 STEP_FIELDS = {
     "status": ("Step", "Choose one of the steps offered"),
-    "reason": ("Reason", "Say why (up to 2000 characters)"),
+    "reason": ("Reason", "Say why this step is taken (up to 2000 characters)"),
     "outcome": ("Outcome", "Describe the outcome (up to 2000 characters)"),
     "version": ("Version", "Reload the referral and try again"),
 }

@@ -46,6 +46,7 @@ from service.web.pages import AppController, page, see_other
 
 InstrumentId = Annotated[str, PathParameter(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 PATIENT_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+OPTION_VALUE = re.compile(r"^-?[0-9]{1,9}$")
 APP_ROUTE = "POST /app/screenings/new"
 """The route a form's submission key is held under (apart from the API's keys)."""
 
@@ -126,7 +127,7 @@ def _entered(form: Any, instrument: Instrument) -> Entered:
     for item in instrument.definition.items:
         value = form.get(answer_name(item.linkId))
         if value:
-            answers[item.linkId] = int(value) if value.isdigit() else value
+            answers[item.linkId] = int(value) if OPTION_VALUE.fullmatch(value) else value
     values = {
         "patient_id": patient_id,
         "completed_at": completed_text,
