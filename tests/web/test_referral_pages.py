@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from fhir.resources.R4B.task import Task
 from litestar import Litestar
 from litestar.testing import TestClient
 
+from service.referrals.repository import ReferralStore
 from tests.conftest import Clinic, MakeClinic
 from tests.helpers import new_patient_id, ucla3
 from tests.signed_in import SignedIn, sign_in
@@ -370,3 +372,22 @@ def test_the_pages_are_audited_with_the_user_as_actor(
     assert ("update", "Referral", referral_id) in seen
     assert all(e["client_id"] is None for e in by_user)
     assert len({e["user_id"] for e in by_user}) == 1
+
+
+def test_the_timeline_reads_names_in_the_clinic_only(
+    session_client: TestClient[Litestar],
+    clinic: Clinic,
+    make_clinic: MakeClinic,
+    setting: dict[str, Any],
+) -> None:
+    referral_id = refer(setting["user"], setting["patient"], setting["service"])
+    [event] = api_referral(session_client, clinic, referral_id)["history"]
+    user_id = uuid.UUID(event["user_id"])
+    other = make_clinic()
+
+    async def names(clinic_id: uuid.UUID) -> dict[uuid.UUID, str]:
+        async with session_client.app.state.db.begin() as conn:
+            return await ReferralStore(conn, clinic_id).actor_names([user_id], [])
+
+    assert session_client.blocking_portal.call(names, clinic.clinic_id) == {user_id: "Dr Ada Refer"}
+    assert session_client.blocking_portal.call(names, other.clinic_id) == {}

@@ -92,11 +92,8 @@ def test_the_chooser_offers_every_enabled_instrument_and_no_licensed_off_one(
     assert user.get("/app/screenings/new?patient=bad%20id").status_code == 400
 
 
-def test_every_offered_form_shows_every_item_and_option(
-    session_client: TestClient[Litestar], clinic: Clinic
-) -> None:
-    user = sign_in(session_client, clinic.name)
-    for instrument in offered(session_client.app):
+def assert_every_form_shows_every_item_and_option(user: SignedIn, app: Litestar) -> None:
+    for instrument in offered(app):
         html = entry_form(user, instrument.id, "pat-9")
         definition = instrument.definition
         assert 'id="patient-id" name="patient_id" value="pat-9"' in html
@@ -114,6 +111,36 @@ def test_every_offered_form_shows_every_item_and_option(
             len(definition.option_sets[item.options]) for item in definition.items
         )
         assert " required" not in html  # items may be left unanswered
+        for preamble in {item.preamble for item in definition.items if item.preamble}:
+            assert escape(definition.preambles[preamble].text) in html
+
+
+def test_every_offered_form_shows_every_item_and_option(
+    session_client: TestClient[Litestar], clinic: Clinic
+) -> None:
+    assert_every_form_shows_every_item_and_option(
+        sign_in(session_client, clinic.name), session_client.app
+    )
+
+
+def test_a_licensed_instrument_is_offered_once_enabled(
+    licensed_client: TestClient[Litestar], clinic: Clinic
+) -> None:
+    user = sign_in(licensed_client, clinic.name)
+    promis = [i for i in offered(licensed_client.app) if i.id.startswith("promis")]
+    assert promis
+    chooser = user.get("/app/screenings/new").text
+    for instrument in promis:
+        assert f'href="/app/screenings/new/{instrument.id}"' in chooser
+    assert_every_form_shows_every_item_and_option(user, licensed_client.app)
+    patient = new_patient_id()
+    answers = answers_for(promis[0])
+    assert submit(user, promis[0].id, patient, answers).status_code == 303
+    [screening] = stored(licensed_client, clinic, patient)
+    scored = licensed_client.post(
+        f"/v1/instruments/{promis[0].id}/score", json={"answers": answers}
+    ).json()
+    assert screening["total"] == scored["total"]
 
 
 def test_each_offered_instrument_is_scored_and_stored_as_the_api_does(
