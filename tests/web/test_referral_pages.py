@@ -334,6 +334,9 @@ def test_another_clinics_referral_is_a_404_page(
             f"/app/referrals/{referral_id}/status", {"version": "1", "status": "accepted"}
         ),
         stranger.get(f"/app/patients/{setting['patient']}/refer"),
+        stranger.post(
+            f"/app/patients/{setting['patient']}/referrals", consent_form(setting["service"])
+        ),
     ):
         assert response.status_code == 404, response.text
         assert "Not found" in response.text

@@ -158,12 +158,12 @@ def _entered(form: Any, instrument: Instrument) -> Entered:
         problems.append(
             FieldProblem("pain-conditions", "Pain conditions", "Choose from the conditions listed")
         )
-    if problems:
+    if problems or completed_at is None:
         return Entered(values, problems, None)
     data = ScreeningRequest(
         patient_id=patient_id,
         instrument=instrument.id,
-        completed_at=completed_at,  # type: ignore[arg-type]
+        completed_at=completed_at,
         answers=answers,
         pain_conditions=[PainCondition(c) for c in dict.fromkeys(conditions)] or None,
     )
