@@ -43,12 +43,14 @@ from service.platform.observability import install as install_request_context
 from service.platform.openapi import FinishedJson, FinishedYaml
 from service.platform.openapi import install as install_openapi
 from service.platform.sessions import AppSessionMiddleware
+from service.referrals.controllers.app import ReferralPages
 from service.referrals.controllers.fhir import (
     OrganizationController,
     ServiceRequestController,
     TaskController,
 )
 from service.referrals.controllers.v1 import ReferralController
+from service.screenings.controllers.app import ScreeningPages
 from service.screenings.controllers.fhir import (
     ObservationController,
     QuestionnaireResponseController,
@@ -109,6 +111,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             CdsServicesController,
             # The clinician app (/app): server-rendered pages on the same services
             SignInController,
+            ReferralPages,
+            ScreeningPages,
             static_files(),
         ],
         dependencies={
