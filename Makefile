@@ -67,7 +67,8 @@ contract: install
 	$(BIN)/python tests/contract/contract_cli.py
 
 # The scoring and matching micro-benchmarks, then the load benchmark against the bare
-# Litestar + asyncpg ceiling and the lean limit of a screening (not part of `make test`).
+# Litestar + asyncpg ceiling and the lean limit of a screening, then every clinician app
+# page's latency on a seeded clinic (not part of `make test`).
 # The load benchmark drives the servers with wrk: installed with apt-get when missing.
 bench: install
 	@command -v wrk >/dev/null 2>&1 || { \
@@ -76,3 +77,4 @@ bench: install
 	$(BIN)/python tests/perf/bench_scoring.py
 	$(BIN)/python tests/perf/bench_matching.py
 	$(BIN)/python tests/perf/bench_load.py
+	$(BIN)/python tests/perf/bench_app.py

@@ -20,12 +20,16 @@ What it does, all on loopback:
 4. signs a coordinator in (``belong users add`` + ``belong users link``, the link redeemed
    over HTTP for the session cookie, sent by hand: it is Secure and this is plain http);
 5. for each page: one probe (404 or 405 for its route: the page is "missing", not a
-   failure), a warm-up, then ``--requests`` sequential GETs on one keep-alive connection
-   over randomly chosen patients, referrals and services; the latency of each is recorded,
-   and a ``Server-Timing`` header's durations when the server sends one. ``GET
-   /health/live`` is measured the same way first: the floor of this machine, this client
-   and the framework, to read the pages against;
-6. prints one table (p50 / p95 / p99 / max in ms, and p95 against the 50 ms target).
+   failure) and a warm-up; then ``--requests`` sequential GETs per page on one keep-alive
+   connection, over randomly chosen patients, referrals and services, taken in blocks of
+   ``--block`` per page in turn (a busy moment of the shared machine falls on every page
+   alike); the latency of each is recorded, a ``Server-Timing`` header's durations when
+   the server sends one, and the CPU time the server's worker and the database's backends
+   spent. Two floors are measured the same way: ``GET /health/live`` (the framework, this
+   client and this machine) and one committed INSERT straight through asyncpg (the WAL
+   flush every page that shows patient data waits for: its audit event);
+6. prints one table (p50 / p95 / p99 / max in ms, CPU per request, and p95 against the
+   50 ms target).
 
 Exit status: 0 when every page that exists answers 200 with p95 under 50 ms, 1 when one
 does not, 2 when the benchmark could not run. Progress goes to stderr, the table to stdout.
@@ -409,7 +413,9 @@ PAGES = [
     ),
     PageSpec("account", "/app/account", _pick(["/app/account"])),
 ]
-FLOOR = PageSpec("floor", "/health/live (floor)", _pick(["/health/live"]))
+FLOOR = PageSpec("floor", "floor: `GET /health/live`", _pick(["/health/live"]))
+COMMIT_FLOOR = PageSpec("commit", "floor: one INSERT committed (asyncpg)", _pick([""]))
+FLOORS = (FLOOR, COMMIT_FLOOR)
 SERVER_TIMING = re.compile(r"(?:^|,)\s*([\w.-]+)[^,]*?;\s*dur=([0-9.]+)")
 
 
@@ -423,6 +429,10 @@ class PageResult:
     """The largest Server-Timing duration of each response, when the server sends one."""
     statuses: Counter[int] = field(default_factory=Counter)
     bytes: int = 0
+    app_cpu_s: float = 0.0
+    """CPU time of the server's worker during the measured requests."""
+    db_cpu_s: float = 0.0
+    """CPU time of the database's PostgreSQL backends during the measured requests."""
 
     def quantile(self, q: float, values: list[float] | None = None) -> float:
         data = sorted(self.latencies_ms if values is None else values)
@@ -438,18 +448,34 @@ def server_duration(header: str | None) -> float | None:
     return max(durations) if durations else None
 
 
-def measure_page(
-    client: Any, spec: PageSpec, seeded: Seeded, requests: int, warmup: int, rng: random.Random
+def probe_page(
+    client: Any, spec: PageSpec, seeded: Seeded, opts: argparse.Namespace, rng: random.Random
 ) -> PageResult:
+    """One request to see whether the page exists (404 or 405: missing), then the warm-up."""
     result = PageResult(spec)
     probe = client.get(spec.path(rng, seeded))
     if probe.status_code in (404, 405):
         result.state = "missing"
         result.statuses[probe.status_code] += 1
         return result
-    for _ in range(warmup):
+    for _ in range(opts.warmup):
         client.get(spec.path(rng, seeded))
-    paths = [spec.path(rng, seeded) for _ in range(requests)]
+    return result
+
+
+def measure_block(
+    client: Any,
+    result: PageResult,
+    seeded: Seeded,
+    count: int,
+    opts: argparse.Namespace,
+    rng: random.Random,
+    workers: Sequence[int],
+) -> None:
+    """``count`` sequential requests to the page, timed, and the CPU they cost."""
+    paths = [result.spec.path(rng, seeded) for _ in range(count)]
+    sampler = load.CpuSampler(workers, opts.database)
+    sampler.start()
     for path in paths:
         started = time.perf_counter()
         response = client.get(path)
@@ -460,31 +486,74 @@ def measure_page(
         server = server_duration(response.headers.get("server-timing"))
         if server is not None:
             result.server_ms.append(server)
+    app_s, db_s = sampler.finish()
+    result.app_cpu_s += app_s
+    result.db_cpu_s += db_s
     if set(result.statuses) != {200}:
         result.state = "failing"
+
+
+def commit_floor(database_url: str, opts: argparse.Namespace) -> PageResult:
+    """One-row INSERTs, each its own transaction, straight through asyncpg: what the WAL
+    flush of a commit costs on this machine now. Every page that shows patient data waits
+    for one (its audit event, group-committed) before it answers."""
+    import asyncpg
+
+    result = PageResult(COMMIT_FLOOR)
+
+    async def run() -> None:
+        conn = await asyncpg.connect(database_url)
+        try:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS bench_app_commit (id bigserial PRIMARY KEY,"
+                " at timestamptz NOT NULL DEFAULT now())"
+            )
+            insert = await conn.prepare("INSERT INTO bench_app_commit DEFAULT VALUES")
+            for index in range(opts.warmup + opts.requests):
+                started = time.perf_counter()
+                await insert.fetch()
+                if index >= opts.warmup:
+                    result.latencies_ms.append((time.perf_counter() - started) * 1000)
+            await conn.execute("DROP TABLE bench_app_commit")
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+    result.statuses[200] = len(result.latencies_ms)
     return result
 
 
 def measure(
-    base_url: str, session: str, seeded: Seeded, opts: argparse.Namespace
+    base_url: str,
+    session: str,
+    seeded: Seeded,
+    opts: argparse.Namespace,
+    workers: Sequence[int],
+    database_url: str,
 ) -> list[PageResult]:
     import httpx
 
     rng = random.Random(opts.seed)
-    results = []
     headers = {"Cookie": f"{SESSION_COOKIE}={session}"}
     with httpx.Client(
         base_url=base_url, headers=headers, timeout=30.0, follow_redirects=False
     ) as client:
-        pages = [FLOOR] + [p for p in PAGES if not opts.page or p.key in opts.page]
-        for spec in pages:
-            result = measure_page(client, spec, seeded, opts.requests, opts.warmup, rng)
-            results.append(result)
+        specs = [FLOOR, *(p for p in PAGES if not opts.page or p.key in opts.page)]
+        pages = [probe_page(client, spec, seeded, opts, rng) for spec in specs]
+        present = [page for page in pages if page.state != "missing"]
+        # Blocks of a few requests per page in turn, so that a busy moment of the machine
+        # falls on every page alike rather than on whichever was being measured.
+        for first in range(0, opts.requests, opts.block):
+            count = min(opts.block, opts.requests - first)
+            for result in present:
+                measure_block(client, result, seeded, count, opts, rng, workers)
+        results = [pages[0], commit_floor(database_url, opts), *pages[1:]]
+        for result in results:
             if result.state == "missing":
-                log(f"  {spec.route}: missing ({next(iter(result.statuses))})")
+                log(f"  {result.spec.route}: missing ({next(iter(result.statuses))})")
             else:
                 log(
-                    f"  {spec.route}: p50 {result.quantile(0.5):.1f} ms, p95"
+                    f"  {result.spec.route}: p50 {result.quantile(0.5):.1f} ms, p95"
                     f" {result.quantile(0.95):.1f} ms ({result.state}, "
                     + ", ".join(f"{s}: {n}" for s, n in sorted(result.statuses.items()))
                     + ")"
@@ -502,21 +571,30 @@ def report(results: list[PageResult], opts: argparse.Namespace, seeding_s: float
         f"keep-alive connection, granian 1 worker, {opts.patients:,} patients, "
         f"{opts.services:,} services; seeded in {seeding_s:.0f} s)",
         "",
-        "Latency in ms as the client saw it (loopback). The floor is `GET /health/live`, "
-        "measured the same way in the same run. server p95: the largest `Server-Timing` "
-        "duration, when the server sends one.",
+        "Latency in ms as the client saw it (loopback). The floors, measured the same way "
+        "in the same run: `GET /health/live` (the framework, this client and this machine) "
+        "and one committed INSERT (the WAL flush every audited page waits for). server p95: "
+        "the largest `Server-Timing` duration, when the server sends one. CPU ms/req: the "
+        "server's worker (app) and the database's backends (db) per request.",
         "",
-        "| page | n | p50 | p95 | p99 | max | server p95 | target | p95/target | result |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| page | n | p50 | p95 | p99 | max | server p95 | CPU ms/req app+db | target "
+        "| p95/target | result |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     passed = True
     for result in results:
         spec = result.spec
-        floor = spec is FLOOR
+        floor = spec in FLOORS
         if result.state == "missing":
             status = next(iter(result.statuses))
-            lines.append(f"| `{spec.route}` | 0 | | | | | | | | missing ({status}) |")
+            lines.append(f"| `{spec.route}` | 0 | | | | | | | | | missing ({status}) |")
             continue
+        n = len(result.latencies_ms)
+        cpu = (
+            f"{1000 * result.app_cpu_s / n:.2f}+{1000 * result.db_cpu_s / n:.2f}"
+            if spec is not COMMIT_FLOOR
+            else "-"
+        )
         p95 = result.quantile(0.95)
         if floor:
             verdict = "floor"
@@ -530,10 +608,11 @@ def report(results: list[PageResult], opts: argparse.Namespace, seeding_s: float
         else:
             verdict = "PASS"
         lines.append(
-            f"| `{spec.route}` | {len(result.latencies_ms)} | {ms(result.quantile(0.5))} "
+            f"| {spec.route if floor else f'`{spec.route}`'} | {len(result.latencies_ms)} "
+            f"| {ms(result.quantile(0.5))} "
             f"| {ms(p95)} | {ms(result.quantile(0.99))} | {ms(max(result.latencies_ms))} "
             f"| {ms(result.quantile(0.95, result.server_ms)) if result.server_ms else '-'} "
-            f"| {'' if floor else f'{TARGET_MS:g}'} "
+            f"| {cpu} | {'' if floor else f'{TARGET_MS:g}'} "
             f"| {'' if floor else f'{p95 / TARGET_MS:.2f}'} | {verdict} |"
         )
     print("\n".join(lines), flush=True)
@@ -616,7 +695,8 @@ def bench(opts: argparse.Namespace) -> bool:
             load.vacuum(load.with_database(opts.admin_url, opts.database, "postgresql"))
             session = sign_in(server.base_url, env)
             log(f"measuring {len(PAGES)} pages, {opts.requests} requests each")
-            results = measure(server.base_url, session, seeded, opts)
+            plain_url = load.with_database(opts.admin_url, opts.database, "postgresql")
+            results = measure(server.base_url, session, seeded, opts, server.workers(), plain_url)
         passed = report(results, opts, seeding_s)
         if opts.profile:
             profile(opts.profile, env, session, seeded, opts)
@@ -637,6 +717,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Clinician app benchmark (see the module doc)")
     parser.add_argument("--requests", type=int, default=200, help="measured requests per page")
     parser.add_argument("--warmup", type=int, default=20, help="unmeasured requests per page")
+    parser.add_argument(
+        "--block", type=int, default=20, help="requests to one page before the next page's turn"
+    )
     parser.add_argument("--patients", type=int, default=1000)
     parser.add_argument("--services", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=3, help="for the pages' random ids")

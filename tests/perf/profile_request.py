@@ -11,10 +11,13 @@ can be compared on a busy machine more steadily than with the load benchmark.
     .venv/bin/python tests/perf/profile_request.py screening --requests 500
 
 ``page`` GETs clinician app pages (``--path``, repeatable, taken in turn) with a session
-cookie (``--cookie NAME=VALUE``); ``bench_app.py --profile PAGE`` runs it on its own data:
+cookie (``--cookie NAME=VALUE``), or signed in as a user of a clinic (``--clinic`` and
+``--user``: a sign-in link redeemed in-process); ``bench_app.py --profile PAGE`` runs it
+on its own data, and on a database it kept (``bench_app.py --keep-db``):
 
-    .venv/bin/python tests/perf/profile_request.py page --cookie "__Host-belong-session=..." \
-        --path /app/patients/bench-0001 --path /app/patients/bench-0002
+    BELONG_DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/belong_bench_app \
+    .venv/bin/python tests/perf/profile_request.py page --clinic "Bench App Clinic" \
+        --user "Bench Coordinator" --path /app/patients/bench-0001 --top 30
 
 ``--lean`` sends the same screenings to the lean limit (lean_screening_app.py, for the clinic
 ``LEAN_CLINIC``, "Bench Clinic" by default) instead: what Belong's machinery adds to a
@@ -58,6 +61,7 @@ async def asgi_call(
     async def send(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
             answer["status"] = message["status"]
+            answer["headers"] = message.get("headers", [])
         elif message["type"] == "http.response.body":
             answer["body"] += message.get("body", b"")
 
@@ -138,7 +142,21 @@ async def run(args: argparse.Namespace) -> None:
     settings = msgspec.structs.replace(Settings.from_env(), rate_limit_per_minute=0)
     app = lean_app(settings) if args.lean else create_app(settings)
     async with app.lifespan():
+        if args.route == "page" and not args.cookie:
+            args.cookie = await signed_in(app, args.clinic, args.user)
         await measure(args, app)
+
+
+async def signed_in(app: Any, clinic: str, user: str) -> str:
+    """A session of ``user``, from a sign-in link redeemed in-process: its cookie."""
+    from service.web.users import SIGN_IN_LINK_PATH, Users
+
+    token = await Users(app.state.db).link(clinic, user)
+    answer = await asgi_call(app, "", "GET", SIGN_IN_LINK_PATH + token)
+    cookies = [v.decode() for k, v in answer.get("headers", []) if k == b"set-cookie"]
+    if answer["status"] != 303 or not cookies:
+        raise SystemExit(f"sign-in link: {answer['status']} {answer['body'][:300]!r}")
+    return cookies[0].split(";", 1)[0]
 
 
 async def measure(args: argparse.Namespace, app: Any) -> None:
@@ -155,6 +173,8 @@ async def measure(args: argparse.Namespace, app: Any) -> None:
         f"{args.route}: {cpu / args.requests * 1000:.2f} ms CPU and "
         f"{wall / args.requests * 1000:.2f} ms wall per request ({args.requests} requests)"
     )
+    if args.statements or args.explain:
+        await statements(app, one, args.explain)
     if args.top:
         profile = cProfile.Profile()
         profile.enable()
@@ -162,6 +182,40 @@ async def measure(args: argparse.Namespace, app: Any) -> None:
             await one()
         profile.disable()
         pstats.Stats(profile).sort_stats(args.sort).print_stats(args.top)
+
+
+async def statements(app: Any, one: Call, explain: bool) -> None:
+    """The statements one request runs through SQLAlchemy, each with its time (those sent
+    on the driver's own connection, as a screening's write, are not seen), and with
+    ``explain`` the plan of each SELECT, run again under EXPLAIN ANALYZE."""
+    from sqlalchemy import event
+
+    engine = app.state.db.engine.sync_engine
+    seen: list[tuple[str, Any, float]] = []
+
+    def before(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        conn.info["started"] = time.perf_counter()
+
+    def after(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        seen.append((statement, parameters, (time.perf_counter() - conn.info["started"]) * 1000))
+
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        await one()
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+        event.remove(engine, "after_cursor_execute", after)
+    print(f"{len(seen)} statements through SQLAlchemy:")
+    for number, (statement, parameters, ms) in enumerate(seen, 1):
+        print(f"\n-- {number}: {ms:.2f} ms, parameters {parameters!r}\n{statement}")
+        if explain and statement.lstrip().upper().startswith(("SELECT", "WITH")):
+            async with app.state.db.engine.connect() as conn:
+                plan = await conn.exec_driver_sql(
+                    "EXPLAIN (ANALYZE, BUFFERS) " + statement, parameters
+                )
+                print("\n".join(f"   {row[0]}" for row in plan.all()))
+    print()
 
 
 def main() -> None:
@@ -176,9 +230,17 @@ def main() -> None:
     )
     parser.add_argument("--path", action="append", help="page: an /app path (repeatable)")
     parser.add_argument("--cookie", default="", help="page: the session cookie, NAME=VALUE")
+    parser.add_argument(
+        "--statements", action="store_true", help="list the statements of one request"
+    )
+    parser.add_argument(
+        "--explain", action="store_true", help="and EXPLAIN ANALYZE each SELECT of them"
+    )
+    parser.add_argument("--clinic", help="page: sign in as --user of this clinic instead")
+    parser.add_argument("--user", help="page: the user's name (see --clinic)")
     args = parser.parse_args()
-    if args.route == "page" and not (args.path and args.cookie):
-        parser.error("page: --path and --cookie are needed")
+    if args.route == "page" and not (args.path and (args.cookie or (args.clinic and args.user))):
+        parser.error("page: --path, and --cookie or --clinic with --user, are needed")
     if args.lean and args.route != "screening":
         parser.error("--lean: the lean limit serves screenings only")
     asyncio.run(run(args))
