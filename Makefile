@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: install run test lint typecheck unit schemas contract bench
 
-# The npm FHIR clients the tests run under Node 20 (tests/js), pinned by its lockfile.
+# The npm packages the tests run under Node 20 (tests/js: FHIR clients, an OpenID provider),
+# pinned by its lockfile.
 $(STAMP): pyproject.toml tests/js/package-lock.json
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
