@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -14,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from joserfc.jwk import KeySet
 
 from service.web.oidc import (
     IdentityProvider,
@@ -27,6 +29,7 @@ from service.web.oidc import (
     role_of,
     verify_id_token,
 )
+from tests.jwt_keys import public_jwks, rsa_key, sign
 from tests.web.conftest import (
     CLIENT_ID,
     REDIRECT_URI,
@@ -427,3 +430,38 @@ async def test_a_missing_secret_refuses_before_the_code_is_sent(
         await RelyingParty().exchange(
             provider, code="c", code_verifier="v" * 43, redirect_uri=REDIRECT_URI
         )
+
+
+def test_several_audiences_need_belong_as_the_authorized_party() -> None:
+    """oidc-provider names one audience; an id_token naming several is signed here."""
+    key = rsa_key("several-audiences")
+    keys = KeySet.import_key_set(public_jwks(key))
+    provider = IdentityProvider("https://idp.test", CLIENT_ID, None)
+    now = int(time.time())
+    base = {"iss": "https://idp.test", "sub": "s", "nonce": "n", "iat": now, "exp": now + 60}
+
+    def verified(**claims: Any) -> str:
+        token = sign({**base, **claims}, key, "RS256")
+        return verify_id_token(token, keys, provider, nonce="n").subject
+
+    assert verified(aud=[CLIENT_ID, "api"], azp=CLIENT_ID) == "s"
+    assert verified(aud=CLIENT_ID) == "s"
+    for claims in ({"aud": [CLIENT_ID, "api"]}, {"aud": [CLIENT_ID, "api"], "azp": "api"}):
+        with pytest.raises(SignInRefused, match="another client"):
+            verified(**claims)
+
+
+async def test_the_provider_is_read_again_when_its_documents_are_stale(
+    client_secret_env: str,
+) -> None:
+    clock = [0.0]
+    rp = RelyingParty(cache_seconds=300, monotonic=lambda: clock[0])
+    with running_provider() as op:
+        provider = provider_for(op, client_secret_env)
+        token, nonce = await id_token_of(rp, provider, "alice")
+        await rp.verify(provider, token, nonce=nonce)
+    clock[0] = 299.0
+    assert (await rp.verify(provider, token, nonce=nonce)).subject == "alice"
+    clock[0] = 301.0
+    with pytest.raises(SignInRefused, match="discovery document could not be reached"):
+        await rp.verify(provider, token, nonce=nonce)
