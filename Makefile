@@ -6,14 +6,18 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: install run test lint typecheck unit schemas contract bench
 
-# The npm packages the tests run under Node 20 (tests/js: FHIR clients, an OpenID provider),
-# pinned by its lockfile.
+# The npm FHIR clients and test servers (an OpenID provider among them) the tests run under
+# Node 20 (tests/js), pinned by its lockfile; Debian's Chromium for the browser tests
+# (Playwright cannot download its own here).
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends
 $(STAMP): pyproject.toml tests/js/package-lock.json
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	npm ci --prefix tests/js --no-audit --no-fund --silent
+	@test -x /usr/bin/chromium || { echo "installing Debian's chromium for the browser tests"; \
+		$(APT_INSTALL) chromium >/dev/null || { apt-get update -qq && $(APT_INSTALL) chromium >/dev/null; }; }
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -63,7 +67,6 @@ contract: install
 # The scoring and matching micro-benchmarks, then the load benchmark against the bare
 # Litestar + asyncpg ceiling and the lean limit of a screening (not part of `make test`).
 # The load benchmark drives the servers with wrk: installed with apt-get when missing.
-APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends
 bench: install
 	@command -v wrk >/dev/null 2>&1 || { \
 		echo "wrk is missing: $(APT_INSTALL) wrk"; \

@@ -42,6 +42,7 @@ from service.platform.observability import MetricsController
 from service.platform.observability import install as install_request_context
 from service.platform.openapi import FinishedJson, FinishedYaml
 from service.platform.openapi import install as install_openapi
+from service.platform.sessions import AppSessionMiddleware
 from service.referrals.controllers.fhir import (
     OrganizationController,
     ServiceRequestController,
@@ -56,6 +57,8 @@ from service.screenings.controllers.v1 import ScreeningController
 from service.settings import Settings
 from service.systems.controllers.cds import CdsServicesController
 from service.systems.controllers.smart import SmartController
+from service.web.controllers import SignInController
+from service.web.pages import static_files, template_config
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -104,6 +107,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             # SMART Backend Services and CDS Hooks 2.0 (systems signing their own JWTs)
             SmartController,
             CdsServicesController,
+            # The clinician app (/app): server-rendered pages on the same services
+            SignInController,
+            static_files(),
         ],
         dependencies={
             "catalog": Provide(provide_catalog, use_cache=True, sync_to_thread=False),
@@ -117,7 +123,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             IncompleteBodyMiddleware,
             PrettyMiddleware,
             DefineMiddleware(TimeLimitMiddleware, seconds=settings.request_timeout_s),
-            DefineMiddleware(BearerAuthentication, exclude=["^/schema"]),
+            DefineMiddleware(BearerAuthentication, exclude=["^/schema", "^/app(/|$)"]),
+            AppSessionMiddleware,
             AuditMiddleware,
         ],
         before_request=check_request,
@@ -133,6 +140,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "rate_limiter": RateLimiter(settings.rate_limit_per_minute),
             }
         ),
+        template_config=template_config(),
         on_shutdown=[db.dispose],
         request_max_body_size=settings.max_body_bytes,
         # Logging is set up by `belong serve` (JSON lines, see observability.py); unexpected

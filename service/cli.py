@@ -16,6 +16,7 @@ from service.directory.importing import OnError
 from service.platform.clinics import DEFAULT_LANGUAGES, Clinic, UnknownClinic
 from service.platform.credentials import SCOPES
 from service.settings import PROJECT_ROOT
+from service.web.cli import add_commands as add_user_commands
 
 T = TypeVar("T")
 
@@ -644,6 +645,8 @@ def build_parser() -> argparse.ArgumentParser:
         f"create the clinic (languages: {', '.join(DEFAULT_LANGUAGES)}) if there is none of "
         "that name; without it an unknown clinic name is refused"
     )
+
+    add_user_commands(commands)
 
     clients = commands.add_parser("clients", help="API clients and their tokens")
     client_actions = clients.add_subparsers(dest="action", required=True)

@@ -13,7 +13,7 @@ import msgspec
 from service.fhir import CANONICAL_BASE
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-LIST_SETTINGS = frozenset({"licensed_instruments", "trusted_proxies"})
+LIST_SETTINGS = frozenset({"licensed_instruments", "trusted_proxies", "frame_ancestors"})
 """Settings given as a comma-separated list."""
 
 
@@ -51,6 +51,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ``public_base_url`` is unset; from any other peer those headers are ignored."""
     cds_screening_window_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 180
     """CDS Hooks: a patient with no screening in this many days gets a "screening due" card."""
+    session_idle_minutes: Annotated[int, msgspec.Meta(ge=1, le=24 * 60)] = 15
+    """The clinician app: a session ends after this many minutes without a request..."""
+    session_absolute_hours: Annotated[int, msgspec.Meta(ge=1, le=7 * 24)] = 12
+    """...and this many hours after sign-in, however busy."""
+    frame_ancestors: frozenset[
+        Annotated[str, msgspec.Meta(pattern=r"^(https?://[^/?#\s;,']+|'self')$")]
+    ] = frozenset()
+    """Origins allowed to show the app in a frame (an EHR's), besides Belong itself."""
+    referral_overdue_days: Annotated[int, msgspec.Meta(ge=1, le=365)] = 7
+    """The worklist flags a requested referral not accepted within this many days."""
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -61,6 +71,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 raise ValueError(
                     f"trusted_proxies: {entry!r} is not an IP address or network"
                 ) from None
+
+    @property
+    def frame_ancestors_policy(self) -> str:
+        """The CSP ``frame-ancestors`` of every /app page."""
+        return " ".join(["'self'", *sorted(self.frame_ancestors - {"'self'"})])
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -35,13 +35,14 @@ FHIR_ID_TEXT = re.compile(FHIR_ID)
 class AuditEvent:
     """Who did what to which patient's data, and how it ended."""
 
-    client_id: uuid.UUID
+    client_id: uuid.UUID | None
     action: str
     resource_type: str
     resource_id: str | None
     patient_id: str | None
     status_code: int
     at: datetime
+    user_id: uuid.UUID | None = None
     id: uuid.UUID = field(default_factory=new_id)
 
     @property
@@ -53,6 +54,7 @@ class AuditEvent:
         return {
             "id": self.id,
             "client_id": self.client_id,
+            "user_id": self.user_id,
             "action": self.action,
             "resource_type": self.resource_type,
             "resource_id": self.resource_id,
@@ -86,6 +88,7 @@ def audit_event(request: Request[Any, Any, Any], status: int, at: datetime) -> A
     action, resource_type = spec
     return AuditEvent(
         client_id=principal.client_id,
+        user_id=principal.user_id,
         action=action,
         resource_type=resource_type,
         resource_id=found.resource_id,
@@ -140,6 +143,7 @@ class AuditMiddleware:
                 resource_id = next((v for k, v in path_params.items() if k.endswith("_id")), None)
             event = AuditEvent(
                 client_id=principal.client_id,
+                user_id=principal.user_id,
                 action=action,
                 resource_type=resource_type,
                 resource_id=resource_id,

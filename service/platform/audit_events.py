@@ -19,7 +19,8 @@ from service.platform.params import ID_PATTERN, Instant, instant
 
 class AuditEvent(msgspec.Struct):
     id: uuid.UUID
-    client_id: uuid.UUID
+    client_id: uuid.UUID | None
+    """The API client acting; None when ``user_id`` names the clinician app's user."""
     action: str
     resource_type: str
     resource_id: str | None
@@ -27,6 +28,7 @@ class AuditEvent(msgspec.Struct):
     outcome: str
     status_code: int
     recorded_at: datetime
+    user_id: uuid.UUID | None = None
 
 
 class AuditEventPage(msgspec.Struct):
@@ -76,6 +78,7 @@ class AuditEventController(Controller):
                 outcome=row.outcome,
                 status_code=row.status_code,
                 recorded_at=row.recorded_at,
+                user_id=row.user_id,
             )
             for row in rows
         ]

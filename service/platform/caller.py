@@ -1,6 +1,7 @@
 """The caller as the application services see it: the database, the clinic every query is
-scoped to, and the client acting. One per request, built from the authenticated principal;
-a use case opens its one transaction through :meth:`Caller.transaction`."""
+scoped to, and the API client or the app's user acting. One per request, built from the
+authenticated principal; a use case opens its one transaction through
+:meth:`Caller.transaction`."""
 
 from __future__ import annotations
 
@@ -24,11 +25,24 @@ Store = TypeVar("Store", bound=ClinicScoped)
 class Caller:
     db: Database
     clinic_id: uuid.UUID
-    client_id: uuid.UUID
+    client_id: uuid.UUID | None
+    user_id: uuid.UUID | None = None
+    """The app's user acting (``client_id`` None), else the API client."""
 
     @classmethod
     def of(cls, db: Database, principal: Principal) -> Caller:
-        return cls(db, principal.clinic_id, principal.client_id)
+        return cls(db, principal.clinic_id, principal.client_id, principal.user_id)
+
+    @property
+    def actor(self) -> dict[str, uuid.UUID | None]:
+        """The actor columns of an event this caller records."""
+        return {"client_id": self.client_id, "user_id": self.user_id}
+
+    @property
+    def actor_id(self) -> uuid.UUID:
+        actor = self.client_id or self.user_id
+        assert actor is not None
+        return actor
 
     @asynccontextmanager
     async def transaction(self, store: type[Store]) -> AsyncIterator[Store]:

@@ -41,11 +41,24 @@ SCOPES = (
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: one API client of one clinic, with its scopes."""
+    """Who is calling: one API client of one clinic, or a user of the clinician app signed in
+    to it (``client_id`` None), with the scopes of the client or of the user's role."""
 
-    client_id: uuid.UUID
+    client_id: uuid.UUID | None
     clinic_id: uuid.UUID
     scopes: frozenset[str]
+    user_id: uuid.UUID | None = None
+
+    @property
+    def actor(self) -> dict[str, uuid.UUID | None]:
+        """The actor columns of an audit or referral event."""
+        return {"client_id": self.client_id, "user_id": self.user_id}
+
+    @property
+    def actor_id(self) -> uuid.UUID:
+        actor = self.client_id or self.user_id
+        assert actor is not None
+        return actor
 
 
 def hash_token(token: str) -> str:

@@ -43,6 +43,16 @@ TITLES = {
     503: "Service unavailable",
 }
 
+APP_TITLES = {
+    401: "Please sign in",
+    403: "Not allowed",
+    404: "Not found",
+    409: "That step is not possible now",
+    422: "Please check what you entered",
+    503: "Belong cannot reach its database",
+}
+"""The clinician app's error pages, in plain words."""
+
 FHIR_ISSUE_CODES = {
     400: "invalid",
     401: "login",
@@ -124,6 +134,8 @@ def error_response(
     errors: list[FieldError],
     headers: dict[str, str] | None = None,
 ) -> Response:
+    if _is_app(request):
+        return _app_page(request, status, detail, errors, headers)
     if _is_fhir(request):
         issues = [
             OperationOutcomeIssue(
@@ -154,6 +166,33 @@ def error_response(
         errors=errors,
     )
     return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _is_app(request: Request) -> bool:
+    path = request.scope.get("path", "")
+    return bool(path == "/app" or path.startswith("/app/"))
+
+
+def _app_page(
+    request: Request,
+    status: int,
+    detail: str,
+    errors: list[FieldError],
+    headers: dict[str, str] | None,
+) -> Response:
+    """The clinician app's error page: the same status, in words, inside the layout."""
+    template = request.app.template_engine.get_template("error.html")  # type: ignore[union-attr]
+    user = request.scope.get("auth")
+    html = template.render(
+        title=APP_TITLES.get(status) or TITLES.get(status, "Error"),
+        detail=detail,
+        errors=errors,
+        user=user if hasattr(user, "csrf_token") else None,
+        csrf_field="_csrf",
+        csrf_token=getattr(user, "csrf_token", ""),
+        path=request.scope.get("path", ""),
+    )
+    return Response(html, status_code=status, media_type="text/html", headers=headers)
 
 
 CLIENT_ERRORS = (OverflowError, UnicodeDecodeError, OutOfRange)

@@ -25,8 +25,11 @@ async def check_request(request: Request[Any, Any, Any]) -> None:
     """400 for a query parameter the operation does not have (a FHIR search ignores it
     unless the request prefers strict handling), or repeats one it cannot; 406 on /fhir
     for a format other than JSON; 415 for a body that is not JSON (FHIR JSON too, on
-    /fhir)."""
-    fhir = request.url.path.startswith("/fhir")
+    /fhir). The clinician app's pages (/app) read their own forms."""
+    path = request.url.path
+    if path == "/app" or path.startswith("/app/"):
+        return
+    fhir = path.startswith("/fhir")
     if fhir:
         check_format(request)
     template = route_template(request.scope)

@@ -156,7 +156,8 @@ audit_events = sa.Table(
     metadata,
     sa.Column("id", sa.Uuid, primary_key=True),
     sa.Column("clinic_id", sa.Uuid, nullable=False),
-    sa.Column("client_id", sa.Uuid, nullable=False),
+    sa.Column("client_id", sa.Uuid, nullable=True),
+    sa.Column("user_id", sa.Uuid, nullable=True),
     sa.Column("action", sa.String(32), nullable=False),
     sa.Column("resource_type", sa.String(64), nullable=False),
     sa.Column("resource_id", sa.String(64), nullable=True),
@@ -164,6 +165,7 @@ audit_events = sa.Table(
     sa.Column("outcome", sa.String(16), nullable=False),
     sa.Column("status_code", sa.SmallInteger, nullable=False),
     sa.Column("recorded_at", Timestamp, nullable=False),
+    sa.CheckConstraint("(client_id IS NULL) <> (user_id IS NULL)", name="one_actor"),
     sa.Index("ix_audit_clinic_time", "clinic_id", "recorded_at"),
     sa.Index("ix_audit_clinic_patient_time", "clinic_id", "patient_id", "recorded_at"),
 )
@@ -245,8 +247,10 @@ referral_events = sa.Table(
     sa.Column("to_status", sa.String(16), nullable=False),
     sa.Column("reason", sa.Text, nullable=True),
     sa.Column("outcome", sa.Text, nullable=True),
-    sa.Column("client_id", sa.Uuid, nullable=False),
+    sa.Column("client_id", sa.Uuid, nullable=True),
+    sa.Column("user_id", sa.Uuid, nullable=True),
     sa.Column("recorded_at", Timestamp, nullable=False),
+    sa.CheckConstraint("(client_id IS NULL) <> (user_id IS NULL)", name="one_actor"),
     sa.Index("ix_referral_events_referral", "referral_id", "recorded_at"),
 )
 
@@ -300,3 +304,87 @@ cds_feedback = sa.Table(
     sa.Column("recorded_at", Timestamp, nullable=False),
     sa.Index("ix_cds_feedback_clinic_card", "clinic_id", "card_uuid"),
 )
+
+# --------------------------------------------------------------------------- the clinician app
+# People signing in to /app: users of a clinic with a role, their server-side sessions, the
+# single-use sign-in links of `belong users link`, the clinic's OpenID provider, and the
+# authorization requests in flight to it.
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("clinic_id", sa.Uuid, sa.ForeignKey("clinics.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("issuer", sa.String(500), nullable=True),
+    sa.Column("subject", sa.String(255), nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("disabled_at", Timestamp, nullable=True),
+    sa.UniqueConstraint("clinic_id", "name", name="uq_users_clinic_name"),
+    sa.UniqueConstraint("clinic_id", "issuer", "subject", name="uq_users_clinic_identity"),
+    sa.CheckConstraint("role IN ('clinician', 'coordinator', 'admin')", name="role"),
+)
+"""A clinic's staff member: ``name`` is how the clinic knows them (shown as the actor);
+``issuer`` and ``subject`` their identity at the clinic's OpenID provider, once they signed
+in through it."""
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),
+    sa.Column("clinic_id", sa.Uuid, sa.ForeignKey("clinics.id"), nullable=False),
+    sa.Column("user_id", sa.Uuid, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("csrf_token", sa.String(64), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("last_seen_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False, index=True),
+    sa.Column("ended_at", Timestamp, nullable=True),
+)
+"""A signed-in browser: the cookie holds a random id, stored here only as its SHA-256.
+It ends at sign-out (``ended_at``), after the idle timeout since ``last_seen_at``, or at
+``expires_at`` (the absolute limit from sign-in)."""
+
+sign_in_links = sa.Table(
+    "sign_in_links",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("clinic_id", sa.Uuid, sa.ForeignKey("clinics.id"), nullable=False),
+    sa.Column("user_id", sa.Uuid, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False),
+    sa.Column("used_at", Timestamp, nullable=True),
+)
+"""Single-use sign-in links (`belong users link`): random, hashed, expiring."""
+
+identity_providers = sa.Table(
+    "identity_providers",
+    metadata,
+    sa.Column("clinic_id", sa.Uuid, sa.ForeignKey("clinics.id"), primary_key=True),
+    sa.Column("issuer", sa.String(500), nullable=False),
+    sa.Column("client_id", sa.String(255), nullable=False),
+    sa.Column("secret_ref", sa.String(500), nullable=True),
+    sa.Column("role_claim", sa.String(100), nullable=False),
+    sa.Column("role_map", Json, nullable=False),
+    sa.Column("scopes", Json, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
+"""A clinic's OpenID provider: the client Belong is registered as there, where its secret is
+found (``env:NAME`` or ``file:PATH``, never the secret itself), the claim holding the user's
+role and how its values map to Belong's roles."""
+
+sign_in_flows = sa.Table(
+    "sign_in_flows",
+    metadata,
+    sa.Column("state_hash", sa.String(64), primary_key=True),
+    sa.Column("clinic_id", sa.Uuid, sa.ForeignKey("clinics.id"), nullable=False),
+    sa.Column("nonce", sa.String(128), nullable=False),
+    sa.Column("code_verifier", sa.String(128), nullable=False),
+    sa.Column("return_to", sa.String(2000), nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False, index=True),
+    sa.Column("used_at", Timestamp, nullable=True),
+)
+"""Authorization requests in flight to a clinic's OpenID provider, by the SHA-256 of their
+``state``: used once, within minutes."""

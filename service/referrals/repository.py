@@ -61,7 +61,7 @@ class ReferralRecord:
     service: dict[str, Any]
     """The service's ``details``."""
     history: list[dict[str, Any]]
-    """referral_events rows: from_status, to_status, reason, outcome, client_id,
+    """referral_events rows: from_status, to_status, reason, outcome, client_id, user_id,
     recorded_at (as stored or as JSON text)."""
 
 
@@ -258,7 +258,15 @@ def _plain(row: Row[Any]) -> dict[str, Any]:
 
 _CLINIC = sa.bindparam("clinic_id", type_=referrals.c.clinic_id.type)
 _PATIENT = sa.bindparam("patient_id", type_=referrals.c.patient_id.type)
-_HISTORY = ("from_status", "to_status", "reason", "outcome", "client_id", "recorded_at")
+_HISTORY = (
+    "from_status",
+    "to_status",
+    "reason",
+    "outcome",
+    "client_id",
+    "user_id",
+    "recorded_at",
+)
 
 
 def _referrals_statement() -> sa.Select[Any]:

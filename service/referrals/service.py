@@ -41,8 +41,10 @@ class ReferralEvent(msgspec.Struct):
     to_status: Status
     reason: str | None
     outcome: str | None
-    client_id: uuid.UUID
+    client_id: uuid.UUID | None
+    """The API client that recorded it, or None when ``user_id`` names the app's user."""
     recorded_at: datetime
+    user_id: uuid.UUID | None = None
 
 
 class Referral(msgspec.Struct):
@@ -145,7 +147,7 @@ class Referrals:
                 status_reason=None,
                 outcome=None,
                 version=1,
-                requested_by=self.caller.client_id,
+                requested_by=self.caller.actor_id,
                 created_at=now,
                 updated_at=now,
             )
@@ -155,7 +157,7 @@ class Referrals:
                 to_status=Status.REQUESTED.value,
                 reason=None,
                 outcome=None,
-                client_id=self.caller.client_id,
+                **self.caller.actor,
                 recorded_at=now,
             )
             referral = await _current(store, referral_id)
@@ -252,7 +254,7 @@ class Referrals:
                 to_status=status.value,
                 reason=reason,
                 outcome=outcome,
-                client_id=self.caller.client_id,
+                **self.caller.actor,
                 recorded_at=now,
             )
             referral = await _current(store, referral_id)
@@ -279,7 +281,7 @@ class Referrals:
             to_status=row.status,
             reason=None,
             outcome=outcome,
-            client_id=self.caller.client_id,
+            **self.caller.actor,
             recorded_at=now,
         )
 

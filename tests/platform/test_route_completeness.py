@@ -39,7 +39,7 @@ PUBLIC_PREFIXES = (
 PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")
 
 
-def operations(app: Litestar) -> list[tuple[str, str, dict[str, Any]]]:
+def all_operations(app: Litestar) -> list[tuple[str, str, dict[str, Any]]]:
     found = []
     for route in app.routes:
         for handler in getattr(route, "route_handlers", []):
@@ -47,6 +47,24 @@ def operations(app: Litestar) -> list[tuple[str, str, dict[str, Any]]]:
                 if method != "OPTIONS" and not route.path.startswith("/schema"):
                     found.append((method, route.path, handler.opt))
     return sorted(found)
+
+
+def is_app(path: str) -> bool:
+    return path == "/app" or path.startswith("/app/")
+
+
+def operations(app: Litestar) -> list[tuple[str, str, dict[str, Any]]]:
+    """The API's operations (bearer tokens); the clinician app's pages are checked below."""
+    return [op for op in all_operations(app) if not is_app(op[1])]
+
+
+def app_pages(app: Litestar) -> list[tuple[str, str, dict[str, Any]]]:
+    return [op for op in all_operations(app) if is_app(op[1])]
+
+
+APP_PUBLIC_PREFIXES = ("/app/sign-in", "/app/static", "/app/launch")
+"""The only pages open without a session: signing in, and the stylesheets and scripts."""
+APP_PATIENT_DATA_PREFIXES = ("/app/patients", "/app/referrals", "/app/screenings")
 
 
 MISSING = "00000000-0000-7000-8000-000000000000"
@@ -85,6 +103,48 @@ def test_scoped_routes_refuse_missing_and_wrong_scope_tokens(
             method, url, content=b"{}", headers={**wrong.headers, **body["headers"]}
         )
         assert refused.status_code == 403, (method, path, refused.text)
+
+
+def test_every_app_page_is_public_or_needs_a_session_and_the_patient_pages_are_audited(
+    app: Litestar,
+) -> None:
+    for method, path, opt in app_pages(app):
+        if opt.get("exclude_from_auth"):
+            assert path.startswith(APP_PUBLIC_PREFIXES), f"{method} {path} is public"
+            continue
+        assert opt.get("scope") in (None, *SCOPES), (method, path)
+        if path.startswith(APP_PATIENT_DATA_PREFIXES) and method == "GET":
+            assert opt.get("scope") and "audit" in opt, (
+                f"{method} {path} must be scoped and audited"
+            )
+
+
+def test_app_pages_send_the_signed_out_to_sign_in_and_refuse_a_role_without_the_scope(
+    session_client, clinic, app: Litestar
+) -> None:
+    from tests.signed_in import sign_in
+
+    roles = {
+        role: sign_in(session_client, clinic.name, role)
+        for role in ("clinician", "coordinator", "admin")
+    }
+    from service.platform.sessions import ROLE_SCOPES
+
+    for method, path, opt in app_pages(app):
+        if opt.get("exclude_from_auth"):
+            continue
+        url = fill(path, {})
+        anonymous = session_client.request(method, url, follow_redirects=False)
+        if method == "GET":
+            assert anonymous.status_code == 303, (method, path)
+            assert anonymous.headers["location"].startswith("/app/sign-in?next=")
+        else:
+            assert anonymous.status_code == 401, (method, path)
+        scope = opt.get("scope")
+        for role, user in roles.items():
+            if scope is not None and scope not in ROLE_SCOPES[role]:
+                refused = (user.get if method == "GET" else user.post)(url)
+                assert refused.status_code == 403, (method, path, role)
 
 
 @pytest.fixture

@@ -1,0 +1,118 @@
+"""`belong users`: the clinic's users of the clinician app and their sign-in links."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from service.platform.database import Database
+from service.platform.embedded import database_url
+from service.platform.sessions import ROLES
+from service.web.users import SIGN_IN_LINK_MINUTES, SIGN_IN_LINK_PATH, Users
+
+T = TypeVar("T")
+DEFAULT_ORIGIN = "http://127.0.0.1:8000"
+
+
+def _run(work: Callable[[Users], Awaitable[T]]) -> T:
+    async def run() -> T:
+        db = Database(database_url(os.environ.get("BELONG_DATABASE_URL")))
+        try:
+            return await work(Users(db))
+        finally:
+            await db.dispose()
+
+    return asyncio.run(run())
+
+
+def _refusing(work: Callable[[Users], Awaitable[int]]) -> int:
+    try:
+        return _run(work)
+    except (LookupError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _add(args: argparse.Namespace) -> int:
+    async def add(users: Users) -> int:
+        user = await users.add(args.clinic, args.name, args.role, if_missing=args.if_missing)
+        print(f"clinic {args.clinic!r}: user {user.name!r} ({user.role}), id {user.id}")
+        return 0
+
+    return _refusing(add)
+
+
+def _list(args: argparse.Namespace) -> int:
+    async def show(users: Users) -> int:
+        for user in await users.list(args.clinic):
+            state = "disabled" if user.disabled_at else "active"
+            print(f"{user.id}\t{user.name}\t{user.role}\t{state}")
+        return 0
+
+    return _refusing(show)
+
+
+def _disable(args: argparse.Namespace) -> int:
+    async def disable(users: Users) -> int:
+        user = await users.disable(args.clinic, args.name)
+        print(f"clinic {args.clinic!r}: user {user.name!r} disabled; their sessions have ended")
+        return 0
+
+    return _refusing(disable)
+
+
+def _link(args: argparse.Namespace) -> int:
+    async def link(users: Users) -> int:
+        token = await users.link(args.clinic, args.user, minutes=args.minutes)
+        origin = (args.origin or os.environ.get("BELONG_PUBLIC_BASE_URL") or DEFAULT_ORIGIN).rstrip(
+            "/"
+        )
+        print(
+            f"Sign-in link for {args.user!r} of {args.clinic!r} "
+            f"(single use, valid {args.minutes} minutes):"
+        )
+        print(f"{origin}{SIGN_IN_LINK_PATH}{token}")
+        return 0
+
+    return _refusing(link)
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    users = commands.add_parser("users", help="users of the clinician app and sign-in links")
+    actions = users.add_subparsers(dest="action", required=True)
+
+    add = actions.add_parser("add", help="add a user to a clinic")
+    add.add_argument("--clinic", required=True)
+    add.add_argument("--name", required=True, help="how the clinic knows them (unique in it)")
+    add.add_argument("--role", required=True, choices=ROLES)
+    add.add_argument(
+        "--if-missing", action="store_true", help="succeed, changing nothing, if the user exists"
+    )
+    add.set_defaults(run=_add)
+
+    listing = actions.add_parser("list", help="list a clinic's users")
+    listing.add_argument("--clinic", required=True)
+    listing.set_defaults(run=_list)
+
+    disable = actions.add_parser("disable", help="stop a user signing in; ends their sessions")
+    disable.add_argument("--clinic", required=True)
+    disable.add_argument("--name", required=True)
+    disable.set_defaults(run=_disable)
+
+    link = actions.add_parser(
+        "link", help="print a single-use sign-in link for a user (for clinics without an IdP)"
+    )
+    link.add_argument("--clinic", required=True)
+    link.add_argument("--user", required=True, help="the user's name")
+    link.add_argument(
+        "--minutes", type=int, default=SIGN_IN_LINK_MINUTES, choices=range(1, 61), metavar="1-60"
+    )
+    link.add_argument(
+        "--origin",
+        help=f"the app's public origin (default: BELONG_PUBLIC_BASE_URL, else {DEFAULT_ORIGIN})",
+    )
+    link.set_defaults(run=_link)
