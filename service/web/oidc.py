@@ -35,6 +35,8 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
+from service.platform.sessions import ROLES
+
 ALGORITHMS = ("RS256", "ES256")
 CURVES = {"ES256": "P-256"}
 CACHE_SECONDS = 300.0
@@ -45,11 +47,11 @@ HTTP_TIMEOUT_SECONDS = 10.0
 MAX_RESPONSE_BYTES = 512 * 1024
 MAX_ID_TOKEN_CHARS = 16 * 1024
 AUTH_METHODS = ("client_secret_basic", "client_secret_post")
-ROLE_PRECEDENCE = ("admin", "coordinator", "clinician")
+ROLE_PRECEDENCE = tuple(reversed(ROLES))
 """Belong's roles, the most able first: a user whose claim maps to several gets the first."""
 DEFAULT_ROLE_MAP = {role: role for role in ROLE_PRECEDENCE}
 DEFAULT_ROLE_CLAIM = "belong_role"
-_ERROR_CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+ERROR_CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 class SignInRefused(Exception):
@@ -334,14 +336,13 @@ def role_of(identity: VerifiedIdentity, provider: IdentityProvider) -> str:
     raise SignInRefused(f"the provider gave no Belong role in the {provider.role_claim} claim")
 
 
-def display_name(identity: VerifiedIdentity) -> str:
-    """What to call the user: the name the provider gives, else their e-mail, else the
-    subject."""
+def display_name(identity: VerifiedIdentity) -> str | None:
+    """What the provider calls the user (name, else username, else e-mail), if anything."""
     for claim in ("name", "preferred_username", "email"):
         value = identity.claims.get(claim)
         if isinstance(value, str) and value.strip() and value.isprintable():
             return value.strip()[:200]
-    return identity.subject[:200]
+    return None
 
 
 def _with_query(url: str, params: Mapping[str, str]) -> str:
@@ -507,7 +508,7 @@ class RelyingParty:
             )
         if status != 200:
             error = body.get("error") if isinstance(body, dict) else None
-            named = error if isinstance(error, str) and _ERROR_CODE.fullmatch(error) else status
+            named = error if isinstance(error, str) and ERROR_CODE.fullmatch(error) else status
             raise SignInRefused(f"the provider refused the code ({named})")
         id_token = body.get("id_token") if isinstance(body, dict) else None
         if not isinstance(id_token, str):

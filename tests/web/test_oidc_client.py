@@ -103,6 +103,7 @@ async def test_signs_in_by_code_and_pkce_and_reads_the_role(
     assert identity.claims["email"] == "alice@clinic.test"
     assert role_of(identity, provider) == "clinician"
     assert display_name(identity) == "Alice Clinician"
+    assert display_name(VerifiedIdentity(identity.issuer, "alice", {"sub": "alice"})) is None
 
 
 async def test_a_code_is_exchanged_only_with_its_verifier_and_once(
