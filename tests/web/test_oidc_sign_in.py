@@ -5,7 +5,9 @@ in there, and the provider's redirect back opens a session in the app."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -27,6 +29,7 @@ from tests.helpers import BelongCli
 from tests.signed_in import session_from
 from tests.web.conftest import (
     CLIENT_ID,
+    CLIENT_SECRET,
     REDIRECT_URI,
     OpenIdProvider,
     running_provider,
@@ -310,3 +313,51 @@ def test_the_cli_refuses_a_bad_provider_configuration(
         "--client-id", CLIENT_ID, "--secret-ref", "env:X",
     )  # fmt: skip
     assert unknown.code == 2
+
+
+def test_the_providers_refusal_or_a_missing_secret_opens_no_session(
+    app_client: TestClient[Litestar],
+    clinic: Clinic,
+    openid_provider: OpenIdProvider,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BELONG_IDP_SECRET_LATER", "set for the sign-in's first half only")
+    configure(app_client, clinic.name, openid_provider, "env:BELONG_IDP_SECRET_LATER")
+    back = at_provider(app_client, clinic, "alice")
+    denied = back_to_app(app_client, {"state": back["state"], "error": "access_denied"})
+    assert denied.status_code == 400 and "set-cookie" not in denied.headers
+    assert "did not sign you in (access_denied)" in denied.text
+
+    back = at_provider(app_client, clinic, "alice")
+    monkeypatch.delenv("BELONG_IDP_SECRET_LATER")
+    unset = back_to_app(app_client, back)
+    assert unset.status_code == 503 and "set-cookie" not in unset.headers
+    assert "not set up correctly" in unset.text
+    assert "BELONG_IDP_SECRET_LATER" not in unset.text
+
+
+def test_no_code_token_or_secret_reaches_the_logs(
+    app_client: TestClient[Litestar],
+    clinic: Clinic,
+    openid_provider: OpenIdProvider,
+    client_secret_env: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    configure(app_client, clinic.name, openid_provider, client_secret_env)
+    with caplog.at_level(logging.DEBUG):
+        back = at_provider(app_client, clinic, "alice")
+        signed_in = back_to_app(app_client, back)
+        assert signed_in.status_code == 303
+        assert back_to_app(app_client, back).status_code == 400  # a refusal, logged
+    # The app's records: its thread's, not this one's (where the test's browser logs its own
+    # requests, the provider's redirects with code and state among them).
+    logged = "\n".join(
+        f"{record.getMessage()} {record.__dict__}"
+        for record in caplog.records
+        if record.thread != threading.get_ident()
+    )
+    assert "HTTP Request: POST" in logged  # Belong's own call to the token endpoint
+    assert "sign-in refused" in logged
+    for secret in (back["code"], back["state"], CLIENT_SECRET, session_from(signed_in)):
+        assert secret not in logged
+    assert "eyJ" not in logged  # no JWT (id_token) either
