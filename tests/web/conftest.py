@@ -143,34 +143,35 @@ class _Forms(HTMLParser):
             self.forms[-1]["fields"][attributes["name"]] = attributes.get("value") or ""
 
 
-async def sign_in_at_provider(
-    browser: httpx.AsyncClient,
+def sign_in_at_provider(
     authorization_url: str,
     login: str,
     redirect_uri: str = REDIRECT_URI,
     max_steps: int = 12,
 ) -> dict[str, str]:
-    """Follow the authorization URL as a browser would, signing in as ``login`` on the
-    provider's login form and continuing on its consent form; the query the provider
-    redirects to ``redirect_uri`` with (code, state, iss; or error)."""
-    response = await browser.get(authorization_url)
-    for _ in range(max_steps):
-        if response.is_redirect:
-            location = urljoin(str(response.url), response.headers["location"])
-            if location.startswith(redirect_uri):
-                query = parse_qs(urlsplit(location).query)
-                return {name: values[0] for name, values in query.items()}
-            response = await browser.get(location)
-            continue
-        assert response.status_code == 200, response.text
-        parser = _Forms()
-        parser.feed(response.text)
-        assert parser.forms, f"the provider's page has no form:\n{response.text}"
-        form = parser.forms[0]
-        fields = dict(form["fields"])
-        if "login" in fields:
-            fields.update(login=login, password="any password")
-        action = urljoin(str(response.url), form["action"])
-        assert form["method"] == "POST"
-        response = await browser.post(action, data=fields)
+    """Follow the authorization URL as a browser of its own would (no session at the
+    provider yet), signing in as ``login`` on the provider's login form and continuing on its
+    consent form; the query the provider redirects to ``redirect_uri`` with (code, state,
+    iss; or error). Synchronous, so that it runs beside any event loop (await it from one
+    through ``asyncio.to_thread``)."""
+    with httpx.Client() as browser:
+        response = browser.get(authorization_url)
+        for _ in range(max_steps):
+            if response.is_redirect:
+                location = urljoin(str(response.url), response.headers["location"])
+                if location.startswith(redirect_uri):
+                    query = parse_qs(urlsplit(location).query)
+                    return {name: values[0] for name, values in query.items()}
+                response = browser.get(location)
+                continue
+            assert response.status_code == 200, response.text
+            parser = _Forms()
+            parser.feed(response.text)
+            assert parser.forms, f"the provider's page has no form:\n{response.text}"
+            form = parser.forms[0]
+            fields = dict(form["fields"])
+            if "login" in fields:
+                fields.update(login=login, password="any password")
+            assert form["method"] == "POST"
+            response = browser.post(urljoin(str(response.url), form["action"]), data=fields)
     raise AssertionError("the provider did not redirect back within the expected steps")

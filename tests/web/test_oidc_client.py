@@ -3,6 +3,7 @@ Node): the authorization code flow with PKCE end to end, and every refusal."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -13,7 +14,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import pytest
 from joserfc.jwk import KeySet
 
@@ -58,8 +58,7 @@ async def id_token_of(rp: RelyingParty, provider: IdentityProvider, login: str) 
     """A sign-in at the provider as ``login``, exchanged: the id_token (unverified) and the
     request's nonce."""
     request = await rp.authorization_request(provider, REDIRECT_URI)
-    async with httpx.AsyncClient() as browser:
-        back = await sign_in_at_provider(browser, request.url, login)
+    back = await asyncio.to_thread(sign_in_at_provider, request.url, login)
     assert back["state"] == request.state
     token = await rp.exchange(
         provider, code=back["code"], code_verifier=request.code_verifier, redirect_uri=REDIRECT_URI
@@ -86,8 +85,7 @@ async def test_signs_in_by_code_and_pkce_and_reads_the_role(
     assert sent["state"] == request.state and sent["nonce"] == request.nonce
     assert request.code_verifier not in request.url
 
-    async with httpx.AsyncClient() as browser:
-        back = await sign_in_at_provider(browser, request.url, "alice")
+    back = await asyncio.to_thread(sign_in_at_provider, request.url, "alice")
     assert back["state"] == request.state
     await rp.check_callback_issuer(provider, back.get("iss"))
     identity = await rp.sign_in(
@@ -112,8 +110,7 @@ async def test_a_code_is_exchanged_only_with_its_verifier_and_once(
     rp = RelyingParty()
     provider = provider_for(openid_provider, client_secret_env)
     request = await rp.authorization_request(provider, REDIRECT_URI)
-    async with httpx.AsyncClient() as browser:
-        back = await sign_in_at_provider(browser, request.url, "alice")
+    back = await asyncio.to_thread(sign_in_at_provider, request.url, "alice")
 
     with pytest.raises(SignInRefused, match=r"refused the code \(invalid_grant\)"):
         await rp.exchange(
@@ -136,8 +133,7 @@ async def test_a_wrong_client_secret_is_refused(
     rp = RelyingParty()
     provider = provider_for(openid_provider, "env:BELONG_IDP_SECRET_WRONG")
     request = await rp.authorization_request(provider, REDIRECT_URI)
-    async with httpx.AsyncClient() as browser:
-        back = await sign_in_at_provider(browser, request.url, "alice")
+    back = await asyncio.to_thread(sign_in_at_provider, request.url, "alice")
     with pytest.raises(SignInRefused, match=r"refused the code \(invalid_client\)") as refused:
         await rp.exchange(
             provider,
@@ -466,3 +462,21 @@ async def test_the_provider_is_read_again_when_its_documents_are_stale(
     clock[0] = 301.0
     with pytest.raises(SignInRefused, match="discovery document could not be reached"):
         await rp.verify(provider, token, nonce=nonce)
+
+
+async def test_a_public_client_signs_in_with_pkce_alone() -> None:
+    public = {"client_id": CLIENT_ID, "redirect_uris": [REDIRECT_URI]}
+    with running_provider(
+        clients=[{**public, "token_endpoint_auth_method": "none"}],
+        client_auth_methods=["none", "client_secret_basic"],
+    ) as op:
+        rp = RelyingParty()
+        provider = IdentityProvider(op.issuer, CLIENT_ID, None)
+        token, nonce = await id_token_of(rp, provider, "alice")
+        assert (await rp.verify(provider, token, nonce=nonce)).subject == "alice"
+    with running_provider(client_auth_methods=["client_secret_basic"]) as op:
+        provider = IdentityProvider(op.issuer, CLIENT_ID, None)
+        with pytest.raises(SignInRefused, match="client without a secret"):
+            await RelyingParty().exchange(
+                provider, code="c", code_verifier="v" * 43, redirect_uri=REDIRECT_URI
+            )

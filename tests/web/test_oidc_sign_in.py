@@ -4,7 +4,6 @@ in there, and the provider's redirect back opens a session in the app."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import threading
@@ -13,7 +12,6 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import pytest
 import sqlalchemy as sa
 from litestar import Litestar
@@ -76,17 +74,7 @@ def at_provider(
         f"/app/sign-in/oidc/{clinic.clinic_id}", params={"next": next_}, follow_redirects=False
     )
     assert to_provider.status_code == 303, to_provider.text
-    return browse(to_provider.headers["location"], login)
-
-
-def browse(authorization_url: str, login: str) -> dict[str, str]:
-    """A browser of its own (no session at the provider yet) signing in there."""
-
-    async def run() -> dict[str, str]:
-        async with httpx.AsyncClient() as browser:
-            return await sign_in_at_provider(browser, authorization_url, login)
-
-    return asyncio.run(run())
+    return sign_in_at_provider(to_provider.headers["location"], login)
 
 
 def back_to_app(client: TestClient[Litestar], back: dict[str, str]) -> Any:
@@ -139,7 +127,7 @@ def test_a_clinician_signs_in_through_the_clinics_provider(
     assert [f.state_hash for f in flows] == [hash_secret(sent["state"])]
     assert (flows[0].expires_at - flows[0].created_at).total_seconds() == 600
 
-    back = browse(location, "alice")
+    back = sign_in_at_provider(location, "alice")
     signed_in = back_to_app(app_client, back)
     assert signed_in.status_code == 303, signed_in.text
     assert signed_in.headers["location"] == "/app/account"
