@@ -4,12 +4,14 @@ account page and sign-out."""
 
 from __future__ import annotations
 
+import hmac
 import logging
 import uuid
 from datetime import timedelta
 from typing import Annotated, Any
 
 from litestar import Request, get, post
+from litestar.datastructures import Cookie
 from litestar.params import PathParameter
 from litestar.response import Redirect, Response, Template
 
@@ -18,6 +20,7 @@ from service.platform.sessions import ROLE_SCOPES, end_session, session_cookie
 from service.web.oidc import SecretUnavailable, SignInRefused
 from service.web.oidc_sign_in import (
     CALLBACK_PATH,
+    FLOW_MINUTES,
     NoBelongRole,
     OidcSignIn,
     SignInNotAccepted,
@@ -27,7 +30,22 @@ from service.web.pages import PUBLIC, AppController, app_user, page
 from service.web.users import redeem_sign_in_link
 
 HOME = "/app"
+FLOW_COOKIE = "__Host-belong-sign-in"
+"""The state of the browser's sign-in in flight to its clinic's provider: the callback
+takes a state only from the browser that was sent off with it (no login CSRF)."""
 log = logging.getLogger("belong.sign_in")
+
+
+def flow_cookie(state: str = "", max_age: int = 0) -> Cookie:
+    return Cookie(
+        key=FLOW_COOKIE,
+        value=state,
+        max_age=max_age,
+        path="/",
+        secure=True,
+        httponly=True,
+        samesite="lax",
+    )
 
 
 def safe_next(target: str | None) -> str:
@@ -46,7 +64,7 @@ def _sign_in(request: Request[Any, Any, Any]) -> OidcSignIn:
     return OidcSignIn(request.app.state.db, request.app.state.relying_party)
 
 
-def _refused(request: Request[Any, Any, Any], exc: SignInRefused) -> Response[Any]:
+def _refused(request: Request[Any, Any, Any], exc: SignInRefused) -> Template:
     if isinstance(exc, SecretUnavailable):
         log.error("the identity provider's client secret is unavailable: %s", exc.reason)
         status, reason = 503, "the clinic's identity provider is not set up correctly"
@@ -102,6 +120,11 @@ class SignInController(AppController):
         state = query.get("state")
         if not state or len(state) > 512:
             return _refused(request, SignInRefused("the provider's answer has no state"))
+        started = request.cookies.get(FLOW_COOKIE, "")
+        if not hmac.compare_digest(started.encode(), state.encode()):
+            return _refused(
+                request, SignInRefused("this sign-in was not started in this browser: start again")
+            )
         absolute = timedelta(hours=request.app.state.settings.session_absolute_hours)
         try:
             signed_in = await _sign_in(request).finish(
@@ -113,7 +136,9 @@ class SignInController(AppController):
                 absolute=absolute,
             )
         except SignInRefused as exc:
-            return _refused(request, exc)
+            refused = _refused(request, exc)
+            refused.cookies.append(flow_cookie())
+            return refused
         return Redirect(
             path=safe_next(signed_in.return_to),
             status_code=303,
@@ -122,6 +147,7 @@ class SignInController(AppController):
                     signed_in.session_id, max_age=int(absolute.total_seconds())
                 )
             },
+            cookies=[flow_cookie()],
         )
 
     @get("/sign-in/oidc/{clinic_id:uuid}", opt=PUBLIC)
@@ -130,19 +156,23 @@ class SignInController(AppController):
     ) -> Response[Any]:
         return_to = safe_next(request.query_params.get("next"))
         try:
-            url = await _sign_in(request).start(
+            flow = await _sign_in(request).start(
                 clinic_id, public_origin(request) + CALLBACK_PATH, return_to
             )
         except SignInRefused as exc:
             return _refused(request, exc)
-        if url is None:
+        if flow is None:
             return page(
                 request,
                 "sign_in_refused.html",
                 status_code=404,
                 reason="this clinic has no identity provider set up",
             )
-        return Redirect(path=url, status_code=303)
+        return Redirect(
+            path=flow.url,
+            status_code=303,
+            cookies=[flow_cookie(flow.state, max_age=FLOW_MINUTES * 60)],
+        )
 
     @get("/account")
     async def account(self, request: Request[Any, Any, Any]) -> Template:

@@ -23,6 +23,7 @@ from service.web.oidc import (
     DEFAULT_ROLE_CLAIM,
     DEFAULT_ROLE_MAP,
     ERROR_CODE,
+    AuthorizationRequest,
     IdentityProvider,
     RelyingParty,
     SignInRefused,
@@ -179,8 +180,9 @@ class OidcSignIn:
 
     async def start(
         self, clinic_id: uuid.UUID, redirect_uri: str, return_to: str | None
-    ) -> str | None:
-        """The provider's authorization URL, the flow kept; None: the clinic has none."""
+    ) -> AuthorizationRequest | None:
+        """The request to send the browser with to the provider, its flow kept; None: the
+        clinic has no provider."""
         async with self.db.begin() as conn:
             provider = await provider_of(conn, clinic_id)
         if provider is None:
@@ -200,7 +202,7 @@ class OidcSignIn:
                     expires_at=now + timedelta(minutes=FLOW_MINUTES),
                 )
             )
-        return request.url
+        return request
 
     async def finish(
         self,

@@ -21,6 +21,7 @@ from service.app import create_app
 from service.platform.sessions import SESSION_COOKIE, hash_secret
 from service.platform.tables import sign_in_flows, users
 from service.settings import Settings
+from service.web.controllers import FLOW_COOKIE
 from service.web.oidc_sign_in import CALLBACK_PATH, IdentityProviders
 from tests.conftest import Clinic, MakeClinic
 from tests.helpers import BelongCli
@@ -77,8 +78,25 @@ def at_provider(
     return sign_in_at_provider(to_provider.headers["location"], login)
 
 
-def back_to_app(client: TestClient[Litestar], back: dict[str, str]) -> Any:
-    return client.get(CALLBACK_PATH, params=back, follow_redirects=False)
+def back_to_app(
+    client: TestClient[Litestar], back: dict[str, str], started: str | None = None
+) -> Any:
+    """The provider's redirect back to the app, from the browser that the app sent off with
+    the sign-in ``started`` (its cookie; by default the state brought back: that browser)."""
+    cookie = back.get("state", "") if started is None else started
+    return client.get(
+        CALLBACK_PATH,
+        params=back,
+        headers={"Cookie": f"{FLOW_COOKIE}={cookie}"},
+        follow_redirects=False,
+    )
+
+
+def opens_no_session(response: Any) -> bool:
+    return not any(
+        cookie.startswith(SESSION_COOKIE + "=")
+        for cookie in response.headers.get_list("set-cookie")
+    )
 
 
 def the_user(client: TestClient[Litestar], clinic: Clinic, subject: str) -> list[Any]:
@@ -118,6 +136,10 @@ def test_a_clinician_signs_in_through_the_clinics_provider(
     sent = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
     assert location.startswith(openid_provider.issuer + "/auth?")
     assert sent["redirect_uri"] == REDIRECT_URI and sent["code_challenge_method"] == "S256"
+    flow_cookie = to_provider.headers["set-cookie"]
+    assert flow_cookie.startswith(f"{FLOW_COOKIE}={sent['state']};")
+    for attribute in ("httponly", "secure", "samesite=lax", "path=/", "max-age=600"):
+        assert attribute in flow_cookie.lower()
     flows = query(
         app_client,
         sa.select(
@@ -131,6 +153,7 @@ def test_a_clinician_signs_in_through_the_clinics_provider(
     signed_in = back_to_app(app_client, back)
     assert signed_in.status_code == 303, signed_in.text
     assert signed_in.headers["location"] == "/app/account"
+    assert f"{FLOW_COOKIE}=" in signed_in.headers.get_list("set-cookie")[-1]  # cleared
     session = session_from(signed_in)
     account = app_client.get("/app/account", headers={"Cookie": f"{SESSION_COOKIE}={session}"})
     assert account.status_code == 200
@@ -162,16 +185,35 @@ def test_an_unknown_or_replayed_state_opens_no_session(
 
     forged = back_to_app(app_client, {**back, "state": back["state"][:-2] + "xy"})
     assert forged.status_code == 400
-    assert "set-cookie" not in forged.headers
+    assert opens_no_session(forged)
     assert "expired or was used already" in forged.text
     missing = back_to_app(app_client, {"code": back["code"]})
-    assert missing.status_code == 400 and "set-cookie" not in missing.headers
+    assert missing.status_code == 400 and opens_no_session(missing)
 
     assert back_to_app(app_client, back).status_code == 303
     replayed = back_to_app(app_client, back)
     assert replayed.status_code == 400
-    assert "set-cookie" not in replayed.headers
+    assert opens_no_session(replayed)
     assert "expired or was used already" in replayed.text
+
+
+def test_a_state_brought_back_to_another_browser_opens_no_session(
+    app_client: TestClient[Litestar],
+    clinic: Clinic,
+    openid_provider: OpenIdProvider,
+    client_secret_env: str,
+) -> None:
+    """Login CSRF: someone's own sign-in, its redirect back sent to another person's browser,
+    would sign that person in as someone."""
+    configure(app_client, clinic.name, openid_provider, client_secret_env)
+    back = at_provider(app_client, clinic, "alice")
+    other = at_provider(app_client, clinic, "carol")
+    for started in ("", other["state"]):
+        refused = back_to_app(app_client, back, started=started)
+        assert refused.status_code == 400 and opens_no_session(refused)
+        assert "not started in this browser" in refused.text
+    # The browser that started it still can.
+    assert back_to_app(app_client, back).status_code == 303
 
 
 def test_an_expired_flow_opens_no_session(
@@ -190,7 +232,7 @@ def test_an_expired_flow_opens_no_session(
         .returning(sign_in_flows.c.state_hash),
     )
     late = back_to_app(app_client, back)
-    assert late.status_code == 400 and "set-cookie" not in late.headers
+    assert late.status_code == 400 and opens_no_session(late)
 
 
 def test_a_user_without_a_belong_role_is_refused(
@@ -202,7 +244,7 @@ def test_a_user_without_a_belong_role_is_refused(
     configure(app_client, clinic.name, openid_provider, client_secret_env)
     refused = back_to_app(app_client, at_provider(app_client, clinic, "bob"))
     assert refused.status_code == 403
-    assert "set-cookie" not in refused.headers
+    assert opens_no_session(refused)
     assert "no Belong role in the belong_role claim" in refused.text
     assert the_user(app_client, clinic, "bob") == []
 
@@ -212,7 +254,7 @@ def test_a_user_without_a_belong_role_is_refused(
         role_map={"Belong.Admin": "admin"},
     )  # fmt: skip
     unmapped = back_to_app(app_client, at_provider(app_client, clinic, "alice"))
-    assert unmapped.status_code == 403 and "set-cookie" not in unmapped.headers
+    assert unmapped.status_code == 403 and opens_no_session(unmapped)
 
 
 def test_a_disabled_user_is_refused(
@@ -231,7 +273,7 @@ def test_a_disabled_user_is_refused(
         .returning(users.c.id),
     )
     refused = back_to_app(app_client, at_provider(app_client, clinic, "carol"))
-    assert refused.status_code == 403 and "set-cookie" not in refused.headers
+    assert refused.status_code == 403 and opens_no_session(refused)
     assert "disabled" in refused.text
 
 
@@ -254,7 +296,7 @@ def test_another_clinics_sign_in_does_not_open_this_one(
         for mixed in ({**their_back, "state": our_state}, {"code": their_back["code"]}):
             mixed["state"] = our_state
             refused = back_to_app(app_client, mixed)
-            assert refused.status_code == 400 and "set-cookie" not in refused.headers
+            assert refused.status_code == 400 and opens_no_session(refused)
             our_flow = app_client.get(f"/app/sign-in/oidc/{ours.clinic_id}", follow_redirects=False)
             our_state = parse_qs(urlsplit(our_flow.headers["location"]).query)["state"][0]
         assert the_user(app_client, ours, "alice") == []
@@ -313,13 +355,13 @@ def test_the_providers_refusal_or_a_missing_secret_opens_no_session(
     configure(app_client, clinic.name, openid_provider, "env:BELONG_IDP_SECRET_LATER")
     back = at_provider(app_client, clinic, "alice")
     denied = back_to_app(app_client, {"state": back["state"], "error": "access_denied"})
-    assert denied.status_code == 400 and "set-cookie" not in denied.headers
+    assert denied.status_code == 400 and opens_no_session(denied)
     assert "did not sign you in (access_denied)" in denied.text
 
     back = at_provider(app_client, clinic, "alice")
     monkeypatch.delenv("BELONG_IDP_SECRET_LATER")
     unset = back_to_app(app_client, back)
-    assert unset.status_code == 503 and "set-cookie" not in unset.headers
+    assert unset.status_code == 503 and opens_no_session(unset)
     assert "not set up correctly" in unset.text
     assert "BELONG_IDP_SECRET_LATER" not in unset.text
 
