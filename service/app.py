@@ -60,6 +60,7 @@ from service.settings import Settings
 from service.systems.controllers.cds import CdsServicesController
 from service.systems.controllers.smart import SmartController
 from service.web.controllers import SignInController
+from service.web.oidc import RelyingParty
 from service.web.pages import static_files, template_config
 
 
@@ -142,6 +143,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "token_cache": TokenCache(),
                 "directory_cache": directory_cache,
                 "rate_limiter": RateLimiter(settings.rate_limit_per_minute),
+                # The clinics' OpenID providers: their discovery documents and keys, held
+                "relying_party": RelyingParty(),
             }
         ),
         template_config=template_config(),
