@@ -569,7 +569,8 @@ def report(results: list[PageResult], opts: argparse.Namespace, seeding_s: float
         "",
         f"## Clinician app pages ({opts.requests} sequential requests per page on one "
         f"keep-alive connection, granian 1 worker, {opts.patients:,} patients, "
-        f"{opts.services:,} services; seeded in {seeding_s:.0f} s)",
+        f"{opts.services:,} services; "
+        + (f"seeded in {seeding_s:.0f} s)" if seeding_s == seeding_s else "reused database)"),
         "",
         "Latency in ms as the client saw it (loopback). The floors, measured the same way "
         "in the same run: `GET /health/live` (the framework, this client and this machine) "
@@ -642,42 +643,79 @@ def profile(
 # -- the run ---------------------------------------------------------------------------
 
 
+def create_clinic(opts: argparse.Namespace, env: dict[str, str], work: Path) -> str:
+    """A fresh database with the clinic, its API client and its directory: the token."""
+    load.create_database(opts.admin_url, opts.database)
+    load.run(load.belong("db", "upgrade"), env=env, timeout=120)
+    load.run(load.belong("clinics", "create", "--name", CLINIC), env=env, timeout=60)
+    from service.platform.credentials import SCOPES
+
+    created = load.run(
+        load.belong(
+            "clients", "create", "--clinic", CLINIC, "--name", "bench-app",
+            *[arg for scope in SCOPES for arg in ("--scope", scope)],
+        ),
+        env=env,
+        timeout=60,
+    )  # fmt: skip
+    started = time.monotonic()
+    directory_file = work / "directory.hsds.json"
+    directory_file.write_text(json.dumps(directory_services(opts.services)), encoding="utf-8")
+    log(f"importing {opts.services:,} HSDS services (belong directory import)")
+    load.run(
+        load.belong("directory", "import", "--clinic", CLINIC, str(directory_file)),
+        env=env,
+        timeout=20 * 60,
+    )
+    log(f"  directory imported in {time.monotonic() - started:.0f}s")
+    return created.stdout.strip().splitlines()[-1].strip()
+
+
+def seeded_before(plain_url: str) -> Seeded:
+    """What an earlier run (``--keep-db``) seeded, read back from its database."""
+    import asyncpg
+
+    async def read() -> Seeded:
+        conn = await asyncpg.connect(plain_url)
+        try:
+            clinic = await conn.fetchval("SELECT id FROM clinics WHERE name = $1", CLINIC)
+            if clinic is None:
+                raise BenchError(f"--reuse-db: no clinic {CLINIC!r} in this database")
+            ids = [
+                [row[0] for row in await conn.fetch(query, clinic)]
+                for query in (
+                    "SELECT id FROM patients WHERE clinic_id = $1 ORDER BY id",
+                    "SELECT id FROM directory_services WHERE clinic_id = $1 ORDER BY id LIMIT 1000",
+                    "SELECT id FROM referrals WHERE clinic_id = $1 ORDER BY id",
+                )
+            ]
+        finally:
+            await conn.close()
+        return Seeded(patients=ids[0], services=ids[1], referrals=ids[2])
+
+    seeded = asyncio.run(read())
+    if not (seeded.patients and seeded.services and seeded.referrals):
+        raise BenchError("--reuse-db: the database holds no seeded clinic")
+    return seeded
+
+
 def bench(opts: argparse.Namespace) -> bool:
     load.check_loopback(opts.admin_url)
     work = Path(tempfile.mkdtemp(prefix="belong-bench-app-"))
     database_url = load.with_database(opts.admin_url, opts.database, "postgresql+asyncpg")
+    plain_url = load.with_database(opts.admin_url, opts.database, "postgresql")
     metrics_dir = work / "metrics"
     metrics_dir.mkdir()
     env = load.belong_env(dict(os.environ), database_url, metrics_dir, load.default_pool_size())
     patients = [f"bench-{i:04d}" for i in range(opts.patients)]
     log(f"database {opts.database} (work files in {work})")
-    load.create_database(opts.admin_url, opts.database)
     try:
-        load.run(load.belong("db", "upgrade"), env=env, timeout=120)
-        load.run(load.belong("clinics", "create", "--name", CLINIC), env=env, timeout=60)
-        from service.platform.credentials import SCOPES
-
-        created = load.run(
-            load.belong(
-                "clients", "create", "--clinic", CLINIC, "--name", "bench-app",
-                *[arg for scope in SCOPES for arg in ("--scope", scope)],
-            ),
-            env=env,
-            timeout=60,
-        )  # fmt: skip
-        token = created.stdout.strip().splitlines()[-1].strip()
-
         seeding_started = time.monotonic()
-        directory_file = work / "directory.hsds.json"
-        directory_file.write_text(json.dumps(directory_services(opts.services)), encoding="utf-8")
-        log(f"importing {opts.services:,} HSDS services (belong directory import)")
-        load.run(
-            load.belong("directory", "import", "--clinic", CLINIC, str(directory_file)),
-            env=env,
-            timeout=20 * 60,
-        )
-        log(f"  directory imported in {time.monotonic() - seeding_started:.0f}s")
-
+        if opts.reuse_db:
+            load.run(load.belong("db", "upgrade"), env=env, timeout=120)
+            token = ""
+        else:
+            token = create_clinic(opts, env, work)
         port = load.free_port()
         server = load.Server(
             "belong",
@@ -688,21 +726,25 @@ def bench(opts: argparse.Namespace) -> bool:
             1,
         )
         with load.serving(server):
-            log(f"seeding {len(patients):,} patients through the API ({CONCURRENCY} in flight)")
-            seeded = asyncio.run(seed(server.base_url, token, patients))
-            seeding_s = time.monotonic() - seeding_started
-            log(f"seeded in {seeding_s:.0f}s (directory import included)")
-            load.vacuum(load.with_database(opts.admin_url, opts.database, "postgresql"))
+            if opts.reuse_db:
+                seeded = seeded_before(plain_url)
+                seeding_s = float("nan")
+                log(f"reusing {len(seeded.patients):,} patients, {len(seeded.referrals)} referrals")
+            else:
+                log(f"seeding {len(patients):,} patients through the API ({CONCURRENCY} in flight)")
+                seeded = asyncio.run(seed(server.base_url, token, patients))
+                seeding_s = time.monotonic() - seeding_started
+                log(f"seeded in {seeding_s:.0f}s (directory import included)")
+            load.vacuum(plain_url)
             session = sign_in(server.base_url, env)
             log(f"measuring {len(PAGES)} pages, {opts.requests} requests each")
-            plain_url = load.with_database(opts.admin_url, opts.database, "postgresql")
             results = measure(server.base_url, session, seeded, opts, server.workers(), plain_url)
         passed = report(results, opts, seeding_s)
         if opts.profile:
             profile(opts.profile, env, session, seeded, opts)
         return passed
     finally:
-        if opts.keep_db:
+        if opts.keep_db or opts.reuse_db:
             log(f"keeping database {opts.database}")
         else:
             try:
@@ -738,6 +780,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--database", default="belong_bench_app")
     parser.add_argument("--keep-db", action="store_true", help="leave the database for a look")
+    parser.add_argument(
+        "--reuse-db",
+        action="store_true",
+        help="measure again on the database a --keep-db run left, without seeding it",
+    )
     parser.add_argument(
         "--report-only", action="store_true", help="exit 0 even when a target is missed"
     )
