@@ -40,10 +40,10 @@ PLOT_TOP = 34
 PLOT_HEIGHT = 180
 PLOT_INSET = 10
 """Space between the plot's sides and the oldest and newest points."""
-FONT_SIZE = 12
+FONT_SIZE = 13
 CHAR_WIDTH = 0.6 * FONT_SIZE
 """An upper estimate of a character's width in the sans-serif the chart asks for."""
-LEGEND_ROW = 16
+LEGEND_ROW = 17
 X_TICKS = 3
 
 TEXT = "#1a1a1a"
