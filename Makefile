@@ -32,6 +32,9 @@ run: install
 	$(BIN)/belong directory import --clinic "Demo Clinic" deploy/seed/directory.hsds.json
 	@echo "Demo clinic token (use it as: Authorization: Bearer <token>):"
 	@$(BIN)/belong clients create --clinic "Demo Clinic" --name "make run" $(DEMO_SCOPES) | tail -n 1
+	@$(BIN)/belong users add --clinic "Demo Clinic" --name "Demo Clinician" --role coordinator --if-missing >/dev/null
+	@echo "Open the clinician app (this link signs you in once, within 10 minutes):"
+	@$(BIN)/belong users link --clinic "Demo Clinic" --user "Demo Clinician" | tail -n 1
 	$(BIN)/belong serve --host 127.0.0.1 --port 8000 --workers 1
 
 lint: install
