@@ -6,8 +6,8 @@ axe-core (axe-playwright-python) checks each page: no serious or critical violat
 from __future__ import annotations
 
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
