@@ -14,6 +14,10 @@ from sqlalchemy.engine import Row
 from service.platform.tables import ENTERED_IN_ERROR, patients, referrals, screenings
 from service.platform.tenancy import ClinicScoped
 
+WITHDRAWN = sa.literal_column(f"'{ENTERED_IN_ERROR}'", sa.String)
+"""A constant in the statement, not a parameter: the planner then always knows a query
+on screenings that are not withdrawn may use ix_screenings_latest (a partial index)."""
+
 
 class PatientStore(ClinicScoped):
     async def get_patient(self, patient_id: str) -> Row[Any] | None:
@@ -76,17 +80,16 @@ class PatientStore(ClinicScoped):
         latest = (
             self._select(screenings, s.patient_id, s.id, s.instrument, s.completed_at, s.positive)
             .ext(distinct_on(s.patient_id))
-            .where(s.status != ENTERED_IN_ERROR)
+            .where(s.status != WITHDRAWN)
             .order_by(s.patient_id, s.completed_at.desc(), s.id.desc())
             .subquery("latest")
         )
-        r = referrals.c
-        open_referral = sa.exists().where(
-            r.clinic_id == self.clinic_id,
-            r.patient_id == latest.c.patient_id,
-            r.status.in_(open_statuses),
+        # NOT IN, not NOT EXISTS: a hashed subplan read once, whatever the planner expects
+        # of the rows before it (patient_id is never null).
+        referred = self._select(referrals, referrals.c.patient_id).where(
+            referrals.c.status.in_(open_statuses)
         )
-        conditions = [latest.c.positive.is_(True), ~open_referral]
+        conditions = [latest.c.positive.is_(True), latest.c.patient_id.not_in(referred)]
         if instrument is not None:
             conditions.append(latest.c.instrument == instrument)
         candidates = sa.select(latest).where(*conditions).cte("candidates")
