@@ -89,7 +89,10 @@ class PatientStore(ClinicScoped):
         referred = self._select(referrals, referrals.c.patient_id).where(
             referrals.c.status.in_(open_statuses)
         )
-        conditions = [latest.c.positive.is_(True), latest.c.patient_id.not_in(referred)]
+        conditions: list[Any] = [
+            latest.c.positive.is_(True),
+            latest.c.patient_id.not_in(referred),
+        ]
         if instrument is not None:
             conditions.append(latest.c.instrument == instrument)
         candidates = sa.select(latest).where(*conditions).cte("candidates")

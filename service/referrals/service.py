@@ -142,7 +142,7 @@ async def worklist_referrals(
     overdue. ``status``, ``instrument`` (the screening's it was made from) and
     ``overdue_only`` narrow the list; its page is ``limit`` from ``offset``."""
     now = utcnow()
-    window = {
+    window: dict[str, Any] = {
         "open_statuses": [s.value for s in OPEN],
         "recent_since": now - timedelta(days=RECENTLY_CLOSED_DAYS),
         "overdue_before": now - overdue_after,

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 import msgspec
 from litestar import Request, get, post
-from litestar.datastructures import MultiDict
+from litestar.datastructures import FormMultiDict, MultiDict
 from litestar.di import NamedDependency, Provide
 from litestar.params import PathParameter
 from litestar.response import Redirect, Template
@@ -170,7 +170,7 @@ class ProfileForm:
         )
 
     @classmethod
-    def read(cls, form: MultiDict[Any]) -> ProfileForm:
+    def read(cls, form: FormMultiDict) -> ProfileForm:
         def text(name: str) -> str:
             value = form.get(name)
             return value.strip() if isinstance(value, str) else ""
