@@ -572,3 +572,14 @@ def _date(days_ago: float) -> str:
 
 def _short(client: TestClient[Litestar], instrument: str) -> str:
     return str(client.app.state.catalog.get(instrument).definition.short_title)
+
+
+def test_a_profile_form_without_its_security_token_is_refused(
+    session_client: TestClient[Litestar], clinic: Clinic, user: SignedIn
+) -> None:
+    patient = new_patient_id()
+    session_client.put(f"/v1/patients/{patient}", json={}, headers=clinic.headers)
+    refused = user.post(f"/app/patients/{patient}/profile", {"_csrf": "", "languages": "en"})
+    assert refused.status_code == 403
+    stored = session_client.get(f"/v1/patients/{patient}", headers=clinic.headers).json()
+    assert stored["profile"] == {}
