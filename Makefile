@@ -6,8 +6,9 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: install run test lint typecheck unit schemas contract bench
 
-# The npm FHIR clients and test servers the tests run under Node 20 (tests/js), pinned by its
-# lockfile; Debian's Chromium for the browser tests (Playwright cannot download its own here).
+# The npm FHIR clients and test servers (an OpenID provider among them) the tests run under
+# Node 20 (tests/js), pinned by its lockfile; Debian's Chromium for the browser tests
+# (Playwright cannot download its own here).
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends
 $(STAMP): pyproject.toml tests/js/package-lock.json
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'

@@ -44,12 +44,14 @@ from service.platform.observability import install as install_request_context
 from service.platform.openapi import FinishedJson, FinishedYaml
 from service.platform.openapi import install as install_openapi
 from service.platform.sessions import AppSessionMiddleware
+from service.referrals.controllers.app import ReferralPages
 from service.referrals.controllers.fhir import (
     OrganizationController,
     ServiceRequestController,
     TaskController,
 )
 from service.referrals.controllers.v1 import ReferralController
+from service.screenings.controllers.app import ScreeningPages
 from service.screenings.controllers.fhir import (
     ObservationController,
     QuestionnaireResponseController,
@@ -59,6 +61,7 @@ from service.settings import Settings
 from service.systems.controllers.cds import CdsServicesController
 from service.systems.controllers.smart import SmartController
 from service.web.controllers import SignInController
+from service.web.oidc import RelyingParty
 from service.web.pages import static_files, template_config
 
 
@@ -111,6 +114,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             # The clinician app (/app): server-rendered pages on the same services
             SignInController,
             PatientPages,
+            ReferralPages,
+            ScreeningPages,
             static_files(),
         ],
         dependencies={
@@ -140,6 +145,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "token_cache": TokenCache(),
                 "directory_cache": directory_cache,
                 "rate_limiter": RateLimiter(settings.rate_limit_per_minute),
+                # The clinics' OpenID providers: their discovery documents and keys, held
+                "relying_party": RelyingParty(),
             }
         ),
         template_config=template_config(),

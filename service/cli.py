@@ -213,6 +213,38 @@ def _clinics_update(args: argparse.Namespace) -> int:
     return 0
 
 
+def _clinics_idp(args: argparse.Namespace) -> int:
+    from service.web.oidc import DEFAULT_ROLE_MAP
+    from service.web.oidc_sign_in import CALLBACK_PATH, IdentityProviders, parse_role_map
+
+    try:
+        role_map = parse_role_map(args.role_map) if args.role_map else DEFAULT_ROLE_MAP
+    except ValueError as exc:
+        print(f"error: --role-map: {exc}", file=sys.stderr)
+        return 2
+
+    async def configure(db: Database) -> int:
+        provider = await IdentityProviders(db).configure(
+            args.clinic,
+            issuer=args.issuer,
+            client_id=args.client_id,
+            secret_ref=args.secret_ref,
+            role_claim=args.role_claim,
+            role_map=role_map,
+            scopes=args.scope or (),
+        )
+        origin = (os.environ.get("BELONG_PUBLIC_BASE_URL") or "<public base URL>").rstrip("/")
+        roles = ", ".join(f"{value}={role}" for value, role in provider.role_map.items())
+        print(
+            f"clinic {args.clinic!r} signs in through {provider.issuer} as client "
+            f"{provider.client_id!r}; role claim {provider.role_claim!r} ({roles})"
+        )
+        print(f"Register this redirect URI at the provider: {origin}{CALLBACK_PATH}")
+        return 0
+
+    return _refusing(configure)
+
+
 def _clients_create_with_keys(args: argparse.Namespace) -> int:
     """A system client that signs JWTs (SMART Backend Services or a CDS Hooks client)."""
     from service.systems.service import Systems
@@ -641,6 +673,40 @@ def build_parser() -> argparse.ArgumentParser:
         "--language", action="append", metavar="CODE", required=True, help=languages_help
     )
     clinic_update.set_defaults(run=_clinics_update)
+    clinic_idp = clinic_actions.add_parser(
+        "idp",
+        help="set the clinic's OpenID provider for signing in to the clinician app",
+        description="Users of the clinic sign in to /app through this OpenID provider "
+        "(authorization code with PKCE S256); each becomes a user of the clinic with the "
+        "role its role claim maps to. Running it again replaces the clinic's provider.",
+    )
+    clinic_idp.add_argument("--clinic", required=True, help="the clinic's name")
+    clinic_idp.add_argument(
+        "--issuer", required=True, help="the provider's issuer URL, exactly as it names itself"
+    )
+    clinic_idp.add_argument("--client-id", required=True, help="Belong's client id at the provider")
+    clinic_idp.add_argument(
+        "--secret-ref",
+        required=True,
+        metavar="env:VAR|file:/PATH",
+        help="where the client secret is found when a user signs in (never the secret itself)",
+    )
+    clinic_idp.add_argument(
+        "--role-claim",
+        default="belong_role",
+        help="the id_token claim holding the user's role; a dotted path reaches into nested "
+        "claims (realm_access.roles) (default: belong_role)",
+    )
+    clinic_idp.add_argument(
+        "--role-map",
+        metavar="VALUE=ROLE,...",
+        help="the provider's role values and the Belong roles they give (clinician, "
+        "coordinator, admin) (default: each role's own name)",
+    )
+    clinic_idp.add_argument(
+        "--scope", action="append", help="a scope to request beside openid (repeat for each)"
+    )
+    clinic_idp.set_defaults(run=_clinics_idp)
     create_clinic_help = (
         f"create the clinic (languages: {', '.join(DEFAULT_LANGUAGES)}) if there is none of "
         "that name; without it an unknown clinic name is refused"

@@ -57,6 +57,13 @@ def pytest_configure(config: pytest.Config) -> None:
     _given_server_url = workerinput.get(SERVER_URL)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The browser tests last (in each xdist worker too, which takes the tests in this
+    order): Playwright's sync API keeps an event loop running in the main thread from the
+    first of them on, and the fixtures and commands that call ``asyncio.run`` then cannot."""
+    items.sort(key=lambda item: "browser" in item.path.relative_to(PROJECT_ROOT).parts[:2])
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
     """xdist, in the controller: start the server before the workers (once), pass it on."""

@@ -99,13 +99,13 @@ OPEN = tuple(status for status in Status if NEXT[status])
 
 STATUS_WORDS = {
     Status.REQUESTED: "requested",
-    Status.ACCEPTED: "accepted by the service",
-    Status.REJECTED: "declined by the service",
+    Status.ACCEPTED: "accepted",
+    Status.REJECTED: "rejected",
     Status.CANCELLED: "cancelled",
-    Status.IN_PROGRESS: "attending",
+    Status.IN_PROGRESS: "in progress",
     Status.ON_HOLD: "on hold",
     Status.COMPLETED: "completed",
-    Status.FAILED: "did not work out",
+    Status.FAILED: "failed",
 }
 """Each status as people say it."""
 

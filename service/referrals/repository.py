@@ -20,12 +20,14 @@ from sqlalchemy.engine import Row
 
 from service.platform.database import Compiled, Database, new_id
 from service.platform.tables import (
+    api_clients,
     clinics,
     directory_services,
     patients,
     referral_events,
     referrals,
     screenings,
+    users,
 )
 from service.platform.tenancy import ClinicScoped
 from service.referrals.model import Status
@@ -327,6 +329,19 @@ class ReferralStore(ClinicScoped):
             .values(outcome=outcome, version=version + 1, updated_at=now)
         )
         return bool(result.rowcount)
+
+    async def actor_names(
+        self, user_ids: Sequence[uuid.UUID], client_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, str]:
+        """The clinic's users and API clients by id, as their names (others are left out)."""
+        names: dict[uuid.UUID, str] = {}
+        for table, ids in ((users, user_ids), (api_clients, client_ids)):
+            if ids:
+                query = self._select(table, table.c.id, table.c.name).where(
+                    table.c.id.in_(sorted(set(ids)))
+                )
+                names.update({row.id: row.name for row in (await self.conn.execute(query)).all()})
+        return names
 
     async def clinic_name(self) -> str:
         """The referring clinic's name (FHIR requesters display it)."""

@@ -97,7 +97,7 @@ async def patient_referrals(
 
 
 RECENTLY_CLOSED_DAYS = 30
-"""The worklist shows referrals that ended (completed, failed, declined, cancelled) this
+"""The worklist shows referrals that ended (completed, failed, rejected, cancelled) this
 many days back."""
 
 
@@ -269,6 +269,20 @@ class Referrals:
             )
             [record] = await store.with_history([row])
         return _view(record)
+
+    async def read_with_actors(self, referral_id: str) -> tuple[Referral, dict[uuid.UUID, str]]:
+        """The referral, and the name of each user and API client its history names."""
+        async with self.caller.transaction(ReferralStore) as store:
+            row = found(
+                await store.get_referral(referral_id), "referral", referral_id, "No such referral"
+            )
+            [record] = await store.with_history([row])
+            referral = _view(record)
+            names = await store.actor_names(
+                [e.user_id for e in referral.history if e.user_id is not None],
+                [e.client_id for e in referral.history if e.client_id is not None],
+            )
+        return referral, names
 
     async def move(
         self,

@@ -43,13 +43,12 @@ from service.matching.service import Recommendations
 from service.platform.body import decode
 from service.platform.clinics import clinic_id_named
 from service.platform.database import Database, new_id, utcnow
-from service.screenings.controllers.answering import key_use
-from service.screenings.controllers.v1 import (
-    SCREENING_ROUTE,
+from service.screenings.controllers.answering import (
     ScreeningRequest,
-    render_screening,
+    key_use,
     screening_submission,
 )
+from service.screenings.controllers.v1 import SCREENING_ROUTE, render_screening
 from service.screenings.records import PatientContext
 from service.screenings.service import (
     CREATED,

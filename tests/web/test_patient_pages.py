@@ -213,7 +213,7 @@ def test_a_positive_screen_needs_action_until_a_referral_is_under_way(
     move(session_client, clinic, referral, status="in-progress")
     [row] = referral_rows(user)
     assert row[2:] == [
-        "Attending",
+        "In progress",
         f"just now ({_date(0)})",
         "Follow up: is the patient attending?",
     ]
@@ -246,7 +246,7 @@ def test_a_requested_referral_is_overdue_after_the_clinics_days(
     move(session_client, clinic, late_referral, status="accepted")  # accepted: no longer late
     assert referral_rows(user, "?overdue=1") == []
     patient_page = parsed(user.get(f"/app/patients/{late}"))
-    assert patient_page.table("Referrals of patient")[0][1] == "Accepted by the service"
+    assert patient_page.table("Referrals of patient")[0][1] == "Accepted"
 
 
 def test_ended_referrals_stay_on_the_worklist_for_thirty_days(
@@ -305,10 +305,10 @@ def test_the_worklist_filters_orders_and_pages(
     assert ("/app?limit=2", "Previous page") in page.links
     assert not [link for link in page.links if link[1] == "Next page"]
 
-    assert [r[2] for r in referral_rows(user, "?status=accepted")] == ["Accepted by the service"]
+    assert [r[2] for r in referral_rows(user, "?status=accepted")] == ["Accepted"]
     assert referral_rows(user, "?status=requested") == []
     assert referral_rows(user, "?instrument=lsns-6") == []
-    assert "Accepted by the service: 1" in parsed(user.get("/app")).text
+    assert "Accepted: 1" in parsed(user.get("/app")).text
 
 
 @pytest.mark.parametrize(

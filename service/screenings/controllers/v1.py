@@ -13,33 +13,29 @@ from litestar.params import HeaderParameter, PathParameter
 from service.directory.service import DirectoryCache
 from service.fhir.types import Observation
 from service.instruments.scoring import Score
-from service.instruments.service import Answers, Catalog, Unscorable, score_answers
+from service.instruments.service import Catalog
 from service.matching.service import Recommendations
-from service.patients.model import PainCondition, PatientId, PatientProfile
 from service.platform.audit import audit_event, audited, note
 from service.platform.auth import scoped
 from service.platform.body import decode
 from service.platform.credentials import Principal
 from service.platform.database import Database, new_id, utcnow
 from service.platform.documented import JSON, documented, link
-from service.platform.errors import ApiError
-from service.platform.params import ID_PATTERN
 from service.screenings.controllers import provide_screenings
 from service.screenings.controllers.answering import (
     IDEMPOTENCY_KEY_PATTERN,
+    ScreeningRequest,
     answer,
     key_use,
     refused,
+    screening_submission,
 )
 from service.screenings.records import PatientContext
 from service.screenings.service import (
     CREATED,
     Recorded,
     Refusal,
-    ScoredScreening,
     Screenings,
-    Submission,
-    check_completed_at,
     record_submission,
     screening_recommendations,
 )
@@ -47,24 +43,6 @@ from service.screenings.service import (
 ScreeningId = Annotated[
     str, PathParameter(pattern=r"^[0-9a-f-]{36}$", description="Screening id (a UUID)")
 ]
-EncounterId = Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
-InstrumentRef = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
-AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
-
-
-class ScreeningRequest(msgspec.Struct, forbid_unknown_fields=True):
-    patient_id: PatientId
-    instrument: InstrumentRef
-    completed_at: Annotated[
-        AwareDatetime,
-        msgspec.Meta(description="When the patient finished, with a UTC offset; not in the future"),
-    ]
-    answers: Answers
-    encounter_id: EncounterId | None = None
-    pain_conditions: Annotated[list[PainCondition], msgspec.Meta(max_length=6)] | None = None
-    """Context for this screening; stored with it."""
-    profile: PatientProfile | None = None
-    """The patient's matching profile, stored as by PUT /v1/patients/{patient_id}."""
 
 
 class ScreeningResult(msgspec.Struct):
@@ -88,32 +66,6 @@ class ScreeningResult(msgspec.Struct):
 
 SCREENING_ROUTE = "POST /v1/screenings"
 """The route an Idempotency-Key is held under."""
-
-
-def screening_submission(
-    data: ScreeningRequest, catalog: Catalog, screening_id: str, now: datetime
-) -> Submission:
-    """The request validated and scored with the catalog: what one screening records."""
-    instrument = catalog.usable(data.instrument, field="instrument")
-    try:
-        accepted, score = score_answers(instrument, data.answers)
-        completed_at = check_completed_at(data.completed_at, "completed_at", now)
-    except Unscorable as exc:
-        raise ApiError(422, exc.detail, exc.problems) from exc
-    except Refusal as exc:
-        raise refused(exc) from exc
-    return Submission(
-        patient_id=data.patient_id,
-        profile=msgspec.to_builtins(data.profile) if data.profile is not None else None,
-        completed_at=completed_at,
-        encounter_id=data.encounter_id,
-        context={"pain_conditions": [c.value for c in data.pain_conditions or []]},
-        questionnaire_response_id=screening_id,
-        questionnaire_response=None,
-        identifier_system="",
-        identifier_value=None,
-        screenings=[(screening_id, ScoredScreening(instrument, accepted, score))],
-    )
 
 
 def render_screening(
