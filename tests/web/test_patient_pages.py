@@ -17,6 +17,7 @@ from litestar.testing import TestClient
 
 from service.patients.chart import format_date
 from service.platform.tables import audit_events, referrals
+from service.web.when import ago
 from tests.conftest import Clinic, MakeClinic
 from tests.helpers import new_patient_id, ucla3
 from tests.signed_in import SignedIn, sign_in
@@ -583,3 +584,23 @@ def test_a_profile_form_without_its_security_token_is_refused(
     assert refused.status_code == 403
     stored = session_client.get(f"/v1/patients/{patient}", headers=clinic.headers).json()
     assert stored["profile"] == {}
+
+
+@pytest.mark.parametrize(
+    ("before", "words"),
+    [
+        (timedelta(seconds=59), "just now"),
+        (timedelta(minutes=1), "1 minute ago"),
+        (timedelta(minutes=59), "59 minutes ago"),
+        (timedelta(hours=23), "23 hours ago"),
+        (timedelta(days=1), "yesterday"),
+        (timedelta(days=3, hours=5), "3 days ago"),
+        (timedelta(days=20), "2 weeks ago"),
+        (timedelta(days=90), "2 months ago"),
+        (timedelta(days=400), "13 months ago"),
+        (timedelta(days=800), "2 years ago"),
+        (timedelta(seconds=-30), "just now"),
+    ],
+)
+def test_ages_are_in_words(before: timedelta, words: str) -> None:
+    assert ago(NOW - before, NOW) == words
