@@ -21,6 +21,7 @@ from service.instruments.controllers.fhir import QuestionnaireController
 from service.instruments.controllers.v1 import InstrumentController
 from service.instruments.loader import load_catalog
 from service.instruments.service import Catalog
+from service.patients.controllers.app import PatientPages
 from service.patients.controllers.v1 import PatientController
 from service.platform.audit import AuditMiddleware
 from service.platform.audit_events import AuditEventController
@@ -112,6 +113,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             CdsServicesController,
             # The clinician app (/app): server-rendered pages on the same services
             SignInController,
+            PatientPages,
             ReferralPages,
             ScreeningPages,
             static_files(),

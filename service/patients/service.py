@@ -1,11 +1,12 @@
 """The patients' use cases: the matching profile, the screening history with its
-meaningful-change trends, and the patient's referrals (what matching recommends now, and
-the referrals already made)."""
+meaningful-change trends, the patient's referrals (what matching recommends now, and the
+referrals already made), and the clinic's worklist (who needs action, which referrals to
+follow up)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -21,7 +22,13 @@ from service.patients.repository import PatientStore
 from service.platform.caller import Caller
 from service.platform.database import utcnow
 from service.platform.lookup import NotFound, found
-from service.referrals.service import Referral, patient_referrals
+from service.referrals.model import OPEN, Status
+from service.referrals.service import (
+    Referral,
+    WorklistReferrals,
+    patient_referrals,
+    worklist_referrals,
+)
 from service.screenings.service import Screenings
 
 REFERRALS_SHOWN = 200
@@ -39,6 +46,8 @@ class ScreeningChange:
     change: float | None
     """Total minus the previous screening's total; None for the first or an unscored one."""
     trend: Trend | None
+    total_reason: str | None = None
+    """Why there is no total, when there is none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +55,40 @@ class InstrumentChanges:
     definition: Definition
     screenings: list[ScreeningChange]
     """Newest first."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorklistQuery:
+    """What the worklist shows: ``status`` and ``overdue_only`` narrow the referrals,
+    ``instrument`` both lists (the latest screening's, and the screening a referral was
+    made from); both lists are paged together."""
+
+    status: Status | None = None
+    instrument: str | None = None
+    overdue_only: bool = False
+    newest_first: bool = True
+    limit: int = 25
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NeedsAction:
+    """A patient whose latest screening is positive, with no referral under way."""
+
+    patient_id: str
+    screening_id: str
+    definition: Definition
+    completed_at: datetime
+    total: float | None
+    band_label: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Worklist:
+    needs_action: list[NeedsAction]
+    """One page, by the screening's completion."""
+    needs_action_total: int
+    referrals: WorklistReferrals
 
 
 class Patients:
@@ -88,6 +131,41 @@ class Patients:
             )
         return histories
 
+    async def worklist(self, query: WorklistQuery, overdue_after: timedelta) -> Worklist:
+        """Who needs action (a positive latest screening and no referral under way), and
+        the referrals to follow up, a requested one not accepted within ``overdue_after``
+        being overdue."""
+        async with self.caller.transaction(PatientStore) as store:
+            rows, total = await store.needs_action(
+                open_statuses=[s.value for s in OPEN],
+                instrument=query.instrument,
+                newest_first=query.newest_first,
+                limit=query.limit,
+                offset=query.offset,
+            )
+        referrals = await worklist_referrals(
+            self.caller,
+            overdue_after=overdue_after,
+            status=query.status,
+            instrument=query.instrument,
+            overdue_only=query.overdue_only,
+            newest_first=query.newest_first,
+            limit=query.limit,
+            offset=query.offset,
+        )
+        needs = [
+            NeedsAction(
+                patient_id=row.patient_id,
+                screening_id=row.id,
+                definition=self.catalog.get(row.instrument).definition,
+                completed_at=row.completed_at,
+                total=row.total,
+                band_label=row.band_label,
+            )
+            for row in rows
+        ]
+        return Worklist(needs, total, referrals)
+
     async def referrals(
         self, patient_id: str, cache: DirectoryCache, limit: int, explain: bool
     ) -> tuple[Recommendations, list[Referral]]:
@@ -129,6 +207,7 @@ def _changes(group: list[Any], definition: Definition) -> list[ScreeningChange]:
                 band=msgspec.convert(band, BandResult) if band else None,
                 change=change,
                 trend=trend(change, definition.direction, definition.meaningful_change),
+                total_reason=row.score.get("total_reason"),
             )
         )
     return changes

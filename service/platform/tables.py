@@ -126,6 +126,17 @@ sa.Index(
     screenings.c.completed_at.desc(),
     screenings.c.id.desc(),
 )
+# Each patient's latest screening of any instrument (the worklist), read in order from the
+# index alone: withdrawn screenings are left out, instrument and positive carried along.
+sa.Index(
+    "ix_screenings_latest",
+    screenings.c.clinic_id,
+    screenings.c.patient_id,
+    screenings.c.completed_at.desc(),
+    screenings.c.id.desc(),
+    postgresql_include=["instrument", "positive"],
+    postgresql_where=screenings.c.status != ENTERED_IN_ERROR,
+)
 
 observations = sa.Table(
     "observations",

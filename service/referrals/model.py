@@ -14,7 +14,7 @@ completed in the history.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated
 
@@ -92,3 +92,44 @@ class Consent(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defa
     method: ConsentMethod
     recorded_at: Annotated[datetime, msgspec.Meta(tz=True)] | None = None
     recorded_by: Note | None = None
+
+
+OPEN = tuple(status for status in Status if NEXT[status])
+"""Referrals still under way: requested, accepted, in-progress and on-hold."""
+
+STATUS_WORDS = {
+    Status.REQUESTED: "requested",
+    Status.ACCEPTED: "accepted",
+    Status.REJECTED: "rejected",
+    Status.CANCELLED: "cancelled",
+    Status.IN_PROGRESS: "in progress",
+    Status.ON_HOLD: "on hold",
+    Status.COMPLETED: "completed",
+    Status.FAILED: "failed",
+}
+"""Each status as people say it."""
+
+
+def next_step(status: Status, outcome: str | None = None, overdue: bool = False) -> str:
+    """What the clinic does next about a referral in ``status``, in words."""
+    if status is Status.REQUESTED:
+        if overdue:
+            return "chase the service: it has not accepted yet"
+        return "waiting for the service to accept"
+    if status is Status.ACCEPTED:
+        return "follow up: has the patient started?"
+    if status is Status.IN_PROGRESS:
+        return "follow up: is the patient attending?"
+    if status is Status.ON_HOLD:
+        return "follow up: can the patient carry on?"
+    if status is Status.COMPLETED:
+        return "record the outcome" if outcome is None else "nothing: the outcome is recorded"
+    if status in (Status.REJECTED, Status.FAILED):
+        return "consider another service"
+    return "nothing: the referral was cancelled"
+
+
+def is_overdue(status: Status, requested_at: datetime, now: datetime, after: timedelta) -> bool:
+    """Requested longer than ``after`` ago and not yet accepted (the worklist's query asks
+    the same of the database)."""
+    return status is Status.REQUESTED and requested_at < now - after

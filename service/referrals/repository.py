@@ -30,6 +30,7 @@ from service.platform.tables import (
     users,
 )
 from service.platform.tenancy import ClinicScoped
+from service.referrals.model import Status
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +162,91 @@ class ReferralStore(ClinicScoped):
             .offset(q.offset)
         )
         return list((await self.conn.execute(page)).all()), total
+
+    async def worklist(
+        self,
+        *,
+        open_statuses: Sequence[str],
+        recent_since: datetime,
+        overdue_before: datetime,
+        statuses: Sequence[str],
+        instrument: str | None,
+        overdue_only: bool,
+        newest_first: bool,
+        limit: int,
+        offset: int,
+    ) -> list[Row[Any]]:
+        """One page of the worklist's referrals: every open one (``open_statuses``) and the
+        rest changed since ``recent_since``, with their service's name and whether they are
+        overdue (requested before ``overdue_before`` and not yet accepted); oldest or newest
+        request first. ``statuses`` (empty for all), ``instrument`` (of the screening the
+        referral was made from) and ``overdue_only`` narrow it."""
+        r = referrals.c
+        overdue = sa.and_(r.status == Status.REQUESTED.value, r.created_at < overdue_before)
+        conditions = self._worklist_conditions(open_statuses, recent_since, instrument)
+        if statuses:
+            conditions.append(r.status.in_(statuses))
+        if overdue_only:
+            conditions.append(overdue)
+        order = (r.created_at.desc(), r.id.desc()) if newest_first else (r.created_at, r.id)
+        d = directory_services.c
+        query = (
+            sa.select(
+                r.id,
+                r.patient_id,
+                r.service_id,
+                r.status,
+                r.outcome,
+                r.created_at,
+                r.updated_at,
+                d.name.label("service_name"),
+                overdue.label("overdue"),
+            )
+            .select_from(
+                referrals.join(
+                    directory_services,
+                    sa.and_(d.clinic_id == r.clinic_id, d.id == r.service_id),
+                )
+            )
+            .where(*conditions)
+            .order_by(*order)
+            .limit(limit)
+            .offset(offset)
+        )
+        return list((await self.conn.execute(query)).all())
+
+    async def worklist_counts(
+        self,
+        *,
+        open_statuses: Sequence[str],
+        recent_since: datetime,
+        overdue_before: datetime,
+        instrument: str | None,
+    ) -> dict[str, tuple[int, int]]:
+        """The worklist's referrals by status: status -> (how many, how many overdue)."""
+        r = referrals.c
+        overdue = sa.and_(r.status == Status.REQUESTED.value, r.created_at < overdue_before)
+        query = (
+            sa.select(r.status, sa.func.count(), sa.func.count().filter(overdue))
+            .where(*self._worklist_conditions(open_statuses, recent_since, instrument))
+            .group_by(r.status)
+        )
+        return {row[0]: (row[1], row[2]) for row in (await self.conn.execute(query)).all()}
+
+    def _worklist_conditions(
+        self, open_statuses: Sequence[str], recent_since: datetime, instrument: str | None
+    ) -> list[Any]:
+        r = referrals.c
+        conditions: list[Any] = [
+            self._scoped(referrals),
+            sa.or_(r.status.in_(open_statuses), r.updated_at >= recent_since),
+        ]
+        if instrument is not None:
+            made_from = self._select(screenings, screenings.c.id).where(
+                screenings.c.instrument == instrument
+            )
+            conditions.append(r.screening_id.in_(made_from))
+        return conditions
 
     async def service_details(self, rows: Sequence[Row[Any]]) -> dict[str, dict[str, Any]]:
         """The directory entries (``details``) the referrals point at, withdrawn or not."""

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -27,6 +28,7 @@ from service.referrals.fhir import ReferralFacts, organization
 from service.referrals.model import (
     NEEDS_REASON,
     NEXT,
+    OPEN,
     Consent,
     Status,
     TransitionError,
@@ -92,6 +94,95 @@ async def patient_referrals(
     """The patient's referrals, most recently changed first: one round trip, no
     transaction (it is read beside the patient's recommendations)."""
     return [_view(r) for r in await repository.patient_referrals(db, clinic_id, patient_id, limit)]
+
+
+RECENTLY_CLOSED_DAYS = 30
+"""The worklist shows referrals that ended (completed, failed, rejected, cancelled) this
+many days back."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorklistReferral:
+    id: str
+    patient_id: str
+    service_id: str
+    service_name: str
+    status: Status
+    outcome: str | None
+    created_at: datetime
+    updated_at: datetime
+    overdue: bool
+    """Requested longer ago than the clinic allows, and not yet accepted."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorklistReferrals:
+    items: list[WorklistReferral]
+    """One page, by when they were requested."""
+    total: int
+    """How many the filters find."""
+    by_status: dict[Status, int]
+    """Every referral of the worklist by status (the filters on status and overdue aside)."""
+    overdue: int
+
+
+async def worklist_referrals(
+    caller: Caller,
+    *,
+    overdue_after: timedelta,
+    status: Status | None = None,
+    instrument: str | None = None,
+    overdue_only: bool = False,
+    newest_first: bool = True,
+    limit: int = 25,
+    offset: int = 0,
+) -> WorklistReferrals:
+    """The referrals a clinic follows up: every open one, and those that ended in the last
+    :data:`RECENTLY_CLOSED_DAYS`; a requested one not accepted within ``overdue_after`` is
+    overdue. ``status``, ``instrument`` (the screening's it was made from) and
+    ``overdue_only`` narrow the list; its page is ``limit`` from ``offset``."""
+    now = utcnow()
+    window: dict[str, Any] = {
+        "open_statuses": [s.value for s in OPEN],
+        "recent_since": now - timedelta(days=RECENTLY_CLOSED_DAYS),
+        "overdue_before": now - overdue_after,
+        "instrument": instrument,
+    }
+    async with caller.transaction(ReferralStore) as store:
+        counts = await store.worklist_counts(**window)
+        rows = await store.worklist(
+            **window,
+            statuses=[status.value] if status else [],
+            overdue_only=overdue_only,
+            newest_first=newest_first,
+            limit=limit,
+            offset=offset,
+        )
+    by_status = {Status(name): n for name, (n, _) in counts.items()}
+    overdue = sum(late for _, late in counts.values())
+    if overdue_only:
+        total = (
+            counts.get(Status.REQUESTED.value, (0, 0))[1]
+            if status in (None, Status.REQUESTED)
+            else 0
+        )
+    else:
+        total = by_status.get(status, 0) if status else sum(by_status.values())
+    items = [
+        WorklistReferral(
+            id=row.id,
+            patient_id=row.patient_id,
+            service_id=row.service_id,
+            service_name=row.service_name,
+            status=Status(row.status),
+            outcome=row.outcome,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            overdue=bool(row.overdue),
+        )
+        for row in rows
+    ]
+    return WorklistReferrals(items, total, by_status, overdue)
 
 
 CHANGED_CONCURRENTLY = "The referral was changed by another request; read it and try again"
