@@ -16,6 +16,8 @@ from service.platform.tenancy import ClinicScoped
 
 @dataclass(frozen=True, slots=True)
 class ServiceQuery:
+    name: str | None = None
+    """Text the service's name contains, in any case."""
     category: str | None = None
     condition: str | None = None
     language: str | None = None
@@ -23,6 +25,9 @@ class ServiceQuery:
     accepting: bool | None = None
     bounds: Sequence[tuple[float, float, float, float]] = ()
     """(min lat, max lat, min lon, max lon) boxes around a ``near`` search; any may hold."""
+
+
+BY_NAME = (directory_services.c.name, directory_services.c.id)
 
 
 class DirectoryStore(ClinicScoped):
@@ -114,22 +119,58 @@ class DirectoryStore(ClinicScoped):
         return bool(result.rowcount)
 
     async def search_services(self, q: ServiceQuery) -> list[Row[Any]]:
+        """Every service ``q`` finds, by name."""
+        query = self._select(directory_services).where(*self._filters(q))
+        return list((await self.conn.execute(query.order_by(*BY_NAME))).all())
+
+    async def search_page(
+        self, q: ServiceQuery, limit: int, offset: int
+    ) -> tuple[list[Row[Any]], int]:
+        """One page of the services ``q`` finds, by name, and how many it finds in all."""
+        filters = self._filters(q)
+        page = (
+            self._select(directory_services)
+            .where(*filters)
+            .order_by(*BY_NAME)
+            .limit(limit)
+            .offset(offset)
+        )
+        rows = list((await self.conn.execute(page)).all())
+        if len(rows) < limit and (rows or offset == 0):
+            return rows, offset + len(rows)  # the last page: no need to count
+        total = self._select(directory_services, sa.func.count()).where(*filters)
+        return rows, (await self.conn.execute(total)).scalar_one()
+
+    async def search_located(self, q: ServiceQuery) -> list[Row[Any]]:
+        """The id, name and position of every service ``q`` finds (a ``near`` search
+        measures them before it reads the page it shows)."""
         c = directory_services.c
-        query = self._select(directory_services).where(c.deleted_at.is_(None))
+        query = self._select(directory_services, c.id, c.name, c.latitude, c.longitude)
+        return list((await self.conn.execute(query.where(*self._filters(q)))).all())
+
+    async def services_by_id(self, service_ids: Sequence[str]) -> list[Row[Any]]:
+        query = self._select(directory_services).where(directory_services.c.id.in_(service_ids))
+        return list((await self.conn.execute(query)).all())
+
+    def _filters(self, q: ServiceQuery) -> list[Any]:
+        c = directory_services.c
+        filters: list[Any] = [c.deleted_at.is_(None)]
+        if q.name is not None:
+            filters.append(c.name.icontains(q.name, autoescape=True))
         if q.category is not None:
-            query = query.where(c.category == q.category)
+            filters.append(c.category == q.category)
         if q.condition is not None:
-            query = query.where(
+            filters.append(
                 sa.or_(sa.func.cardinality(c.conditions) == 0, c.conditions.contains([q.condition]))
             )
         if q.language is not None:
-            query = query.where(c.languages.contains([q.language]))
+            filters.append(c.languages.contains([q.language]))
         if q.modality is not None:
-            query = query.where(c.modalities.contains([q.modality]))
+            filters.append(c.modalities.contains([q.modality]))
         if q.accepting is not None:
-            query = query.where(c.accepting.is_(q.accepting))
+            filters.append(c.accepting.is_(q.accepting))
         if q.bounds:
-            query = query.where(
+            filters.append(
                 sa.or_(
                     *(
                         sa.and_(
@@ -140,7 +181,7 @@ class DirectoryStore(ClinicScoped):
                     )
                 )
             )
-        return list((await self.conn.execute(query.order_by(c.name, c.id))).all())
+        return filters
 
 
 def _service_columns(details: dict[str, Any]) -> dict[str, Any]:

@@ -117,13 +117,17 @@ class Directory:
     ) -> tuple[list[ServiceEntry], int]:
         """One page of the services ``query`` finds (within ``radius_km`` of ``near``,
         nearest first, when given) and how many it finds in all."""
-        if near is not None:
-            query = dataclasses.replace(query, bounds=bounds(*near, radius_km))
+        if near is None:
+            async with self.caller.transaction(DirectoryStore) as store:
+                rows, total = await store.search_page(query, limit, offset)
+            return [_entry(row) for row in rows], total
+        query = dataclasses.replace(query, bounds=bounds(*near, radius_km))
         async with self.caller.transaction(DirectoryStore) as store:
-            rows = await store.search_services(query)
-        matched = _within(rows, near, radius_km) if near else [(row, None) for row in rows]
-        page = matched[offset : offset + limit]
-        return [_entry(row, d) for row, d in page], len(matched)
+            matched = _within(await store.search_located(query), near, radius_km)
+            page = matched[offset : offset + limit]
+            rows = await store.services_by_id([point.id for point, _ in page])
+        by_id = {row.id: row for row in rows}
+        return [_entry(by_id[point.id], d) for point, d in page], len(matched)
 
     async def create(self, details: ServiceDetails) -> ServiceEntry:
         service_id = str(new_id())

@@ -306,6 +306,11 @@ def four(client: TestClient[Litestar]) -> TestClient[Litestar]:
         ({"accepting": "false"}, ["Bravo", "Charlie"]),
         ({"category": "support-group", "condition": "crps", "accepting": "true"}, ["Alpha"]),
         ({"modality": "online", "accepting": "true"}, ["Delta"]),
+        ({"name": "ha"}, ["Alpha", "Charlie"]),  # anywhere in the name, in any case
+        ({"name": "BRAVO"}, ["Bravo"]),
+        ({"name": "%"}, []),  # the text as written, not a LIKE pattern
+        ({"name": "_"}, []),
+        ({"name": "a", "language": "en"}, ["Alpha", "Charlie"]),
     ],
 )
 def test_search_filters(
@@ -331,6 +336,9 @@ def test_search_filters(
         {"limit": "0"},
         {"limit": "201"},
         {"offset": "-1"},
+        {"name": ""},
+        {"name": "x" * 201},
+        {"name": "a\x00b"},
     ],
 )
 def test_bad_search_parameters_answer_400(
