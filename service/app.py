@@ -12,6 +12,7 @@ from litestar.middleware.base import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme, Server
 
+from service.directory.controllers.app import DirectoryPages
 from service.directory.controllers.fhir import HealthcareServiceController
 from service.directory.controllers.v1 import DirectoryController
 from service.directory.service import DirectoryCache
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             CdsServicesController,
             # The clinician app (/app): server-rendered pages on the same services
             SignInController,
+            DirectoryPages,
             static_files(),
         ],
         dependencies={
