@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -10,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Row
 
+from service.matching.model import EARTH_RADIUS_KM
 from service.platform.tables import directory_services
 from service.platform.tenancy import ClinicScoped
 
@@ -127,30 +129,66 @@ class DirectoryStore(ClinicScoped):
         self, q: ServiceQuery, limit: int, offset: int
     ) -> tuple[list[Row[Any]], int]:
         """One page of the services ``q`` finds, by name, and how many it finds in all."""
+        c = directory_services.c
         filters = self._filters(q)
+        # The page's ids first, from the name index; then only their entries.
         page = (
-            self._select(directory_services)
+            self._select(directory_services, c.id, c.name)
             .where(*filters)
             .order_by(*BY_NAME)
             .limit(limit)
             .offset(offset)
+            .subquery()
         )
-        rows = list((await self.conn.execute(page)).all())
+        query = (
+            sa.select(directory_services)
+            .join(page, page.c.id == c.id)
+            .order_by(page.c.name, page.c.id)
+        )
+        rows = list((await self.conn.execute(query)).all())
         if len(rows) < limit and (rows or offset == 0):
             return rows, offset + len(rows)  # the last page: no need to count
         total = self._select(directory_services, sa.func.count()).where(*filters)
         return rows, (await self.conn.execute(total)).scalar_one()
 
-    async def search_located(self, q: ServiceQuery) -> list[Row[Any]]:
-        """The id, name and position of every service ``q`` finds (a ``near`` search
-        measures them before it reads the page it shows)."""
+    async def search_near(
+        self,
+        q: ServiceQuery,
+        point: tuple[float, float],
+        radius_km: float,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[Row[Any]], int]:
+        """One page of the services ``q`` finds within ``radius_km`` of ``point`` (lat, lon
+        in degrees; ``q.bounds`` should hold the circle), nearest first, each with its
+        ``distance_km``, and how many there are in all."""
         c = directory_services.c
-        query = self._select(directory_services, c.id, c.name, c.latitude, c.longitude)
-        return list((await self.conn.execute(query.where(*self._filters(q)))).all())
-
-    async def services_by_id(self, service_ids: Sequence[str]) -> list[Row[Any]]:
-        query = self._select(directory_services).where(directory_services.c.id.in_(service_ids))
-        return list((await self.conn.execute(query)).all())
+        measured = (
+            self._select(directory_services, c.id, c.name, _distance_km(point))
+            .where(*self._filters(q))
+            .subquery()
+        )
+        near = measured.c.distance_km <= radius_km
+        nearest = (measured.c.distance_km, measured.c.name, measured.c.id)
+        # The page's ids first, from narrow rows; then only their entries.
+        page = (
+            sa.select(measured, sa.func.count().over().label("total"))
+            .where(near)
+            .order_by(*nearest)
+            .limit(limit)
+            .offset(offset)
+            .subquery()
+        )
+        query = (
+            sa.select(directory_services, page.c.distance_km, page.c.total)
+            .join(page, page.c.id == c.id)
+            .order_by(page.c.distance_km, page.c.name, page.c.id)
+        )
+        rows = list((await self.conn.execute(query)).all())
+        if rows:
+            return rows, rows[0].total
+        total = sa.select(sa.func.count()).select_from(measured).where(near)
+        return rows, (await self.conn.execute(total)).scalar_one()
 
     def _filters(self, q: ServiceQuery) -> list[Any]:
         c = directory_services.c
@@ -182,6 +220,19 @@ class DirectoryStore(ClinicScoped):
                 )
             )
         return filters
+
+
+def _distance_km(point: tuple[float, float]) -> Any:
+    """The great-circle distance from ``point`` (degrees) to a service's location: the
+    haversine of :func:`service.matching.model.distance_km`, term by term, in SQL."""
+    c = directory_services.c
+    lat1, lon1 = (math.radians(value) for value in point)
+    lat2, lon2 = sa.func.radians(c.latitude), sa.func.radians(c.longitude)
+    h = sa.func.power(sa.func.sin((lat2 - lat1) / 2), 2) + sa.func.cos(lat1) * sa.func.cos(
+        lat2
+    ) * sa.func.power(sa.func.sin((lon2 - lon1) / 2), 2)
+    distance = 2 * EARTH_RADIUS_KM * sa.func.asin(sa.func.least(1.0, sa.func.sqrt(h)))
+    return distance.label("distance_km")
 
 
 def _service_columns(details: dict[str, Any]) -> dict[str, Any]:

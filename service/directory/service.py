@@ -22,7 +22,7 @@ import msgspec
 from service.directory.importing import ImportReport, OnError, ParsedFile, import_directory
 from service.directory.model import DirectoryService, ServiceDetails, stored_service
 from service.directory.repository import DirectoryStore, ServiceQuery
-from service.matching.model import EARTH_RADIUS_KM, Prepared, distance_km, prepare
+from service.matching.model import EARTH_RADIUS_KM, Prepared, prepare
 from service.platform.caller import Caller
 from service.platform.clinics import clinic_languages
 from service.platform.database import Database, new_id, utcnow
@@ -85,21 +85,6 @@ def bounds(lat: float, lon: float, radius_km: float) -> list[tuple[float, float,
     return [(low_lat, high_lat, west, east)]
 
 
-def _within(
-    rows: list[Any], point: tuple[float, float], radius_km: float
-) -> list[tuple[Any, float | None]]:
-    """The rows within ``radius_km`` of ``point`` (great-circle), nearest first."""
-    lat, lon = map(math.radians, point)
-    near: list[tuple[Any, float | None]] = [
-        (row, d)
-        for row in rows
-        if (d := distance_km(lat, lon, math.radians(row.latitude), math.radians(row.longitude)))
-        <= radius_km
-    ]
-    near.sort(key=lambda pair: (pair[1], pair[0].name, pair[0].id))
-    return near
-
-
 class Directory:
     """A clinic's directory of support services."""
 
@@ -117,17 +102,14 @@ class Directory:
     ) -> tuple[list[ServiceEntry], int]:
         """One page of the services ``query`` finds (within ``radius_km`` of ``near``,
         nearest first, when given) and how many it finds in all."""
-        if near is None:
-            async with self.caller.transaction(DirectoryStore) as store:
-                rows, total = await store.search_page(query, limit, offset)
-            return [_entry(row) for row in rows], total
-        query = dataclasses.replace(query, bounds=bounds(*near, radius_km))
+        if near is not None:
+            query = dataclasses.replace(query, bounds=bounds(*near, radius_km))
         async with self.caller.transaction(DirectoryStore) as store:
-            matched = _within(await store.search_located(query), near, radius_km)
-            page = matched[offset : offset + limit]
-            rows = await store.services_by_id([point.id for point, _ in page])
-        by_id = {row.id: row for row in rows}
-        return [_entry(by_id[point.id], d) for point, d in page], len(matched)
+            if near is None:
+                rows, total = await store.search_page(query, limit, offset)
+            else:
+                rows, total = await store.search_near(query, near, radius_km, limit, offset)
+        return [_entry(row, row.distance_km if near else None) for row in rows], total
 
     async def create(self, details: ServiceDetails) -> ServiceEntry:
         service_id = str(new_id())
