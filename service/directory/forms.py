@@ -70,19 +70,21 @@ class Search:
         return "/app/directory" + ("?" + urlencode(kept) if kept else "")
 
 
-SEARCH_FIELDS = (
-    "name",
-    "category",
-    "condition",
-    "modality",
-    "language",
-    "accepting",
-    "latitude",
-    "longitude",
-    "radius_km",
-    "limit",
-    "offset",
-)
+SEARCH_LABELS = {
+    "name": "Name",
+    "category": "Category",
+    "condition": "Pain condition",
+    "modality": "How people take part",
+    "language": "Language",
+    "accepting": "Taking referrals",
+    "latitude": "Latitude",
+    "longitude": "Longitude",
+    "radius_km": "Within",
+    "limit": "Services a page",
+    "offset": "Start at",
+}
+"""Every query parameter of the search, as the page names it."""
+SEARCH_FIELDS = tuple(SEARCH_LABELS)
 
 
 def _choice(text: str, choices: Any, field_name: str, errors: dict[str, str], what: str) -> Any:

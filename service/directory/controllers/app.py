@@ -18,7 +18,7 @@ from service.directory.controllers import provide_directory
 from service.directory.forms import (
     LABELS,
     NEW_SERVICE,
-    SEARCH_FIELDS,
+    SEARCH_LABELS,
     Params,
     Search,
     read_search,
@@ -38,20 +38,6 @@ from service.web.pages import AppController, app_user, page, see_other
 ServiceId = Annotated[str, PathParameter(pattern=ID_PATTERN)]
 READ = scoped("referrals:read")
 WRITE = scoped("directory:write")
-SEARCH_LABELS = {
-    "name": "Name",
-    "category": "Category",
-    "condition": "Pain condition",
-    "modality": "How people take part",
-    "language": "Language",
-    "accepting": "Taking referrals",
-    "latitude": "Latitude",
-    "longitude": "Longitude",
-    "radius_km": "Within",
-    "limit": "Services a page",
-    "offset": "Start at",
-}
-assert SEARCH_LABELS.keys() == set(SEARCH_FIELDS)
 
 
 def _options() -> dict[str, Any]:
