@@ -121,6 +121,11 @@ def test_the_seed_file_uploaded_through_the_form_shows_its_report(
     count = len(json.loads(SEED.read_text(encoding="utf-8")))
     expect(page.get_by_role("status")).to_have_text(f"{count} services added and 0 updated.")
     expect(page.get_by_text("Open Referral HSDS 3.0")).to_be_visible()
-    check(page)
+    rows = page.get_by_role("table").get_by_role("row")
+    expect(rows).to_have_count(count + 1)  # a row for each record, below the header
+    expect(rows.nth(1)).to_contain_text("Added")
+    for width in WIDTHS.values():
+        page.set_viewport_size({"width": width, "height": 900})
+        check(page)
     page.get_by_role("link", name="Go to the directory").click()
     expect(page.get_by_role("heading", level=2)).to_have_text(f"{count} services found")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -562,6 +563,15 @@ def test_a_form_without_its_security_token_is_refused(
 # -- import ---------------------------------------------------------------------------------
 
 
+def outcomes(html: str) -> list[tuple[str, ...]]:
+    """The report's rows: record, id in the file, service and what happened (its first words)."""
+    rows = re.findall(r"<tr>\s*(.*?)</tr>", html, re.S)
+    cells = [
+        re.findall(r'<td data-label="[^"]+">(.*?)(?:<ul>.*?)?</td>', row, re.S) for row in rows
+    ]
+    return [tuple(unescape(cell).strip() for cell in row) for row in cells if row]
+
+
 def comparable(client: TestClient[Litestar], clinic: Clinic) -> list[dict[str, Any]]:
     """The clinic's directory without what differs between clinics (ids, times)."""
     items = api_search(client, clinic)["items"]
@@ -590,6 +600,11 @@ def test_the_seed_imported_through_the_form_is_what_the_api_import_gives(
     assert "Import finished" in text
     assert f"{seed_count} services added and 0 updated" in text
     assert "Open Referral HSDS 3.0" in text and "directory.hsds.json" in text
+    seed = json.loads(SEED.read_text(encoding="utf-8"))
+    assert outcomes(response.text) == [
+        (f"Service {index + 1}", record["id"], record["name"], "Added")
+        for index, record in enumerate(seed)
+    ]
 
     by_api = make_clinic()
     seed_directory(session_client, by_api)
@@ -599,6 +614,7 @@ def test_the_seed_imported_through_the_form_is_what_the_api_import_gives(
         "/app/directory/import", files={"file": ("directory.hsds.json", SEED.read_bytes())}
     )
     assert f"0 services added and {seed_count} updated" in visible_text(again.text)
+    assert {outcome for *_, outcome in outcomes(again.text)} == {"Updated"}
     assert api_search(session_client, clinic)["total"] == seed_count
 
 
@@ -612,7 +628,10 @@ def test_a_file_with_a_bad_record_is_reported_and_imports_nothing_unless_asked(
     assert refused.status_code == 422
     text = visible_text(refused.text)
     assert "Nothing was imported" in text
-    assert "Service 2 in the file" in text and services[1]["id"] in text
+    assert outcomes(refused.text) == [
+        ("Service 2", services[1]["id"], "Not read", "Cannot be read:")
+    ]
+    assert "name" in text  # the reason names the field
     assert api_search(session_client, clinic)["total"] == 0
 
     skipped = coordinator.post(
@@ -622,6 +641,7 @@ def test_a_file_with_a_bad_record_is_reported_and_imports_nothing_unless_asked(
     )
     assert skipped.status_code == 200
     assert "2 services added and 0 updated; 1 record left out" in visible_text(skipped.text)
+    assert [outcome for *_, outcome in outcomes(skipped.text)] == ["Added", "Left out:", "Added"]
     assert api_search(session_client, clinic)["total"] == 2
 
 

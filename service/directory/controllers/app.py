@@ -25,7 +25,7 @@ from service.directory.forms import (
     read_service,
     service_values,
 )
-from service.directory.importing import ImportFileError, OnError, parse_file
+from service.directory.importing import ImportFileError, ImportReport, OnError, parse_file
 from service.directory.model import Category
 from service.directory.service import Directory, ServiceEntry
 from service.patients.model import Modality, PainCondition
@@ -144,6 +144,31 @@ def _import_page(
     )
 
 
+def _records(report: ImportReport) -> list[dict[str, Any]]:
+    """Every record of an import's file in the file's order, with what became of it."""
+    records = [
+        {
+            "index": r.index,
+            "source_id": r.source_id,
+            "name": r.name,
+            "outcome": "Added" if r.created else "Updated",
+            "reasons": [],
+        }
+        for r in report.imported
+    ]
+    records.extend(
+        {
+            "index": r.index,
+            "source_id": r.source_id,
+            "name": None,
+            "outcome": "Left out" if report.applied else "Cannot be read",
+            "reasons": r.reasons,
+        }
+        for r in report.rejected
+    )
+    return sorted(records, key=lambda record: record["index"])
+
+
 def _too_large(request: Request[Any, Any, Any], _: Exception) -> Response[Any]:
     """413 for an import file above the app's body limit, with the way to import it."""
     settings = request.app.state.settings
@@ -224,6 +249,7 @@ class DirectoryPages(AppController):
             "directory/report.html",
             status_code=200 if report.applied else 422,
             report=report,
+            records=_records(report),
             file_name=upload.filename if isinstance(upload, UploadFile) else "",
             format=words.FORMATS[report.format],
         )
