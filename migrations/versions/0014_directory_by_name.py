@@ -1,5 +1,6 @@
-"""A clinic's live directory services in name order, and by latitude: a directory
-search's pages and counts read these instead of sorting and scanning the table
+"""A clinic's live directory services in name order (with the terms a search filters on),
+and by latitude: a directory search's pages and counts read these instead of sorting and
+scanning the table
 
 Revision ID: 0014
 Revises: 0013
@@ -22,6 +23,7 @@ def upgrade() -> None:
         "ix_directory_live_by_name",
         "directory_services",
         ["clinic_id", "name", "id"],
+        postgresql_include=["category", "accepting", "conditions", "modalities", "languages"],
         postgresql_where=sa.text("deleted_at IS NULL"),
     )
     op.create_index(

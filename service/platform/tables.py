@@ -213,6 +213,7 @@ directory_services = sa.Table(
         "clinic_id",
         "name",
         "id",
+        postgresql_include=["category", "accepting", "conditions", "modalities", "languages"],
         postgresql_where=sa.text("deleted_at IS NULL"),
     ),
     sa.Index(
@@ -226,8 +227,9 @@ directory_services = sa.Table(
 """``conditions``, ``modalities`` and ``languages`` are the entry's terms as arrays, searched
 with ``@>`` (GIN-indexed; a search by condition also takes the services that name none, so
 no index serves it); ``details`` holds the whole entry. A search's page and count read the
-live services in name order (``ix_directory_live_by_name``), or by latitude near a point
-(``ix_directory_live_located``, holding what measuring a distance needs)."""
+live services in name order (``ix_directory_live_by_name``, holding the terms searched on),
+or by latitude near a point (``ix_directory_live_located``, holding what measuring a
+distance needs)."""
 
 referrals = sa.Table(
     "referrals",
