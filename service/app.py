@@ -12,6 +12,7 @@ from litestar.middleware.base import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme, Server
 
+from service.directory.controllers.app import DirectoryPages
 from service.directory.controllers.fhir import HealthcareServiceController
 from service.directory.controllers.v1 import DirectoryController
 from service.directory.service import DirectoryCache
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             PatientPages,
             ReferralPages,
             ScreeningPages,
+            DirectoryPages,
             static_files(),
         ],
         dependencies={

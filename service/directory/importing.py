@@ -37,12 +37,23 @@ class RejectedRecord(msgspec.Struct):
     reasons: list[str]
 
 
+class ImportedRecord(msgspec.Struct):
+    index: int
+    """Position in the file, as for a rejected record."""
+    source_id: str
+    name: str
+    created: bool
+    """True when the record added a service, False when it updated one."""
+
+
 class ImportReport(msgspec.Struct):
     format: str
     applied: bool
     created: int
     updated: int
     rejected: list[RejectedRecord]
+    imported: list[ImportedRecord] = []
+    """Each record applied, in the file's order."""
 
 
 class ImportFileError(ValueError):
@@ -123,7 +134,7 @@ async def import_directory(
     good = [r for r in parsed.records if isinstance(r, hsds.Parsed)]
     if rejected and on_error is OnError.REJECT_FILE:
         return ImportReport(parsed.format, False, 0, 0, rejected)
-    created = updated = 0
+    imported = []
     # In one order (by source id), so that concurrent imports sharing records wait on
     # each other's rows rather than deadlock.
     good.sort(key=lambda record: record.source_id)
@@ -138,8 +149,11 @@ async def import_directory(
                 msgspec.to_builtins(record.details),
                 now,
             )
-            created += is_new
-            updated += not is_new
+            imported.append(
+                ImportedRecord(record.index, record.source_id, record.details.name, is_new)
+            )
             if progress is not None:
                 progress(done, len(good))
-    return ImportReport(parsed.format, True, created, updated, rejected)
+    imported.sort(key=lambda record: record.index)
+    created = sum(record.created for record in imported)
+    return ImportReport(parsed.format, True, created, len(imported) - created, rejected, imported)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -10,12 +11,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Row
 
+from service.matching.model import EARTH_RADIUS_KM
 from service.platform.tables import directory_services
 from service.platform.tenancy import ClinicScoped
 
 
 @dataclass(frozen=True, slots=True)
 class ServiceQuery:
+    name: str | None = None
+    """Text the service's name contains, in any case."""
     category: str | None = None
     condition: str | None = None
     language: str | None = None
@@ -23,6 +27,9 @@ class ServiceQuery:
     accepting: bool | None = None
     bounds: Sequence[tuple[float, float, float, float]] = ()
     """(min lat, max lat, min lon, max lon) boxes around a ``near`` search; any may hold."""
+
+
+BY_NAME = (directory_services.c.name, directory_services.c.id)
 
 
 class DirectoryStore(ClinicScoped):
@@ -114,22 +121,94 @@ class DirectoryStore(ClinicScoped):
         return bool(result.rowcount)
 
     async def search_services(self, q: ServiceQuery) -> list[Row[Any]]:
+        """Every service ``q`` finds, by name."""
+        query = self._select(directory_services).where(*self._filters(q))
+        return list((await self.conn.execute(query.order_by(*BY_NAME))).all())
+
+    async def search_page(
+        self, q: ServiceQuery, limit: int, offset: int
+    ) -> tuple[list[Row[Any]], int]:
+        """One page of the services ``q`` finds, by name, and how many it finds in all."""
         c = directory_services.c
-        query = self._select(directory_services).where(c.deleted_at.is_(None))
+        filters = self._filters(q)
+        # The page's ids first, from the name index; then only their entries.
+        page = (
+            self._select(directory_services, c.id, c.name)
+            .where(*filters)
+            .order_by(*BY_NAME)
+            .limit(limit)
+            .offset(offset)
+            .subquery()
+        )
+        query = (
+            sa.select(directory_services)
+            .join(page, page.c.id == c.id)
+            .order_by(page.c.name, page.c.id)
+        )
+        rows = list((await self.conn.execute(query)).all())
+        if len(rows) < limit and (rows or offset == 0):
+            return rows, offset + len(rows)  # the last page: no need to count
+        total = self._select(directory_services, sa.func.count()).where(*filters)
+        return rows, (await self.conn.execute(total)).scalar_one()
+
+    async def search_near(
+        self,
+        q: ServiceQuery,
+        point: tuple[float, float],
+        radius_km: float,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[Row[Any]], int]:
+        """One page of the services ``q`` finds within ``radius_km`` of ``point`` (lat, lon
+        in degrees; ``q.bounds`` should hold the circle), nearest first, each with its
+        ``distance_km``, and how many there are in all."""
+        c = directory_services.c
+        measured = (
+            self._select(directory_services, c.id, c.name, _distance_km(point))
+            .where(*self._filters(q))
+            .subquery()
+        )
+        near = measured.c.distance_km <= radius_km
+        nearest = (measured.c.distance_km, measured.c.name, measured.c.id)
+        # The page's ids first, from narrow rows; then only their entries.
+        page = (
+            sa.select(measured, sa.func.count().over().label("total"))
+            .where(near)
+            .order_by(*nearest)
+            .limit(limit)
+            .offset(offset)
+            .subquery()
+        )
+        query = (
+            sa.select(directory_services, page.c.distance_km, page.c.total)
+            .join(page, page.c.id == c.id)
+            .order_by(page.c.distance_km, page.c.name, page.c.id)
+        )
+        rows = list((await self.conn.execute(query)).all())
+        if rows:
+            return rows, rows[0].total
+        total = sa.select(sa.func.count()).select_from(measured).where(near)
+        return rows, (await self.conn.execute(total)).scalar_one()
+
+    def _filters(self, q: ServiceQuery) -> list[Any]:
+        c = directory_services.c
+        filters: list[Any] = [c.deleted_at.is_(None)]
+        if q.name is not None:
+            filters.append(c.name.icontains(q.name, autoescape=True))
         if q.category is not None:
-            query = query.where(c.category == q.category)
+            filters.append(c.category == q.category)
         if q.condition is not None:
-            query = query.where(
+            filters.append(
                 sa.or_(sa.func.cardinality(c.conditions) == 0, c.conditions.contains([q.condition]))
             )
         if q.language is not None:
-            query = query.where(c.languages.contains([q.language]))
+            filters.append(c.languages.contains([q.language]))
         if q.modality is not None:
-            query = query.where(c.modalities.contains([q.modality]))
+            filters.append(c.modalities.contains([q.modality]))
         if q.accepting is not None:
-            query = query.where(c.accepting.is_(q.accepting))
+            filters.append(c.accepting.is_(q.accepting))
         if q.bounds:
-            query = query.where(
+            filters.append(
                 sa.or_(
                     *(
                         sa.and_(
@@ -140,7 +219,20 @@ class DirectoryStore(ClinicScoped):
                     )
                 )
             )
-        return list((await self.conn.execute(query.order_by(c.name, c.id))).all())
+        return filters
+
+
+def _distance_km(point: tuple[float, float]) -> Any:
+    """The great-circle distance from ``point`` (degrees) to a service's location: the
+    haversine of :func:`service.matching.model.distance_km`, term by term, in SQL."""
+    c = directory_services.c
+    lat1, lon1 = (math.radians(value) for value in point)
+    lat2, lon2 = sa.func.radians(c.latitude), sa.func.radians(c.longitude)
+    h = sa.func.power(sa.func.sin((lat2 - lat1) / 2), 2) + sa.func.cos(lat1) * sa.func.cos(
+        lat2
+    ) * sa.func.power(sa.func.sin((lon2 - lon1) / 2), 2)
+    distance = 2 * EARTH_RADIUS_KM * sa.func.asin(sa.func.least(1.0, sa.func.sqrt(h)))
+    return distance.label("distance_km")
 
 
 def _service_columns(details: dict[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import msgspec
 from service.directory.importing import ImportReport, OnError, ParsedFile, import_directory
 from service.directory.model import DirectoryService, ServiceDetails, stored_service
 from service.directory.repository import DirectoryStore, ServiceQuery
-from service.matching.model import EARTH_RADIUS_KM, Prepared, distance_km, prepare
+from service.matching.model import EARTH_RADIUS_KM, Prepared, prepare
 from service.platform.caller import Caller
 from service.platform.clinics import clinic_languages
 from service.platform.database import Database, new_id, utcnow
@@ -85,21 +85,6 @@ def bounds(lat: float, lon: float, radius_km: float) -> list[tuple[float, float,
     return [(low_lat, high_lat, west, east)]
 
 
-def _within(
-    rows: list[Any], point: tuple[float, float], radius_km: float
-) -> list[tuple[Any, float | None]]:
-    """The rows within ``radius_km`` of ``point`` (great-circle), nearest first."""
-    lat, lon = map(math.radians, point)
-    near: list[tuple[Any, float | None]] = [
-        (row, d)
-        for row in rows
-        if (d := distance_km(lat, lon, math.radians(row.latitude), math.radians(row.longitude)))
-        <= radius_km
-    ]
-    near.sort(key=lambda pair: (pair[1], pair[0].name, pair[0].id))
-    return near
-
-
 class Directory:
     """A clinic's directory of support services."""
 
@@ -120,10 +105,11 @@ class Directory:
         if near is not None:
             query = dataclasses.replace(query, bounds=bounds(*near, radius_km))
         async with self.caller.transaction(DirectoryStore) as store:
-            rows = await store.search_services(query)
-        matched = _within(rows, near, radius_km) if near else [(row, None) for row in rows]
-        page = matched[offset : offset + limit]
-        return [_entry(row, d) for row, d in page], len(matched)
+            if near is None:
+                rows, total = await store.search_page(query, limit, offset)
+            else:
+                rows, total = await store.search_near(query, near, radius_km, limit, offset)
+        return [_entry(row, row.distance_km if near else None) for row in rows], total
 
     async def create(self, details: ServiceDetails) -> ServiceEntry:
         service_id = str(new_id())

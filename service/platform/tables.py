@@ -219,10 +219,28 @@ directory_services = sa.Table(
     sa.Index("ix_directory_clinic_category", "clinic_id", "category"),
     sa.Index("ix_directory_languages", "languages", postgresql_using="gin"),
     sa.Index("ix_directory_modalities", "modalities", postgresql_using="gin"),
+    sa.Index(
+        "ix_directory_live_by_name",
+        "clinic_id",
+        "name",
+        "id",
+        postgresql_include=["category", "accepting", "conditions", "modalities", "languages"],
+        postgresql_where=sa.text("deleted_at IS NULL"),
+    ),
+    sa.Index(
+        "ix_directory_live_located",
+        "clinic_id",
+        "latitude",
+        postgresql_include=["longitude", "name", "id"],
+        postgresql_where=sa.text("deleted_at IS NULL"),
+    ),
 )
 """``conditions``, ``modalities`` and ``languages`` are the entry's terms as arrays, searched
 with ``@>`` (GIN-indexed; a search by condition also takes the services that name none, so
-no index serves it); ``details`` holds the whole entry."""
+no index serves it); ``details`` holds the whole entry. A search's page and count read the
+live services in name order (``ix_directory_live_by_name``, holding the terms searched on),
+or by latitude near a point (``ix_directory_live_located``, holding what measuring a
+distance needs)."""
 
 referrals = sa.Table(
     "referrals",

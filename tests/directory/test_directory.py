@@ -306,6 +306,11 @@ def four(client: TestClient[Litestar]) -> TestClient[Litestar]:
         ({"accepting": "false"}, ["Bravo", "Charlie"]),
         ({"category": "support-group", "condition": "crps", "accepting": "true"}, ["Alpha"]),
         ({"modality": "online", "accepting": "true"}, ["Delta"]),
+        ({"name": "ha"}, ["Alpha", "Charlie"]),  # anywhere in the name, in any case
+        ({"name": "BRAVO"}, ["Bravo"]),
+        ({"name": "%"}, []),  # the text as written, not a LIKE pattern
+        ({"name": "_"}, []),
+        ({"name": "a", "language": "en"}, ["Alpha", "Charlie"]),
     ],
 )
 def test_search_filters(
@@ -331,6 +336,9 @@ def test_search_filters(
         {"limit": "0"},
         {"limit": "201"},
         {"offset": "-1"},
+        {"name": ""},
+        {"name": "x" * 201},
+        {"name": "a\x00b"},
     ],
 )
 def test_bad_search_parameters_answer_400(
@@ -463,13 +471,19 @@ def post_import(client: TestClient[Litestar], data: Any, **params: str) -> Any:
 def test_the_seed_file_imports_then_updates(client: TestClient[Litestar]) -> None:
     first = post_import(client, seed())
     assert first.status_code == 200, first.text
-    assert first.json() == {
+    report = first.json()
+    imported = report.pop("imported")
+    assert report == {
         "format": "hsds",
         "applied": True,
         "created": 55,
         "updated": 0,
         "rejected": [],
     }
+    assert imported == [
+        {"index": index, "source_id": record["id"], "name": record["name"], "created": True}
+        for index, record in enumerate(seed())
+    ]
     before = {item["source_id"]: item for item in snapshot(client)}
     assert len(before) == 55
     assert {item["source_system"] for item in before.values()} == {"hsds"}
@@ -477,6 +491,7 @@ def test_the_seed_file_imports_then_updates(client: TestClient[Litestar]) -> Non
     second = post_import(client, seed())
     assert second.status_code == 200, second.text
     assert (second.json()["created"], second.json()["updated"]) == (0, 55)
+    assert not any(record["created"] for record in second.json()["imported"])
     after = {item["source_id"]: item for item in snapshot(client)}
     assert count(client) == 55
     for source_id, item in after.items():
@@ -560,7 +575,12 @@ def fhir_bundle() -> dict[str, Any]:
 def test_a_fhir_bundle_imports_then_updates(client: TestClient[Litestar]) -> None:
     first = post_import(client, fhir_bundle())
     assert first.status_code == 200, first.text
-    assert first.json() == {
+    report = first.json()
+    assert [(r["source_id"], r["created"]) for r in report.pop("imported")] == [
+        ("hs-crps", True),
+        ("hs-talk", True),
+    ]
+    assert report == {
         "format": "fhir",
         "applied": True,
         "created": 2,

@@ -105,6 +105,14 @@ class DirectoryController(Controller):
     async def search(
         self,
         directory: NamedDependency[Directory],
+        name: Annotated[
+            str | None,
+            QueryParameter(
+                pattern=r"^[^\x00]{1,200}$",
+                required=False,
+                description="Text the service's name contains, in any case",
+            ),
+        ] = None,
         category: FromQuery[Category | None] = None,
         condition: FromQuery[PainCondition | None] = None,
         language: Annotated[
@@ -122,6 +130,7 @@ class DirectoryController(Controller):
         offset: Annotated[int, QueryParameter(ge=0, le=100_000)] = 0,
     ) -> ServicePage:
         query = ServiceQuery(
+            name=name,
             category=category.value if category else None,
             condition=condition.value if condition else None,
             language=language.split("-", 1)[0].lower() if language else None,
