@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -203,7 +204,9 @@ def security_headers(frame_ancestors: str) -> list[tuple[bytes, bytes]]:
 class AppSessionMiddleware:
     """Under /app: the session's user as the request's principal (a page that needs one
     and has none redirects to the sign-in page, a form answers 401), the route's scope
-    checked against the role (403), and the security headers on every response."""
+    checked against the role (403), and the security headers on every response, with the
+    server's time to the response's start (``Server-Timing: app;dur=MS``, what
+    tests/perf/bench_app.py reads)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -215,12 +218,15 @@ class AppSessionMiddleware:
             return
         settings = scope["app"].state.settings
         headers = security_headers(settings.frame_ancestors_policy)
+        started = time.perf_counter()
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
+                took = (time.perf_counter() - started) * 1000
                 message["headers"] = [
                     *(h for h in message.get("headers", ()) if h[0] != b"cache-control"),
                     *headers,
+                    (b"server-timing", f"app;dur={took:.1f}".encode()),
                 ]
             await send(message)
 

@@ -3,6 +3,7 @@ against the real app and PostgreSQL."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -179,6 +180,7 @@ def test_every_app_page_carries_the_security_headers(
         assert response.headers["x-content-type-options"] == "nosniff"
         assert response.headers["cache-control"] == "no-store"
         assert response.headers["referrer-policy"] == "same-origin"
+        assert re.fullmatch(r"app;dur=\d+\.\d", response.headers["server-timing"])
 
 
 def test_frame_ancestors_come_from_the_setting(database_url: str) -> None:
