@@ -63,6 +63,14 @@ SOURCES = {
 FORMATS = {"hsds": "Open Referral HSDS 3.0", "fhir": "FHIR Bundle of HealthcareService"}
 
 
+def modality(value: str) -> str:
+    """A stored modality in words; an unknown one as stored."""
+    try:
+        return MODALITIES[Modality(value)]
+    except ValueError:
+        return value
+
+
 def language(tag: str) -> str:
     return LANGUAGES.get(tag, LANGUAGES.get(tag.lower(), tag))
 

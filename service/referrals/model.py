@@ -110,6 +110,12 @@ STATUS_WORDS = {
 """Each status as people say it."""
 
 
+def status_words(status: Status) -> str:
+    """The status as a label or a sentence's start ("In progress")."""
+    words = STATUS_WORDS[status]
+    return words[0].upper() + words[1:]
+
+
 def next_step(status: Status, outcome: str | None = None, overdue: bool = False) -> str:
     """What the clinic does next about a referral in ``status``, in words."""
     if status is Status.REQUESTED:

@@ -19,13 +19,12 @@ from litestar.params import PathParameter
 from litestar.response import Redirect, Template
 
 from service.directory.service import DirectoryCache
+from service.directory.words import CATEGORIES, MODALITIES, modality
 from service.instruments.model import Severity
 from service.instruments.service import Catalog
 from service.matching.model import SIGNAL_WORDS
 from service.patients.chart import format_date, format_score, trend_chart
 from service.patients.controllers.words import (
-    CATEGORY_WORDS,
-    MODALITY_WORDS,
     SEVERITY_WORDS,
     age_band_words,
     condition_words,
@@ -40,7 +39,7 @@ from service.platform.caller import Caller
 from service.platform.database import utcnow
 from service.platform.errors import field_error
 from service.platform.params import ID_PATTERN
-from service.referrals.model import STATUS_WORDS, Status, is_overdue, next_step
+from service.referrals.model import Status, is_overdue, next_step, status_words
 from service.web.pages import AppController, page, see_other
 from service.web.when import ago
 
@@ -331,7 +330,7 @@ class PatientPages(AppController):
                     "id": r.id,
                     "patient_id": r.patient_id,
                     "service": r.service_name,
-                    "status": _capitalised(STATUS_WORDS[r.status]),
+                    "status": status_words(r.status),
                     "ago": ago(r.created_at, now),
                     "date": format_date(r.created_at),
                     "at": r.created_at.isoformat(),
@@ -343,7 +342,7 @@ class PatientPages(AppController):
             referrals_total=referrals.total,
             status_counts=[
                 {
-                    "words": _capitalised(STATUS_WORDS[status]),
+                    "words": status_words(status),
                     "count": referrals.by_status.get(status, 0),
                     "link": _worklist_link(q, status=status.value, offset=None),
                     "current": q.status is status,
@@ -354,7 +353,7 @@ class PatientPages(AppController):
             overdue_total=referrals.overdue,
             overdue_link=_worklist_link(q, overdue="1", offset=None),
             overdue_days=overdue_days,
-            statuses=[(s.value, _capitalised(STATUS_WORDS[s])) for s in Status],
+            statuses=[(s.value, status_words(s)) for s in Status],
             instruments=[(d.id, d.short_title) for d in instruments],
             pager=pager,
             filtered=q.status is not None or q.instrument is not None or q.overdue_only,
@@ -441,7 +440,7 @@ async def _patient_page(
         form=form,
         labels=LABELS,
         pain_choices=[(c.value, condition_words(c)) for c in PainCondition],
-        modality_choices=[(m.value, _capitalised(MODALITY_WORDS[m])) for m in Modality],
+        modality_choices=[(m.value, MODALITIES[m]) for m in Modality],
         age_choices=[(b.value, age_band_words(b)) for b in AgeBand],
         instruments=instruments,
         per_instrument=PER_INSTRUMENT,
@@ -464,8 +463,8 @@ async def _patient_page(
                 "id": r.service.id,
                 "name": r.service.name,
                 "organization": r.service.organization,
-                "category": CATEGORY_WORDS[r.service.category],
-                "modalities": ", ".join(MODALITY_WORDS[Modality(m)] for m in r.service.modalities),
+                "category": CATEGORIES[r.service.category],
+                "modalities": ", ".join(modality(m) for m in r.service.modalities),
                 "distance": kilometres(r.distance_km) if r.distance_km is not None else None,
                 "reasons": [reason.text for reason in r.reasons],
             }
@@ -481,7 +480,7 @@ async def _patient_page(
             {
                 "id": r.id,
                 "service": r.service.name,
-                "status": _capitalised(STATUS_WORDS[r.status]),
+                "status": status_words(r.status),
                 "ago": ago(r.created_at, now),
                 "date": format_date(r.created_at),
                 "at": r.created_at.isoformat(),

@@ -2,64 +2,17 @@
 
 from __future__ import annotations
 
-from service.directory.model import Category
+from service.directory.words import LANGUAGES, MODALITIES
 from service.instruments.model import Severity
 from service.matching.model import CONDITION_WORDS
-from service.patients.model import AgeBand, Modality, PainCondition, PatientProfile
+from service.patients.model import AgeBand, PainCondition, PatientProfile
 
-MODALITY_WORDS = {
-    Modality.IN_PERSON: "in person",
-    Modality.ONLINE: "online",
-    Modality.PHONE: "by phone",
-}
-CATEGORY_WORDS = {
-    Category.SUPPORT_GROUP: "Support group",
-    Category.SOCIAL_ACTIVITY: "Social activity",
-    Category.FAMILY_COMMUNICATION: "Family and carer sessions",
-    Category.COUNSELLING: "Counselling for chronic pain",
-}
 SEVERITY_WORDS = {
     Severity.NONE: "",
     Severity.MILD: "mild",
     Severity.MODERATE: "moderate",
     Severity.SEVERE: "severe",
 }
-LANGUAGE_NAMES = {
-    "ar": "Arabic",
-    "bn": "Bengali",
-    "cy": "Welsh",
-    "de": "German",
-    "el": "Greek",
-    "en": "English",
-    "es": "Spanish",
-    "fa": "Persian",
-    "fr": "French",
-    "ga": "Irish",
-    "gd": "Scottish Gaelic",
-    "gu": "Gujarati",
-    "hi": "Hindi",
-    "it": "Italian",
-    "ku": "Kurdish",
-    "lt": "Lithuanian",
-    "nl": "Dutch",
-    "pa": "Punjabi",
-    "pl": "Polish",
-    "ps": "Pashto",
-    "pt": "Portuguese",
-    "ro": "Romanian",
-    "ru": "Russian",
-    "so": "Somali",
-    "sq": "Albanian",
-    "ta": "Tamil",
-    "ti": "Tigrinya",
-    "tr": "Turkish",
-    "uk": "Ukrainian",
-    "ur": "Urdu",
-    "vi": "Vietnamese",
-    "yue": "Cantonese",
-    "zh": "Chinese",
-}
-"""The languages most often spoken by the clinics' patients; others show their tag."""
 
 
 def age_band_words(band: AgeBand) -> str:
@@ -74,7 +27,7 @@ def condition_words(condition: PainCondition) -> str:
 
 def language_words(tag: str) -> str:
     primary, _, region = tag.partition("-")
-    name = LANGUAGE_NAMES.get(primary.lower())
+    name = LANGUAGES.get(primary.lower())
     if name is None:
         return f"language {tag}"
     return f"{name} ({region.upper()})" if region else name
@@ -102,7 +55,7 @@ def profile_facts(profile: PatientProfile) -> list[tuple[str, str]]:
         ("Location", location),
         (
             "Preferred ways to take part",
-            ", ".join(MODALITY_WORDS[m] for m in profile.preferred_modalities) or missing,
+            ", ".join(MODALITIES[m].lower() for m in profile.preferred_modalities) or missing,
         ),
         ("Age band", age_band_words(profile.age_band) if profile.age_band else missing),
         (

@@ -18,8 +18,9 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import PathParameter
 from litestar.response import Redirect, Template
 
-from service.directory.model import Category, Contact, DirectoryService
+from service.directory.model import Contact, DirectoryService
 from service.directory.service import Directory
+from service.directory.words import CATEGORIES, modality
 from service.instruments.model import Signal
 from service.matching.service import Recommendations, ServiceSummary, summary
 from service.patients.service import Patients
@@ -31,7 +32,15 @@ from service.platform.errors import ApiError, FieldError
 from service.platform.lookup import Conflict, NotFound, Stale, Unprocessable
 from service.platform.params import ID_PATTERN
 from service.referrals.controllers import provide_referrals
-from service.referrals.model import NEEDS_REASON, Consent, ConsentMethod, Note, Status
+from service.referrals.model import (
+    NEEDS_REASON,
+    STATUS_WORDS,
+    Consent,
+    ConsentMethod,
+    Note,
+    Status,
+    status_words,
+)
 from service.referrals.service import Referral, ReferralEvent, Referrals
 from service.web.pages import AppController, app_user, page, see_other
 
@@ -39,16 +48,6 @@ ReferralId = Annotated[str, PathParameter(pattern=r"^[0-9a-f-]{36}$")]
 PatientIdParam = Annotated[str, PathParameter(pattern=ID_PATTERN, max_length=64)]
 NOTE_MAX = 2000
 
-STATUS_WORDS = {
-    Status.REQUESTED: "Requested",
-    Status.ACCEPTED: "Accepted",
-    Status.REJECTED: "Rejected",
-    Status.CANCELLED: "Cancelled",
-    Status.IN_PROGRESS: "In progress",
-    Status.ON_HOLD: "On hold",
-    Status.COMPLETED: "Completed",
-    Status.FAILED: "Failed",
-}
 STEP_WORDS = {
     Status.ACCEPTED: "Accept",
     Status.REJECTED: "Reject",
@@ -57,12 +56,6 @@ STEP_WORDS = {
     Status.ON_HOLD: "Put on hold",
     Status.COMPLETED: "Mark completed",
     Status.FAILED: "Mark failed",
-}
-CATEGORY_WORDS = {
-    Category.SUPPORT_GROUP: "Support group",
-    Category.SOCIAL_ACTIVITY: "Social activity",
-    Category.FAMILY_COMMUNICATION: "Family communication",
-    Category.COUNSELLING: "Counselling",
 }
 METHOD_WORDS = {
     ConsentMethod.VERBAL: "Verbally",
@@ -74,7 +67,6 @@ NEED_WORDS = {
     Signal.SOCIAL_ISOLATION: "Social isolation",
     Signal.LOW_SUPPORT: "Low social support",
 }
-MODALITY_WORDS = {"in-person": "In person", "online": "Online", "phone": "By phone"}
 
 
 def when(moment: datetime) -> str:
@@ -176,8 +168,8 @@ def _options(recommendations: Recommendations, extra: ServiceSummary | None) -> 
     options = [
         ServiceOption(
             service=item.service,
-            category=CATEGORY_WORDS[item.service.category],
-            modalities=", ".join(MODALITY_WORDS.get(m, m) for m in item.service.modalities),
+            category=CATEGORIES[item.service.category],
+            modalities=", ".join(modality(m) for m in item.service.modalities),
             reasons=[reason.text for reason in item.reasons],
             needs=list(item.answers),
             screening_id=next((screening_of[s] for s in item.answers if s in screening_of), None),
@@ -188,8 +180,8 @@ def _options(recommendations: Recommendations, extra: ServiceSummary | None) -> 
         options.append(
             ServiceOption(
                 service=extra,
-                category=CATEGORY_WORDS[extra.category],
-                modalities=", ".join(MODALITY_WORDS.get(m, m) for m in extra.modalities),
+                category=CATEGORIES[extra.category],
+                modalities=", ".join(modality(m) for m in extra.modalities),
                 reasons=[],
                 needs=[],
                 screening_id=None,
@@ -233,7 +225,7 @@ def _timeline(history: list[ReferralEvent], names: dict[uuid.UUID, str]) -> list
         elif event.from_status == event.to_status:
             step = "Outcome changed"
         else:
-            step = f"{STATUS_WORDS[event.from_status]} → {STATUS_WORDS[event.to_status]}"
+            step = f"{status_words(event.from_status)} → {status_words(event.to_status)}"
         entries.append(
             TimelineEntry(who, when(event.recorded_at), step, event.reason, event.outcome)
         )
@@ -393,8 +385,8 @@ class ReferralPages(AppController):
             "referrals/referral.html",
             status_code=status_code,
             referral=referral,
-            status=STATUS_WORDS[referral.status],
-            category=CATEGORY_WORDS[referral.service.category],
+            status=status_words(referral.status),
+            category=CATEGORIES[referral.service.category],
             contact=_contact(referral.service.contact),
             consent_method=METHOD_WORDS[referral.consent.method],
             consent_when=when(referral.consent.recorded_at)
@@ -487,7 +479,7 @@ class ReferralPages(AppController):
 
     async def _why_not(self, referrals: Referrals, referral_id: str, exc: Conflict) -> str:
         referral = await referrals.read(referral_id)
-        current = STATUS_WORDS[referral.status]
+        current = status_words(referral.status)
         if any(f.message == "changed concurrently" for f in exc.faults):
             return (
                 "Someone changed this referral at the same moment, so nothing was changed: "
@@ -495,7 +487,7 @@ class ReferralPages(AppController):
             )
         if not referral.allowed_next:
             return f"This referral is {current.lower()}, which is final: nothing changed."
-        allowed = ", ".join(STATUS_WORDS[s].lower() for s in referral.allowed_next)
+        allowed = ", ".join(STATUS_WORDS[s] for s in referral.allowed_next)
         return (
             f"This referral is {current.lower()}; it can next become: {allowed}. Nothing changed."
         )

@@ -19,6 +19,7 @@ from litestar import Request, get, post
 from litestar.params import PathParameter
 from litestar.response import Redirect, Template
 
+from service.directory.words import CONDITIONS
 from service.instruments.model import Construct, Instrument
 from service.instruments.service import Catalog
 from service.patients.model import PainCondition
@@ -55,14 +56,6 @@ CONSTRUCT_WORDS = {
     Construct.SOCIAL_NETWORK: "Social network",
     Construct.SOCIAL_SUPPORT: "Social support",
     Construct.PAIN: "Pain",
-}
-PAIN_WORDS = {
-    PainCondition.CRPS: "Complex regional pain syndrome (CRPS)",
-    PainCondition.CHRONIC_HEADACHE: "Chronic headache",
-    PainCondition.LOW_BACK_PAIN: "Low back pain",
-    PainCondition.CHRONIC_PAIN_SYNDROME: "Chronic pain syndrome",
-    PainCondition.FIBROMYALGIA: "Fibromyalgia",
-    PainCondition.OTHER: "Another pain condition",
 }
 
 
@@ -238,7 +231,7 @@ class ScreeningPages(AppController):
                 for n, item in enumerate(definition.items, start=1)
             ],
             max_missing=definition.scoring.missing.max_missing,
-            pain_conditions=[(c.value, PAIN_WORDS[c]) for c in PainCondition],
+            pain_conditions=[(c.value, CONDITIONS[c]) for c in PainCondition],
             values=values,
             problems=problems,
             invalid={p.id for p in problems},
