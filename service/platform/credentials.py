@@ -49,17 +49,6 @@ class Principal:
     scopes: frozenset[str]
     user_id: uuid.UUID | None = None
 
-    @property
-    def actor(self) -> dict[str, uuid.UUID | None]:
-        """The actor columns of an audit or referral event."""
-        return {"client_id": self.client_id, "user_id": self.user_id}
-
-    @property
-    def actor_id(self) -> uuid.UUID:
-        actor = self.client_id or self.user_id
-        assert actor is not None
-        return actor
-
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
