@@ -44,7 +44,7 @@ from service.platform.observability import MetricsController
 from service.platform.observability import install as install_request_context
 from service.platform.openapi import FinishedJson, FinishedYaml
 from service.platform.openapi import install as install_openapi
-from service.platform.sessions import AppSessionMiddleware
+from service.platform.sessions import AppSessionMiddleware, FrameOrigins
 from service.referrals.controllers.app import ReferralPages
 from service.referrals.controllers.fhir import (
     OrganizationController,
@@ -62,8 +62,10 @@ from service.settings import Settings
 from service.systems.controllers.cds import CdsServicesController
 from service.systems.controllers.smart import SmartController
 from service.web.controllers import SignInController
+from service.web.launch_controllers import LaunchController
 from service.web.oidc import RelyingParty
 from service.web.pages import static_files, template_config
+from service.web.smart_launch import SmartLaunchClient
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -91,6 +93,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     def provide_directory_cache() -> DirectoryCache:
         return directory_cache
 
+    relying_party = RelyingParty()
     app = Litestar(
         route_handlers=[
             HealthController,
@@ -114,6 +117,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             CdsServicesController,
             # The clinician app (/app): server-rendered pages on the same services
             SignInController,
+            LaunchController,
             PatientPages,
             ReferralPages,
             ScreeningPages,
@@ -147,8 +151,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "token_cache": TokenCache(),
                 "directory_cache": directory_cache,
                 "rate_limiter": RateLimiter(settings.rate_limit_per_minute),
-                # The clinics' OpenID providers: their discovery documents and keys, held
-                "relying_party": RelyingParty(),
+                # The clinics' OpenID providers and EHRs: their discovery documents and keys
+                "relying_party": relying_party,
+                "smart_launch": SmartLaunchClient(relying_party),
+                "frame_origins": FrameOrigins(db),
             }
         ),
         template_config=template_config(),

@@ -17,6 +17,7 @@ from service.platform.clinics import DEFAULT_LANGUAGES, Clinic, UnknownClinic
 from service.platform.credentials import SCOPES
 from service.settings import PROJECT_ROOT
 from service.web.cli import add_commands as add_user_commands
+from service.web.cli import add_ehr_commands
 
 T = TypeVar("T")
 
@@ -713,6 +714,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     add_user_commands(commands)
+    add_ehr_commands(commands)
 
     clients = commands.add_parser("clients", help="API clients and their tokens")
     client_actions = clients.add_subparsers(dest="action", required=True)

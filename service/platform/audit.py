@@ -43,6 +43,10 @@ class AuditEvent:
     status_code: int
     at: datetime
     user_id: uuid.UUID | None = None
+    ehr_id: uuid.UUID | None = None
+    """The registered EHR acting: a SMART launch, before any user is signed in."""
+    detail: str | None = None
+    """Why a launch was refused (safe to show: no token, code or patient data)."""
     id: uuid.UUID = field(default_factory=new_id)
 
     @property
@@ -55,6 +59,7 @@ class AuditEvent:
             "id": self.id,
             "client_id": self.client_id,
             "user_id": self.user_id,
+            "ehr_id": self.ehr_id,
             "action": self.action,
             "resource_type": self.resource_type,
             "resource_id": self.resource_id,
@@ -62,6 +67,7 @@ class AuditEvent:
             "outcome": self.outcome,
             "status_code": self.status_code,
             "recorded_at": self.at,
+            "detail": self.detail,
         }
 
 

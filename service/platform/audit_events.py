@@ -20,7 +20,8 @@ from service.platform.params import ID_PATTERN, Instant, instant
 class AuditEvent(msgspec.Struct):
     id: uuid.UUID
     client_id: uuid.UUID | None
-    """The API client acting; None when ``user_id`` names the clinician app's user."""
+    """The API client acting; None when ``user_id`` names the clinician app's user, or
+    ``ehr_id`` a registered EHR launching the app."""
     action: str
     resource_type: str
     resource_id: str | None
@@ -29,6 +30,10 @@ class AuditEvent(msgspec.Struct):
     status_code: int
     recorded_at: datetime
     user_id: uuid.UUID | None = None
+    ehr_id: uuid.UUID | None = None
+    """The registered EHR whose SMART launch this was (no user signed in yet)."""
+    detail: str | None = None
+    """Why a launch was refused."""
 
 
 class AuditEventPage(msgspec.Struct):
@@ -79,6 +84,8 @@ class AuditEventController(Controller):
                 status_code=row.status_code,
                 recorded_at=row.recorded_at,
                 user_id=row.user_id,
+                ehr_id=row.ehr_id,
+                detail=row.detail,
             )
             for row in rows
         ]

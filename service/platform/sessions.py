@@ -1,7 +1,8 @@
 """The clinician app's sessions, CSRF protection and security headers (everything under
 ``/app``).
 
-A session is a random id in an HttpOnly, Secure, SameSite=Lax cookie, stored only as its
+A session is a random id in an HttpOnly, Secure, SameSite=Lax cookie (SameSite=None and
+Partitioned when a SMART launch opened it in the EHR's frame), stored only as its
 SHA-256 with the user, the clinic and a CSRF token. It ends at sign-out, after
 ``session_idle_minutes`` without a request, or ``session_absolute_hours`` after sign-in.
 A signed-in user acts as a :class:`Principal` with their role's scopes, so every page calls
@@ -32,8 +33,8 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.platform.credentials import Principal
-from service.platform.database import Database, utcnow
-from service.platform.tables import clinics, sessions, users
+from service.platform.database import UNAVAILABLE, Database, utcnow
+from service.platform.tables import clinics, ehrs, sessions, users
 
 APP_PREFIX = "/app"
 SESSION_COOKIE = "__Host-belong-session"
@@ -44,6 +45,9 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LAST_SEEN_EVERY = timedelta(seconds=30)
 """How stale ``last_seen_at`` may be before a request writes it again: the idle timeout is
 exact to this much, and a busy user costs one write a minute rather than one a page."""
+
+FRAME_ORIGINS_SECONDS = 30.0
+"""How long a worker keeps the registered EHRs' frame origins before reading them again."""
 
 ROLES = ("clinician", "coordinator", "admin")
 ROLE_SCOPES: dict[str, frozenset[str]] = {
@@ -83,6 +87,10 @@ class AppUser:
     clinic_name: str
     csrf_token: str
     session_hash: str
+    embedded: bool = False
+    """Opened by a SMART launch: the app lives in the EHR's frame."""
+    patient_banner: bool = True
+    """Whether the app shows its own patient banner (an EHR that shows one says no)."""
 
 
 def hash_secret(value: str) -> str:
@@ -95,8 +103,12 @@ async def open_session(
     user_id: uuid.UUID,
     absolute: timedelta,
     now: datetime | None = None,
+    *,
+    ehr_id: uuid.UUID | None = None,
+    patient_banner: bool = True,
 ) -> str:
-    """A new session for the user: the cookie's value (shown once, stored hashed)."""
+    """A new session for the user (of the EHR that launched the app, if one did): the
+    cookie's value (shown once, stored hashed)."""
     now = now or utcnow()
     session_id = secrets.token_urlsafe(32)
     await conn.execute(
@@ -108,6 +120,8 @@ async def open_session(
             created_at=now,
             last_seen_at=now,
             expires_at=now + absolute,
+            ehr_id=ehr_id,
+            patient_banner=patient_banner,
         )
     )
     return session_id
@@ -134,6 +148,8 @@ async def session_user(db: Database, session_id: str, idle: timedelta) -> AppUse
                     sessions.c.user_id,
                     sessions.c.csrf_token,
                     sessions.c.last_seen_at,
+                    sessions.c.ehr_id,
+                    sessions.c.patient_banner,
                     users.c.name,
                     users.c.role,
                     clinics.c.name.label("clinic_name"),
@@ -159,12 +175,25 @@ async def session_user(db: Database, session_id: str, idle: timedelta) -> AppUse
     principal = Principal(
         client_id=None, clinic_id=row.clinic_id, scopes=ROLE_SCOPES[row.role], user_id=row.user_id
     )
-    return AppUser(principal, row.name, row.role, row.clinic_name, row.csrf_token, key)
+    return AppUser(
+        principal,
+        row.name,
+        row.role,
+        row.clinic_name,
+        row.csrf_token,
+        key,
+        embedded=row.ehr_id is not None,
+        patient_banner=row.patient_banner,
+    )
 
 
-def session_cookie(value: str, max_age: int | None = None) -> str:
-    """The Set-Cookie value for the session (``max_age`` 0 clears it)."""
-    attributes = [f"{SESSION_COOKIE}={value}", "Path=/", "HttpOnly", "Secure", "SameSite=Lax"]
+def session_cookie(value: str, max_age: int | None = None, *, embedded: bool = False) -> str:
+    """The Set-Cookie value for the session (``max_age`` 0 clears it). In the EHR's frame
+    (``embedded``) the browser sends it only as a third-party cookie: SameSite=None, and
+    Partitioned (CHIPS) so it is kept for that EHR's site alone, where third-party cookies
+    are blocked too. The forms' CSRF tokens, not SameSite, protect its sessions."""
+    attributes = [f"{SESSION_COOKIE}={value}", "Path=/", "HttpOnly", "Secure"]
+    attributes += ["SameSite=None", "Partitioned"] if embedded else ["SameSite=Lax"]
     if max_age is not None:
         attributes.append(f"Max-Age={max_age}")
     return "; ".join(attributes)
@@ -181,6 +210,29 @@ def cookie_value(scope: Scope) -> str | None:
             if morsel is not None and 16 <= len(morsel.value) <= 128:
                 return morsel.value
     return None
+
+
+class FrameOrigins:
+    """The origins of the clinics' registered EHRs, which may frame the app (the CSP's
+    ``frame-ancestors``), read again every :data:`FRAME_ORIGINS_SECONDS`; while the
+    database is out of reach, the last ones read."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._held: tuple[frozenset[str], float] = (frozenset(), 0.0)
+
+    async def current(self) -> frozenset[str]:
+        origins, until = self._held
+        if until > time.monotonic():
+            return origins
+        try:
+            async with self.db.begin() as conn:
+                rows = await conn.execute(sa.select(ehrs.c.frame_origins))
+                origins = frozenset(o for row in rows for o in row.frame_origins)
+        except UNAVAILABLE:
+            pass
+        self._held = (origins, time.monotonic() + FRAME_ORIGINS_SECONDS)
+        return origins
 
 
 def security_headers(frame_ancestors: str) -> list[tuple[bytes, bytes]]:
@@ -216,8 +268,14 @@ class AppSessionMiddleware:
         if scope["type"] != "http" or not (path == APP_PREFIX or path.startswith("/app/")):
             await self.app(scope, receive, send)
             return
-        settings = scope["app"].state.settings
-        headers = security_headers(settings.frame_ancestors_policy)
+        state = scope["app"].state
+        settings = state.settings
+        ehr_origins = await state.frame_origins.current()
+        headers = security_headers(
+            " ".join(
+                [settings.frame_ancestors_policy, *sorted(ehr_origins - settings.frame_ancestors)]
+            )
+        )
         started = time.perf_counter()
 
         async def send_with_headers(message: Message) -> None:

@@ -169,6 +169,7 @@ audit_events = sa.Table(
     sa.Column("clinic_id", sa.Uuid, nullable=False),
     sa.Column("client_id", sa.Uuid, nullable=True),
     sa.Column("user_id", sa.Uuid, nullable=True),
+    sa.Column("ehr_id", sa.Uuid, nullable=True),
     sa.Column("action", sa.String(32), nullable=False),
     sa.Column("resource_type", sa.String(64), nullable=False),
     sa.Column("resource_id", sa.String(64), nullable=True),
@@ -176,7 +177,8 @@ audit_events = sa.Table(
     sa.Column("outcome", sa.String(16), nullable=False),
     sa.Column("status_code", sa.SmallInteger, nullable=False),
     sa.Column("recorded_at", Timestamp, nullable=False),
-    sa.CheckConstraint("(client_id IS NULL) <> (user_id IS NULL)", name="one_actor"),
+    sa.Column("detail", sa.String(200), nullable=True),
+    sa.CheckConstraint("num_nonnulls(client_id, user_id, ehr_id) = 1", name="one_actor"),
     sa.Index("ix_audit_clinic_time", "clinic_id", "recorded_at"),
     sa.Index("ix_audit_clinic_patient_time", "clinic_id", "patient_id", "recorded_at"),
 )
@@ -369,10 +371,13 @@ sessions = sa.Table(
     sa.Column("last_seen_at", Timestamp, nullable=False),
     sa.Column("expires_at", Timestamp, nullable=False, index=True),
     sa.Column("ended_at", Timestamp, nullable=True),
+    sa.Column("ehr_id", sa.Uuid, sa.ForeignKey("ehrs.id"), nullable=True),
+    sa.Column("patient_banner", sa.Boolean, nullable=False, server_default=sa.true()),
 )
 """A signed-in browser: the cookie holds a random id, stored here only as its SHA-256.
 It ends at sign-out (``ended_at``), after the idle timeout since ``last_seen_at``, or at
-``expires_at`` (the absolute limit from sign-in)."""
+``expires_at`` (the absolute limit from sign-in). A session opened by a SMART launch names
+its EHR, and whether the EHR asked the app to show its own patient banner."""
 
 sign_in_links = sa.Table(
     "sign_in_links",
@@ -417,3 +422,51 @@ sign_in_flows = sa.Table(
 )
 """Authorization requests in flight to a clinic's OpenID provider, by the SHA-256 of their
 ``state``: used once, within minutes."""
+
+ehrs = sa.Table(
+    "ehrs",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("clinic_id", sa.Uuid, sa.ForeignKey("clinics.id"), nullable=False),
+    sa.Column("iss", sa.String(500), nullable=False, unique=True),
+    sa.Column("client_id", sa.String(255), nullable=False),
+    sa.Column("secret_ref", sa.String(500), nullable=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("patient_identifier_system", sa.String(500), nullable=True),
+    sa.Column("frame_origins", Json, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.CheckConstraint("role IN ('clinician', 'coordinator', 'admin')", name="role"),
+)
+"""A clinic's EHR that launches the app (SMART App Launch): its FHIR base URL (``iss``), the
+client Belong is registered as there (a public client, or a confidential one whose secret is
+found by reference), the role its users get, the identifier system that carries Belong's
+patient id in its Patient resources (none: the EHR's patient id is Belong's), and the
+origins that may frame the app."""
+
+launch_flows = sa.Table(
+    "launch_flows",
+    metadata,
+    sa.Column("state_hash", sa.String(64), primary_key=True),
+    sa.Column("ehr_id", sa.Uuid, sa.ForeignKey("ehrs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("standalone", sa.Boolean, nullable=False),
+    sa.Column("nonce", sa.String(128), nullable=False),
+    sa.Column("code_verifier", sa.String(128), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False, index=True),
+    sa.Column("used_at", Timestamp, nullable=True),
+)
+"""SMART launches in flight to an EHR's authorization server, by the SHA-256 of their
+``state``: used once, within minutes."""
+
+launch_refusals = sa.Table(
+    "launch_refusals",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("iss", sa.String(500), nullable=True),
+    sa.Column("reason", sa.String(200), nullable=False),
+    sa.Column("recorded_at", Timestamp, nullable=False, index=True),
+)
+"""Launches refused before any clinic is known (an ``iss`` no clinic registered): what an
+operator reads to find a misconfigured EHR. A refusal of a registered EHR's launch is an
+audit event of its clinic instead."""

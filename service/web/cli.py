@@ -1,4 +1,5 @@
-"""`belong users`: the clinic's users of the clinician app and their sign-in links."""
+"""`belong users`: the clinic's users of the clinician app and their sign-in links;
+`belong ehrs`: the EHRs that open the app by SMART App Launch."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import TypeVar
 from service.platform.database import Database
 from service.platform.embedded import database_url
 from service.platform.sessions import ROLES
+from service.web.launch import CALLBACK_PATH, LAUNCH_PATH, Ehrs
 from service.web.users import SIGN_IN_LINK_MINUTES, SIGN_IN_LINK_PATH, Users
 
 T = TypeVar("T")
@@ -79,6 +81,80 @@ def _link(args: argparse.Namespace) -> int:
         return 0
 
     return _refusing(link)
+
+
+def _ehrs(work: Callable[[Ehrs], Awaitable[int]]) -> int:
+    async def run() -> int:
+        db = Database(database_url(os.environ.get("BELONG_DATABASE_URL")))
+        try:
+            return await work(Ehrs(db))
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(run())
+    except (LookupError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _ehrs_add(args: argparse.Namespace) -> int:
+    async def add(registry: Ehrs) -> int:
+        ehr = await registry.add(
+            args.clinic,
+            iss=args.iss,
+            client_id=args.client_id,
+            secret_ref=args.secret_ref,
+            role=args.role,
+            patient_identifier_system=args.patient_identifier_system,
+            frame_origins=args.frame_origin,
+        )
+        origin = (os.environ.get("BELONG_PUBLIC_BASE_URL") or DEFAULT_ORIGIN).rstrip("/")
+        print(f"clinic {args.clinic!r}: EHR {ehr.iss} (client {ehr.client_id!r}, {ehr.role})")
+        print(f"register Belong there with launch URL {origin}{LAUNCH_PATH}")
+        print(f"and redirect URI {origin}{CALLBACK_PATH}")
+        return 0
+
+    return _ehrs(add)
+
+
+def _ehrs_list(args: argparse.Namespace) -> int:
+    async def show(registry: Ehrs) -> int:
+        for ehr in await registry.list(args.clinic):
+            system = ehr.patient_identifier_system or "-"
+            print(f"{ehr.id}\t{ehr.iss}\t{ehr.client_id}\t{ehr.role}\t{system}")
+        return 0
+
+    return _ehrs(show)
+
+
+def add_ehr_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ehrs = commands.add_parser("ehrs", help="EHRs that open the clinician app (SMART launch)")
+    actions = ehrs.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="register a clinic's EHR, or change its registration")
+    add.add_argument("--clinic", required=True)
+    add.add_argument("--iss", required=True, help="the EHR's FHIR base URL, as it sends iss")
+    add.add_argument("--client-id", required=True, help="Belong's client id at the EHR")
+    add.add_argument(
+        "--secret-ref",
+        help="env:VARIABLE or file:/path holding the client secret (omit for a public client)",
+    )
+    add.add_argument("--role", choices=ROLES, default="clinician", help="the EHR's users' role")
+    add.add_argument(
+        "--patient-identifier-system",
+        help="the identifier system of the EHR's Patient that holds Belong's patient id "
+        "(default: the EHR's patient id is Belong's)",
+    )
+    add.add_argument(
+        "--frame-origin",
+        action="append",
+        default=[],
+        help="an origin that shows the app in a frame, besides the iss's (repeatable)",
+    )
+    add.set_defaults(run=_ehrs_add)
+    listing = actions.add_parser("list", help="list a clinic's EHRs")
+    listing.add_argument("--clinic", required=True)
+    listing.set_defaults(run=_ehrs_list)
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

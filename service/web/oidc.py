@@ -345,7 +345,14 @@ def display_name(identity: VerifiedIdentity) -> str | None:
     return None
 
 
-def _with_query(url: str, params: Mapping[str, str]) -> str:
+def id_token_of(token_response: Mapping[str, Any]) -> str:
+    id_token = token_response.get("id_token")
+    if not isinstance(id_token, str):
+        raise SignInRefused("the provider's token response has no id_token")
+    return id_token
+
+
+def with_query(url: str, params: Mapping[str, str]) -> str:
     parts = urlsplit(url)
     query = [*parse_qsl(parts.query, keep_blank_values=True), *params.items()]
     return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
@@ -383,7 +390,7 @@ class RelyingParty:
         self._metadata: dict[str, tuple[ProviderMetadata, float]] = {}
         self._jwks: dict[str, tuple[KeySet, float]] = {}
 
-    def _client(self) -> httpx.AsyncClient:
+    def http_client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
             timeout=HTTP_TIMEOUT_SECONDS,
             follow_redirects=False,
@@ -391,7 +398,7 @@ class RelyingParty:
         )
 
     @staticmethod
-    async def _json(
+    async def read_json(
         client: httpx.AsyncClient, what: str, method: str, url: str, **kwargs: Any
     ) -> tuple[int, Any]:
         try:
@@ -419,8 +426,8 @@ class RelyingParty:
         except ValueError as exc:
             raise SignInRefused(str(exc)) from None
         url = issuer.rstrip("/") + "/.well-known/openid-configuration"
-        async with self._client() as client:
-            status, document = await self._json(client, "discovery document", "GET", url)
+        async with self.http_client() as client:
+            status, document = await self.read_json(client, "discovery document", "GET", url)
         if status != 200:
             raise SignInRefused(f"the provider's discovery document answered {status}")
         metadata = parse_metadata(document, issuer)
@@ -431,8 +438,8 @@ class RelyingParty:
         held = self._jwks.get(metadata.issuer)
         if not fresh and held is not None and held[1] > self._monotonic():
             return held[0]
-        async with self._client() as client:
-            status, jwks = await self._json(client, "JWKS", "GET", metadata.jwks_uri)
+        async with self.http_client() as client:
+            status, jwks = await self.read_json(client, "JWKS", "GET", metadata.jwks_uri)
         if status != 200:
             raise SignInRefused(f"the provider's JWKS answered {status}")
         keys = signing_keys(jwks)
@@ -448,7 +455,7 @@ class RelyingParty:
         state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         code_verifier = secrets.token_urlsafe(48)
         scopes = ["openid", *(s for s in provider.scopes if s != "openid")]
-        url = _with_query(
+        url = with_query(
             metadata.authorization_endpoint,
             {
                 "response_type": "code",
@@ -480,6 +487,22 @@ class RelyingParty:
     ) -> str:
         """The id_token the token endpoint gives for the code (not yet verified)."""
         metadata = await self.metadata(provider.issuer)
+        body = await self.token_response(
+            provider, metadata, code=code, code_verifier=code_verifier, redirect_uri=redirect_uri
+        )
+        return id_token_of(body)
+
+    async def token_response(
+        self,
+        provider: IdentityProvider,
+        metadata: ProviderMetadata,
+        *,
+        code: str,
+        code_verifier: str,
+        redirect_uri: str,
+    ) -> dict[str, Any]:
+        """The token endpoint's answer to the code (a JSON object), the client
+        authenticated as the provider accepts."""
         method = _auth_method(provider, metadata)
         form = {
             "grant_type": "authorization_code",
@@ -497,8 +520,8 @@ class RelyingParty:
             if method == "client_secret_post":
                 assert secret is not None
                 form["client_secret"] = secret
-        async with self._client() as client:
-            status, body = await self._json(
+        async with self.http_client() as client:
+            status, body = await self.read_json(
                 client,
                 "token endpoint",
                 "POST",
@@ -510,10 +533,9 @@ class RelyingParty:
             error = body.get("error") if isinstance(body, dict) else None
             named = error if isinstance(error, str) and ERROR_CODE.fullmatch(error) else status
             raise SignInRefused(f"the provider refused the code ({named})")
-        id_token = body.get("id_token") if isinstance(body, dict) else None
-        if not isinstance(id_token, str):
-            raise SignInRefused("the provider's token response has no id_token")
-        return id_token
+        if not isinstance(body, dict):
+            raise SignInRefused("the provider's token response is not a JSON object")
+        return body
 
     async def verify(
         self,
@@ -522,10 +544,13 @@ class RelyingParty:
         *,
         nonce: str,
         now: float | None = None,
+        metadata: ProviderMetadata | None = None,
     ) -> VerifiedIdentity:
-        """:func:`verify_id_token` with the provider's keys; read anew once when the
-        id_token names a kid the held ones lack (the provider rotated its keys)."""
-        metadata = await self.metadata(provider.issuer)
+        """:func:`verify_id_token` with the provider's keys (from ``metadata``, else its
+        discovery document); read anew once when the id_token names a kid the held ones
+        lack (the provider rotated its keys)."""
+        if metadata is None:
+            metadata = await self.metadata(provider.issuer)
         header = id_token_header(id_token)
         keys = await self._keys(metadata, fresh=False)
         if not _candidates(keys, header):

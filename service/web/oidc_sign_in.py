@@ -257,7 +257,7 @@ class OidcSignIn:
         except SignInRefused as exc:
             raise NoBelongRole(exc.reason) from None
         async with self.db.begin() as conn:
-            user_id = await _user_for(
+            user_id = await user_for_identity(
                 conn,
                 flow.clinic_id,
                 identity.issuer,
@@ -281,7 +281,7 @@ async def _name_is_free(
     return holder is None or holder == user_id
 
 
-async def _user_for(
+async def user_for_identity(
     conn: AsyncConnection,
     clinic_id: uuid.UUID,
     issuer: str,
