@@ -470,3 +470,25 @@ launch_refusals = sa.Table(
 """Launches refused before any clinic is known (an ``iss`` no clinic registered): what an
 operator reads to find a misconfigured EHR. A refusal of a registered EHR's launch is an
 audit event of its clinic instead."""
+
+LINK_KINDS = ("inbox", "handout", "patient")
+
+secret_links = sa.Table(
+    "secret_links",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("clinic_id", sa.Uuid, sa.ForeignKey("clinics.id"), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("subject_id", sa.String(64), nullable=False),
+    sa.Column("purpose", sa.String(32), nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=True),
+    sa.Column("revoked_at", Timestamp, nullable=True),
+    sa.Column("used_at", Timestamp, nullable=True),
+    sa.CheckConstraint("kind IN ('inbox', 'handout', 'patient')", name="kind"),
+    sa.Index("ix_secret_links_subject", "clinic_id", "kind", "subject_id"),
+)
+"""Links that open a page without an account: a directory service's inbox (``subject_id``
+the service), a referral's handout (the referral), a patient's page (the referral or the
+patient, ``purpose`` saying which page). The token is random (256 bits), shown once, stored
+only as its SHA-256; a link ends when revoked, expired or (a single-use one) used."""

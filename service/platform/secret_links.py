@@ -1,0 +1,125 @@
+"""Secret links: a page opened without an account, by a random token in its URL.
+
+:func:`issue` makes one (the token is returned once; only its SHA-256 is kept);
+:func:`resolve` says what a presented token opens, or why it no longer does (``gone``:
+revoked, expired or used, answered 410; unknown tokens are 404); :func:`spend` uses a
+single-use link once, atomically; :func:`revoke` ends every live link of a subject (and
+rotation is revoke, then issue).
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from service.platform.database import utcnow
+from service.platform.sessions import hash_secret
+from service.platform.tables import LINK_KINDS, secret_links
+
+TOKEN_BYTES = 32
+LINK_PATTERN = r"^[A-Za-z0-9_-]{43}$"
+"""What :func:`issue` makes: 32 random bytes, URL-safe base64 without padding."""
+
+
+@dataclass(frozen=True, slots=True)
+class SecretLink:
+    clinic_id: uuid.UUID
+    kind: str
+    subject_id: str
+    purpose: str | None
+    created_at: datetime
+    expires_at: datetime | None
+    gone: str | None
+    """None while the link works; else "revoked", "expired" or "used"."""
+
+
+async def issue(
+    conn: AsyncConnection,
+    clinic_id: uuid.UUID,
+    kind: str,
+    subject_id: str,
+    *,
+    lifetime: timedelta | None,
+    purpose: str | None = None,
+) -> str:
+    """A new link's token (``lifetime`` None: until revoked)."""
+    if kind not in LINK_KINDS:
+        raise ValueError(f"{kind!r} is not a kind of link")
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    now = utcnow()
+    await conn.execute(
+        sa.insert(secret_links).values(
+            token_hash=hash_secret(token),
+            clinic_id=clinic_id,
+            kind=kind,
+            subject_id=subject_id,
+            purpose=purpose,
+            created_at=now,
+            expires_at=None if lifetime is None else now + lifetime,
+        )
+    )
+    return token
+
+
+async def resolve(conn: AsyncConnection, token: str, kind: str) -> SecretLink | None:
+    """What the token opens (a link of ``kind`` only), and whether it still does; None
+    for a token no link of that kind has."""
+    row = (
+        await conn.execute(
+            sa.select(secret_links).where(
+                secret_links.c.token_hash == hash_secret(token), secret_links.c.kind == kind
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    now = utcnow()
+    gone = (
+        "revoked"
+        if row.revoked_at is not None
+        else "used"
+        if row.used_at is not None
+        else "expired"
+        if row.expires_at is not None and row.expires_at <= now
+        else None
+    )
+    return SecretLink(
+        row.clinic_id, row.kind, row.subject_id, row.purpose, row.created_at, row.expires_at, gone
+    )
+
+
+async def spend(conn: AsyncConnection, token: str, kind: str) -> bool:
+    """Use a single-use link: True for the one caller that used it while it worked."""
+    now = utcnow()
+    spent = await conn.execute(
+        sa.update(secret_links)
+        .where(
+            secret_links.c.token_hash == hash_secret(token),
+            secret_links.c.kind == kind,
+            secret_links.c.revoked_at.is_(None),
+            secret_links.c.used_at.is_(None),
+            sa.or_(secret_links.c.expires_at.is_(None), secret_links.c.expires_at > now),
+        )
+        .values(used_at=now)
+    )
+    return spent.rowcount == 1
+
+
+async def revoke(conn: AsyncConnection, clinic_id: uuid.UUID, kind: str, subject_id: str) -> int:
+    """End every live link of the clinic's subject; how many there were."""
+    revoked = await conn.execute(
+        sa.update(secret_links)
+        .where(
+            secret_links.c.clinic_id == clinic_id,
+            secret_links.c.kind == kind,
+            secret_links.c.subject_id == subject_id,
+            secret_links.c.revoked_at.is_(None),
+        )
+        .values(revoked_at=utcnow())
+    )
+    return revoked.rowcount
