@@ -56,7 +56,10 @@ def upgrade() -> None:
         sa.Column("reason", sa.String(200), nullable=False),
         sa.Column("recorded_at", Timestamp, nullable=False, index=True),
     )
-    op.add_column("sessions", sa.Column("ehr_id", sa.Uuid, sa.ForeignKey("ehrs.id")))
+    op.add_column(
+        "sessions",
+        sa.Column("ehr_id", sa.Uuid, sa.ForeignKey("ehrs.id", ondelete="SET NULL")),
+    )
     op.add_column(
         "sessions",
         sa.Column("patient_banner", sa.Boolean, nullable=False, server_default=sa.true()),

@@ -371,7 +371,7 @@ sessions = sa.Table(
     sa.Column("last_seen_at", Timestamp, nullable=False),
     sa.Column("expires_at", Timestamp, nullable=False, index=True),
     sa.Column("ended_at", Timestamp, nullable=True),
-    sa.Column("ehr_id", sa.Uuid, sa.ForeignKey("ehrs.id"), nullable=True),
+    sa.Column("ehr_id", sa.Uuid, sa.ForeignKey("ehrs.id", ondelete="SET NULL"), nullable=True),
     sa.Column("patient_banner", sa.Boolean, nullable=False, server_default=sa.true()),
 )
 """A signed-in browser: the cookie holds a random id, stored here only as its SHA-256.

@@ -128,6 +128,15 @@ def _ehrs_list(args: argparse.Namespace) -> int:
     return _ehrs(show)
 
 
+def _ehrs_remove(args: argparse.Namespace) -> int:
+    async def remove(registry: Ehrs) -> int:
+        ended = await registry.remove(args.clinic, args.iss)
+        print(f"clinic {args.clinic!r}: EHR {args.iss} removed; {ended} of its sessions ended")
+        return 0
+
+    return _ehrs(remove)
+
+
 def add_ehr_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ehrs = commands.add_parser("ehrs", help="EHRs that open the clinician app (SMART launch)")
     actions = ehrs.add_subparsers(dest="action", required=True)
@@ -155,6 +164,10 @@ def add_ehr_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
     listing = actions.add_parser("list", help="list a clinic's EHRs")
     listing.add_argument("--clinic", required=True)
     listing.set_defaults(run=_ehrs_list)
+    remove = actions.add_parser("remove", help="unregister an EHR; ends the sessions it opened")
+    remove.add_argument("--clinic", required=True)
+    remove.add_argument("--iss", required=True)
+    remove.set_defaults(run=_ehrs_remove)
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -31,6 +31,7 @@ from service.platform.tables import (
     launch_flows,
     launch_refusals,
     patients,
+    sessions,
 )
 from service.web.oidc import (
     IdentityProvider,
@@ -181,6 +182,23 @@ class Ehrs:
         assert ehr is not None
         return ehr
 
+    async def remove(self, clinic: str, iss: str) -> int:
+        """Unregister the clinic's EHR of ``iss``: it launches nothing more, and the sessions
+        it opened end now. How many sessions ended."""
+        now = utcnow()
+        async with self.db.begin() as conn:
+            clinic_id = await clinic_id_named(conn, clinic)
+            ehr = await ehr_of(conn, iss.rstrip("/"))
+            if ehr is None or ehr.clinic_id != clinic_id:
+                raise LookupError(f"{iss} is not an EHR of clinic {clinic!r}")
+            ended = await conn.execute(
+                sa.update(sessions)
+                .where(sessions.c.ehr_id == ehr.id, sessions.c.ended_at.is_(None))
+                .values(ended_at=now)
+            )
+            await conn.execute(sa.delete(ehrs).where(ehrs.c.id == ehr.id))
+        return ended.rowcount
+
     async def list(self, clinic: str) -> list[Ehr]:
         async with self.db.begin() as conn:
             clinic_id = await clinic_id_named(conn, clinic)
@@ -190,12 +208,13 @@ class Ehrs:
             return [_ehr(row) for row in rows]
 
 
-def where_to(patient_id: str | None, app_context: str | None) -> str:
+def where_to(patient_id: str | None, app_context: str | None, known: bool = True) -> str:
     """The page the launch opens: the patient's (at its recommendations when the card
-    asked for them), their screening entry, or the worklist without a patient."""
+    asked for them), their screening entry (asked for, or a patient Belong has not seen:
+    there is nothing else to show yet), or the worklist without a patient."""
     if patient_id is None:
         return "/app"
-    if app_context == "screening":
+    if app_context == "screening" or not known:
         return f"/app/screenings/new?patient={quote(patient_id, safe='')}"
     page = f"/app/patients/{quote(patient_id, safe='')}"
     return page + "#recommendations" if app_context == "recommendations" else page
@@ -400,8 +419,9 @@ class Launches:
                     ).where(patients.c.id == patient_id)
                 )
             ).one()
-            if elsewhere[1] and not elsewhere[0]:
-                refusal = "this patient is another clinic's in Belong"
+            known = bool(elsewhere[0])
+            if elsewhere[1] and not known:
+                refusal = "this patient is known to another clinic in Belong, not to this one"
             else:
                 refusal = None
                 try:
@@ -439,4 +459,4 @@ class Launches:
             "launched from the EHR",
             extra={"clinic_id": str(ehr.clinic_id), "user_id": str(user_id), "ehr_id": str(ehr.id)},
         )
-        return Launched(session_id, where_to(patient_id, context.app_context))
+        return Launched(session_id, where_to(patient_id, context.app_context, known))
