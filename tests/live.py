@@ -55,11 +55,17 @@ def live_server(
     clinic: str = "live",
     extra_env: dict[str, str] | None = None,
     workers: int = 1,
+    public_host: str | None = None,
 ) -> Iterator[LiveServer]:
+    """``public_host`` (e.g. localhost, another site than 127.0.0.1 to a browser): the
+    server's public base URL names it instead of the address it listens on."""
+    port = free_port()
+    origin = f"http://{public_host or '127.0.0.1'}:{port}"
     env = {
         **os.environ,
         "BELONG_DATABASE_URL": database_url,
         "BELONG_LOG_LEVEL": "WARNING",
+        **({"BELONG_PUBLIC_BASE_URL": origin} if public_host else {}),
         **(extra_env or {}),
     }
     belong("db", "upgrade", env=env)
@@ -67,7 +73,6 @@ def live_server(
     token = belong(
         "clients", "create", "--create-clinic", "--clinic", clinic, *scope_args, env=env
     ).splitlines()[-1]
-    port = free_port()
     log_path = folder / f"server-{port}.log"
     serve = ["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     with log_path.open("wb") as log:
@@ -77,13 +82,13 @@ def live_server(
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        origin = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + START_TIMEOUT
             while True:
                 assert process.poll() is None, log_path.read_text()
                 try:
-                    if httpx.get(f"{origin}/health/ready", timeout=2).status_code == 200:
+                    ready = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=2)
+                    if ready.status_code == 200:
                         break
                 except httpx.TransportError:
                     pass

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import Page
+from playwright.sync_api import Frame, Page
 
 from tests.conftest import scratch_database
 from tests.live import LiveServer, belong, live_server
@@ -91,8 +91,9 @@ def sign_in(page: Page, live: LiveServer, role: str = "clinician", clinic: str =
     return AppUser(name, role, clinic)
 
 
-def assert_accessible(page: Page) -> None:
-    """axe-core on the page as it is now: no serious or critical violation."""
+def assert_accessible(page: Page | Frame) -> None:
+    """axe-core on the page (or a frame of it) as it is now: no serious or critical
+    violation."""
     results = Axe().run(page)
     bad = [v for v in results.response["violations"] if v.get("impact") in SERIOUS]
     assert not bad, "\n".join(
