@@ -112,10 +112,12 @@ class Suggestion(msgspec.Struct):
     actions: list[Action]
 
 
-class Link(msgspec.Struct):
+class Link(msgspec.Struct, omit_defaults=True):
     label: str
     url: str
     type: Literal["absolute", "smart"]
+    appContext: str | None = None
+    """For a ``smart`` link only: what the EHR hands the launched app in its token response."""
 
 
 class Card(msgspec.Struct, omit_defaults=True):
@@ -140,6 +142,20 @@ OVERRIDE_REASONS = [
     ),
     CdsCoding(code="not-now", display="Not appropriate at this visit", system=OVERRIDE_SYSTEM),
 ]
+
+LAUNCH_PATH = "/app/launch"
+"""Belong's SMART App Launch URL, under the public base."""
+APP_CONTEXTS = ("recommendations", "screening")
+"""What a card opens Belong on: the patient's recommendations, or the screening entry page."""
+
+
+def open_in_belong(base: str, app_context: str, label: str) -> Link:
+    """A CDS Hooks ``smart`` link: the EHR launches Belong at its launch URL and passes
+    ``app_context`` to it in the token response."""
+    if app_context not in APP_CONTEXTS:
+        raise ValueError(f"appContext {app_context!r} is not one of {APP_CONTEXTS}")
+    return Link(label=label, url=base + LAUNCH_PATH, type="smart", appContext=app_context)
+
 
 # --------------------------------------------------------------------------- cards
 
@@ -224,20 +240,15 @@ def positive_card(
         suggestions=suggestions,
         selectionBehavior="any" if suggestions else None,
         overrideReasons=OVERRIDE_REASONS,
+        links=[open_in_belong(base, "recommendations", "Open in Belong: recommendations")],
     )
 
 
 def due_card(base: str, questionnaires: Sequence[tuple[str, str]], window_days: int) -> Card:
-    """The info card for a patient not screened in ``window_days``, linking the
-    ``(instrument id, short title)`` questionnaires."""
-    links = [
-        Link(
-            label=clip(f"{short_title} questionnaire", 80),
-            url=f"{base}/fhir/Questionnaire/{instrument_id}",
-            type="absolute",
-        )
-        for instrument_id, short_title in questionnaires
-    ]
+    """The info card for a patient not screened in ``window_days``, naming the
+    ``(instrument id, short title)`` questionnaires and opening Belong's screening entry."""
+    titles = ", ".join(md(short_title) for _, short_title in questionnaires)
+    offered = f" Belong offers {titles}." if titles else ""
     return Card(
         uuid=str(uuid.uuid4()),
         summary=clip(f"Loneliness and social-support screening due (none in {window_days} days)"),
@@ -246,7 +257,7 @@ def due_card(base: str, questionnaires: Sequence[tuple[str, str]], window_days: 
         detail=(
             f"No loneliness, social-isolation or social-support screening in the last "
             f"{window_days} days. Chronic pain and loneliness often travel together; a "
-            "three-item screen takes under a minute."
+            f"three-item screen takes under a minute.{offered}"
         ),
-        links=links,
+        links=[open_in_belong(base, "screening", "Open in Belong: enter a screening")],
     )

@@ -468,11 +468,38 @@ def assert_valid_cards(body: dict[str, Any]) -> list[dict[str, Any]]:
         for reason in card.get("overrideReasons", []):
             assert reason["display"] and reason["code"]
         for link in card.get("links", []):
+            assert set(link) <= {"label", "url", "type", "appContext"}, link
             assert link["label"] and link["type"] in ("absolute", "smart")
             assert link["url"].startswith(("http://", "https://"))
             if link["type"] == "absolute":
                 assert "appContext" not in link
+            else:
+                assert isinstance(link.get("appContext", ""), str)
     return list(body["cards"])
+
+
+def smart_links(cards: list[dict[str, Any]], base: str = BASE) -> list[dict[str, Any]]:
+    """Every card's links, checked to be Belong's own: none to raw Questionnaire JSON, each
+    ``smart`` link to the launch URL under ``base``."""
+    links = [link for card in cards for link in card.get("links", [])]
+    assert not any("/fhir/Questionnaire" in link["url"] for link in links), links
+    for link in links:
+        if link["type"] == "smart":
+            assert link["url"] == f"{base}/app/launch", link
+    return links
+
+
+def open_in_belong(app_context: str, label: str, base: str = BASE) -> dict[str, str]:
+    return {
+        "label": label,
+        "url": f"{base}/app/launch",
+        "type": "smart",
+        "appContext": app_context,
+    }
+
+
+RECOMMENDATIONS_LINK = open_in_belong("recommendations", "Open in Belong: recommendations")
+SCREENING_LINK = open_in_belong("screening", "Open in Belong: enter a screening")
 
 
 def hook_call(patient_id: str, with_prefetch: bool = True, **extra: Any) -> dict[str, Any]:
@@ -571,6 +598,7 @@ def test_a_recent_positive_screen_gives_a_warning_card_with_referrals(
     assert card["selectionBehavior"] == "any"
     suggestion = card["suggestions"][0]
     assert suggestion["isRecommended"] is True
+    assert smart_links(cards) == [RECOMMENDATIONS_LINK]
     resource = suggestion["actions"][0]["resource"]
     assert resource["resourceType"] == "ServiceRequest"
     assert resource["status"] == "draft"
@@ -668,9 +696,8 @@ def test_no_recent_screening_gives_a_screening_due_card(
         cards = assert_valid_cards(response.json())
         assert [c["indicator"] for c in cards] == ["info"]
         assert "due" in cards[0]["summary"]
-        urls = [link["url"] for link in cards[0]["links"]]
-        assert f"{BASE}/fhir/Questionnaire/ucla-3" in urls
-        assert all(session_client.get(u.removeprefix(BASE)).status_code == 200 for u in urls)
+        assert "UCLA-3" in cards[0]["detail"]  # the instruments are named, not linked
+        assert smart_links(cards) == [SCREENING_LINK]
 
 
 def test_a_recent_negative_screen_gives_no_card(
@@ -873,8 +900,21 @@ def test_public_base_url_sets_the_audience_and_the_token_endpoint(
         outside = cds_jwt(ehr, aud=f"{public}/cds-services/{SERVICE_ID}")
         response = call(proxied, ehr, body, outside)
         assert response.status_code == 200, response.text
-        links = assert_valid_cards(response.json())[0]["links"]
-        assert links[0]["url"].startswith(f"{public}/fhir/Questionnaire/")
+        due = assert_valid_cards(response.json())
+        screening = open_in_belong("screening", "Open in Belong: enter a screening", public)
+        assert smart_links(due, public) == [screening]
+        patient = f"pat-{uuid.uuid4()}"
+        proxied.headers.update(ehr.clinic.headers)
+        screen(proxied, patient, LONELY, datetime.now(UTC) - timedelta(days=1))
+        outside = cds_jwt(ehr, aud=f"{public}/cds-services/{SERVICE_ID}")
+        response = call(proxied, ehr, hook_call(patient), outside)
+        assert response.status_code == 200, response.text
+        [positive] = assert_valid_cards(response.json())
+        assert positive["indicator"] == "warning"
+        recommendations = open_in_belong(
+            "recommendations", "Open in Belong: recommendations", public
+        )
+        assert smart_links([positive], public) == [recommendations]
 
 
 # --------------------------------------------------------------- listing, revoking, rotating
@@ -1050,7 +1090,7 @@ def test_an_audience_named_in_the_host_header_is_refused(
         headers={"Authorization": f"Bearer {cds_jwt(ehr)}", **spoofed},
     )
     assert response.status_code == 200, response.text
-    for card in response.json()["cards"]:
+    cards = assert_valid_cards(response.json())
+    for card in cards:
         assert card["source"]["url"].startswith(f"{BASE}/")
-        for link in card.get("links", []):
-            assert link["url"].startswith(f"{BASE}/"), link
+    assert smart_links(cards) == [SCREENING_LINK]

@@ -3,10 +3,12 @@
 - ``GET /cds-services``: discovery (public: it holds no patient data).
 - ``POST /cds-services/{service_id}``: a recent positive screen gives a ``warning`` card
   (the need, score, band and date, the top matched services with their reasons, what the
-  patient's profile lacks for matching, and a suggestion per service creating a draft
-  ServiceRequest); no loneliness or social-support screening in
-  ``BELONG_CDS_SCREENING_WINDOW_DAYS`` gives an ``info`` card linking the Questionnaires;
-  otherwise no card.
+  patient's profile lacks for matching, a suggestion per service creating a draft
+  ServiceRequest, and a ``smart`` link opening Belong on the recommendations); no
+  loneliness or social-support screening in ``BELONG_CDS_SCREENING_WINDOW_DAYS`` gives an
+  ``info`` card with a ``smart`` link opening Belong's screening entry; otherwise no card.
+  A ``smart`` link is Belong's SMART App Launch URL (``/app/launch``); its ``appContext``
+  (``recommendations`` or ``screening``) comes back to Belong in the EHR's token response.
 - ``POST /cds-services/{service_id}/feedback``: accepted and overridden outcomes are kept.
 
 Calls are authenticated by the CDS client's own JWT (see auth.py): the EHR is registered
