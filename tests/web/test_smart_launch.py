@@ -29,7 +29,9 @@ from service.platform.tables import (
     sessions,
 )
 from service.settings import Settings
-from service.web.launch import CALLBACK_PATH
+from service.systems.model import APP_CONTEXTS
+from service.systems.model import LAUNCH_PATH as CARD_LAUNCH_PATH
+from service.web.launch import CALLBACK_PATH, LAUNCH_PATH, where_to
 from service.web.launch_controllers import LAUNCH_COOKIE
 from tests.conftest import Clinic, MakeClinic
 from tests.helpers import BelongCli
@@ -463,3 +465,13 @@ def test_the_ehr_refusing_the_authorization_is_refused_here(
     assert "error" in back, back
     refused = back_to_app(app_client, back, sent(to)["state"])
     assert_refused(app_client, registered, refused, "did not authorize the launch")
+
+
+def test_the_cds_cards_launch_url_and_contexts_are_the_launchs() -> None:
+    """The CDS Hooks cards' smart links (service/systems) point at this launch, and each
+    appContext they carry opens its own page."""
+    assert CARD_LAUNCH_PATH == LAUNCH_PATH
+    assert {context: where_to("p-1", context) for context in APP_CONTEXTS} == {
+        "recommendations": "/app/patients/p-1#recommendations",
+        "screening": "/app/screenings/new?patient=p-1",
+    }
