@@ -6,19 +6,15 @@ under Node, started on a free loopback port and stopped after; and the calls tha
 from __future__ import annotations
 
 import contextlib
-import json
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import pytest
 
 from service.settings import PROJECT_ROOT
-from tests.web.conftest import _ready_line
+from tests.node_peer import running_node_peer
 
 SCRIPT = PROJECT_ROOT / "tests" / "js" / "smart_ehr.mjs"
 REDIRECT_URI = "https://belong.test/app/launch/callback"
@@ -106,9 +102,6 @@ def running_ehr(**config: Any) -> Iterator[TestEhr]:
     """smart_ehr.mjs with ``config`` (its fields: see the script) over defaults (the clients
     of :func:`smart_clients`, :data:`CLINICIAN`, :data:`PATIENTS`, :data:`STANDALONE_CONTEXT`),
     until the block ends."""
-    node = shutil.which("node")
-    assert node is not None, "Node 20 runs the test EHR"
-    assert (SCRIPT.parent / "node_modules" / "oidc-provider").is_dir(), "run make install"
     config = {
         "clients": smart_clients(),
         "accounts": [CLINICIAN],
@@ -116,33 +109,13 @@ def running_ehr(**config: Any) -> Iterator[TestEhr]:
         "standalone_context": STANDALONE_CONTEXT,
         **config,
     }
-    with tempfile.TemporaryFile("w+") as stderr:
-        process = subprocess.Popen(
-            [node, str(SCRIPT), json.dumps(config)],
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
+    with running_node_peer(SCRIPT, config, "the test EHR") as (ready, process):
+        origin = ready["origin"]
+        yield TestEhr(
+            origin=origin,
+            issuer=ready["issuer"],
+            fhir_base=f"{origin}/fhir",
+            plain_fhir_base=f"{origin}/fhir-plain",
+            port=ready["port"],
+            process=process,
         )
-        try:
-            ready = _ready_line(process)
-            if ready is None:
-                stderr.seek(0)
-                pytest.fail(f"the test EHR did not start:\n{stderr.read()}")
-            origin = ready["origin"]
-            yield TestEhr(
-                origin=origin,
-                issuer=ready["issuer"],
-                fhir_base=f"{origin}/fhir",
-                plain_fhir_base=f"{origin}/fhir-plain",
-                port=ready["port"],
-                process=process,
-            )
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            assert process.stdout is not None
-            process.stdout.close()

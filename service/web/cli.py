@@ -16,24 +16,23 @@ from service.platform.sessions import ROLES
 from service.web.launch import CALLBACK_PATH, LAUNCH_PATH, Ehrs
 from service.web.users import SIGN_IN_LINK_MINUTES, SIGN_IN_LINK_PATH, Users
 
-T = TypeVar("T")
+R = TypeVar("R", Users, Ehrs)
 DEFAULT_ORIGIN = "http://127.0.0.1:8000"
 
 
-def _run(work: Callable[[Users], Awaitable[T]]) -> T:
-    async def run() -> T:
+def _refusing(work: Callable[[R], Awaitable[int]], registry: Callable[[Database], R]) -> int:
+    """``work`` on the registry (the clinic's users, or its EHRs) of BELONG_DATABASE_URL;
+    a refused change prints why and exits 2."""
+
+    async def run() -> int:
         db = Database(database_url(os.environ.get("BELONG_DATABASE_URL")))
         try:
-            return await work(Users(db))
+            return await work(registry(db))
         finally:
             await db.dispose()
 
-    return asyncio.run(run())
-
-
-def _refusing(work: Callable[[Users], Awaitable[int]]) -> int:
     try:
-        return _run(work)
+        return asyncio.run(run())
     except (LookupError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -45,7 +44,7 @@ def _add(args: argparse.Namespace) -> int:
         print(f"clinic {args.clinic!r}: user {user.name!r} ({user.role}), id {user.id}")
         return 0
 
-    return _refusing(add)
+    return _refusing(add, Users)
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -55,7 +54,7 @@ def _list(args: argparse.Namespace) -> int:
             print(f"{user.id}\t{user.name}\t{user.role}\t{state}")
         return 0
 
-    return _refusing(show)
+    return _refusing(show, Users)
 
 
 def _disable(args: argparse.Namespace) -> int:
@@ -64,7 +63,7 @@ def _disable(args: argparse.Namespace) -> int:
         print(f"clinic {args.clinic!r}: user {user.name!r} disabled; their sessions have ended")
         return 0
 
-    return _refusing(disable)
+    return _refusing(disable, Users)
 
 
 def _link(args: argparse.Namespace) -> int:
@@ -80,22 +79,7 @@ def _link(args: argparse.Namespace) -> int:
         print(f"{origin}{SIGN_IN_LINK_PATH}{token}")
         return 0
 
-    return _refusing(link)
-
-
-def _ehrs(work: Callable[[Ehrs], Awaitable[int]]) -> int:
-    async def run() -> int:
-        db = Database(database_url(os.environ.get("BELONG_DATABASE_URL")))
-        try:
-            return await work(Ehrs(db))
-        finally:
-            await db.dispose()
-
-    try:
-        return asyncio.run(run())
-    except (LookupError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return _refusing(link, Users)
 
 
 def _ehrs_add(args: argparse.Namespace) -> int:
@@ -115,7 +99,7 @@ def _ehrs_add(args: argparse.Namespace) -> int:
         print(f"and redirect URI {origin}{CALLBACK_PATH}")
         return 0
 
-    return _ehrs(add)
+    return _refusing(add, Ehrs)
 
 
 def _ehrs_list(args: argparse.Namespace) -> int:
@@ -125,7 +109,7 @@ def _ehrs_list(args: argparse.Namespace) -> int:
             print(f"{ehr.id}\t{ehr.iss}\t{ehr.client_id}\t{ehr.role}\t{system}")
         return 0
 
-    return _ehrs(show)
+    return _refusing(show, Ehrs)
 
 
 def _ehrs_remove(args: argparse.Namespace) -> int:
@@ -134,7 +118,7 @@ def _ehrs_remove(args: argparse.Namespace) -> int:
         print(f"clinic {args.clinic!r}: EHR {args.iss} removed; {ended} of its sessions ended")
         return 0
 
-    return _ehrs(remove)
+    return _refusing(remove, Ehrs)
 
 
 def add_ehr_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

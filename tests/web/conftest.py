@@ -5,12 +5,7 @@ user-agent that signs in there by submitting the provider's own login and consen
 from __future__ import annotations
 
 import contextlib
-import json
-import selectors
-import shutil
 import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -21,9 +16,9 @@ import httpx
 import pytest
 
 from service.settings import PROJECT_ROOT
+from tests.node_peer import running_node_peer
 
 SCRIPT = PROJECT_ROOT / "tests" / "js" / "oidc_provider.mjs"
-START_SECONDS = 30.0
 REDIRECT_URI = "https://belong.test/app/sign-in/oidc/callback"
 CLIENT_ID = "belong"
 CLIENT_SECRET = "a-client-secret-of-belong-at-the-test-provider"
@@ -62,50 +57,9 @@ def client_config(**metadata: Any) -> dict[str, Any]:
 @contextlib.contextmanager
 def running_provider(**config: Any) -> Iterator[OpenIdProvider]:
     """oidc_provider.mjs with ``config`` (its fields: see the script), until the block ends."""
-    node = shutil.which("node")
-    assert node is not None, "Node 20 runs the test OpenID provider"
-    assert (SCRIPT.parent / "node_modules" / "oidc-provider").is_dir(), "run make install"
     config = {"clients": [client_config()], "accounts": ACCOUNTS, **config}
-    with tempfile.TemporaryFile("w+") as stderr:
-        process = subprocess.Popen(
-            [node, str(SCRIPT), json.dumps(config)],
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-        )
-        try:
-            ready = _ready_line(process)
-            if ready is None:
-                stderr.seek(0)
-                pytest.fail(f"the test OpenID provider did not start:\n{stderr.read()}")
-            yield OpenIdProvider(ready["issuer"], ready["port"], process)
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            assert process.stdout is not None
-            process.stdout.close()
-
-
-def _ready_line(process: subprocess.Popen[str]) -> dict[str, Any] | None:
-    assert process.stdout is not None
-    deadline = time.monotonic() + START_SECONDS
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        while time.monotonic() < deadline:
-            if not selector.select(timeout=deadline - time.monotonic()):
-                return None
-            line = process.stdout.readline()
-            if not line:
-                return None
-            with contextlib.suppress(ValueError):
-                message = json.loads(line)
-                if isinstance(message, dict) and message.get("ready"):
-                    return message
-    return None
+    with running_node_peer(SCRIPT, config, "the test OpenID provider") as (ready, process):
+        yield OpenIdProvider(ready["issuer"], ready["port"], process)
 
 
 @pytest.fixture(scope="session")
