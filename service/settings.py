@@ -61,6 +61,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Origins allowed to show the app in a frame (an EHR's), besides Belong itself."""
     referral_overdue_days: Annotated[int, msgspec.Meta(ge=1, le=365)] = 7
     """The worklist flags a requested referral not accepted within this many days."""
+    handout_link_days: Annotated[int, msgspec.Meta(ge=1, le=365)] = 30
+    """A handout's short link (its QR code, the message sent to the patient) works this long."""
+    patient_link_days: Annotated[int, msgspec.Meta(ge=1, le=90)] = 14
+    """A patient link (a screening before the visit, "did you get help?") works this long."""
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:

@@ -47,6 +47,8 @@ class AuditEvent:
     """The registered EHR acting: a SMART launch, before any user is signed in."""
     detail: str | None = None
     """Why a launch was refused (safe to show: no token, code or patient data)."""
+    link_hash: str | None = None
+    """The secret link acting (its token's hash), when no client, user or EHR is."""
     id: uuid.UUID = field(default_factory=new_id)
 
     @property
@@ -60,6 +62,7 @@ class AuditEvent:
             "client_id": self.client_id,
             "user_id": self.user_id,
             "ehr_id": self.ehr_id,
+            "link_hash": self.link_hash,
             "action": self.action,
             "resource_type": self.resource_type,
             "resource_id": self.resource_id,
@@ -95,6 +98,7 @@ def audit_event(request: Request[Any, Any, Any], status: int, at: datetime) -> A
     return AuditEvent(
         client_id=principal.client_id,
         user_id=principal.user_id,
+        link_hash=principal.link_hash,
         action=action,
         resource_type=resource_type,
         resource_id=found.resource_id,
@@ -150,6 +154,7 @@ class AuditMiddleware:
             event = AuditEvent(
                 client_id=principal.client_id,
                 user_id=principal.user_id,
+                link_hash=principal.link_hash,
                 action=action,
                 resource_type=resource_type,
                 resource_id=resource_id,

@@ -34,6 +34,11 @@ class AuditEvent(msgspec.Struct):
     """The registered EHR whose SMART launch this was (no user signed in yet)."""
     detail: str | None = None
     """Why a launch was refused."""
+    link_kind: str | None = None
+    """The secret link acting, when no client, user or EHR is: ``inbox`` (the directory
+    service ``link_subject_id`` by its inbox link) or ``patient`` (the patient by their own
+    link, ``link_subject_id`` what it was for)."""
+    link_subject_id: str | None = None
 
 
 class AuditEventPage(msgspec.Struct):
@@ -86,6 +91,8 @@ class AuditEventController(Controller):
                 user_id=row.user_id,
                 ehr_id=row.ehr_id,
                 detail=row.detail,
+                link_kind=row.link_kind,
+                link_subject_id=row.link_subject_id,
             )
             for row in rows
         ]

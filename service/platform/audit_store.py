@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Row
 
-from service.platform.tables import audit_events
+from service.platform.tables import audit_events, secret_links
 from service.platform.tenancy import ClinicScoped
 
 
@@ -24,7 +24,8 @@ class AuditQuery:
 
 class AuditStore(ClinicScoped):
     async def audit_events(self, q: AuditQuery) -> tuple[list[Row[Any]], int]:
-        """One page of events, newest first, and how many match in all."""
+        """One page of events, newest first, and how many match in all; an event a secret
+        link made says the link's kind and subject (``link_kind``, ``link_subject_id``)."""
         conditions: list[Any] = []
         if q.patient_id is not None:
             conditions.append(audit_events.c.patient_id == q.patient_id)
@@ -35,7 +36,13 @@ class AuditStore(ClinicScoped):
         count = self._select(audit_events, sa.func.count()).where(*conditions)
         total = (await self.conn.execute(count)).scalar_one()
         page = (
-            self._select(audit_events)
+            self._select(
+                audit_events,
+                *audit_events.c,
+                secret_links.c.kind.label("link_kind"),
+                secret_links.c.subject_id.label("link_subject_id"),
+            )
+            .outerjoin(secret_links, secret_links.c.token_hash == audit_events.c.link_hash)
             .where(*conditions)
             .order_by(audit_events.c.recorded_at.desc(), audit_events.c.id.desc())
             .limit(q.limit)

@@ -28,15 +28,20 @@ class Caller:
     client_id: uuid.UUID | None
     user_id: uuid.UUID | None = None
     """The app's user acting (``client_id`` None), else the API client."""
+    link_hash: str | None = None
+    """The secret link acting (a service's inbox, a patient's own link): neither of the
+    others is set."""
 
     @classmethod
     def of(cls, db: Database, principal: Principal) -> Caller:
-        return cls(db, principal.clinic_id, principal.client_id, principal.user_id)
+        return cls(
+            db, principal.clinic_id, principal.client_id, principal.user_id, principal.link_hash
+        )
 
     @property
-    def actor(self) -> dict[str, uuid.UUID | None]:
+    def actor(self) -> dict[str, uuid.UUID | str | None]:
         """The actor columns of an event this caller records."""
-        return {"client_id": self.client_id, "user_id": self.user_id}
+        return {"client_id": self.client_id, "user_id": self.user_id, "link_hash": self.link_hash}
 
     @property
     def actor_id(self) -> uuid.UUID:

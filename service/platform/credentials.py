@@ -42,12 +42,15 @@ SCOPES = (
 @dataclass(frozen=True, slots=True)
 class Principal:
     """Who is calling: one API client of one clinic, or a user of the clinician app signed in
-    to it (``client_id`` None), with the scopes of the client or of the user's role."""
+    to it (``client_id`` None), with the scopes of the client or of the user's role; or,
+    with neither, whoever holds a secret link of the clinic (``link_hash``, the hash of its
+    token: a service by its inbox link, a patient by their own link)."""
 
     client_id: uuid.UUID | None
     clinic_id: uuid.UUID
     scopes: frozenset[str]
     user_id: uuid.UUID | None = None
+    link_hash: str | None = None
 
 
 def hash_token(token: str) -> str:

@@ -21,6 +21,8 @@ from service.platform.database import utcnow
 from service.platform.sessions import hash_secret
 from service.platform.tables import LINK_KINDS, secret_links
 
+PATHS = {"inbox": "/inbox", "handout": "/h", "patient": "/p"}
+"""Where each kind of link opens: ``{public base}{PATHS[kind]}/{token}``."""
 TOKEN_BYTES = 32
 LINK_PATTERN = r"^[A-Za-z0-9_-]{43}$"
 """What :func:`issue` makes: 32 random bytes, URL-safe base64 without padding."""
@@ -36,6 +38,11 @@ class SecretLink:
     expires_at: datetime | None
     gone: str | None
     """None while the link works; else "revoked", "expired" or "used"."""
+
+
+def url(public_base: str, kind: str, token: str) -> str:
+    """The link a token opens (built on the public base URL, never the Host header)."""
+    return f"{public_base.rstrip('/')}{PATHS[kind]}/{token}"
 
 
 async def issue(

@@ -178,7 +178,8 @@ audit_events = sa.Table(
     sa.Column("status_code", sa.SmallInteger, nullable=False),
     sa.Column("recorded_at", Timestamp, nullable=False),
     sa.Column("detail", sa.String(200), nullable=True),
-    sa.CheckConstraint("num_nonnulls(client_id, user_id, ehr_id) = 1", name="one_actor"),
+    sa.Column("link_hash", sa.String(64), nullable=True),
+    sa.CheckConstraint("num_nonnulls(client_id, user_id, ehr_id, link_hash) = 1", name="one_actor"),
     sa.Index("ix_audit_clinic_time", "clinic_id", "recorded_at"),
     sa.Index("ix_audit_clinic_patient_time", "clinic_id", "patient_id", "recorded_at"),
 )
@@ -217,6 +218,9 @@ directory_services = sa.Table(
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
     sa.Column("deleted_at", Timestamp, nullable=True),
+    sa.Column("capacity", sa.String(16), nullable=True),
+    sa.Column("capacity_at", Timestamp, nullable=True),
+    sa.CheckConstraint("capacity IN ('accepting', 'waitlist', 'not-accepting')", name="capacity"),
     sa.UniqueConstraint("clinic_id", "source_system", "source_id", name="uq_directory_source"),
     sa.Index("ix_directory_clinic_category", "clinic_id", "category"),
     sa.Index("ix_directory_languages", "languages", postgresql_using="gin"),
@@ -242,7 +246,8 @@ with ``@>`` (GIN-indexed; a search by condition also takes the services that nam
 no index serves it); ``details`` holds the whole entry. A search's page and count read the
 live services in name order (``ix_directory_live_by_name``, holding the terms searched on),
 or by latitude near a point (``ix_directory_live_located``, holding what measuring a
-distance needs)."""
+distance needs). ``capacity`` is what the service itself last said through its inbox link
+(None: it has said nothing), at ``capacity_at``."""
 
 referrals = sa.Table(
     "referrals",
@@ -280,8 +285,9 @@ referral_events = sa.Table(
     sa.Column("outcome", sa.Text, nullable=True),
     sa.Column("client_id", sa.Uuid, nullable=True),
     sa.Column("user_id", sa.Uuid, nullable=True),
+    sa.Column("link_hash", sa.String(64), sa.ForeignKey("secret_links.token_hash"), nullable=True),
     sa.Column("recorded_at", Timestamp, nullable=False),
-    sa.CheckConstraint("(client_id IS NULL) <> (user_id IS NULL)", name="one_actor"),
+    sa.CheckConstraint("num_nonnulls(client_id, user_id, link_hash) = 1", name="one_actor"),
     sa.Index("ix_referral_events_referral", "referral_id", "recorded_at"),
 )
 

@@ -23,7 +23,17 @@ PUBLIC = {"exclude_from_auth": True}
 
 
 def template_config() -> TemplateConfig[JinjaTemplateEngine]:
-    return TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine)
+    """The pages' templates, with Jinja's ``i18n`` extension: a page in the patient's
+    language takes :meth:`service.platform.i18n.Wording.context` into its context, and any
+    other renders the source text (English)."""
+
+    def with_i18n(engine: JinjaTemplateEngine) -> None:
+        engine.engine.add_extension("jinja2.ext.i18n")
+        engine.engine.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
+
+    return TemplateConfig(
+        directory=TEMPLATES, engine=JinjaTemplateEngine, engine_callback=with_i18n
+    )
 
 
 def static_files() -> ControllerRouterHandler:
