@@ -22,6 +22,9 @@ from service.instruments.controllers.fhir import QuestionnaireController
 from service.instruments.controllers.v1 import InstrumentController
 from service.instruments.loader import load_catalog
 from service.instruments.service import Catalog
+from service.patient_links.controllers.app import PatientLinkAppPages
+from service.patient_links.controllers.pages import PatientLinkPages
+from service.patient_links.controllers.v1 import PatientLinkController
 from service.patients.controllers.app import PatientPages
 from service.patients.controllers.v1 import PatientController
 from service.platform.audit import AuditMiddleware
@@ -100,6 +103,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             InstrumentController,
             QuestionnaireController,
             PatientController,
+            PatientLinkController,
             ScreeningController,
             AuditEventController,
             DirectoryController,
@@ -122,6 +126,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ReferralPages,
             ScreeningPages,
             DirectoryPages,
+            PatientLinkAppPages,
+            # The patient's own pages (/p): opened by a secret link, no account
+            PatientLinkPages,
             static_files(),
         ],
         dependencies={

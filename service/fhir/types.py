@@ -121,6 +121,8 @@ class QuestionnaireResponse(Resource, tag="QuestionnaireResponse", kw_only=True)
     subject: Reference | None = None
     encounter: Reference | None = None
     authored: str | None = None
+    author: Reference | None = None
+    source: Reference | None = None
     item: list[QuestionnaireResponseItem] = []
 
 

@@ -126,20 +126,25 @@ class AuditMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler = scope.get("route_handler")
         spec = handler.opt.get("audit") if handler is not None else None
-        principal = scope.get("user")
-        if spec is None or not isinstance(principal, Principal):
+        # A secret link's page (no account) sets its principal once the link is resolved,
+        # so the principal is read when the event is written.
+        by_link = handler is not None and bool(handler.opt.get("exclude_from_auth"))
+        if spec is None or not (by_link or isinstance(scope.get("user"), Principal)):
             await self.app(scope, receive, send)
             return
         written = False
 
         def already_written() -> bool:
             found = scope.get("state", {}).get(STATE_KEY)
-            return found is not None and found.written
+            if found is not None and found.written:
+                return True
+            return not isinstance(scope.get("user"), Principal)  # an unknown or ended link
 
         async def write(status: int) -> None:
             nonlocal written
             written = True
             action, resource_type = spec
+            principal = scope["user"]
             found = scope.get("state", {}).get(STATE_KEY) or AuditNote()
             # Path values are unvalidated when the request failed early: keep only ids.
             path_params = {

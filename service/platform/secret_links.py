@@ -14,10 +14,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.platform.database import utcnow
+from service.platform.database import Compiled, utcnow
 from service.platform.sessions import hash_secret
 from service.platform.tables import LINK_KINDS, secret_links
 
@@ -115,6 +116,29 @@ async def spend(conn: AsyncConnection, token: str, kind: str) -> bool:
         .values(used_at=now)
     )
     return spent.rowcount == 1
+
+
+_SPEND_BY_HASH = Compiled(
+    sa.update(secret_links)
+    .where(
+        secret_links.c.token_hash == sa.bindparam("token_hash"),
+        secret_links.c.kind == sa.bindparam("kind"),
+        secret_links.c.revoked_at.is_(None),
+        secret_links.c.used_at.is_(None),
+        sa.or_(
+            secret_links.c.expires_at.is_(None), secret_links.c.expires_at > sa.bindparam("now")
+        ),
+    )
+    .values(used_at=sa.bindparam("now"))
+    .returning(secret_links.c.token_hash)
+)
+
+
+async def spend_on_driver(conn: asyncpg.Connection, token_hash: str, kind: str) -> bool:
+    """:func:`spend` on a hot path's own asyncpg connection (inside the transaction it
+    stores the answer in), by the token's hash."""
+    values = {"token_hash": token_hash, "kind": kind, "now": utcnow()}
+    return await conn.fetchval(_SPEND_BY_HASH.sql, *_SPEND_BY_HASH.args(values)) is not None
 
 
 async def revoke(conn: AsyncConnection, clinic_id: uuid.UUID, kind: str, subject_id: str) -> int:

@@ -14,6 +14,7 @@ completed in the history.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated
@@ -77,6 +78,15 @@ def amends_outcome(current: Status, wanted: Status | None) -> bool:
     """Whether a change that carries an outcome only adds or changes a completed
     referral's outcome: it names no status, or completed again."""
     return current is Status.COMPLETED and wanted in (None, Status.COMPLETED)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step of a referral: the status it moves to, with its reason and outcome."""
+
+    status: Status
+    reason: str | None = None
+    outcome: str | None = None
 
 
 class ConsentMethod(StrEnum):

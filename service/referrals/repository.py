@@ -27,6 +27,7 @@ from service.platform.tables import (
     referral_events,
     referrals,
     screenings,
+    secret_links,
     users,
 )
 from service.platform.tenancy import ClinicScoped
@@ -274,8 +275,15 @@ class ReferralStore(ClinicScoped):
         ]
 
     async def referral_history(self, referral_ids: Sequence[str]) -> list[Row[Any]]:
+        """The referrals' events in order, each with the kind of the secret link that
+        recorded it (``link_kind``; None when a user or an API client did)."""
         query = (
-            self._select(referral_events)
+            self._select(referral_events, referral_events, secret_links.c.kind.label("link_kind"))
+            .select_from(
+                referral_events.outerjoin(
+                    secret_links, secret_links.c.token_hash == referral_events.c.link_hash
+                )
+            )
             .where(referral_events.c.referral_id.in_(referral_ids))
             .order_by(referral_events.c.recorded_at, referral_events.c.id)
         )

@@ -8,12 +8,13 @@ Each use case runs in one transaction and refuses with domain errors
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.directory.model import stored_service
 from service.fhir.types import Organization
@@ -31,9 +32,11 @@ from service.referrals.model import (
     OPEN,
     Consent,
     Status,
+    Step,
     TransitionError,
     amends_outcome,
     check,
+    is_final,
 )
 from service.referrals.repository import ReferralQuery, ReferralRecord, ReferralStore
 
@@ -47,6 +50,9 @@ class ReferralEvent(msgspec.Struct):
     """The API client that recorded it, or None when ``user_id`` names the app's user."""
     recorded_at: datetime
     user_id: uuid.UUID | None = None
+    link_kind: str | None = None
+    """The kind of secret link that recorded it when neither a client nor a user did:
+    ``patient`` (the patient's own link) or ``inbox`` (the service's)."""
 
 
 class Referral(msgspec.Struct):
@@ -183,6 +189,10 @@ async def worklist_referrals(
         for row in rows
     ]
     return WorklistReferrals(items, total, by_status, overdue)
+
+
+class LinkSpent(Exception):
+    """The single-use link an answer came by was spent (or ended) first: nothing stored."""
 
 
 CHANGED_CONCURRENTLY = "The referral was changed by another request; read it and try again"
@@ -336,35 +346,68 @@ class Referrals:
                     "A status is needed: only a completed referral's outcome changes without one",
                     [Fault("status", "required", "required")],
                 )
-            try:
-                check(Status(row.status), status)
-            except TransitionError as exc:
-                raise Conflict(str(exc), [Fault("status", str(exc), "invalid_transition")]) from exc
-            moved = await store.move_referral(
-                referral_id,
-                from_status=row.status,
-                version=row.version,
-                to_status=status.value,
-                reason=reason,
-                outcome=outcome,
-                now=now,
-            )
-            if not moved:
-                raise Conflict(
-                    CHANGED_CONCURRENTLY, [Fault("status", "changed concurrently", "conflict")]
-                )
-            await store.insert_referral_event(
-                referral_id=referral_id,
-                from_status=row.status,
-                to_status=status.value,
-                reason=reason,
-                outcome=outcome,
-                **self.caller.actor,
-                recorded_at=now,
-            )
+            await self._step(store, row, Step(status, reason, outcome), now)
             referral = await _current(store, referral_id)
         REFERRALS.labels(status.value).inc()
         return referral
+
+    async def follow_up(
+        self,
+        referral_id: str,
+        steps_from: Callable[[Status], list[Step]],
+        spend: Callable[[AsyncConnection], Awaitable[bool]],
+    ) -> Referral | None:
+        """Take the steps ``steps_from`` gives for the referral's status, each recorded, in
+        one transaction with ``spend`` (the single-use link the answer came by): None,
+        with nothing stored, when the referral is final already. Refused:
+        :class:`NotFound`, :class:`LinkSpent`."""
+        async with self.caller.transaction(ReferralStore) as store:
+            row = found(
+                await store.get_referral(referral_id, for_update=True),
+                "referral",
+                referral_id,
+                "No such referral",
+            )
+            if is_final(Status(row.status)):
+                return None
+            if not await spend(store.conn):
+                raise LinkSpent()
+            now = utcnow()
+            for step in steps_from(Status(row.status)):
+                await self._step(store, row, step, now)
+                row = await store.get_referral(referral_id)
+            referral = await _current(store, referral_id)
+        REFERRALS.labels(referral.status.value).inc()
+        return referral
+
+    async def _step(self, store: ReferralStore, row: Any, step: Step, now: datetime) -> None:
+        """Move the locked referral ``row`` one step, recorded in its history."""
+        try:
+            check(Status(row.status), step.status)
+        except TransitionError as exc:
+            raise Conflict(str(exc), [Fault("status", str(exc), "invalid_transition")]) from exc
+        moved = await store.move_referral(
+            row.id,
+            from_status=row.status,
+            version=row.version,
+            to_status=step.status.value,
+            reason=step.reason,
+            outcome=step.outcome,
+            now=now,
+        )
+        if not moved:
+            raise Conflict(
+                CHANGED_CONCURRENTLY, [Fault("status", "changed concurrently", "conflict")]
+            )
+        await store.insert_referral_event(
+            referral_id=row.id,
+            from_status=row.status,
+            to_status=step.status.value,
+            reason=step.reason,
+            outcome=step.outcome,
+            **self.caller.actor,
+            recorded_at=now,
+        )
 
     async def _amend_outcome(
         self, store: ReferralStore, row: Any, outcome: str, now: datetime

@@ -96,6 +96,9 @@ class ScreeningContext:
     completed_at: datetime
     recorded_at: datetime
     encounter_id: str | None = None
+    by_patient: bool = False
+    """The patient answered themselves: they are the QuestionnaireResponse's author and
+    source (else the response names neither: the clinic's system sent it)."""
 
 
 def _concept(
@@ -162,6 +165,8 @@ def questionnaire_response(
         if ctx.encounter_id
         else None,
         authored=fhir_instant(ctx.completed_at),
+        author=Reference(reference=f"Patient/{ctx.patient_id}") if ctx.by_patient else None,
+        source=Reference(reference=f"Patient/{ctx.patient_id}") if ctx.by_patient else None,
         item=items,
     )
 

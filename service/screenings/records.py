@@ -112,6 +112,9 @@ class Written(enum.Enum):
     """Another request stored this idempotency key first: nothing was written."""
     IDENTIFIER_TAKEN = "identifier_taken"
     """A QuestionnaireResponse with this identifier is stored already: nothing was written."""
+    LINK_GONE = "link_gone"
+    """The patient's link the answer came by was used, revoked or expired: nothing was
+    written."""
 
 
 @dataclass(frozen=True, slots=True)

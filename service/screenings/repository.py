@@ -31,6 +31,7 @@ from sqlalchemy.engine import Row
 from service.fhir.types import StoredJson
 from service.platform.audit import AuditEvent
 from service.platform.database import Compiled, Database, json_text
+from service.platform.secret_links import spend_on_driver
 from service.platform.tables import (
     ENTERED_IN_ERROR,
     audit_events,
@@ -511,7 +512,12 @@ async def held_key(db: Database, clinic_id: uuid.UUID, route: str, key: str) -> 
         return await ScreeningStore(conn, clinic_id).get_idempotency_key(route, key)
 
 
-async def write_submission(db: Database, clinic_id: uuid.UUID, rows: SubmissionRows) -> Written:
+async def write_submission(
+    db: Database, clinic_id: uuid.UUID, rows: SubmissionRows, spending: str | None = None
+) -> Written:
+    """Store the submission in one statement; with ``spending`` (a patient link's token
+    hash), that link is spent first in the same transaction, and nothing is stored unless
+    this write is the one that spent it."""
     key, audit = rows.key, rows.audit
     key_values = key.columns() if key is not None else dict.fromkeys(_KEY_COLUMNS)
     if key is not None:
@@ -536,7 +542,13 @@ async def write_submission(db: Database, clinic_id: uuid.UUID, rows: SubmissionR
     }
     try:
         async with db.driver() as conn:
-            stored = await conn.fetchval(_WRITE.sql, *_WRITE.args(values))
+            if spending is None:
+                stored = await conn.fetchval(_WRITE.sql, *_WRITE.args(values))
+            else:
+                async with conn.transaction():
+                    if not await spend_on_driver(conn, spending, "patient"):
+                        return Written.LINK_GONE
+                    stored = await conn.fetchval(_WRITE.sql, *_WRITE.args(values))
     except asyncpg.UniqueViolationError as error:
         if error.constraint_name == QR_IDENTIFIER_CONSTRAINT:
             return Written.IDENTIFIER_TAKEN

@@ -126,6 +126,14 @@ class PatientChanged(Refusal):
     status = 422
 
 
+class LinkSpent(Refusal):
+    """The patient's link was used (or revoked, or expired) before this answer landed."""
+
+    detail = "This link was already used, or it has ended"
+    field, message, code = "link", "used or ended", "gone"
+    status = 410
+
+
 class AmbiguousMatch(Exception):
     """A conditional create whose identifier matches more than one stored response."""
 
@@ -153,6 +161,9 @@ class Submission:
     identifier_value: str | None
     screenings: Sequence[tuple[str, ScoredScreening]]
     """(screening id, scored screening) pairs."""
+    by_patient: bool = False
+    """Answered by the patient themselves (their own link): the patient is the built
+    QuestionnaireResponse's author and source."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +250,7 @@ def build(submission: Submission, recorded_at: datetime) -> Recorded:
             completed_at=submission.completed_at,
             recorded_at=recorded_at,
             encounter_id=submission.encounter_id,
+            by_patient=submission.by_patient,
         )
         for screening_id, _ in submission.screenings
     ]
@@ -424,6 +436,7 @@ async def record_submission(
     render: Render,
     audit: AuditEvent | None,
     prepare: Prepare | None = None,
+    spending: str | None = None,
 ) -> Stored | HeldKey:
     """Record the submission once per ``key``: :class:`Stored`, or the :class:`HeldKey` to
     replay when a request with the same key and body was recorded first.
@@ -432,8 +445,10 @@ async def record_submission(
     used) and computes what ``render`` needs. The write is one atomic step storing the key
     with the rendered answer, the submission and ``audit``; a key stored first by a
     concurrent request means nothing of this one is stored and that answer is replayed.
+    ``spending`` is the hash of the patient's link the answers came by: it is spent in the
+    write's transaction, so of concurrent answers by one link exactly one is stored.
     Refused: :class:`KeyReused` (the key came with another body), :class:`KeyInFlight`,
-    :class:`IdentifierTaken`.
+    :class:`IdentifierTaken`, :class:`LinkSpent`.
     """
     prepared = None
     if prepare is not None:
@@ -450,7 +465,11 @@ async def record_submission(
         stored_key = KeyRecord(
             key.route, key.key, key.fingerprint, CREATED, body, headers, resource_id(recorded)
         )
-    written = await write_submission(db, clinic_id, submission_rows(recorded, stored_key, audit))
+    written = await write_submission(
+        db, clinic_id, submission_rows(recorded, stored_key, audit), spending
+    )
+    if written is Written.LINK_GONE:
+        raise LinkSpent()
     if written is Written.KEY_TAKEN:
         assert key is not None
         taken = await held_key(db, clinic_id, key.route, key.key)

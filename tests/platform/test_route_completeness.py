@@ -35,6 +35,8 @@ PUBLIC_PREFIXES = (
     "/fhir/.well-known/smart-configuration",
     "/auth/token",
     "/cds-services",
+    # The patient's own pages: the secret link in the path is the key (no account)
+    "/p/",
 )
 PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")
 

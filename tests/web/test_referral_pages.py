@@ -22,10 +22,12 @@ from tests.signed_in import SignedIn, sign_in
 
 PROFILE = {"pain_conditions": ["crps"], "languages": ["en"], "preferred_modalities": ["online"]}
 BUTTON = re.compile(r'<button type="submit"[^>]*>([^<]+)</button>')
+ASK_THE_PATIENT = "Ask the patient if they got help"
+"""An open referral's page also offers the patient's follow-up link."""
 STEP_BUTTONS = {
-    "requested": {"Accept", "Reject", "Cancel the referral"},
-    "accepted": {"Mark in progress", "Cancel the referral"},
-    "in-progress": {"Mark completed", "Mark failed", "Put on hold"},
+    "requested": {"Accept", "Reject", "Cancel the referral", ASK_THE_PATIENT},
+    "accepted": {"Mark in progress", "Cancel the referral", ASK_THE_PATIENT},
+    "in-progress": {"Mark completed", "Mark failed", "Put on hold", ASK_THE_PATIENT},
 }
 
 

@@ -68,6 +68,9 @@ NEED_WORDS = {
     Signal.LOW_SUPPORT: "Low social support",
 }
 
+LINK_ACTORS = {"patient": "The patient (by their own link)", "inbox": "The service (its inbox)"}
+"""Who recorded a step through a secret link, by the link's kind."""
+
 
 def when(moment: datetime) -> str:
     """A time as people read it: 2 Mar 2026, 14:05 UTC."""
@@ -217,6 +220,8 @@ def _timeline(history: list[ReferralEvent], names: dict[uuid.UUID, str]) -> list
     for event in history:
         if event.user_id is not None:
             who = names.get(event.user_id, "A former user")
+        elif event.link_kind is not None:
+            who = LINK_ACTORS.get(event.link_kind, "A secret link")
         else:
             assert event.client_id is not None
             who = f"{names.get(event.client_id, 'An API client')} (API client)"
