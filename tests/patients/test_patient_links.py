@@ -108,6 +108,9 @@ def test_a_screening_link_stores_the_answers_as_the_api_would_with_the_patient_a
         assert item in opened.text  # the items and options as published
     again = client.get(f"/p/{token}")
     assert again.status_code == 200  # opening spends nothing
+    assert opened.headers["referrer-policy"] == "no-referrer"  # the token stays in this page
+    assert opened.headers["cache-control"] == "no-store"
+    assert "frame-ancestors 'none'" in opened.headers["content-security-policy"]
 
     sent = client.post(
         f"/p/{token}/screening", data=answers_form(UCLA3_ANSWERS), follow_redirects=False

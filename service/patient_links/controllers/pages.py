@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
+from litestar.datastructures import ResponseHeader
 from litestar.params import PathParameter
 from litestar.response import Redirect, Template
 
@@ -45,6 +46,7 @@ from service.platform.database import new_id, utcnow
 from service.platform.i18n import LANGUAGES, wording
 from service.platform.observability import SCREENINGS
 from service.platform.secret_links import LINK_PATTERN
+from service.platform.sessions import security_headers
 from service.referrals.model import is_final
 from service.referrals.service import LinkSpent as ReferralLinkSpent
 from service.screenings.service import CREATED
@@ -55,6 +57,17 @@ Token = Annotated[str, PathParameter(description="The link's secret token")]
 """Checked against LINK_PATTERN in the handler: a malformed one is an unknown link (404)."""
 OPTION_VALUE = re.compile(r"^-?[0-9]{1,9}$")
 THANKS = "/p/thanks"
+HEADERS = [
+    *(
+        ResponseHeader(name=name.decode(), value=value.decode())
+        for name, value in security_headers("'none'")
+        if name != b"referrer-policy"
+    ),
+    # The token is in the path: no page it links to, and no resource it loads, learns it.
+    ResponseHeader(name="referrer-policy", value="no-referrer"),
+    ResponseHeader(name="x-robots-tag", value="noindex"),
+]
+"""The clinician app's security headers (never framed, never cached), and no referrer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +214,7 @@ class PatientLinkPages(Controller):
 
     path = "/p"
     include_in_schema = False
+    response_headers = HEADERS
 
     @get("/thanks", opt=PUBLIC)
     async def thanks(self, request: Request[Any, Any, Any]) -> Template:
