@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from service.instruments.model import Instrument
-from service.instruments.service import Catalog, score_answers
+from service.instruments.service import Answers, Catalog, score_answers
 from service.patient_links.model import (
     FOLLOW_UP,
     SCREENING,
@@ -202,7 +202,7 @@ def link_instrument(opened: Opened, catalog: Catalog) -> Instrument:
 async def answer_screening(
     opened: Opened,
     instrument: Instrument,
-    answers: dict[str, int],
+    answers: Answers,
     audit: AuditEvent | None,
     now: datetime,
     screening_id: str,

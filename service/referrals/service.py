@@ -195,6 +195,10 @@ class LinkSpent(Exception):
     """The single-use link an answer came by was spent (or ended) first: nothing stored."""
 
 
+class _Final(Exception):
+    """The referral a follow-up answers is final already: its transaction is undone."""
+
+
 CHANGED_CONCURRENTLY = "The referral was changed by another request; read it and try again"
 
 
@@ -359,24 +363,28 @@ class Referrals:
     ) -> Referral | None:
         """Take the steps ``steps_from`` gives for the referral's status, each recorded, in
         one transaction with ``spend`` (the single-use link the answer came by): None,
-        with nothing stored, when the referral is final already. Refused:
-        :class:`NotFound`, :class:`LinkSpent`."""
-        async with self.caller.transaction(ReferralStore) as store:
-            row = found(
-                await store.get_referral(referral_id, for_update=True),
-                "referral",
-                referral_id,
-                "No such referral",
-            )
-            if is_final(Status(row.status)):
-                return None
-            if not await spend(store.conn):
-                raise LinkSpent()
-            now = utcnow()
-            for step in steps_from(Status(row.status)):
-                await self._step(store, row, step, now)
-                row = await store.get_referral(referral_id)
-            referral = await _current(store, referral_id)
+        with nothing stored and the link not spent, when the referral is final already.
+        The link is spent first, so of answers racing on one link every one but the first
+        is :class:`LinkSpent`. Refused: :class:`NotFound`, :class:`LinkSpent`."""
+        try:
+            async with self.caller.transaction(ReferralStore) as store:
+                row = found(
+                    await store.get_referral(referral_id, for_update=True),
+                    "referral",
+                    referral_id,
+                    "No such referral",
+                )
+                if not await spend(store.conn):
+                    raise LinkSpent()
+                if is_final(Status(row.status)):
+                    raise _Final()  # rolled back: the link stays unspent
+                now = utcnow()
+                for step in steps_from(Status(row.status)):
+                    await self._step(store, row, step, now)
+                    row = await store.get_referral(referral_id)
+                referral = await _current(store, referral_id)
+        except _Final:
+            return None
         REFERRALS.labels(referral.status.value).inc()
         return referral
 

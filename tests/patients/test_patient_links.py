@@ -170,6 +170,19 @@ def test_missing_answers_show_the_page_again_naming_each_item_and_store_nothing(
     assert storage.patient(clinic.clinic_id, patient_id).screenings == 0
 
 
+def at_once(
+    session_client: TestClient[Litestar], path: str, form: dict[str, str], times: int = 5
+) -> list[httpx.Response]:
+    """POST the form ``times`` at once, inside the app's own event loop, with no token."""
+
+    async def fire() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=session_client.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            return list(await asyncio.gather(*(http.post(path, data=form) for _ in range(times))))
+
+    return session_client.blocking_portal.call(fire)
+
+
 def test_five_answers_sent_at_once_by_one_link_store_exactly_one(
     session_client: TestClient[Litestar],
     client: TestClient[Litestar],
@@ -178,23 +191,22 @@ def test_five_answers_sent_at_once_by_one_link_store_exactly_one(
 ) -> None:
     patient_id = new_patient(client)
     token = token_of(screening_link(client, patient_id).json()["url"])
+    referral_id = new_referral(client, patient_id)
+    follow_up = token_of(follow_up_link(client, patient_id, referral_id).json()["url"])
 
-    async def fire() -> list[httpx.Response]:
-        transport = httpx.ASGITransport(app=session_client.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            return list(
-                await asyncio.gather(
-                    *(
-                        http.post(f"/p/{token}/screening", data=answers_form(UCLA3_ANSWERS))
-                        for _ in range(5)
-                    )
-                )
-            )
+    screenings = at_once(session_client, f"/p/{token}/screening", answers_form(UCLA3_ANSWERS))
+    answers = at_once(session_client, f"/p/{follow_up}/follow-up", {"answer": "got-help"})
 
-    responses = session_client.blocking_portal.call(fire)
-
-    assert sorted(r.status_code for r in responses) == [303, 410, 410, 410, 410]
+    assert sorted(r.status_code for r in screenings) == [303, 410, 410, 410, 410]
     assert storage.patient(clinic.clinic_id, patient_id).screenings == 1
+    assert sorted(r.status_code for r in answers) == [303, 410, 410, 410, 410]
+    history = client.get(f"/v1/referrals/{referral_id}").json()["history"]
+    assert [e["to_status"] for e in history] == [
+        "requested",
+        "accepted",
+        "in-progress",
+        "completed",
+    ]
 
 
 def test_a_follow_up_link_completes_the_referral_as_the_service_would_and_the_clinic_sees_it(
@@ -304,6 +316,7 @@ def test_a_closed_referral_is_answered_kindly_and_nothing_is_stored(
 
     assert opened.status_code == 200 and "Esta derivación ya está cerrada" in opened.text
     assert sent.status_code == 200 and "Esta derivación ya está cerrada" in sent.text
+    assert client.get(f"/p/{token}").status_code == 200  # nothing answered: the link unspent
     client.headers.update(headers)
     referral = client.get(f"/v1/referrals/{referral_id}").json()
     assert [e["to_status"] for e in referral["history"]] == ["requested", "cancelled"]
