@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 from litestar import Litestar
 from litestar.testing import TestClient
 
@@ -129,6 +130,7 @@ def test_a_screening_link_stores_the_answers_as_the_api_would_with_the_patient_a
     qr = client.get(f"/fhir/QuestionnaireResponse/{by_link['id']}").json()
     assert qr["author"] == {"reference": f"Patient/{patient_id}"}
     assert qr["source"] == {"reference": f"Patient/{patient_id}"}
+    assert QuestionnaireResponse.model_validate(qr).author.reference == f"Patient/{patient_id}"
     assert "author" not in client.get(f"/fhir/QuestionnaireResponse/{by_api['id']}").json()
     observations = client.get(f"/fhir/Observation?patient={patient_id}&_count=50").json()
     assert len(observations["entry"]) == 2 * len(stored["observations"])
