@@ -17,7 +17,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser.conftest import assert_accessible, assert_fits
+from tests.browser.conftest import assert_accessible, assert_fits, sign_in
 from tests.live import LiveServer
 
 SCREENS = {
@@ -162,3 +162,23 @@ def test_a_patient_says_they_could_not_get_help_by_keyboard_on_a_phone(
     unknown = phone.goto(url[:-1] + ("B" if url.endswith("A") else "A"))  # no such link
     assert unknown is not None and unknown.status == 404
     assert_accessible(phone)
+
+
+def test_the_clinician_makes_the_link_from_the_patient_page_and_sees_it_once(
+    live: LiveServer, page: Page
+) -> None:
+    with httpx.Client(base_url=live.origin, headers=live.headers, timeout=30) as api:
+        patient_id = new_patient(api)
+    sign_in(page, live)
+
+    page.goto(f"{live.origin}/app/patients/{patient_id}")
+    page.get_by_role("link", name="Give the patient a link to answer before the visit").click()
+    assert_accessible(page)
+    page.get_by_label("Three-Item Loneliness Scale", exact=True).check()
+    page.get_by_role("button", name="Make the link").click()
+    shown = page.get_by_label("The patient's link").input_value()
+    assert shown.startswith(f"{live.origin}/p/")
+    assert_accessible(page)
+
+    page.goto(shown)
+    expect(page.locator("h1")).to_have_text("Preguntas para su consulta")
