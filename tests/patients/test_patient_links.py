@@ -21,9 +21,11 @@ from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 from litestar import Litestar
 from litestar.testing import TestClient
 
+from service.patient_links.model import Answer, FollowUp, Reason, steps
 from service.platform.database import utcnow
 from service.platform.sessions import hash_secret
 from service.platform.tables import secret_links
+from service.referrals.model import Status, check, is_final
 from tests.conftest import Clinic, MakeClinic
 from tests.helpers import UCLA3_ANSWERS, Storage, assert_problem, new_patient_id, ucla3
 from tests.signed_in import sign_in
@@ -475,3 +477,21 @@ def test_the_app_gives_the_link_once_from_the_patient_and_the_referral_pages(
     assert anonymous(client).get(f"/p/{token_of(url)}").status_code == 200
     assert "Grupo Dolor" in client.get(f"/p/{token_of(follow_up)}").text
     client.headers.update(headers)
+
+
+@pytest.mark.parametrize("status", [s for s in Status if not is_final(s)])
+@pytest.mark.parametrize("answer", list(Answer))
+def test_every_open_status_has_a_legal_path_to_the_patients_answer(
+    status: Status, answer: Answer
+) -> None:
+    said = FollowUp(answer, Reason.COST if answer is Answer.COULD_NOT else None)
+    path = steps(said, status)
+    current = status
+    for step in path:
+        check(current, step.status)  # raises on a step the state machine forbids
+        current = step.status
+    if answer is Answer.GOT_HELP:
+        assert current is Status.COMPLETED and path[-1].outcome == said.said()
+    else:
+        assert current is (Status.FAILED if status is Status.IN_PROGRESS else Status.CANCELLED)
+        assert path == [path[-1]] and path[-1].reason == said.said()
