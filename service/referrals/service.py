@@ -379,13 +379,15 @@ class Referrals:
                 if is_final(Status(row.status)):
                     raise _Final()  # rolled back: the link stays unspent
                 now = utcnow()
-                for step in steps_from(Status(row.status)):
+                taken = steps_from(Status(row.status))
+                for step in taken:
                     await self._step(store, row, step, now)
                     row = await store.get_referral(referral_id)
                 referral = await _current(store, referral_id)
         except _Final:
             return None
-        REFERRALS.labels(referral.status.value).inc()
+        for step in taken:
+            REFERRALS.labels(step.status.value).inc()
         return referral
 
     async def _step(self, store: ReferralStore, row: Any, step: Step, now: datetime) -> None:
