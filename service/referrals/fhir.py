@@ -13,6 +13,7 @@ from datetime import datetime
 
 from service.directory.fhir import SDOHCC, SDOHCC_CODES, SOCIAL_CONNECTION, category_coding
 from service.directory.model import Category, DirectoryService
+from service.fhir import CANONICAL_BASE
 from service.fhir.types import (
     Annotation,
     CodeableConcept,
@@ -26,9 +27,11 @@ from service.fhir.types import (
 )
 from service.matching.service import ServiceSummary
 from service.patients.model import SNOMED
-from service.referrals.model import Status
+from service.referrals.model import STATUS_REASON_WORDS, Status, reason_code
 from service.screenings.fhir import fhir_instant
 
+STATUS_REASON_SYSTEM = f"{CANONICAL_BASE}/CodeSystem/referral-status-reason"
+"""Belong's codes for why a referral was declined or failed (model.StatusReason)."""
 RESULTING_ACTIVITY = CodeableConcept(
     coding=[Coding(system=SDOHCC_CODES, code="resulting-activity")]
 )
@@ -162,6 +165,16 @@ def draft_service_request(
     )
 
 
+def status_reason(text: str) -> CodeableConcept:
+    """The Task's statusReason: the stored words, coded when they start with one of
+    Belong's reasons (as the inbox's forms write them)."""
+    code = reason_code(text)
+    if code is None:
+        return CodeableConcept(text=text)
+    coding = Coding(system=STATUS_REASON_SYSTEM, code=code.value, display=STATUS_REASON_WORDS[code])
+    return CodeableConcept(coding=[coding], text=text)
+
+
 def task(r: ReferralFacts) -> Task:
     return Task(
         id=r.id,
@@ -170,7 +183,7 @@ def task(r: ReferralFacts) -> Task:
             lastUpdated=fhir_instant(r.updated_at),
         ),
         status=r.status.value,
-        statusReason=CodeableConcept(text=r.status_reason) if r.status_reason else None,
+        statusReason=status_reason(r.status_reason) if r.status_reason else None,
         intent="order",
         priority="routine",
         code=CodeableConcept(

@@ -212,10 +212,16 @@ class TimelineEntry:
     outcome: str | None
 
 
-def _timeline(history: list[ReferralEvent], names: dict[uuid.UUID, str]) -> list[TimelineEntry]:
+def _timeline(
+    history: list[ReferralEvent], names: dict[uuid.UUID, str], service_name: str
+) -> list[TimelineEntry]:
     entries = []
     for event in history:
-        if event.user_id is not None:
+        if event.link_kind == "inbox":
+            who = f"{service_name} (the service, through its inbox)"
+        elif event.link_kind is not None:
+            who = "The patient, through their link"
+        elif event.user_id is not None:
             who = names.get(event.user_id, "A former user")
         else:
             assert event.client_id is not None
@@ -393,7 +399,7 @@ class ReferralPages(AppController):
             if referral.consent.recorded_at
             else None,
             need=NEED_WORDS[referral.need] if referral.need else None,
-            timeline=_timeline(referral.history, names),
+            timeline=_timeline(referral.history, names, referral.service.name),
             steps=_steps(referral),
             failed_step=failed_step,
             problems=problems or [],
