@@ -125,8 +125,8 @@ def test_a_service_answers_its_referrals_with_the_keyboard_alone(
     assert declined["status_reason"] == "At capacity: Next intake in March"
 
     page.goto(seeded["link"])
-    tab_to(page, "el.id === 'capacity-waitlist'")
-    page.keyboard.press("Space")
+    tab_to(page, "el.name === 'capacity'")  # the group: its first answer, none chosen yet
+    page.keyboard.press("ArrowDown")  # the second: a waiting list
     tab_to(page, button("Save"))
     page.keyboard.press("Enter")
     expect(page.get_by_role("status")).to_contain_text("Saved")

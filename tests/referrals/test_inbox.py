@@ -335,7 +335,11 @@ def test_a_form_from_another_origin_is_refused(
 ) -> None:
     referral = refer(client, setting.patient_id, setting.service_id)
     with without_account(client) as anonymous:
-        for headers in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+        for headers in (
+            {"Origin": "https://evil.example"},
+            {"Sec-Fetch-Site": "cross-site", "Origin": "null"},
+            {"Sec-Fetch-Site": "same-site"},
+        ):
             refused = anonymous.post(
                 f"{setting.inbox}/referrals/{referral}/status",
                 data={"status": "accepted", "version": "1"},

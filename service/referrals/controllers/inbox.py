@@ -6,9 +6,10 @@ request's principal (audited as the actor). An unknown token is 404, a revoked o
 one 410, each with a plain page. Every step goes through :meth:`Referrals.move`, the
 clinic's own, so the history, the SDOHCC Task, the version and the metrics follow.
 
-Forms are protected against cross-site posting by their Origin: a browser's POST carries
-it, and one from any origin but Belong's public origin is refused (403). The token in the
-address is itself the secret a forged form would need.
+Forms are protected against cross-site posting by the browser's Fetch Metadata and Origin:
+a POST whose ``Sec-Fetch-Site`` is not same-origin, or whose ``Origin`` is another than
+Belong's public origin, is refused (403). The token in the address is itself the secret a
+forged form would need.
 """
 
 from __future__ import annotations
@@ -96,9 +97,13 @@ def _inbox(request: Request[Any, Any, Any], db: Database, cache: DirectoryCache)
 
 
 def _same_origin(request: Request[Any, Any, Any]) -> None:
+    """403 for a form another site posted: its ``Sec-Fetch-Site`` says so, or its
+    ``Origin`` is another. (These pages send no referrer, so a browser's own form carries
+    ``Origin: null``; ``Sec-Fetch-Site`` still tells same-origin from cross-site.)"""
+    site = request.headers.get("sec-fetch-site")
     origin = request.headers.get("origin")
-    cross_site = request.headers.get("sec-fetch-site") == "cross-site"
-    if (origin is not None and origin != public_origin(request)) or cross_site:
+    foreign_origin = origin not in (None, "null", public_origin(request))
+    if site not in (None, "same-origin", "none") or foreign_origin:
         raise InboxRefused(
             403,
             "This form was sent from another site",
