@@ -548,8 +548,10 @@ class Inbox:
 
     async def referral(self, referral_id: str) -> InboxReferral:
         """One of the service's referrals; any other (another service's, another clinic's,
-        none) is :class:`NotFound`."""
+        none) is :class:`NotFound` ``referral``, and all of them once the service is
+        withdrawn from the directory :class:`NotFound` ``service``."""
         async with self.caller.transaction(ReferralStore) as store:
+            found(await store.live_service(self.service_id), "service", self.service_id)
             rows = await store.service_referrals(self.service_id, referral_id)
         if not rows:
             raise NotFound("referral", referral_id)

@@ -184,6 +184,7 @@ def test_unknown_links_are_404_and_revoked_or_rotated_ones_410(
         assert "This link opens nothing" in unknown.text
         assert unknown.headers["referrer-policy"] == "no-referrer"
         assert anonymous.get("/inbox/too-short").status_code == 404
+        assert anonymous.get("/inbox/%00" + "A" * 42).status_code in (400, 404)
 
     rotated = inbox_link(belong_cli, setting.clinic, setting.service_id)
     assert rotated != setting.inbox
@@ -211,6 +212,19 @@ def test_unknown_links_are_404_and_revoked_or_rotated_ones_410(
         )
         assert refused.status_code == 410
     assert client.get(f"/v1/referrals/{referral}").json()["status"] == "requested"
+
+    # A service withdrawn from the directory: its inbox is closed.
+    newest = inbox_link(belong_cli, setting.clinic, setting.service_id)
+    assert client.delete(f"/v1/directory/services/{setting.service_id}").status_code == 204
+    with without_account(client) as anonymous:
+        closed = anonymous.get(newest)
+        assert closed.status_code == 410
+        assert "Its inbox is closed" in closed.text
+        assert anonymous.get(f"{newest}/referrals/{referral}").status_code == 410
+        late = anonymous.post(
+            f"{newest}/referrals/{referral}/status", data={"status": "accepted", "version": "1"}
+        )
+        assert late.status_code == 410
 
 
 def test_the_cli_refuses_another_clinic_s_service_and_unknown_ids(
@@ -481,3 +495,17 @@ def test_acceptance_figures_are_computed_exactly(
         None,
         None,
     )
+
+    # The app shows them: on the service's directory page and beside the recommendation.
+    from tests.signed_in import sign_in
+
+    user = sign_in(client, setting.clinic.name, "clinician")
+    service_page = user.get(f"/app/directory/{setting.service_id}").text
+    assert "67% of 6 referrals answered" in service_page
+    assert "2.5 days" in service_page
+    assert (
+        "Not enough answers yet (4 of the 5 needed)"
+        in user.get(f"/app/directory/{setting.other_service_id}").text
+    )
+    patient_page = user.get(f"/app/patients/{setting.patient_id}").text
+    assert "Accepts 67% of the 6 referrals it answered, in a median of 2.5 days" in patient_page

@@ -111,6 +111,22 @@ def _same_origin(request: Request[Any, Any, Any]) -> None:
         )
 
 
+def _missing(exc: NotFound) -> InboxRefused:
+    """What the page says when the service (withdrawn: 410) or the referral (not this
+    service's, or none: 404) is not found."""
+    if exc.kind == "service":
+        return InboxRefused(
+            410,
+            "This service is no longer in the clinic's directory",
+            "Its inbox is closed. Ask the clinic if you think this is a mistake.",
+        )
+    return InboxRefused(
+        404,
+        "No such referral in this inbox",
+        "This inbox holds only the referrals sent to this service.",
+    )
+
+
 def _refused(request: Request[Any, Any, Any], exc: InboxRefused) -> Template:
     return page(
         request,
@@ -166,15 +182,8 @@ class InboxPages(Controller):
             view = await inbox.view()
         except InboxRefused as exc:
             return _refused(request, exc)
-        except NotFound:
-            return _refused(
-                request,
-                InboxRefused(
-                    410,
-                    "This service is no longer in the clinic's directory",
-                    "Its inbox is closed. Ask the clinic if you think this is a mistake.",
-                ),
-            )
+        except NotFound as exc:
+            return _refused(request, _missing(exc))
         note(request, None, None)
         return page(
             request,
@@ -218,15 +227,8 @@ class InboxPages(Controller):
     ) -> Template:
         try:
             referral = await inbox.referral(referral_id)
-        except NotFound:
-            return _refused(
-                request,
-                InboxRefused(
-                    404,
-                    "No such referral in this inbox",
-                    "This inbox holds only the referrals sent to this service.",
-                ),
-            )
+        except NotFound as exc:
+            return _refused(request, _missing(exc))
         note(request, referral_id, None)
         return page(
             request,
