@@ -86,6 +86,30 @@ class ReferralFacts:
     created_at: datetime
     updated_at: datetime
     outcome: str | None = None
+    service_steps: tuple[ServiceStep, ...] = ()
+    """The steps the service took through its inbox, oldest first."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceStep:
+    from_status: Status
+    to_status: Status
+    reason: str | None
+    recorded_at: datetime
+
+
+def step_note(service: DirectoryService, step: ServiceStep) -> Annotation:
+    """A step the service took through its inbox, as a Task note authored by the service."""
+    text = f"{step.from_status.value} -> {step.to_status.value}, by the service through its inbox"
+    if step.reason:
+        text += f": {step.reason}"
+    return Annotation(
+        authorReference=Reference(
+            reference=f"HealthcareService/{service.id}", display=service.name
+        ),
+        text=text,
+        time=fhir_instant(step.recorded_at),
+    )
 
 
 def referral_coding(category: Category) -> Coding:
@@ -197,6 +221,7 @@ def task(r: ReferralFacts) -> Task:
         owner=Reference(
             reference=f"HealthcareService/{r.service.id}", display=r.service.organization
         ),
+        note=[step_note(r.service, step) for step in r.service_steps],
         output=[
             TaskOutput(
                 type=RESULTING_ACTIVITY, valueCodeableConcept=CodeableConcept(text=r.outcome)

@@ -27,7 +27,7 @@ from service.platform.database import Database, utcnow
 from service.platform.lookup import Conflict, Fault, NotFound, Stale, Unprocessable, found
 from service.platform.observability import REFERRALS
 from service.referrals import repository
-from service.referrals.fhir import ReferralFacts, organization
+from service.referrals.fhir import ReferralFacts, ServiceStep, organization
 from service.referrals.model import (
     NEEDS_REASON,
     NEXT,
@@ -434,6 +434,17 @@ async def _facts(store: ReferralStore, rows: list[Any]) -> list[ReferralFacts]:
         return []
     services = await store.service_details(rows)
     clinic = await store.clinic_name()
+    steps: dict[str, list[ServiceStep]] = {}
+    for event in await store.referral_history([row.id for row in rows]):
+        if event.link_kind == "inbox" and event.from_status is not None:
+            steps.setdefault(event.referral_id, []).append(
+                ServiceStep(
+                    Status(event.from_status),
+                    Status(event.to_status),
+                    event.reason,
+                    event.recorded_at,
+                )
+            )
     facts = []
     for row in rows:
         consent = row.consent
@@ -455,6 +466,7 @@ async def _facts(store: ReferralStore, rows: list[Any]) -> list[ReferralFacts]:
                 created_at=row.created_at,
                 updated_at=row.updated_at,
                 outcome=row.outcome,
+                service_steps=tuple(steps.get(row.id, ())),
             )
         )
     return facts

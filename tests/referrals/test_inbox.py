@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from fhir.resources.R4B.task import Task
 from litestar import Litestar
 from litestar.testing import TestClient
 
@@ -266,8 +267,21 @@ def test_every_step_is_the_clinic_s_state_machine_with_the_service_as_actor(
     ]
     assert all(e["client_id"] is None for e in body["history"][1:])
     task = client.get(f"/fhir/Task/{completed}").json()
+    Task.model_validate(task)
     assert task["status"] == "completed"
     assert task["output"][0]["valueCodeableConcept"]["text"] == "Attended 6 of 8 sessions"
+    # Each of the service's steps is a note the service authored, by name.
+    assert [(n["authorReference"], n["text"]) for n in task["note"]] == [
+        (
+            {"reference": f"HealthcareService/{setting.service_id}", "display": "Evening Circle"},
+            f"{a} -> {b}, by the service through its inbox",
+        )
+        for a, b in (
+            ("requested", "accepted"),
+            ("accepted", "in-progress"),
+            ("in-progress", "completed"),
+        )
+    ]
 
     declined = refer(client, setting.patient_id, setting.service_id)
     response = step(
@@ -282,7 +296,10 @@ def test_every_step_is_the_clinic_s_state_machine_with_the_service_as_actor(
     body = client.get(f"/v1/referrals/{declined}").json()
     assert body["status"] == "rejected"
     assert body["status_reason"] == "At capacity: Next intake in March"
-    reason = client.get(f"/fhir/Task/{declined}").json()["statusReason"]
+    declined_task = client.get(f"/fhir/Task/{declined}").json()
+    Task.model_validate(declined_task)
+    assert declined_task["note"][0]["text"].endswith("inbox: At capacity: Next intake in March")
+    reason = declined_task["statusReason"]
     assert reason == {
         "coding": [
             {
