@@ -117,9 +117,9 @@ def stored_service(
 
 @dataclass(frozen=True, slots=True)
 class ResponseFigures:
-    """How a service answers the clinic's referrals: of those it accepted or declined
-    (``answered``: the step out of requested was the service's accept or reject), how many
-    it accepted, and the median time from request to acceptance."""
+    """How a service answers the clinic's referrals: how many left requested by being
+    accepted or rejected (``answered``; through its inbox or recorded by the clinic), how
+    many of those were accepted, and the median time from request to acceptance."""
 
     answered: int
     accepted: int

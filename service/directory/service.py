@@ -192,13 +192,20 @@ class Directory:
         return _listing(found(row, kind, service_id))
 
 
+FIGURES_RECHECK_S = 60.0
+"""How long a worker keeps a clinic's acceptance figures (a scan of its referrals' answers)
+before reading them again; a directory change this worker made reads them at once."""
+
+
 @dataclass(frozen=True, slots=True)
 class ClinicDirectory:
     candidates: Prepared
     languages: tuple[str, ...]
     """The clinic's languages: matching's for a patient whose profile records none."""
     figures: dict[str, ResponseFigures] = dataclasses.field(default_factory=dict)
-    """How each service answered the clinic's referrals, read again with the stamp."""
+    """How each service answered the clinic's referrals, as read at ``figures_at``."""
+    figures_at: float = 0.0
+    """time.monotonic() when the figures were read."""
 
     def figures_of(self, service_id: str) -> ResponseFigures:
         return self.figures.get(service_id, NO_FIGURES)
@@ -240,16 +247,19 @@ class DirectoryCache:
             store = DirectoryStore(conn, clinic_id)
             stamp = await store.directory_stamp()
             languages = await clinic_languages(conn, clinic_id)
-            figures = await store.response_figures()
+            if held is not None and now - held[2].figures_at < FIGURES_RECHECK_S:
+                figures, figures_at = held[2].figures, held[2].figures_at
+            else:
+                figures, figures_at = await store.response_figures(), now
             if held is not None and held[0] == stamp:
-                directory = ClinicDirectory(held[2].candidates, languages, figures)
+                directory = ClinicDirectory(held[2].candidates, languages, figures, figures_at)
                 self._entries[clinic_id] = (stamp, now, directory)
                 return directory
             rows = await store.live_services()
         candidates = prepare(
             stored_service(row.id, row.details, row.capacity, row.capacity_at) for row in rows
         )
-        directory = ClinicDirectory(candidates, languages, figures)
+        directory = ClinicDirectory(candidates, languages, figures, figures_at)
         self._entries[clinic_id] = (stamp, now, directory)
         # The candidates live until the directory changes: keep them (and everything else
         # alive now) out of the cyclic garbage collector's full passes, which otherwise walk

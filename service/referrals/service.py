@@ -1,5 +1,7 @@
 """Referrals' use cases: a referral made with the patient's consent, found, read, and moved
-through the state machine (service/referrals/model.py) to its outcome.
+through the state machine (service/referrals/model.py) to its outcome; and a directory
+service's inbox (:class:`Inbox`), through which the service takes its own steps by the same
+:meth:`Referrals.move`.
 
 Each use case runs in one transaction and refuses with domain errors
 (service/platform/lookup.py); both the /v1 and the /fhir controllers call it.
@@ -48,7 +50,8 @@ class ReferralEvent(msgspec.Struct):
     reason: str | None
     outcome: str | None
     client_id: uuid.UUID | None
-    """The API client that recorded it, or None when ``user_id`` names the app's user."""
+    """The API client that recorded it, or None when ``user_id`` names the app's user or
+    ``link_kind`` a secret link."""
     recorded_at: datetime
     user_id: uuid.UUID | None = None
     link_kind: str | None = None

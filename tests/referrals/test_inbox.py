@@ -21,7 +21,7 @@ from litestar.testing import TestClient
 from service.platform.sessions import hash_secret
 from service.platform.tables import referral_events, referrals
 from service.referrals.fhir import STATUS_REASON_SYSTEM
-from service.referrals.model import referral_code
+from service.referrals.model import StatusReason, reason_code, reason_text, referral_code
 from tests.conftest import Clinic, MakeClinic
 from tests.helpers import BelongCli, Storage, new_patient_id, ucla3
 
@@ -526,3 +526,16 @@ def test_acceptance_figures_are_computed_exactly(
     )
     patient_page = user.get(f"/app/patients/{setting.patient_id}").text
     assert "Accepts 67% of the 6 referrals it answered, in a median of 2.5 days" in patient_page
+
+
+def test_the_referral_code_and_the_coded_reasons_are_pure_and_exact() -> None:
+    ids = [f"01a23bf5-c64b-7327-8253-d8888908{n:04d}" for n in range(2000)]
+    codes = [referral_code(i) for i in ids]
+    assert all(re.fullmatch(r"BL-[2-9A-HJKMNP-TV-Z]{4}-[2-9A-HJKMNP-TV-Z]{4}", c) for c in codes)
+    assert len(set(codes)) == len(ids)
+    assert referral_code(ids[0]) == referral_code(ids[0])
+    for code in StatusReason:
+        assert reason_code(reason_text(code, None)) is code
+        assert reason_code(reason_text(code, "next intake in March")) is code
+    assert reason_code("At capacityish") is None
+    assert reason_code("the patient asked") is None
