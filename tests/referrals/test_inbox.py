@@ -226,6 +226,8 @@ def test_unknown_links_are_404_and_revoked_or_rotated_ones_410(
             f"{newest}/referrals/{referral}/status", data={"status": "accepted", "version": "1"}
         )
         assert late.status_code == 410
+        said = anonymous.post(f"{newest}/capacity", data={"capacity": "waitlist"})
+        assert said.status_code == 410
 
 
 def test_the_cli_refuses_another_clinic_s_service_and_unknown_ids(

@@ -322,7 +322,10 @@ class InboxPages(Controller):
                 ),
             )
         note(request, inbox.service_id, None)
-        await inbox.set_capacity(Capacity(wanted))
+        try:
+            await inbox.set_capacity(Capacity(wanted))
+        except NotFound as exc:
+            return _refused(request, _missing(exc))
         return see_other(f"/inbox/{token}?saved=capacity")
 
 
