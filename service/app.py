@@ -47,6 +47,7 @@ from service.platform.observability import MetricsController
 from service.platform.observability import install as install_request_context
 from service.platform.openapi import FinishedJson, FinishedYaml
 from service.platform.openapi import install as install_openapi
+from service.platform.secret_links import SecretLinkMiddleware
 from service.platform.sessions import AppSessionMiddleware, FrameOrigins
 from service.referrals.controllers.app import ReferralPages
 from service.referrals.controllers.fhir import (
@@ -54,6 +55,7 @@ from service.referrals.controllers.fhir import (
     ServiceRequestController,
     TaskController,
 )
+from service.referrals.controllers.inbox import InboxPages
 from service.referrals.controllers.v1 import ReferralController
 from service.screenings.controllers.app import ScreeningPages
 from service.screenings.controllers.fhir import (
@@ -129,6 +131,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             PatientLinkAppPages,
             # The patient's own pages (/p): opened by a secret link, no account
             PatientLinkPages,
+            # The service's inbox (/inbox/{token}): pages opened by a secret link
+            InboxPages,
             static_files(),
         ],
         dependencies={
@@ -145,6 +149,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             DefineMiddleware(TimeLimitMiddleware, seconds=settings.request_timeout_s),
             DefineMiddleware(BearerAuthentication, exclude=["^/schema", "^/app(/|$)"]),
             AppSessionMiddleware,
+            SecretLinkMiddleware,
             AuditMiddleware,
         ],
         before_request=check_request,

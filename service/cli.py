@@ -566,6 +566,31 @@ def _progress(done: int, total: int) -> None:
     print(f"\r  [{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end=end, file=sys.stderr)
 
 
+def _services_link(args: argparse.Namespace) -> int:
+    from service.platform import secret_links
+    from service.referrals.service import issue_inbox_link, revoke_inbox_links
+    from service.settings import Settings
+    from service.web.cli import DEFAULT_ORIGIN
+
+    async def link(db: Database) -> int:
+        if args.revoke:
+            ended = await revoke_inbox_links(db, args.clinic, args.service)
+            print(
+                f"clinic {args.clinic!r}: {ended} inbox link(s) of service {args.service} revoked"
+            )
+            return 0
+        token = await issue_inbox_link(db, args.clinic, args.service)
+        base = Settings.from_env().public_base_url or DEFAULT_ORIGIN
+        print(
+            f"Inbox link for service {args.service} of {args.clinic!r} (until revoked; "
+            "any earlier link no longer works). Give it to the service only:"
+        )
+        print(secret_links.url(base, "inbox", token))
+        return 0
+
+    return _refusing(link)
+
+
 def _directory_import(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -796,6 +821,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imports.add_argument("file")
     imports.set_defaults(run=_directory_import)
+
+    services = commands.add_parser("services", help="a clinic's directory services")
+    service_actions = services.add_subparsers(dest="action", required=True)
+    service_link = service_actions.add_parser(
+        "link",
+        help="give a service its inbox link (revoking the earlier one), or --revoke it",
+    )
+    service_link.add_argument("--clinic", required=True, help="clinic name")
+    service_link.add_argument("--service", required=True, metavar="ID", help="the service's id")
+    service_link.add_argument(
+        "--revoke", action="store_true", help="only revoke the service's inbox links"
+    )
+    service_link.set_defaults(run=_services_link)
 
     openapi = commands.add_parser("openapi", help="the published OpenAPI document")
     openapi_actions = openapi.add_subparsers(dest="action", required=True)

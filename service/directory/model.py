@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -19,6 +21,21 @@ class Category(StrEnum):
     SOCIAL_ACTIVITY = "social-activity"
     FAMILY_COMMUNICATION = "family-communication"
     COUNSELLING = "counselling"
+
+
+class Capacity(StrEnum):
+    """What a service says of its intake, through its inbox (``directory_services.capacity``)."""
+
+    ACCEPTING = "accepting"
+    WAITLIST = "waitlist"
+    NOT_ACCEPTING = "not-accepting"
+
+
+CAPACITY_WORDS = {
+    Capacity.ACCEPTING: "Accepting referrals",
+    Capacity.WAITLIST: "Taking referrals onto a waiting list",
+    Capacity.NOT_ACCEPTING: "Not accepting referrals",
+}
 
 
 class Contact(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
@@ -68,12 +85,62 @@ class ServiceDetails(msgspec.Struct, forbid_unknown_fields=True, frozen=True, om
 
 class DirectoryService(ServiceDetails, frozen=True, kw_only=True):
     id: str
+    capacity_status: Capacity | None = None
+    """What the service itself last said of its intake through its inbox (None: nothing),
+    at ``capacity_status_at``; matching drops a service not accepting, and ranks one with a
+    waiting list lower."""
+    capacity_status_at: datetime | None = None
 
     @property
     def takes_referrals(self) -> bool:
         return self.accepting_referrals and self.capacity != 0
 
 
-def stored_service(service_id: str, details: dict[str, Any]) -> DirectoryService:
-    """A directory entry as stored (its ``details``), as the domain's service."""
-    return msgspec.convert({**details, "id": service_id}, DirectoryService)
+def stored_service(
+    service_id: str,
+    details: dict[str, Any],
+    capacity: str | None = None,
+    capacity_at: datetime | None = None,
+) -> DirectoryService:
+    """A directory entry as stored (its ``details``, and the ``capacity`` the service said
+    at ``capacity_at``), as the domain's service."""
+    return msgspec.convert(
+        {
+            **details,
+            "id": service_id,
+            "capacity_status": capacity,
+            "capacity_status_at": capacity_at,
+        },
+        DirectoryService,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseFigures:
+    """How a service answers the clinic's referrals: how many left requested by being
+    accepted or rejected (``answered``; through its inbox or recorded by the clinic), how
+    many of those were accepted, and the median time from request to acceptance."""
+
+    answered: int
+    accepted: int
+    median_seconds_to_accept: float | None
+
+    @property
+    def shown(self) -> bool:
+        """Enough answers for a rate to mean something (:data:`MIN_ANSWERED`)."""
+        return self.answered >= MIN_ANSWERED
+
+    @property
+    def acceptance_rate(self) -> float | None:
+        return round(self.accepted / self.answered, 3) if self.shown else None
+
+    @property
+    def median_days_to_accept(self) -> float | None:
+        if not self.shown or self.median_seconds_to_accept is None:
+            return None
+        return round(self.median_seconds_to_accept / 86400, 1)
+
+
+MIN_ANSWERED = 5
+"""Fewer answered referrals than this give no rate or median: one referral is not a rate."""
+NO_FIGURES = ResponseFigures(0, 0, None)

@@ -11,8 +11,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Row
 
+from service.directory.model import Capacity, ResponseFigures
 from service.matching.model import EARTH_RADIUS_KM
-from service.platform.tables import directory_services
+from service.platform.database import utcnow
+from service.platform.tables import directory_services, referral_events, referrals
 from service.platform.tenancy import ClinicScoped
 
 
@@ -81,13 +83,68 @@ class DirectoryStore(ClinicScoped):
         )
         return (await self.conn.execute(query)).first()
 
-    async def directory_stamp(self) -> tuple[int, datetime | None]:
-        """Changes whenever the directory does: (rows, newest update)."""
+    async def directory_stamp(self) -> tuple[int, datetime | None, datetime | None]:
+        """Changes whenever the directory does: (rows, newest update, newest capacity a
+        service said)."""
+        c = directory_services.c
         query = self._select(
-            directory_services, sa.func.count(), sa.func.max(directory_services.c.updated_at)
+            directory_services,
+            sa.func.count(),
+            sa.func.max(c.updated_at),
+            sa.func.max(c.capacity_at),
         )
-        count, newest = (await self.conn.execute(query)).one()
-        return count, newest
+        count, newest, said = (await self.conn.execute(query)).one()
+        return count, newest, said
+
+    async def set_capacity(self, service_id: str, capacity: Capacity) -> bool:
+        """What the live service says of its intake, now; False when there is no such
+        service."""
+        result = await self.conn.execute(
+            sa.update(directory_services)
+            .where(
+                self._scoped(directory_services),
+                directory_services.c.id == service_id,
+                directory_services.c.deleted_at.is_(None),
+            )
+            .values(capacity=capacity.value, capacity_at=utcnow())
+        )
+        return bool(result.rowcount)
+
+    async def response_figures(
+        self, service_ids: Sequence[str] | None = None
+    ) -> dict[str, ResponseFigures]:
+        """Per service (those named, else every one with an answered referral): how it
+        answered the clinic's referrals, as :class:`ResponseFigures` defines it. An answer is
+        a referral's step out of requested into accepted or rejected; the time to accept is
+        from the referral's request to that step."""
+        r, e = referrals.c, referral_events.c
+        accepted = e.to_status == "accepted"
+        waited = sa.extract("epoch", e.recorded_at - r.created_at)
+        query = (
+            sa.select(
+                r.service_id,
+                sa.func.count(),
+                sa.func.count().filter(accepted),
+                sa.func.percentile_cont(0.5).within_group(waited).filter(accepted),
+            )
+            .select_from(
+                referrals.join(
+                    referral_events, sa.and_(e.clinic_id == r.clinic_id, e.referral_id == r.id)
+                )
+            )
+            .where(
+                self._scoped(referrals),
+                e.from_status == "requested",
+                e.to_status.in_(("accepted", "rejected")),
+            )
+            .group_by(r.service_id)
+        )
+        if service_ids is not None:
+            query = query.where(r.service_id.in_(service_ids))
+        return {
+            row[0]: ResponseFigures(row[1], row[2], float(row[3]) if row[3] is not None else None)
+            for row in (await self.conn.execute(query)).all()
+        }
 
     async def live_services(self) -> list[Row[Any]]:
         query = self._select(directory_services).where(directory_services.c.deleted_at.is_(None))

@@ -20,7 +20,14 @@ from typing import Any
 import msgspec
 
 from service.directory.importing import ImportReport, OnError, ParsedFile, import_directory
-from service.directory.model import DirectoryService, ServiceDetails, stored_service
+from service.directory.model import (
+    NO_FIGURES,
+    Capacity,
+    DirectoryService,
+    ResponseFigures,
+    ServiceDetails,
+    stored_service,
+)
 from service.directory.repository import DirectoryStore, ServiceQuery
 from service.matching.model import EARTH_RADIUS_KM, Prepared, prepare
 from service.platform.caller import Caller
@@ -38,6 +45,9 @@ class ServiceEntry(ServiceDetails, frozen=True, kw_only=True):
     updated_at: datetime
     distance_km: float | None = None
     """From the ``near`` point, when searching by distance."""
+    capacity_status: Capacity | None = None
+    """What the service last said of its intake through its inbox (None: nothing yet)."""
+    capacity_status_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +68,17 @@ def _entry(row: Any, distance: float | None = None) -> ServiceEntry:
             "created_at": row.created_at,
             "updated_at": row.updated_at,
             "distance_km": round(distance, 2) if distance is not None else None,
+            "capacity_status": row.capacity,
+            "capacity_status_at": row.capacity_at,
         },
         ServiceEntry,
     )
 
 
 def _listing(row: Any) -> Listing:
-    return Listing(stored_service(row.id, row.details), row.updated_at)
+    return Listing(
+        stored_service(row.id, row.details, row.capacity, row.capacity_at), row.updated_at
+    )
 
 
 def bounds(lat: float, lon: float, radius_km: float) -> list[tuple[float, float, float, float]]:
@@ -126,6 +140,21 @@ class Directory:
             row = await store.get_service(service_id)
         return _entry(found(row, "service", service_id))
 
+    async def read_with_figures(self, service_id: str) -> tuple[ServiceEntry, ResponseFigures]:
+        """The service, and how it has answered the clinic's referrals."""
+        async with self.caller.transaction(DirectoryStore) as store:
+            row = found(await store.get_service(service_id), "service", service_id)
+            figures = await store.response_figures([service_id])
+        return _entry(row), figures.get(service_id, NO_FIGURES)
+
+    async def set_capacity(self, service_id: str, capacity: Capacity) -> None:
+        """Record what the service says of its intake (its inbox's form); matching reads
+        it at once in this worker, and within the cache's recheck in the others."""
+        async with self.caller.transaction(DirectoryStore) as store:
+            if not await store.set_capacity(service_id, capacity):
+                raise NotFound("service", service_id)
+        self.cache.forget(self.caller.clinic_id)
+
     async def replace(self, service_id: str, details: ServiceDetails) -> ServiceEntry:
         async with self.caller.transaction(DirectoryStore) as store:
             if not await store.replace_service(service_id, msgspec.to_builtins(details), utcnow()):
@@ -163,11 +192,23 @@ class Directory:
         return _listing(found(row, kind, service_id))
 
 
+FIGURES_RECHECK_S = 60.0
+"""How long a worker keeps a clinic's acceptance figures (a scan of its referrals' answers)
+before reading them again; a directory change this worker made reads them at once."""
+
+
 @dataclass(frozen=True, slots=True)
 class ClinicDirectory:
     candidates: Prepared
     languages: tuple[str, ...]
     """The clinic's languages: matching's for a patient whose profile records none."""
+    figures: dict[str, ResponseFigures] = dataclasses.field(default_factory=dict)
+    """How each service answered the clinic's referrals, as read at ``figures_at``."""
+    figures_at: float = 0.0
+    """time.monotonic() when the figures were read."""
+
+    def figures_of(self, service_id: str) -> ResponseFigures:
+        return self.figures.get(service_id, NO_FIGURES)
 
 
 class DirectoryCache:
@@ -180,7 +221,7 @@ class DirectoryCache:
     def __init__(self, recheck_s: float = 5.0) -> None:
         self.recheck_s = recheck_s
         self._entries: dict[
-            uuid.UUID, tuple[tuple[int, datetime | None], float, ClinicDirectory]
+            uuid.UUID, tuple[tuple[int, datetime | None, datetime | None], float, ClinicDirectory]
         ] = {}
         self._locks: dict[uuid.UUID, asyncio.Lock] = {}
 
@@ -206,13 +247,19 @@ class DirectoryCache:
             store = DirectoryStore(conn, clinic_id)
             stamp = await store.directory_stamp()
             languages = await clinic_languages(conn, clinic_id)
+            if held is not None and now - held[2].figures_at < FIGURES_RECHECK_S:
+                figures, figures_at = held[2].figures, held[2].figures_at
+            else:
+                figures, figures_at = await store.response_figures(), now
             if held is not None and held[0] == stamp:
-                directory = ClinicDirectory(held[2].candidates, languages)
+                directory = ClinicDirectory(held[2].candidates, languages, figures, figures_at)
                 self._entries[clinic_id] = (stamp, now, directory)
                 return directory
             rows = await store.live_services()
-        candidates = prepare(stored_service(row.id, row.details) for row in rows)
-        directory = ClinicDirectory(candidates, languages)
+        candidates = prepare(
+            stored_service(row.id, row.details, row.capacity, row.capacity_at) for row in rows
+        )
+        directory = ClinicDirectory(candidates, languages, figures, figures_at)
         self._entries[clinic_id] = (stamp, now, directory)
         # The candidates live until the directory changes: keep them (and everything else
         # alive now) out of the cyclic garbage collector's full passes, which otherwise walk

@@ -42,6 +42,7 @@ class ContactPoint(Element, kw_only=True):
 
 
 class Annotation(Element, kw_only=True):
+    authorReference: Reference | None = None
     text: str
     time: str | None = None
 

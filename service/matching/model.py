@@ -30,7 +30,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 import numpy as np
 
-from service.directory.model import Category, DirectoryService
+from service.directory.model import Capacity, Category, DirectoryService
 from service.instruments.model import Severity, Signal
 from service.matching.needs import Need, Needs
 from service.patients.model import Modality, PainCondition, PatientProfile
@@ -63,6 +63,8 @@ MODALITY_POINTS = 8.0
 FROM_HOME_POINTS = 6.0
 DISTANCE_POINTS = 10.0
 SEVERE_COUNSELLING_POINTS = 1000.0
+WAITLIST_POINTS = -15.0
+"""A waiting list ranks a service below one as fit that takes people now."""
 """More than every other point together (at most 3 needs x 45 + 44), so a severe need
 puts counselling first whatever else a service offers."""
 EARTH_RADIUS_KM = 6371.0088
@@ -161,6 +163,8 @@ class FilterColumns:
     service (the last axis, for ``languages``)."""
 
     not_accepting: np.ndarray
+    said_not_accepting: np.ndarray
+    """The service said, through its inbox, it is not accepting referrals."""
     full: np.ndarray
     """Taking referrals, but with no places free."""
     min_age: np.ndarray
@@ -190,6 +194,8 @@ class RankingColumns:
     """Can be joined online or by phone."""
     reach: np.ndarray
     """min(catchment, 50 km): the service's side of the nearness bonus."""
+    waitlist: np.ndarray
+    """The service said, through its inbox, it takes referrals onto a waiting list."""
 
     def take(self, at: np.ndarray) -> RankingColumns:
         """The columns of the services at these positions only."""
@@ -199,6 +205,7 @@ class RankingColumns:
             self.modalities[at],
             self.from_home[at],
             self.reach[at],
+            self.waitlist[at],
         )
 
 
@@ -221,6 +228,9 @@ class Prepared:
         catchments = [s.catchment_km for s in services]
         self.filtering = FilterColumns(
             not_accepting=np.array([not s.accepting_referrals for s in services], dtype=bool),
+            said_not_accepting=np.array(
+                [s.capacity_status is Capacity.NOT_ACCEPTING for s in services], dtype=bool
+            ),
             full=np.array(
                 [s.accepting_referrals and s.capacity == 0 for s in services], dtype=bool
             ),
@@ -243,6 +253,9 @@ class Prepared:
             modalities=np.array([_bits(m, MODALITY_BITS) for m in modalities], dtype=np.int64),
             from_home=np.array([bool(FROM_HOME & m) for m in modalities], dtype=bool),
             reach=np.array([min(c, 50.0) if c is not None else 50.0 for c in catchments]),
+            waitlist=np.array(
+                [s.capacity_status is Capacity.WAITLIST for s in services], dtype=bool
+            ),
         )
         self.places = [
             (math.radians(s.location.lat), math.radians(s.location.lon)) if s.location else None
@@ -411,6 +424,11 @@ def _need_words(need: Need) -> str:
     )
 
 
+def _said_on(s: DirectoryService) -> str:
+    at = s.capacity_status_at
+    return f" (on {at.date().isoformat()})" if at is not None else ""
+
+
 def _outside_age_limits(f: _Facts[FilterColumns]) -> np.ndarray | None:
     if f.p.age is None:
         return None
@@ -466,6 +484,11 @@ FILTERS: tuple[Rule[FilterColumns], ...] = (
         "not_accepting",
         lambda f: f.c.not_accepting,
         lambda *_: "Not taking referrals at the moment",
+    ),
+    _filter(
+        "service_not_accepting",
+        lambda f: f.c.said_not_accepting,
+        lambda s, p, km: f"The service said it is not accepting referrals{_said_on(s)}",
     ),
     _filter("no_capacity", lambda f: f.c.full, lambda *_: "No places free"),
     _filter("outside_age_limits", _outside_age_limits, _age_words),
@@ -568,6 +591,12 @@ RANKING: tuple[Rule[RankingColumns], ...] = (
         lambda f: f.c.from_home if f.p.high_pain else None,
         lambda *_: "Can be joined from home (online or by phone) while pain limits travel",
         FROM_HOME_POINTS,
+    ),
+    _bonus(
+        "waitlist",
+        lambda f: f.c.waitlist,
+        lambda s, p, km: f"The service said it has a waiting list{_said_on(s)}",
+        WAITLIST_POINTS,
     ),
     _bonus(
         "distance",

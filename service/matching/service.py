@@ -9,12 +9,20 @@ recommendations carry warnings naming what the profile lacks (see ``matching.pro
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any
 
 import msgspec
 
-from service.directory.model import Category, Contact, DirectoryService
+from service.directory.model import (
+    NO_FIGURES,
+    Capacity,
+    Category,
+    Contact,
+    DirectoryService,
+    ResponseFigures,
+)
 from service.directory.service import DirectoryCache
 from service.instruments.model import Severity, Signal
 from service.instruments.service import Catalog
@@ -51,6 +59,8 @@ class ServiceSummary(msgspec.Struct, omit_defaults=True):
     cost: str | None = None
     contact: Contact | None = None
     referral_method: str | None = None
+    capacity_status: Capacity | None = None
+    """What the service last said of its intake through its inbox (left out: nothing)."""
 
 
 class RecommendationView(msgspec.Struct):
@@ -60,6 +70,12 @@ class RecommendationView(msgspec.Struct):
     answers: list[Signal]
     """The needs this service answers."""
     distance_km: float | None = None
+    answered: int = 0
+    """The clinic's referrals this service accepted or declined."""
+    acceptance_rate: float | None = None
+    """Accepted / answered (0 to 1); null below 5 answered."""
+    median_days_to_accept: float | None = None
+    """Median days from request to acceptance; null below 5 answered."""
 
 
 class ExcludedView(msgspec.Struct):
@@ -113,11 +129,27 @@ def summary(service: DirectoryService) -> ServiceSummary:
         cost=service.cost,
         contact=service.contact,
         referral_method=service.referral_method,
+        capacity_status=service.capacity_status,
     )
 
 
+def _no_figures(service_id: str) -> ResponseFigures:
+    return NO_FIGURES
+
+
+def _figure_fields(figures: ResponseFigures) -> dict[str, Any]:
+    return {
+        "answered": figures.answered,
+        "acceptance_rate": figures.acceptance_rate,
+        "median_days_to_accept": figures.median_days_to_accept,
+    }
+
+
 def view(
-    result: MatchResult, needs: Needs, warnings: Sequence[ProfileWarning] = ()
+    result: MatchResult,
+    needs: Needs,
+    warnings: Sequence[ProfileWarning] = (),
+    figures: Callable[[str], ResponseFigures] = _no_figures,
 ) -> Recommendations:
     return Recommendations(
         needs=[
@@ -139,6 +171,7 @@ def view(
                 reasons=[ReasonView(x.code, x.text) for x in r.reasons],
                 answers=list(r.answers),
                 distance_km=r.distance_km,
+                **_figure_fields(figures(r.service.id)),
             )
             for r in result.recommendations
         ],
@@ -197,4 +230,4 @@ async def recommend(
         explain_excluded=explain,
         clinic_languages=directory.languages,
     )
-    return view(result, needs, profile_warnings(profile, directory.languages))
+    return view(result, needs, profile_warnings(profile, directory.languages), directory.figures_of)

@@ -9,6 +9,7 @@ rotation is revoke, then issue).
 
 from __future__ import annotations
 
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -16,8 +17,10 @@ from datetime import datetime, timedelta
 
 import asyncpg
 import sqlalchemy as sa
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from service.platform.credentials import Principal
 from service.platform.database import Compiled, utcnow
 from service.platform.sessions import hash_secret
 from service.platform.tables import LINK_KINDS, secret_links
@@ -154,3 +157,76 @@ async def revoke(conn: AsyncConnection, clinic_id: uuid.UUID, kind: str, subject
         .values(revoked_at=utcnow())
     )
     return revoked.rowcount
+
+
+LINK_STATE = "belong_secret_link"
+"""Where :class:`SecretLinkMiddleware` leaves the link a request presented."""
+LINK_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        b"form-action 'self'; base-uri 'none'; object-src 'none'; frame-ancestors 'none'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-store"),
+    (b"x-robots-tag", b"noindex, nofollow"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+]
+"""Every link page's headers: the token is in its address, so it is never cached, never
+sent on as a referrer, never indexed, and the page is framed by no one."""
+
+
+@dataclass(frozen=True, slots=True)
+class PresentedLink:
+    token: str
+    link: SecretLink | None
+    """None: no link of the route's kind has this token."""
+
+
+def presented_link(scope: Scope) -> PresentedLink | None:
+    """The link the request presented (set by :class:`SecretLinkMiddleware`)."""
+    found = scope.get("state", {}).get(LINK_STATE)
+    return found if isinstance(found, PresentedLink) else None
+
+
+class SecretLinkMiddleware:
+    """On a route with ``opt["secret_link"] = kind`` and a ``token`` path parameter: the
+    link resolved once, left for the handler (:func:`presented_link`), and, while it works,
+    the request's principal: ``Principal(client_id=None, link_hash=...)`` in the link's
+    clinic with no scopes, so the audit records the link as the actor. Sets
+    :data:`LINK_HEADERS` on every response of such a route, refusals included."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler = scope.get("route_handler")
+        kind = handler.opt.get("secret_link") if handler is not None else None
+        if kind is None or scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        token = scope.get("path_params", {}).get("token")
+        link = None
+        if isinstance(token, str) and re.fullmatch(LINK_PATTERN, token):
+            async with scope["app"].state.db.begin() as conn:
+                link = await resolve(conn, token, kind)
+        scope.setdefault("state", {})[LINK_STATE] = PresentedLink(str(token), link)
+        if link is not None and link.gone is None:
+            scope["user"] = Principal(
+                client_id=None,
+                clinic_id=link.clinic_id,
+                scopes=frozenset(),
+                link_hash=hash_secret(str(token)),
+            )
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                names = {name for name, _ in LINK_HEADERS}
+                message["headers"] = [
+                    *(h for h in message.get("headers", ()) if h[0] not in names),
+                    *LINK_HEADERS,
+                ]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from service.directory.fhir import SDOHCC, SDOHCC_CODES, SOCIAL_CONNECTION, category_coding
 from service.directory.model import Category, DirectoryService
+from service.fhir import CANONICAL_BASE
 from service.fhir.types import (
     Annotation,
     CodeableConcept,
@@ -26,9 +27,11 @@ from service.fhir.types import (
 )
 from service.matching.service import ServiceSummary
 from service.patients.model import SNOMED
-from service.referrals.model import Status
+from service.referrals.model import STATUS_REASON_WORDS, Status, reason_code
 from service.screenings.fhir import fhir_instant
 
+STATUS_REASON_SYSTEM = f"{CANONICAL_BASE}/CodeSystem/referral-status-reason"
+"""Belong's codes for why a referral was declined or failed (model.StatusReason)."""
 RESULTING_ACTIVITY = CodeableConcept(
     coding=[Coding(system=SDOHCC_CODES, code="resulting-activity")]
 )
@@ -83,6 +86,30 @@ class ReferralFacts:
     created_at: datetime
     updated_at: datetime
     outcome: str | None = None
+    service_steps: tuple[ServiceStep, ...] = ()
+    """The steps the service took through its inbox, oldest first."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceStep:
+    from_status: Status
+    to_status: Status
+    reason: str | None
+    recorded_at: datetime
+
+
+def step_note(service: DirectoryService, step: ServiceStep) -> Annotation:
+    """A step the service took through its inbox, as a Task note authored by the service."""
+    text = f"{step.from_status.value} -> {step.to_status.value}, by the service through its inbox"
+    if step.reason:
+        text += f": {step.reason}"
+    return Annotation(
+        authorReference=Reference(
+            reference=f"HealthcareService/{service.id}", display=service.name
+        ),
+        text=text,
+        time=fhir_instant(step.recorded_at),
+    )
 
 
 def referral_coding(category: Category) -> Coding:
@@ -162,6 +189,16 @@ def draft_service_request(
     )
 
 
+def status_reason(text: str) -> CodeableConcept:
+    """The Task's statusReason: the stored words, coded when they start with one of
+    Belong's reasons (as the inbox's forms write them)."""
+    code = reason_code(text)
+    if code is None:
+        return CodeableConcept(text=text)
+    coding = Coding(system=STATUS_REASON_SYSTEM, code=code.value, display=STATUS_REASON_WORDS[code])
+    return CodeableConcept(coding=[coding], text=text)
+
+
 def task(r: ReferralFacts) -> Task:
     return Task(
         id=r.id,
@@ -170,7 +207,7 @@ def task(r: ReferralFacts) -> Task:
             lastUpdated=fhir_instant(r.updated_at),
         ),
         status=r.status.value,
-        statusReason=CodeableConcept(text=r.status_reason) if r.status_reason else None,
+        statusReason=status_reason(r.status_reason) if r.status_reason else None,
         intent="order",
         priority="routine",
         code=CodeableConcept(
@@ -184,6 +221,7 @@ def task(r: ReferralFacts) -> Task:
         owner=Reference(
             reference=f"HealthcareService/{r.service.id}", display=r.service.organization
         ),
+        note=[step_note(r.service, step) for step in r.service_steps],
         output=[
             TaskOutput(
                 type=RESULTING_ACTIVITY, valueCodeableConcept=CodeableConcept(text=r.outcome)

@@ -14,6 +14,7 @@ completed in the history.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -21,7 +22,8 @@ from typing import Annotated
 
 import msgspec
 
-Note = Annotated[str, msgspec.Meta(min_length=1, max_length=2000, pattern=r"^[^\x00]*$")]
+NOTE_MAX = 2000
+Note = Annotated[str, msgspec.Meta(min_length=1, max_length=NOTE_MAX, pattern=r"^[^\x00]*$")]
 
 
 class Status(StrEnum):
@@ -149,3 +151,77 @@ def is_overdue(status: Status, requested_at: datetime, now: datetime, after: tim
     """Requested longer than ``after`` ago and not yet accepted (the worklist's query asks
     the same of the database)."""
     return status is Status.REQUESTED and requested_at < now - after
+
+
+CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
+"""Crockford-like: no 0/O, 1/I/L or U, so a code read aloud or copied by hand survives."""
+
+
+def referral_code(referral_id: str) -> str:
+    """The short code a patient quotes to the service for a referral ("BL-7K3Q-9X2M"):
+    the first 8 base-30 digits of the SHA-256 of the referral's id, in two groups of four.
+    It names a referral to people; the id stays the key (30^8 is about 6.6e11 codes)."""
+    number = int.from_bytes(hashlib.sha256(referral_id.encode("utf-8")).digest()[:8], "big")
+    digits = []
+    for _ in range(8):
+        number, digit = divmod(number, len(CODE_ALPHABET))
+        digits.append(CODE_ALPHABET[digit])
+    return f"BL-{''.join(digits[:4])}-{''.join(digits[4:])}"
+
+
+class StatusReason(StrEnum):
+    """Why a service declines a referral, or why one failed: Belong's codes for the SDOHCC
+    Task's ``statusReason`` (the IG binds it to no value set; the code system is
+    :data:`STATUS_REASON_SYSTEM`, and ``statusReason.text`` always carries the words)."""
+
+    AT_CAPACITY = "at-capacity"
+    NOT_ELIGIBLE = "not-eligible"
+    CANNOT_CONTACT = "cannot-contact"
+    PATIENT_DECLINED = "patient-declined"
+    NOT_SUITABLE = "not-suitable"
+    STOPPED_ATTENDING = "stopped-attending"
+    OTHER = "other"
+
+
+STATUS_REASON_WORDS = {
+    StatusReason.AT_CAPACITY: "At capacity",
+    StatusReason.NOT_ELIGIBLE: "Not eligible",
+    StatusReason.CANNOT_CONTACT: "Cannot contact the patient",
+    StatusReason.PATIENT_DECLINED: "The patient declined",
+    StatusReason.NOT_SUITABLE: "Not suitable for the patient's needs",
+    StatusReason.STOPPED_ATTENDING: "The patient stopped attending",
+    StatusReason.OTHER: "Other",
+}
+DECLINE_REASONS = (
+    StatusReason.AT_CAPACITY,
+    StatusReason.NOT_ELIGIBLE,
+    StatusReason.CANNOT_CONTACT,
+    StatusReason.PATIENT_DECLINED,
+    StatusReason.NOT_SUITABLE,
+    StatusReason.OTHER,
+)
+FAIL_REASONS = (
+    StatusReason.CANNOT_CONTACT,
+    StatusReason.PATIENT_DECLINED,
+    StatusReason.STOPPED_ATTENDING,
+    StatusReason.NOT_SUITABLE,
+    StatusReason.OTHER,
+)
+
+
+def reason_text(code: StatusReason, detail: str | None) -> str:
+    """The stored ``status_reason`` of a coded reason: its words, then ": " and the detail
+    given, if any ("At capacity: next intake in March")."""
+    words = STATUS_REASON_WORDS[code]
+    return f"{words}: {detail}" if detail else words
+
+
+def reason_code(text: str | None) -> StatusReason | None:
+    """The code a stored ``status_reason`` starts with (see :func:`reason_text`), if any:
+    what the FHIR Task's ``statusReason.coding`` says."""
+    if text is None:
+        return None
+    for code, words in STATUS_REASON_WORDS.items():
+        if text == words or text.startswith(f"{words}: "):
+            return code
+    return None

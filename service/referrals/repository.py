@@ -275,19 +275,71 @@ class ReferralStore(ClinicScoped):
         ]
 
     async def referral_history(self, referral_ids: Sequence[str]) -> list[Row[Any]]:
-        """The referrals' events in order, each with the kind of the secret link that
-        recorded it (``link_kind``; None when a user or an API client did)."""
+        """The referrals' events, each with the kind and subject of the secret link that
+        recorded it (None for a client's or a user's)."""
+        e = referral_events.c
         query = (
-            self._select(referral_events, referral_events, secret_links.c.kind.label("link_kind"))
+            sa.select(
+                referral_events,
+                secret_links.c.kind.label("link_kind"),
+                secret_links.c.subject_id.label("link_subject_id"),
+            )
             .select_from(
                 referral_events.outerjoin(
-                    secret_links, secret_links.c.token_hash == referral_events.c.link_hash
+                    secret_links,
+                    sa.and_(
+                        secret_links.c.token_hash == e.link_hash,
+                        secret_links.c.clinic_id == e.clinic_id,
+                    ),
                 )
             )
-            .where(referral_events.c.referral_id.in_(referral_ids))
-            .order_by(referral_events.c.recorded_at, referral_events.c.id)
+            .where(self._scoped(referral_events), e.referral_id.in_(referral_ids))
+            .order_by(e.recorded_at, e.id)
         )
         return list((await self.conn.execute(query)).all())
+
+    async def service_referrals(
+        self, service_id: str, referral_id: str | None = None
+    ) -> list[Row[Any]]:
+        """The referrals sent to one service (only ``referral_id``, when given), newest
+        first, each with its patient's matching ``profile`` (what it says of languages and
+        ways of taking part is all the inbox shows of the patient)."""
+        r, p = referrals.c, patients.c
+        query = (
+            sa.select(
+                r.id,
+                r.patient_id,
+                r.service_id,
+                r.status,
+                r.status_reason,
+                r.need,
+                r.note,
+                r.outcome,
+                r.version,
+                r.created_at,
+                r.updated_at,
+                p.profile,
+            )
+            .select_from(
+                referrals.outerjoin(
+                    patients, sa.and_(p.clinic_id == r.clinic_id, p.id == r.patient_id)
+                )
+            )
+            .where(self._scoped(referrals), r.service_id == service_id)
+            .order_by(r.created_at.desc(), r.id.desc())
+        )
+        if referral_id is not None:
+            query = query.where(r.id == referral_id)
+        return list((await self.conn.execute(query)).all())
+
+    async def live_service(self, service_id: str) -> Row[Any] | None:
+        """The service's name and what it said of its capacity, while it is in the
+        clinic's directory."""
+        d = directory_services.c
+        query = self._select(directory_services, d.name, d.capacity, d.capacity_at).where(
+            d.id == service_id, d.deleted_at.is_(None)
+        )
+        return (await self.conn.execute(query)).first()
 
     async def move_referral(
         self,
@@ -376,6 +428,7 @@ _HISTORY = (
     "user_id",
     "recorded_at",
 )
+_LINK = ("link_kind", "link_subject_id")
 
 
 def _referrals_statement() -> sa.Select[Any]:
@@ -388,12 +441,21 @@ def _referrals_statement() -> sa.Select[Any]:
         .subquery("r")
     )
     e = referral_events.alias("e")
+    s = secret_links.alias("s")
     event = sa.func.json_build_object(
-        *(part for name in _HISTORY for part in (sa.literal_column(f"'{name}'"), e.c[name]))
+        *(part for name in _HISTORY for part in (sa.literal_column(f"'{name}'"), e.c[name])),
+        *(
+            part
+            for name, column in zip(_LINK, (s.c.kind, s.c.subject_id), strict=True)
+            for part in (sa.literal_column(f"'{name}'"), column)
+        ),
     )
     history = (
         sa.select(
             sa.func.json_agg(aggregate_order_by(event, e.c.recorded_at, e.c.id)).label("events")
+        )
+        .select_from(
+            e.outerjoin(s, sa.and_(s.c.token_hash == e.c.link_hash, s.c.clinic_id == _CLINIC))
         )
         .where(e.c.clinic_id == _CLINIC, e.c.referral_id == page.c.id)
         .lateral("h")

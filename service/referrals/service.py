@@ -1,5 +1,7 @@
 """Referrals' use cases: a referral made with the patient's consent, found, read, and moved
-through the state machine (service/referrals/model.py) to its outcome.
+through the state machine (service/referrals/model.py) to its outcome; and a directory
+service's inbox (:class:`Inbox`), through which the service takes its own steps by the same
+:meth:`Referrals.move`.
 
 Each use case runs in one transaction and refuses with domain errors
 (service/platform/lookup.py); both the /v1 and the /fhir controllers call it.
@@ -16,16 +18,19 @@ from typing import Any
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.directory.model import stored_service
+from service.directory.model import Capacity, stored_service
+from service.directory.service import Directory
 from service.fhir.types import Organization
 from service.instruments.model import Signal
 from service.matching.service import ServiceSummary, summary
+from service.platform import secret_links
 from service.platform.caller import Caller
+from service.platform.clinics import clinic_id_named
 from service.platform.database import Database, utcnow
 from service.platform.lookup import Conflict, Fault, NotFound, Stale, Unprocessable, found
 from service.platform.observability import REFERRALS
 from service.referrals import repository
-from service.referrals.fhir import ReferralFacts, organization
+from service.referrals.fhir import ReferralFacts, ServiceStep, organization
 from service.referrals.model import (
     NEEDS_REASON,
     NEXT,
@@ -37,6 +42,7 @@ from service.referrals.model import (
     amends_outcome,
     check,
     is_final,
+    referral_code,
 )
 from service.referrals.repository import ReferralQuery, ReferralRecord, ReferralStore
 
@@ -47,12 +53,15 @@ class ReferralEvent(msgspec.Struct):
     reason: str | None
     outcome: str | None
     client_id: uuid.UUID | None
-    """The API client that recorded it, or None when ``user_id`` names the app's user."""
+    """The API client that recorded it, or None when ``user_id`` names the app's user or
+    ``link_kind`` a secret link."""
     recorded_at: datetime
     user_id: uuid.UUID | None = None
     link_kind: str | None = None
     """The kind of secret link that recorded it when neither a client nor a user did:
-    ``patient`` (the patient's own link) or ``inbox`` (the service's)."""
+    ``patient`` (the patient's own link) or ``inbox`` (the service's; ``link_subject_id``
+    is then the service's id)."""
+    link_subject_id: str | None = None
 
 
 class Referral(msgspec.Struct):
@@ -479,6 +488,17 @@ async def _facts(store: ReferralStore, rows: list[Any]) -> list[ReferralFacts]:
         return []
     services = await store.service_details(rows)
     clinic = await store.clinic_name()
+    steps: dict[str, list[ServiceStep]] = {}
+    for event in await store.referral_history([row.id for row in rows]):
+        if event.link_kind == "inbox" and event.from_status is not None:
+            steps.setdefault(event.referral_id, []).append(
+                ServiceStep(
+                    Status(event.from_status),
+                    Status(event.to_status),
+                    event.reason,
+                    event.recorded_at,
+                )
+            )
     facts = []
     for row in rows:
         consent = row.consent
@@ -500,6 +520,160 @@ async def _facts(store: ReferralStore, rows: list[Any]) -> list[ReferralFacts]:
                 created_at=row.created_at,
                 updated_at=row.updated_at,
                 outcome=row.outcome,
+                service_steps=tuple(steps.get(row.id, ())),
             )
         )
     return facts
+
+
+# -- the service's inbox --------------------------------------------------------------
+
+SERVICE_STEPS: dict[Status, tuple[Status, ...]] = {
+    Status.REQUESTED: (Status.ACCEPTED, Status.REJECTED),
+    Status.ACCEPTED: (Status.IN_PROGRESS,),
+    Status.IN_PROGRESS: (Status.COMPLETED, Status.FAILED),
+}
+"""The steps a service takes through its inbox (SDOHCC: the referral target's); the
+clinic's own (cancel, on hold) are not offered there."""
+
+
+@dataclass(frozen=True, slots=True)
+class InboxReferral:
+    """A referral as the service sees it: no patient id, only how to reach them well."""
+
+    id: str
+    code: str
+    """:func:`service.referrals.model.referral_code`: what the patient quotes."""
+    status: Status
+    need: Signal | None
+    note: str | None
+    """The clinic's note."""
+    languages: list[str]
+    """The patient's languages, preferred first (their matching profile's)."""
+    modalities: list[str]
+    """How the patient prefers to take part: in person, online, phone."""
+    status_reason: str | None
+    outcome: str | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def steps(self) -> tuple[Status, ...]:
+        return SERVICE_STEPS.get(self.status, ())
+
+
+@dataclass(frozen=True, slots=True)
+class InboxView:
+    service_id: str
+    service_name: str
+    capacity: Capacity | None
+    capacity_at: datetime | None
+    referrals: list[InboxReferral]
+
+
+def _inbox_referral(row: Any) -> InboxReferral:
+    profile = row.profile or {}
+    return InboxReferral(
+        id=row.id,
+        code=referral_code(row.id),
+        status=Status(row.status),
+        need=Signal(row.need) if row.need else None,
+        note=row.note,
+        languages=list(profile.get("languages", [])),
+        modalities=list(profile.get("preferred_modalities", [])),
+        status_reason=row.status_reason,
+        outcome=row.outcome,
+        version=row.version,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+class Inbox:
+    """One directory service's referrals, as the service moves them through its inbox link
+    (the caller's ``link_hash``): only the referrals sent to that service, by the same
+    :meth:`Referrals.move` as the clinic's, so history, Task, version and metrics follow."""
+
+    def __init__(self, caller: Caller, service_id: str, directory: Directory) -> None:
+        self.caller = caller
+        self.service_id = service_id
+        self.directory = directory
+
+    async def view(self) -> InboxView:
+        async with self.caller.transaction(ReferralStore) as store:
+            service = found(await store.live_service(self.service_id), "service", self.service_id)
+            rows = await store.service_referrals(self.service_id)
+        return InboxView(
+            self.service_id,
+            service.name,
+            Capacity(service.capacity) if service.capacity else None,
+            service.capacity_at,
+            [_inbox_referral(row) for row in rows],
+        )
+
+    async def referral(self, referral_id: str) -> InboxReferral:
+        """One of the service's referrals; any other (another service's, another clinic's,
+        none) is :class:`NotFound` ``referral``, and all of them once the service is
+        withdrawn from the directory :class:`NotFound` ``service``."""
+        async with self.caller.transaction(ReferralStore) as store:
+            found(await store.live_service(self.service_id), "service", self.service_id)
+            rows = await store.service_referrals(self.service_id, referral_id)
+        if not rows:
+            raise NotFound("referral", referral_id)
+        return _inbox_referral(rows[0])
+
+    async def move(
+        self,
+        referral_id: str,
+        *,
+        status: Status,
+        reason: str | None,
+        outcome: str | None,
+        version: int,
+        seen: Callable[[str], None],
+    ) -> Referral:
+        """The service's step (:data:`SERVICE_STEPS`) on one of its referrals, at the
+        ``version`` its page showed."""
+        current = await self.referral(referral_id)
+        if status not in current.steps:
+            message = f"The service cannot move a {current.status.value} referral to {status.value}"
+            raise Conflict(message, [Fault("status", message, "invalid_transition")])
+        return await Referrals(self.caller).move(
+            referral_id,
+            status=status,
+            reason=reason,
+            outcome=outcome,
+            if_match=str(version),
+            seen=seen,
+        )
+
+    async def set_capacity(self, capacity: Capacity) -> None:
+        await self.directory.set_capacity(self.service_id, capacity)
+
+
+async def _inbox_target(conn: Any, clinic: str, service_id: str) -> uuid.UUID:
+    """The clinic's id, once its directory has that live service; else why not."""
+    clinic_id = await clinic_id_named(conn, clinic)
+    if await ReferralStore(conn, clinic_id).live_service(service_id) is None:
+        raise LookupError(
+            f"clinic {clinic!r} has no service {service_id!r} in its directory "
+            "(see GET /v1/directory/services)"
+        )
+    return clinic_id
+
+
+async def issue_inbox_link(db: Database, clinic: str, service_id: str) -> str:
+    """A new inbox link's token for the clinic's service, its earlier links revoked
+    (rotation): until revoked, no expiry."""
+    async with db.begin() as conn:
+        clinic_id = await _inbox_target(conn, clinic, service_id)
+        await secret_links.revoke(conn, clinic_id, "inbox", service_id)
+        return await secret_links.issue(conn, clinic_id, "inbox", service_id, lifetime=None)
+
+
+async def revoke_inbox_links(db: Database, clinic: str, service_id: str) -> int:
+    """End the service's inbox links; how many were live."""
+    async with db.begin() as conn:
+        clinic_id = await _inbox_target(conn, clinic, service_id)
+        return await secret_links.revoke(conn, clinic_id, "inbox", service_id)

@@ -32,6 +32,7 @@ from service.matching.model import (
     NEED_POINTS,
     SEVERE_COUNSELLING_POINTS,
     SEVERITY_WEIGHT,
+    WAITLIST_POINTS,
     MatchResult,
     Recommendation,
     match,
@@ -45,6 +46,7 @@ DAY = datetime(2024, 3, 1, 9, 30, tzinfo=UTC)
 HOME = (51.5, -0.1)
 DROP_CODES = {
     "not_accepting",
+    "service_not_accepting",
     "no_capacity",
     "outside_age_limits",
     "no_shared_language",
@@ -286,6 +288,9 @@ def test_no_screenings_no_needs_and_nothing_recommended() -> None:
 
 FILTER_CASES = [
     pytest.param({"accepting_referrals": False}, {}, "not_accepting", id="not-accepting"),
+    pytest.param(
+        {"capacity_status": "not-accepting"}, {}, "service_not_accepting", id="said-not-accepting"
+    ),
     pytest.param({"capacity": 0}, {}, "no_capacity", id="capacity-0"),
     pytest.param({"max_age": 30}, {"age_band": "65-74"}, "outside_age_limits", id="too-old"),
     pytest.param({"min_age": 65}, {"age_band": "45-64"}, "outside_age_limits", id="too-young"),
@@ -733,6 +738,8 @@ def expected_drops(s: DirectoryService, p: PatientProfile) -> set[str]:
         drops.add("not_accepting")
     elif s.capacity == 0:
         drops.add("no_capacity")
+    if s.capacity_status == "not-accepting":
+        drops.add("service_not_accepting")
     if p.age_band is not None:
         low, high = p.age_band.bounds
         if (s.max_age is not None and s.max_age < low) or (
@@ -810,6 +817,8 @@ def check_recommendation(r: Recommendation, n: Needs, p: PatientProfile) -> None
     score += CONDITION_POINTS * ("condition_specific" in got)
     score += MODALITY_POINTS * ("preferred_modality" in got)
     score += FROM_HOME_POINTS * ("usable_from_home" in got)
+    assert ("waitlist" in got) == (s.capacity_status == "waitlist")
+    score += WAITLIST_POINTS * ("waitlist" in got)
     if has_distance:
         assert distance is not None
         reach = min(x for x in (s.catchment_km, p.max_travel_km, 50.0) if x is not None)
@@ -830,6 +839,8 @@ def expected_score(s: DirectoryService, n: Needs, p: PatientProfile) -> float:
         score += MODALITY_POINTS
     if n.high_pain_interference and {Modality.ONLINE, Modality.PHONE} & set(s.modalities):
         score += FROM_HOME_POINTS
+    if s.capacity_status == "waitlist":
+        score += WAITLIST_POINTS
     if Modality.IN_PERSON in s.modalities and s.location and p.location:
         distance = haversine((s.location.lat, s.location.lon), (p.location.lat, p.location.lon))
         reach = min(x for x in (s.catchment_km, p.max_travel_km, 50.0) if x is not None)
@@ -865,6 +876,7 @@ def services(draw: st.DrawFn) -> DirectoryService:
         "languages": draw(st.lists(st.sampled_from(LANGUAGES), max_size=3, unique=True)),
         "accepting_referrals": draw(st.booleans()),
         "capacity": draw(st.none() | st.integers(0, 5)),
+        "capacity_status": draw(st.sampled_from([None, "accepting", "waitlist", "not-accepting"])),
     }
     if draw(st.booleans()):
         fields["location"] = draw(points())

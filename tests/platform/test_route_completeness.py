@@ -14,6 +14,7 @@ import pytest
 from litestar import Litestar
 
 from service.platform.credentials import SCOPES
+from service.platform.secret_links import PATHS
 
 PATIENT_DATA_PREFIXES = (
     "/v1/patients",
@@ -79,6 +80,13 @@ def fill(path: str, values: dict[str, str]) -> str:
 
 def test_every_route_is_public_or_scoped(app: Litestar) -> None:
     for method, path, opt in operations(app):
+        kind = opt.get("secret_link")
+        if kind is not None:
+            # Opened by a secret link (the link is the credential): under its kind's path,
+            # and audited, the link as actor.
+            assert path.startswith(f"{PATHS[kind]}/{{token"), f"{method} {path}"
+            assert "audit" in opt, f"{method} {path} must be audited"
+            continue
         public = bool(opt.get("exclude_from_auth"))
         assert public or opt.get("scope") in SCOPES, (method, path)
         if public:

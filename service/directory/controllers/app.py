@@ -26,7 +26,7 @@ from service.directory.forms import (
     service_values,
 )
 from service.directory.importing import ImportFileError, ImportReport, OnError, parse_file
-from service.directory.model import Category
+from service.directory.model import CAPACITY_WORDS, MIN_ANSWERED, Category
 from service.directory.service import Directory, ServiceEntry
 from service.patients.model import Modality, PainCondition
 from service.platform.auth import scoped
@@ -81,6 +81,7 @@ def _summary(entry: ServiceEntry) -> dict[str, Any]:
         "languages": [words.language(tag) for tag in entry.languages],
         "accepting": words.takes_referrals(entry),
         "referrals": words.referrals(entry),
+        "capacity": CAPACITY_WORDS[entry.capacity_status] if entry.capacity_status else None,
         "distance": entry.distance_km,
     }
 
@@ -261,12 +262,15 @@ class DirectoryPages(AppController):
         service_id: ServiceId,
         directory: NamedDependency[Directory],
     ) -> Template:
-        entry = await directory.read(service_id)
+        entry, figures = await directory.read_with_figures(service_id)
         query = request.query_params
         return page(
             request,
             "directory/service.html",
             service=entry,
+            figures=figures,
+            capacity=CAPACITY_WORDS[entry.capacity_status] if entry.capacity_status else None,
+            min_answered=MIN_ANSWERED,
             saved=query.get("saved") == "1",
             added=query.get("added") == "1",
             can_write=_can_write(request),

@@ -23,6 +23,7 @@ from service.directory.words import CATEGORIES, MODALITIES, modality
 from service.instruments.model import Severity
 from service.instruments.service import Catalog
 from service.matching.model import SIGNAL_WORDS
+from service.matching.service import RecommendationView
 from service.patients.chart import format_date, format_score, trend_chart
 from service.patients.controllers.words import (
     SEVERITY_WORDS,
@@ -65,6 +66,16 @@ def provide_patients(
 
 
 # -- query parameters ------------------------------------------------------------------
+
+
+def _responds(r: RecommendationView) -> str:
+    """How the service answers the clinic's referrals, in words."""
+    if r.acceptance_rate is None:
+        return f"Too few referrals answered for a rate ({r.answered} so far)"
+    words = f"Accepts {round(r.acceptance_rate * 100)}% of the {r.answered} referrals it answered"
+    if r.median_days_to_accept is not None:
+        words += f", in a median of {r.median_days_to_accept:g} days"
+    return words
 
 
 def _one(query: MultiDict[str], name: str) -> str | None:
@@ -467,6 +478,7 @@ async def _patient_page(
                 "modalities": ", ".join(modality(m) for m in r.service.modalities),
                 "distance": kilometres(r.distance_km) if r.distance_km is not None else None,
                 "reasons": [reason.text for reason in r.reasons],
+                "responds": _responds(r),
             }
             for r in recommendations.items
         ],

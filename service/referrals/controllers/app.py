@@ -68,7 +68,7 @@ NEED_WORDS = {
     Signal.LOW_SUPPORT: "Low social support",
 }
 
-LINK_ACTORS = {"patient": "The patient (by their own link)", "inbox": "The service (its inbox)"}
+LINK_ACTORS = {"patient": "The patient (by their own link)"}
 """Who recorded a step through a secret link, by the link's kind."""
 
 
@@ -215,13 +215,17 @@ class TimelineEntry:
     outcome: str | None
 
 
-def _timeline(history: list[ReferralEvent], names: dict[uuid.UUID, str]) -> list[TimelineEntry]:
+def _timeline(
+    history: list[ReferralEvent], names: dict[uuid.UUID, str], service_name: str
+) -> list[TimelineEntry]:
     entries = []
     for event in history:
-        if event.user_id is not None:
-            who = names.get(event.user_id, "A former user")
+        if event.link_kind == "inbox":
+            who = f"{service_name} (the service, through its inbox)"
         elif event.link_kind is not None:
             who = LINK_ACTORS.get(event.link_kind, "A secret link")
+        elif event.user_id is not None:
+            who = names.get(event.user_id, "A former user")
         else:
             assert event.client_id is not None
             who = f"{names.get(event.client_id, 'An API client')} (API client)"
@@ -398,7 +402,7 @@ class ReferralPages(AppController):
             if referral.consent.recorded_at
             else None,
             need=NEED_WORDS[referral.need] if referral.need else None,
-            timeline=_timeline(referral.history, names),
+            timeline=_timeline(referral.history, names, referral.service.name),
             steps=_steps(referral),
             failed_step=failed_step,
             problems=problems or [],
