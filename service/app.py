@@ -22,6 +22,8 @@ from service.instruments.controllers.fhir import QuestionnaireController
 from service.instruments.controllers.v1 import InstrumentController
 from service.instruments.loader import load_catalog
 from service.instruments.service import Catalog
+from service.messages.controllers.app import MessagePages
+from service.messages.controllers.v1 import MessageController
 from service.patients.controllers.app import PatientPages
 from service.patients.controllers.v1 import PatientController
 from service.platform.audit import AuditMiddleware
@@ -104,6 +106,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AuditEventController,
             DirectoryController,
             ReferralController,
+            MessageController,
             MetadataController,
             QuestionnaireResponseController,
             ObservationController,
@@ -120,6 +123,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             LaunchController,
             PatientPages,
             ReferralPages,
+            MessagePages,
             ScreeningPages,
             DirectoryPages,
             static_files(),

@@ -14,6 +14,7 @@ completed in the history.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated
@@ -139,3 +140,14 @@ def is_overdue(status: Status, requested_at: datetime, now: datetime, after: tim
     """Requested longer than ``after`` ago and not yet accepted (the worklist's query asks
     the same of the database)."""
     return status is Status.REQUESTED and requested_at < now - after
+
+
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def referral_code(referral_id: str) -> str:
+    """The code a patient and a service read out to name a referral: ``BL-XXXX-XXXX``, the
+    first 40 bits of the SHA-256 of its id in Crockford base32 (no id, nothing else)."""
+    number = int.from_bytes(hashlib.sha256(referral_id.encode()).digest()[:5], "big")
+    chars = "".join(CROCKFORD[(number >> (35 - 5 * i)) & 31] for i in range(8))
+    return f"BL-{chars[:4]}-{chars[4:]}"
