@@ -119,7 +119,7 @@ def checked_recipient(channel: Channel, to: str) -> str:
     email address), else ValueError saying what is expected (never echoing it)."""
     if channel is Channel.SMS:
         if not E164.fullmatch(to):
-            raise ValueError("a phone number in E.164 form, e.g. +447700900123")
+            raise ValueError("a phone number in E.164 form, e.g. +447700900000")
     elif len(to) > EMAIL_MAX or not EMAIL.fullmatch(to):
         raise ValueError("an email address, e.g. name@example.org")
     return to

@@ -24,7 +24,7 @@ from service.web.pages import AppController, page, see_other
 ReferralId = Annotated[str, PathParameter(pattern=r"^[0-9a-f-]{36}$")]
 CHANNEL_WORDS = {Channel.SMS: "SMS", Channel.EMAIL: "email"}
 TO_WORDS = {
-    Channel.SMS: "Enter a mobile number with its country code, such as +447700900123",
+    Channel.SMS: "Enter a mobile number with its country code, such as +447700900000",
     Channel.EMAIL: "Enter an email address, such as name@example.org",
 }
 

@@ -60,7 +60,7 @@ class MessageController(Controller):
             **documented(
                 errors={404, 409, 422},
                 request=MessageRequest,
-                example={"channel": "sms", "to": "+447700900123"},
+                example={"channel": "sms", "to": "+447700900000"},
             ),
         },
     )
