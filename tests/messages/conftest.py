@@ -5,6 +5,7 @@ sends to both; its clinic has a patient, a service and a referral (``world``).""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -85,8 +86,9 @@ class Peers:
         self.gateway.status, self.gateway.delay_s = 202, 0.0
 
 
-@pytest.fixture(scope="session")
-def peers() -> Iterator[Peers]:
+@contextlib.contextmanager
+def running_peers() -> Iterator[Peers]:
+    """An SMTP server and a webhook receiver on the loopback, until the block ends."""
     mailbox = MailBox()
     smtp = Controller(mailbox, hostname="127.0.0.1", port=free_port())
     smtp.start()
@@ -118,6 +120,12 @@ def peers() -> Iterator[Peers]:
     finally:
         server.shutdown()
         smtp.stop()
+
+
+@pytest.fixture(scope="session")
+def peers() -> Iterator[Peers]:
+    with running_peers() as running:
+        yield running
 
 
 def messaging_settings(database_url: str, peers: Peers, **changes: Any) -> Settings:
