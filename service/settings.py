@@ -8,6 +8,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -18,6 +19,19 @@ LIST_SETTINGS = frozenset({"licensed_instruments", "trusted_proxies", "frame_anc
 """Settings given as a comma-separated list."""
 BOOL_SETTINGS = frozenset({"debug", "smtp_starttls"})
 REFERENCE_FORM = r"env:[A-Za-z_][A-Za-z0-9_]*|file:/.+"
+
+
+def _private_enough(url: str) -> bool:
+    """An https URL, or http to the loopback: a phone number never crosses a network bare."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return True
+    try:
+        return (
+            parts.hostname == "localhost" or ipaddress.ip_address(parts.hostname or "").is_loopback
+        )
+    except ValueError:
+        return False
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -96,6 +110,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 raise ValueError(f"{name}: a secret reference is env:VARIABLE or file:/path")
         if self.smtp_url is not None and self.mail_from is None:
             raise ValueError("mail_from: needed when smtp_url is set")
+        if self.sms_webhook_url is not None and not _private_enough(self.sms_webhook_url):
+            raise ValueError("sms_webhook_url: https (http only on the loopback)")
         if self.sms_webhook_url is not None and self.sms_webhook_secret_ref is None:
             raise ValueError("sms_webhook_secret_ref: needed when sms_webhook_url is set")
         for entry in self.trusted_proxies:

@@ -128,7 +128,8 @@ def checked_recipient(channel: Channel, to: str) -> str:
 class Words(Protocol):
     """A catalogue in the patient's language (service/platform/i18n.py's Wording)."""
 
-    language: str
+    @property
+    def language(self) -> str: ...
 
     def gettext(self, message: str) -> str: ...
 

@@ -40,7 +40,8 @@ class MessageStore(ClinicScoped):
         inserted = await self.conn.execute(
             sa.insert(messages).values(self._row(**values)).returning(messages)
         )
-        return inserted.one()
+        row: Row[Any] = inserted.one()
+        return row
 
     async def messages_of(self, referral_id: str) -> list[Row[Any]]:
         query = (
@@ -52,4 +53,5 @@ class MessageStore(ClinicScoped):
 
     async def referral_patient(self, referral_id: str) -> str | None:
         query = self._select(referrals, referrals.c.patient_id).where(referrals.c.id == referral_id)
-        return (await self.conn.execute(query)).scalar_one_or_none()
+        patient_id: str | None = (await self.conn.execute(query)).scalar_one_or_none()
+        return patient_id

@@ -18,7 +18,9 @@ from sqlalchemy.engine import Row
 
 from service.messages.model import (
     Channel,
+    Email,
     HandoutFacts,
+    Sms,
     Status,
     compose_email,
     compose_sms,
@@ -108,16 +110,19 @@ class Messages:
             url=secret_links.url(public_base, "handout", token),
         )
         words = wording(profile.languages[0] if profile.languages else None)
-        message = (
-            compose_sms(words, facts) if channel is Channel.SMS else compose_email(words, facts)
-        )
-        segments = getattr(message, "segments", None)
+        message: Sms | Email
+        if channel is Channel.SMS:
+            message = compose_sms(words, facts)
+            segments: int | None = message.segments
+        else:
+            message, segments = compose_email(words, facts), None
+        error: str | None = None
         try:
             await sender.send(to, message)
         except SendFailed as exc:
             status, error = Status.FAILED, exc.reason
         else:
-            status, error = Status.SENT, None
+            status = Status.SENT
         async with self.caller.transaction(MessageStore) as store:
             row = await store.insert_message(
                 **self._record(referral_id, channel, status, segments, error)
