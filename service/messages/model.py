@@ -161,6 +161,10 @@ class Email:
 ELLIPSIS = "…"
 
 
+class TooLong(ValueError):
+    """No shortening of the names gets the SMS into two segments (a very long link)."""
+
+
 def _shortened(name: str, keep: int) -> str:
     return name if keep >= len(name) else name[:keep].rstrip() + ELLIPSIS
 
@@ -184,7 +188,7 @@ def compose_sms(words: Words, facts: HandoutFacts) -> Sms:
     for keep in range(len(facts.clinic), -1, -1):
         if sms := fitting(_shortened(facts.clinic, keep), ELLIPSIS):
             return sms
-    raise ValueError("the link and the code alone take more than two SMS segments")
+    raise TooLong("the link and the code alone take more than two SMS segments")
 
 
 def compose_email(words: Words, facts: HandoutFacts) -> Email:

@@ -22,6 +22,7 @@ from service.messages.model import (
     HandoutFacts,
     Sms,
     Status,
+    TooLong,
     compose_email,
     compose_sms,
 )
@@ -111,16 +112,19 @@ class Messages:
         )
         words = wording(profile.languages[0] if profile.languages else None)
         message: Sms | Email
-        if channel is Channel.SMS:
-            message = compose_sms(words, facts)
-            segments: int | None = message.segments
-        else:
-            message, segments = compose_email(words, facts), None
+        segments: int | None = None
         error: str | None = None
         try:
+            if channel is Channel.SMS:
+                message = compose_sms(words, facts)
+                segments = message.segments
+            else:
+                message = compose_email(words, facts)
             await sender.send(to, message)
         except SendFailed as exc:
             status, error = Status.FAILED, exc.reason
+        except TooLong as exc:
+            status, error = Status.FAILED, str(exc)
         else:
             status = Status.SENT
         async with self.caller.transaction(MessageStore) as store:

@@ -377,3 +377,17 @@ def test_the_contact_detail_is_kept_nowhere(
     for record in ours:
         text = record.getMessage() + repr(record.__dict__)
         assert phone not in text and address not in text, record.name
+
+
+def test_a_link_too_long_for_two_segments_is_recorded_failed_and_not_sent(
+    database_url: str, peers: Peers, make_clinic: MakeClinic
+) -> None:
+    peers.clear()
+    long_base = PUBLIC_BASE + "/" + "deployment-path/" * 20
+    app = create_app(messaging_settings(database_url, peers, public_base_url=long_base))
+    with TestClient(app) as client:
+        world = make_world(client, make_clinic())
+        record = send(client, world, "sms", PHONE).json()
+    assert record["status"] == "failed"
+    assert record["error"] == "the link and the code alone take more than two SMS segments"
+    assert peers.gateway.received == []
