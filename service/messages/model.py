@@ -25,6 +25,7 @@ GSM7_BASIC = frozenset(
 """The GSM 03.38 default alphabet (its 128 positions less the escape to the extension)."""
 GSM7_EXTENSION = frozenset("\f^{}\\[~]|€")
 """The default alphabet's extension table: each is sent as escape + character, 2 septets."""
+GSM7 = GSM7_BASIC | GSM7_EXTENSION
 GSM7_SINGLE, GSM7_PART = 160, 153
 UCS2_SINGLE, UCS2_PART = 70, 67
 SMS_MAX_SEGMENTS = 2
@@ -81,8 +82,7 @@ class Encoding(StrEnum):
 
 
 def encoding(text: str) -> Encoding:
-    allowed = GSM7_BASIC | GSM7_EXTENSION
-    return Encoding.GSM7 if all(c in allowed for c in text) else Encoding.UCS2
+    return Encoding.GSM7 if all(c in GSM7 for c in text) else Encoding.UCS2
 
 
 def _units(text: str, kind: Encoding) -> list[int]:
