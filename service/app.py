@@ -22,6 +22,8 @@ from service.instruments.controllers.fhir import QuestionnaireController
 from service.instruments.controllers.v1 import InstrumentController
 from service.instruments.loader import load_catalog
 from service.instruments.service import Catalog
+from service.messages.controllers.app import MessagePages
+from service.messages.controllers.v1 import MessageController
 from service.patient_links.controllers.app import PatientLinkAppPages
 from service.patient_links.controllers.pages import PatientLinkPages
 from service.patient_links.controllers.v1 import PatientLinkController
@@ -110,6 +112,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AuditEventController,
             DirectoryController,
             ReferralController,
+            MessageController,
             MetadataController,
             QuestionnaireResponseController,
             ObservationController,
@@ -126,6 +129,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             LaunchController,
             PatientPages,
             ReferralPages,
+            MessagePages,
             ScreeningPages,
             DirectoryPages,
             PatientLinkAppPages,

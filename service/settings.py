@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -15,6 +17,21 @@ from service.fhir import CANONICAL_BASE
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LIST_SETTINGS = frozenset({"licensed_instruments", "trusted_proxies", "frame_ancestors"})
 """Settings given as a comma-separated list."""
+BOOL_SETTINGS = frozenset({"debug", "smtp_starttls"})
+REFERENCE_FORM = r"env:[A-Za-z_][A-Za-z0-9_]*|file:/.+"
+
+
+def _private_enough(url: str) -> bool:
+    """An https URL, or http to the loopback: a phone number never crosses a network bare."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return True
+    try:
+        return (
+            parts.hostname == "localhost" or ipaddress.ip_address(parts.hostname or "").is_loopback
+        )
+    except ValueError:
+        return False
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -65,9 +82,38 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """A handout's short link (its QR code, the message sent to the patient) works this long."""
     patient_link_days: Annotated[int, msgspec.Meta(ge=1, le=90)] = 14
     """A patient link (a screening before the visit, "did you get help?") works this long."""
+    smtp_url: Annotated[str, msgspec.Meta(pattern=r"^smtps?://[^/?#\s@]+$")] | None = None
+    """The mail server handout link emails go through: ``smtp://host:587`` (STARTTLS, see
+    ``smtp_starttls``) or ``smtps://host:465`` (TLS from the start); unset, no email."""
+    smtp_starttls: bool = True
+    """On ``smtp://``: require STARTTLS before anything is sent (off only for a relay on
+    the loopback or the pod's own network)."""
+    smtp_user: Annotated[str, msgspec.Meta(min_length=1, max_length=320)] | None = None
+    smtp_password_ref: str | None = None
+    """The SMTP password: ``env:VARIABLE`` or ``file:/run/secrets/name`` (read at each send)."""
+    mail_from: Annotated[str, msgspec.Meta(min_length=3, max_length=320)] | None = None
+    """The From of the emails (``Belong <no-reply@clinic.example.org>``); needed with
+    ``smtp_url``."""
+    sms_webhook_url: Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s#]+$")] | None = None
+    """The SMS gateway's webhook: Belong POSTs JSON ``{"to", "body"}`` signed with
+    ``sms_webhook_secret_ref``; a 2xx answer means sent. Unset, no SMS."""
+    sms_webhook_secret_ref: str | None = None
+    """The HMAC-SHA256 key of the webhook's ``X-Belong-Signature``: ``env:`` or ``file:``."""
+    message_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=120)] = 10.0
+    """How long sending one message (SMTP or the webhook) may take before it failed."""
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
+        for name in ("smtp_password_ref", "sms_webhook_secret_ref"):
+            reference = getattr(self, name)
+            if reference is not None and not re.fullmatch(REFERENCE_FORM, reference):
+                raise ValueError(f"{name}: a secret reference is env:VARIABLE or file:/path")
+        if self.smtp_url is not None and self.mail_from is None:
+            raise ValueError("mail_from: needed when smtp_url is set")
+        if self.sms_webhook_url is not None and not _private_enough(self.sms_webhook_url):
+            raise ValueError("sms_webhook_url: https (http only on the loopback)")
+        if self.sms_webhook_url is not None and self.sms_webhook_secret_ref is None:
+            raise ValueError("sms_webhook_secret_ref: needed when sms_webhook_url is set")
         for entry in self.trusted_proxies:
             try:
                 ipaddress.ip_network(entry, strict=False)
@@ -94,7 +140,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 raw[name] = [part.strip() for part in value.split(",") if part.strip()]
             elif name == "public_base_url" and not value.strip():
                 continue
-            elif name == "debug":
+            elif name in BOOL_SETTINGS:
                 raw[name] = value.strip().lower() in {"1", "true", "yes", "on"}
             else:
                 raw[name] = value

@@ -80,6 +80,9 @@ class PatientProfile(msgspec.Struct, forbid_unknown_fields=True, frozen=True, om
     age_band: AgeBand | None = None
     max_travel_km: Annotated[float, msgspec.Meta(gt=0, le=500)] | None = None
     """How far the patient can travel to an in-person service."""
+    do_not_contact: bool = False
+    """The patient asked not to be contacted: Belong sends them no message (a handout
+    link asked for is recorded as suppressed)."""
 
 
 class Trend(StrEnum):

@@ -498,3 +498,23 @@ secret_links = sa.Table(
 the service), a referral's handout (the referral), a patient's page (the referral or the
 patient, ``purpose`` saying which page). The token is random (256 bits), shown once, stored
 only as its SHA-256; a link ends when revoked, expired or (a single-use one) used."""
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("clinic_id", sa.Uuid, nullable=False),
+    sa.Column("referral_id", sa.String(64), sa.ForeignKey("referrals.id"), nullable=False),
+    sa.Column("channel", sa.String(8), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("segments", sa.SmallInteger, nullable=True),
+    sa.Column("error", sa.String(200), nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("sent_at", Timestamp, nullable=True),
+    sa.CheckConstraint("channel IN ('sms', 'email')", name="channel"),
+    sa.CheckConstraint("status IN ('sent', 'failed', 'suppressed')", name="status"),
+    sa.Index("ix_messages_referral", "clinic_id", "referral_id", "created_at"),
+)
+"""The handout link messages sent to patients (by SMS or email), each with its outcome.
+The patient's phone number or address is used to send and kept nowhere: not here, not in
+the audit events, not in the logs."""

@@ -153,20 +153,15 @@ def is_overdue(status: Status, requested_at: datetime, now: datetime, after: tim
     return status is Status.REQUESTED and requested_at < now - after
 
 
-CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
-"""Crockford-like: no 0/O, 1/I/L or U, so a code read aloud or copied by hand survives."""
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
 def referral_code(referral_id: str) -> str:
-    """The short code a patient quotes to the service for a referral ("BL-7K3Q-9X2M"):
-    the first 8 base-30 digits of the SHA-256 of the referral's id, in two groups of four.
-    It names a referral to people; the id stays the key (30^8 is about 6.6e11 codes)."""
-    number = int.from_bytes(hashlib.sha256(referral_id.encode("utf-8")).digest()[:8], "big")
-    digits = []
-    for _ in range(8):
-        number, digit = divmod(number, len(CODE_ALPHABET))
-        digits.append(CODE_ALPHABET[digit])
-    return f"BL-{''.join(digits[:4])}-{''.join(digits[4:])}"
+    """The code a patient and a service read out to name a referral: ``BL-XXXX-XXXX``, the
+    first 40 bits of the SHA-256 of its id in Crockford base32 (no id, nothing else)."""
+    number = int.from_bytes(hashlib.sha256(referral_id.encode()).digest()[:5], "big")
+    chars = "".join(CROCKFORD[(number >> (35 - 5 * i)) & 31] for i in range(8))
+    return f"BL-{chars[:4]}-{chars[4:]}"
 
 
 class StatusReason(StrEnum):

@@ -353,7 +353,15 @@ def test_service_hpa_pdb_and_networkpolicy_target_the_api(api: dict[str, Any]) -
         }
     ]
     egress_ports = {(p["protocol"], p["port"]) for rule in policy["egress"] for p in rule["ports"]}
-    assert egress_ports == {("TCP", 5432), ("UDP", 53), ("TCP", 53)}
+    # PostgreSQL, DNS, and the handout link messages: SMTP submission and the SMS webhook.
+    assert egress_ports == {
+        ("TCP", 5432),
+        ("UDP", 53),
+        ("TCP", 53),
+        ("TCP", 587),
+        ("TCP", 465),
+        ("TCP", 443),
+    }
 
 
 # --------------------------------------------------------------------------- Prometheus

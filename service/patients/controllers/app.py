@@ -121,6 +121,7 @@ LABELS = {
     "preferred_modalities": "Preferred ways to take part",
     "age_band": "Age band",
     "max_travel_km": "Furthest the patient can travel (km)",
+    "do_not_contact": "Do not contact",
 }
 REFUSED = {
     "pain_conditions": "choose only from the list, at most 6",
@@ -164,6 +165,7 @@ class ProfileForm:
     preferred_modalities: list[str] = field(default_factory=list)
     age_band: str = ""
     max_travel_km: str = ""
+    do_not_contact: bool = False
     errors: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -177,6 +179,7 @@ class ProfileForm:
             preferred_modalities=[m.value for m in profile.preferred_modalities],
             age_band=profile.age_band.value if profile.age_band else "",
             max_travel_km=_plain(profile.max_travel_km) if profile.max_travel_km else "",
+            do_not_contact=profile.do_not_contact,
         )
 
     @classmethod
@@ -197,6 +200,7 @@ class ProfileForm:
             preferred_modalities=chosen("preferred_modalities"),
             age_band=text("age_band"),
             max_travel_km=text("max_travel_km"),
+            do_not_contact=text("do_not_contact") == "yes",
         )
 
     def profile(self) -> PatientProfile | None:
@@ -221,6 +225,7 @@ class ProfileForm:
             else:
                 self.errors["max_travel_km"] = REFUSED["max_travel_km"]
         self._location(values)
+        values["do_not_contact"] = self.do_not_contact
         if self.errors:
             return None
         return msgspec.convert(values, PatientProfile)

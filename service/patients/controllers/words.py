@@ -62,4 +62,5 @@ def profile_facts(profile: PatientProfile) -> list[tuple[str, str]]:
             "Can travel",
             f"up to {kilometres(profile.max_travel_km)}" if profile.max_travel_km else missing,
         ),
+        ("Messages", "do not contact" if profile.do_not_contact else "may be contacted"),
     ]

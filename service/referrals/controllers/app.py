@@ -23,6 +23,9 @@ from service.directory.service import Directory
 from service.directory.words import CATEGORIES, modality
 from service.instruments.model import Signal
 from service.matching.service import Recommendations, ServiceSummary, summary
+from service.messages.model import Channel
+from service.messages.outbox import Outbox
+from service.messages.service import Messages
 from service.patients.service import Patients
 from service.platform.audit import audited, note
 from service.platform.auth import scoped
@@ -389,6 +392,9 @@ class ReferralPages(AppController):
     ) -> Template:
         referral, names = await referrals.read_with_actors(referral_id)
         note(request, referral_id, referral.patient_id)
+        messages = Messages(referrals.caller, Outbox.of(request.app.state.settings))
+        sent = await messages.of_referral(referral_id)
+        shown = request.query_params.get("message")
         return page(
             request,
             "referrals/referral.html",
@@ -408,6 +414,9 @@ class ReferralPages(AppController):
             problems=problems or [],
             entered=entered or {},
             created=when(referral.created_at),
+            handout_messages=sent,
+            message_result=next((m for m in sent if str(m.id) == shown), None),
+            channels=[c for c in Channel if c in messages.outbox.senders],
         )
 
     @get(
