@@ -51,6 +51,7 @@ from service.referrals.controllers.fhir import (
     ServiceRequestController,
     TaskController,
 )
+from service.referrals.controllers.links import HandoutLinkController
 from service.referrals.controllers.v1 import ReferralController
 from service.screenings.controllers.app import ScreeningPages
 from service.screenings.controllers.fhir import (
@@ -122,6 +123,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ReferralPages,
             ScreeningPages,
             DirectoryPages,
+            # The patient's handout by its short link (no account)
+            HandoutLinkController,
             static_files(),
         ],
         dependencies={

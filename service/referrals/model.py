@@ -14,6 +14,7 @@ completed in the history.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated
@@ -139,3 +140,16 @@ def is_overdue(status: Status, requested_at: datetime, now: datetime, after: tim
     """Requested longer than ``after`` ago and not yet accepted (the worklist's query asks
     the same of the database)."""
     return status is Status.REQUESTED and requested_at < now - after
+
+
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+"""Crockford's base32 alphabet: no I, L, O or U, so a code read aloud is not misheard."""
+
+
+def referral_code(referral_id: str) -> str:
+    """The code a patient quotes to the service: "BL-" and the first 8 characters of the
+    Crockford base32 of the SHA-256 of the referral id, split 4-4 (``BL-7K3Q-9X2M``). It
+    names the referral without being the patient's or the referral's identifier."""
+    head = int.from_bytes(hashlib.sha256(referral_id.encode("utf-8")).digest()[:5], "big")
+    chars = "".join(CROCKFORD[(head >> (35 - 5 * i)) & 31] for i in range(8))
+    return f"BL-{chars[:4]}-{chars[4:]}"

@@ -35,6 +35,8 @@ PUBLIC_PREFIXES = (
     "/fhir/.well-known/smart-configuration",
     "/auth/token",
     "/cds-services",
+    # A referral's handout by its short link: the link is the credential (and is audited)
+    "/h/",
 )
 PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")
 

@@ -103,8 +103,12 @@ def without_ids_and_times(resource: dict[str, Any], referral_id: str) -> str:
 
 
 def buttons(html: str) -> set[str]:
+    """The labels of the referral's steps (its status forms' buttons)."""
     main = html.split('<main id="main"', 1)[1]
-    return {label.strip() for label in BUTTON.findall(main)}
+    forms = re.findall(
+        r'<form method="post" action="/app/referrals/[^"]+/status".*?</form>', main, re.S
+    )
+    return {label.strip() for form in forms for label in BUTTON.findall(form)}
 
 
 def step(user: SignedIn, referral_id: str, version: int, **fields: str) -> Any:
