@@ -475,7 +475,7 @@ class Referrals:
         return IssuedHandout(handout, token, link.expires_at)
 
     async def revoke_handout_links(self, referral_id: str, seen: Callable[[str], None]) -> int:
-        """End every short link to the referral's handout; how many still worked."""
+        """End every short link to the referral's handout; how many were not yet revoked."""
         async with self.caller.transaction(ReferralStore) as store:
             row = found(
                 await store.get_referral(referral_id), "referral", referral_id, "No such referral"
