@@ -8,8 +8,10 @@ STAMP := $(VENV)/.installed-stamp
 
 # The npm FHIR clients and test servers (an OpenID provider among them) the tests run under
 # Node 20 (tests/js), pinned by its lockfile; Debian's Chromium for the browser tests
-# (Playwright cannot download its own here).
+# (Playwright cannot download its own here); Pango, fonts and poppler for the handout's PDF.
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends
+# WeasyPrint makes the patient's handout PDF with Pango; the tests read it back with poppler.
+HANDOUT_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core poppler-utils
 $(STAMP): pyproject.toml tests/js/package-lock.json
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +20,9 @@ $(STAMP): pyproject.toml tests/js/package-lock.json
 	npm ci --prefix tests/js --no-audit --no-fund --silent
 	@test -x /usr/bin/chromium || { echo "installing Debian's chromium for the browser tests"; \
 		$(APT_INSTALL) chromium >/dev/null || { apt-get update -qq && $(APT_INSTALL) chromium >/dev/null; }; }
+	@{ command -v pdftoppm && ldconfig -p | grep -q libpangoft2-1.0 && fc-list | grep -q DejaVuSans; } >/dev/null 2>&1 || { \
+		echo "installing Pango and fonts (the handout's PDF) and poppler-utils (its tests)"; \
+		$(APT_INSTALL) $(HANDOUT_PACKAGES) >/dev/null || { apt-get update -qq && $(APT_INSTALL) $(HANDOUT_PACKAGES) >/dev/null; }; }
 	touch $(STAMP)
 
 install: $(STAMP)

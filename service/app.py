@@ -58,6 +58,7 @@ from service.referrals.controllers.fhir import (
     TaskController,
 )
 from service.referrals.controllers.inbox import InboxPages
+from service.referrals.controllers.links import HandoutLinkController
 from service.referrals.controllers.v1 import ReferralController
 from service.screenings.controllers.app import ScreeningPages
 from service.screenings.controllers.fhir import (
@@ -137,6 +138,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             PatientLinkPages,
             # The service's inbox (/inbox/{token}): pages opened by a secret link
             InboxPages,
+            # The patient's handout by its short link (no account)
+            HandoutLinkController,
             static_files(),
         ],
         dependencies={

@@ -154,6 +154,7 @@ def is_overdue(status: Status, requested_at: datetime, now: datetime, after: tim
 
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+"""Crockford's base32 alphabet: no I, L, O or U, so a code read aloud is not misheard."""
 
 
 def referral_code(referral_id: str) -> str:

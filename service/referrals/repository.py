@@ -403,6 +403,12 @@ class ReferralStore(ClinicScoped):
                 names.update({row.id: row.name for row in (await self.conn.execute(query)).all()})
         return names
 
+    async def patient_languages(self, patient_id: str) -> list[str]:
+        """The languages the patient's matching profile lists, preferred first."""
+        query = self._select(patients, patients.c.profile).where(patients.c.id == patient_id)
+        profile = (await self.conn.execute(query)).scalar_one_or_none() or {}
+        return [str(tag) for tag in profile.get("languages") or []]
+
     async def clinic_name(self) -> str:
         """The referring clinic's name (FHIR requesters display it)."""
         query = sa.select(clinics.c.name).where(clinics.c.id == self.clinic_id)

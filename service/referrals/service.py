@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.directory.model import Capacity, stored_service
+from service.directory.model import Capacity, DirectoryService, stored_service
 from service.directory.service import Directory
 from service.fhir.types import Organization
 from service.instruments.model import Signal
@@ -206,6 +206,69 @@ class LinkSpent(Exception):
 
 class _Final(Exception):
     """The referral a follow-up answers is final already: its transaction is undone."""
+
+
+@dataclass(frozen=True, slots=True)
+class Handout:
+    """What a referral's handout shows the patient: the service's directory entry, the code
+    to quote, and the clinic's name. Of the patient, only the languages their profile
+    lists (preferred first), to choose the handout's words: no identifier."""
+
+    code: str
+    service: DirectoryService
+    languages: list[str]
+    clinic_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedHandout:
+    handout: Handout
+    token: str
+    """The new short link's token (shown once: only its hash is kept)."""
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LinkedHandout:
+    """What a handout's short link opens: the link (``link.gone`` says whether it still
+    works) and the referral's handout, whose patient the audit records."""
+
+    link: secret_links.SecretLink
+    handout: Handout
+    patient_id: str
+
+
+async def issue_handout_link(
+    conn: AsyncConnection, clinic_id: uuid.UUID, referral_id: str, lifetime: timedelta
+) -> str:
+    """A new short link to the referral's handout, working for ``lifetime``: its token
+    (``secret_links.url(public base, "handout", token)`` is the link)."""
+    return await secret_links.issue(conn, clinic_id, "handout", referral_id, lifetime=lifetime)
+
+
+async def _handout(store: ReferralStore, row: Any) -> Handout:
+    services = await store.service_details([row])
+    return Handout(
+        code=referral_code(row.id),
+        service=stored_service(row.service_id, services[row.service_id]),
+        languages=await store.patient_languages(row.patient_id),
+        clinic_name=await store.clinic_name(),
+    )
+
+
+async def handout_by_link(db: Database, token: str) -> LinkedHandout | None:
+    """The handout a short link opens, in the link's clinic; None for a token no handout
+    link has. A revoked or expired link still names its handout (its language is the
+    refusal's)."""
+    async with db.begin() as conn:
+        link = await secret_links.resolve(conn, token, "handout")
+        if link is None:
+            return None
+        store = ReferralStore(conn, link.clinic_id)
+        row = await store.get_referral(link.subject_id)
+        if row is None:
+            return None
+        return LinkedHandout(link, await _handout(store, row), row.patient_id)
 
 
 CHANGED_CONCURRENTLY = "The referral was changed by another request; read it and try again"
@@ -451,6 +514,35 @@ class Referrals:
             **self.caller.actor,
             recorded_at=now,
         )
+
+    async def handout(
+        self, referral_id: str, *, link_lifetime: timedelta, seen: Callable[[str], None]
+    ) -> IssuedHandout:
+        """The referral's handout with a new short link to it (its QR code's), working for
+        ``link_lifetime``. ``seen`` is told the referral's patient once it is found."""
+        async with self.caller.transaction(ReferralStore) as store:
+            row = found(
+                await store.get_referral(referral_id), "referral", referral_id, "No such referral"
+            )
+            seen(row.patient_id)
+            handout = await _handout(store, row)
+            token = await issue_handout_link(
+                store.conn, self.caller.clinic_id, referral_id, link_lifetime
+            )
+            link = await secret_links.resolve(store.conn, token, "handout")
+        assert link is not None and link.expires_at is not None
+        return IssuedHandout(handout, token, link.expires_at)
+
+    async def revoke_handout_links(self, referral_id: str, seen: Callable[[str], None]) -> int:
+        """End every short link to the referral's handout; how many were not yet revoked."""
+        async with self.caller.transaction(ReferralStore) as store:
+            row = found(
+                await store.get_referral(referral_id), "referral", referral_id, "No such referral"
+            )
+            seen(row.patient_id)
+            return await secret_links.revoke(
+                store.conn, self.caller.clinic_id, "handout", referral_id
+            )
 
     async def facts(self, query: ReferralQuery) -> tuple[list[ReferralFacts], int]:
         """One page of the referrals ``query`` finds, as their FHIR resources tell them, and

@@ -180,7 +180,7 @@ def test_a_step_the_state_machine_forbids_is_refused(page: Page, live: LiveServe
     # A hand-made form for requested -> completed, sent from the page with its own token.
     page.evaluate(
         """() => {
-          const form = document.querySelector('form.step');
+          const form = document.querySelector('form.step[action$="/status"]');
           form.querySelector('input[name=status]').value = 'completed';
           form.submit();
         }"""

@@ -79,7 +79,11 @@ def test_every_operation_conforms(case, server: LiveServer) -> None:
 def test_stateful_links_from_creates_to_reads(server: LiveServer) -> None:
     """The stateful phase: chains of calls that follow the document's links."""
 
-    class Workflow(schema.as_state_machine()):  # type: ignore[misc]
+    # The handout's operations answer HTML or PDF and revoke links: the conformance phase
+    # above covers them; as link targets they only reshuffle the chains drawn.
+    stateful = schema.exclude(operation_id_regex="handout")
+
+    class Workflow(stateful.as_state_machine()):  # type: ignore[misc]
         def get_call_kwargs(self, case):  # type: ignore[no-untyped-def]
             return {"base_url": server.origin, "headers": server.headers}
 

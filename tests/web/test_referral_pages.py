@@ -22,12 +22,10 @@ from tests.signed_in import SignedIn, sign_in
 
 PROFILE = {"pain_conditions": ["crps"], "languages": ["en"], "preferred_modalities": ["online"]}
 BUTTON = re.compile(r'<button type="submit"[^>]*>([^<]+)</button>')
-ASK_THE_PATIENT = "Ask the patient if they got help"
-"""An open referral's page also offers the patient's follow-up link."""
 STEP_BUTTONS = {
-    "requested": {"Accept", "Reject", "Cancel the referral", ASK_THE_PATIENT},
-    "accepted": {"Mark in progress", "Cancel the referral", ASK_THE_PATIENT},
-    "in-progress": {"Mark completed", "Mark failed", "Put on hold", ASK_THE_PATIENT},
+    "requested": {"Accept", "Reject", "Cancel the referral"},
+    "accepted": {"Mark in progress", "Cancel the referral"},
+    "in-progress": {"Mark completed", "Mark failed", "Put on hold"},
 }
 
 
@@ -105,8 +103,12 @@ def without_ids_and_times(resource: dict[str, Any], referral_id: str) -> str:
 
 
 def buttons(html: str) -> set[str]:
+    """The labels of the referral's steps (its status forms' buttons)."""
     main = html.split('<main id="main"', 1)[1]
-    return {label.strip() for label in BUTTON.findall(main)}
+    forms = re.findall(
+        r'<form method="post" action="/app/referrals/[^"]+/status".*?</form>', main, re.S
+    )
+    return {label.strip() for form in forms for label in BUTTON.findall(form)}
 
 
 def step(user: SignedIn, referral_id: str, version: int, **fields: str) -> Any:

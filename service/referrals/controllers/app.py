@@ -9,11 +9,11 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Request, get, post
+from litestar import Request, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import PathParameter
 from litestar.response import Redirect, Template
@@ -32,9 +32,17 @@ from service.platform.auth import scoped
 from service.platform.caller import Caller
 from service.platform.database import new_id
 from service.platform.errors import ApiError, FieldError
+from service.platform.i18n import LANGUAGES
 from service.platform.lookup import Conflict, NotFound, Stale, Unprocessable
 from service.platform.params import ID_PATTERN
 from service.referrals.controllers import provide_referrals
+from service.referrals.handout import (
+    asked_format,
+    asked_language,
+    asked_paper,
+    clinic_handout,
+    language_name,
+)
 from service.referrals.model import (
     NEEDS_REASON,
     STATUS_WORDS,
@@ -417,6 +425,7 @@ class ReferralPages(AppController):
             handout_messages=sent,
             message_result=next((m for m in sent if str(m.id) == shown), None),
             channels=[c for c in Channel if c in messages.outbox.senders],
+            links_revoked=request.query_params.get("handout_links") == "revoked",
         )
 
     @get(
@@ -430,6 +439,51 @@ class ReferralPages(AppController):
         referrals: NamedDependency[Referrals],
     ) -> Template:
         return await self._referral_page(request, referrals, referral_id)
+
+    @get(
+        "/referrals/{referral_id:str}/handout",
+        opt={**scoped("referrals:read"), **audited("read", "Referral")},
+    )
+    async def handout(
+        self,
+        request: Request[Any, Any, Any],
+        referral_id: ReferralId,
+        referrals: NamedDependency[Referrals],
+    ) -> Response[Any]:
+        """The patient's handout to print (the app's toolbar hidden in print) or as PDF,
+        with a new short link to it."""
+        format, paper, lang = asked_format(request), asked_paper(request), asked_language(request)
+        issued = await referrals.handout(
+            referral_id,
+            link_lifetime=timedelta(days=request.app.state.settings.handout_link_days),
+            seen=lambda patient_id: note(request, referral_id, patient_id),
+        )
+        path = f"/app/referrals/{referral_id}/handout"
+        toolbar = {
+            "back": f"/app/referrals/{referral_id}",
+            "pdf": f"{path}?format=pdf" + (f"&lang={lang}" if lang else ""),
+            "path": path,
+            "languages": [(tag, language_name(tag, tag).capitalize()) for tag in LANGUAGES],
+        }
+        return await clinic_handout(
+            request, issued, format=format, paper=paper, lang=lang, toolbar=toolbar
+        )
+
+    @post(
+        "/referrals/{referral_id:str}/handout-links/revoke",
+        opt={**scoped("referrals:write"), **audited("update", "Referral")},
+        status_code=303,
+    )
+    async def revoke_handout_links(
+        self,
+        request: Request[Any, Any, Any],
+        referral_id: ReferralId,
+        referrals: NamedDependency[Referrals],
+    ) -> Redirect:
+        await referrals.revoke_handout_links(
+            referral_id, seen=lambda patient_id: note(request, referral_id, patient_id)
+        )
+        return see_other(f"/app/referrals/{referral_id}?handout_links=revoked")
 
     @post(
         "/referrals/{referral_id:str}/status",

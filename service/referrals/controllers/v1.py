@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, Response, get, patch, post
+from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromQuery, HeaderParameter, PathParameter, QueryParameter
 
@@ -20,6 +21,16 @@ from service.platform.documented import documented, link
 from service.platform.errors import ApiError, FieldError
 from service.platform.params import ID_PATTERN, Instant, instant
 from service.referrals.controllers import provide_referrals
+from service.referrals.handout import (
+    DEFAULT_PAPER,
+    FORMATS,
+    LANGUAGE_TAG,
+    PAPERS,
+    asked_format,
+    asked_language,
+    asked_paper,
+    clinic_handout,
+)
 from service.referrals.model import Consent, Note, Status
 from service.referrals.repository import ReferralQuery
 from service.referrals.service import Referral, Referrals
@@ -56,6 +67,51 @@ class ReferralPage(msgspec.Struct):
     total: int
     limit: int
     offset: int
+
+
+class HandoutLinksRevoked(msgspec.Struct):
+    revoked: int
+    """How many of the referral's handout links were live (not yet revoked) and now end."""
+
+
+HANDOUT_PARAMETERS = (
+    {
+        "name": "format",
+        "in": "query",
+        "required": False,
+        "description": "html or pdf; without it, what Accept prefers (HTML by default)",
+        "schema": {"type": "string", "enum": list(FORMATS)},
+    },
+    {
+        "name": "paper",
+        "in": "query",
+        "required": False,
+        "description": f"The PDF's paper (default {DEFAULT_PAPER})",
+        "schema": {"type": "string", "enum": list(PAPERS)},
+    },
+    {
+        "name": "lang",
+        "in": "query",
+        "required": False,
+        "description": (
+            "The language to print in (BCP 47), instead of the patient's: English with a "
+            "note when Belong has no words in it"
+        ),
+        "schema": {"type": "string", "pattern": LANGUAGE_TAG},
+    },
+)
+HANDOUT_RESPONSES: dict[int, dict[str, Any]] = {
+    200: {
+        "description": (
+            "One page for the patient: the service, when and where, how to contact it, "
+            "cost, the referral code, and a QR code of a new short link to this page"
+        ),
+        "content": {
+            "text/html": {"schema": {"type": "string"}},
+            "application/pdf": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
 
 
 class ReferralController(Controller):
@@ -208,3 +264,56 @@ class ReferralController(Controller):
             seen=lambda patient_id: note(request, referral_id, patient_id),
         )
         return Response(referral, headers={"ETag": f'"{referral.version}"'})
+
+    @get(
+        "/{referral_id:str}/handout",
+        operation_id="get_referral_handout",
+        summary="The patient's handout, as HTML or PDF, with a new short link to it",
+        description=(
+            "In the patient's language (the first of their profile's languages Belong has "
+            "words for; `lang` overrides), else in English with a note saying so. Each call "
+            "issues a new short link (`/h/{token}`, its QR code's), working for "
+            "BELONG_HANDOUT_LINK_DAYS days; no patient identifier is on the page."
+        ),
+        opt={
+            **scoped("referrals:read"),
+            **audited("read", "Referral"),
+            **documented(
+                errors={400, 406},
+                responses=HANDOUT_RESPONSES,
+                parameters=HANDOUT_PARAMETERS,
+            ),
+        },
+    )
+    async def handout(
+        self,
+        request: Request[Principal, Any, Any],
+        referral_id: ReferralId,
+        referrals: NamedDependency[Referrals],
+    ) -> Response[Any]:
+        format, paper, lang = asked_format(request), asked_paper(request), asked_language(request)
+        days = request.app.state.settings.handout_link_days
+        issued = await referrals.handout(
+            referral_id,
+            link_lifetime=timedelta(days=days),
+            seen=lambda patient_id: note(request, referral_id, patient_id),
+        )
+        return await clinic_handout(request, issued, format=format, paper=paper, lang=lang)
+
+    @delete(
+        "/{referral_id:str}/handout-links",
+        operation_id="revoke_referral_handout_links",
+        summary="End every short link to the referral's handout (they answer 410 from now on)",
+        status_code=200,
+        opt={**scoped("referrals:write"), **audited("update", "Referral")},
+    )
+    async def revoke_handout_links(
+        self,
+        request: Request[Principal, Any, Any],
+        referral_id: ReferralId,
+        referrals: NamedDependency[Referrals],
+    ) -> HandoutLinksRevoked:
+        revoked = await referrals.revoke_handout_links(
+            referral_id, seen=lambda patient_id: note(request, referral_id, patient_id)
+        )
+        return HandoutLinksRevoked(revoked=revoked)
