@@ -53,6 +53,23 @@ class Modality(StrEnum):
     PHONE = "phone"
 
 
+class ContactMethod(StrEnum):
+    """How the patient would like a service to get in touch."""
+
+    PHONE = "phone"
+    TEXT = "text"
+    EMAIL = "email"
+    LETTER = "letter"
+
+
+CONTACT_METHOD_WORDS = {
+    ContactMethod.PHONE: "Phone call",
+    ContactMethod.TEXT: "Text message",
+    ContactMethod.EMAIL: "Email",
+    ContactMethod.LETTER: "Letter",
+}
+
+
 class AgeBand(StrEnum):
     AGE_18_29 = "18-29"
     AGE_30_44 = "30-44"
@@ -83,6 +100,9 @@ class PatientProfile(msgspec.Struct, forbid_unknown_fields=True, frozen=True, om
     do_not_contact: bool = False
     """The patient asked not to be contacted: Belong sends them no message (a handout
     link asked for is recorded as suppressed)."""
+    contact_method: ContactMethod | None = None
+    """How the patient prefers the service they are referred to to get in touch: the
+    service's inbox shows it (Belong keeps no phone number or address)."""
 
 
 class Trend(StrEnum):

@@ -644,6 +644,8 @@ class InboxReferral:
     """The patient's languages, preferred first (their matching profile's)."""
     modalities: list[str]
     """How the patient prefers to take part: in person, online, phone."""
+    contact_method: str | None
+    """How the patient prefers the service to get in touch (phone, text, email, letter)."""
     status_reason: str | None
     outcome: str | None
     version: int
@@ -674,6 +676,7 @@ def _inbox_referral(row: Any) -> InboxReferral:
         note=row.note,
         languages=list(profile.get("languages", [])),
         modalities=list(profile.get("preferred_modalities", [])),
+        contact_method=profile.get("contact_method"),
         status_reason=row.status_reason,
         outcome=row.outcome,
         version=row.version,

@@ -26,7 +26,11 @@ from tests.conftest import Clinic, MakeClinic
 from tests.helpers import BelongCli, Storage, new_patient_id, ucla3
 
 CONSENT = {"given": True, "method": "verbal"}
-PROFILE = {"languages": ["es", "en"], "preferred_modalities": ["phone", "online"]}
+PROFILE = {
+    "languages": ["es", "en"],
+    "preferred_modalities": ["phone", "online"],
+    "contact_method": "text",
+}
 LINK = re.compile(r"^http://127\.0\.0\.1:8000(/inbox/[A-Za-z0-9_-]{43})$")
 
 
@@ -139,6 +143,7 @@ def test_the_link_is_random_stored_hashed_and_opens_only_its_service_s_referrals
             "Loneliness",
             "Spanish, English",
             "By phone, Online",
+            "<dt>Patient prefers to be contacted by</dt><dd>Text message</dd>",
             "Evenings",
         ):
             assert shown in detail.text, shown

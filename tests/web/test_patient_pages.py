@@ -460,6 +460,7 @@ def test_the_profile_form_round_trips_to_the_api(
         "preferred_modalities": ["online", "phone"],
         "age_band": "45-64",
         "max_travel_km": "12.5",
+        "contact_method": "letter",
     }
     response = user.post(f"/app/patients/{patient}/profile", form)
     assert response.status_code == 303
@@ -474,10 +475,18 @@ def test_the_profile_form_round_trips_to_the_api(
         "preferred_modalities": ["online", "phone"],
         "age_band": "45-64",
         "max_travel_km": 12.5,
+        "contact_method": "letter",
     }
     page = parsed(user.get(f"/app/patients/{patient}?saved=1"))
     assert "The matching profile is saved." in page.text
-    for words in ("CRPS, Fibromyalgia", "English, Polish", "SW1A 1AA", "45 to 64", "up to 12.5 km"):
+    for words in (
+        "CRPS, Fibromyalgia",
+        "English, Polish",
+        "SW1A 1AA",
+        "45 to 64",
+        "up to 12.5 km",
+        "letter",
+    ):
         assert words in page.text, words
 
     cleared = user.post(f"/app/patients/{patient}/profile", {"age_band": ""})
@@ -504,6 +513,7 @@ def test_a_refused_profile_is_422_naming_each_field_and_stores_nothing(
         "age_band": "12-17",
         "max_travel_km": "900",
         "postcode": "SW1A 1AA",
+        "contact_method": "pigeon",
     }
     response = user.post(f"/app/patients/{patient}/profile", form)
     parsed(response, 422)
@@ -517,6 +527,7 @@ def test_a_refused_profile_is_422_naming_each_field_and_stores_nothing(
         "Longitude",
         "Age band",
         "Furthest the patient can travel (km)",
+        "How services may get in touch",
     ):
         assert label in summary, label
     assert "Postcode" not in summary

@@ -32,7 +32,13 @@ from service.patients.controllers.words import (
     kilometres,
     profile_facts,
 )
-from service.patients.model import AgeBand, Modality, PainCondition, PatientProfile
+from service.patients.model import (
+    CONTACT_METHOD_WORDS,
+    AgeBand,
+    Modality,
+    PainCondition,
+    PatientProfile,
+)
 from service.patients.service import Patients, WorklistQuery
 from service.platform.audit import audited, note
 from service.platform.auth import scoped
@@ -122,6 +128,7 @@ LABELS = {
     "age_band": "Age band",
     "max_travel_km": "Furthest the patient can travel (km)",
     "do_not_contact": "Do not contact",
+    "contact_method": "How services may get in touch",
 }
 REFUSED = {
     "pain_conditions": "choose only from the list, at most 6",
@@ -132,6 +139,7 @@ REFUSED = {
     "preferred_modalities": "choose only from the list",
     "age_band": "choose one of the age bands",
     "max_travel_km": "enter a distance in km above 0 and at most 500",
+    "contact_method": "choose one of the ways to get in touch",
 }
 """What to enter instead, for each field the profile refuses."""
 
@@ -166,6 +174,7 @@ class ProfileForm:
     age_band: str = ""
     max_travel_km: str = ""
     do_not_contact: bool = False
+    contact_method: str = ""
     errors: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -180,6 +189,7 @@ class ProfileForm:
             age_band=profile.age_band.value if profile.age_band else "",
             max_travel_km=_plain(profile.max_travel_km) if profile.max_travel_km else "",
             do_not_contact=profile.do_not_contact,
+            contact_method=profile.contact_method.value if profile.contact_method else "",
         )
 
     @classmethod
@@ -201,6 +211,7 @@ class ProfileForm:
             age_band=text("age_band"),
             max_travel_km=text("max_travel_km"),
             do_not_contact=text("do_not_contact") == "yes",
+            contact_method=text("contact_method"),
         )
 
     def profile(self) -> PatientProfile | None:
@@ -213,6 +224,7 @@ class ProfileForm:
             ("postcode", self.postcode.upper() or None),
             ("preferred_modalities", self.preferred_modalities),
             ("age_band", self.age_band or None),
+            ("contact_method", self.contact_method or None),
         ):
             if _accepted(name, value):
                 values[name] = value
@@ -458,6 +470,7 @@ async def _patient_page(
         pain_choices=[(c.value, condition_words(c)) for c in PainCondition],
         modality_choices=[(m.value, MODALITIES[m]) for m in Modality],
         age_choices=[(b.value, age_band_words(b)) for b in AgeBand],
+        contact_choices=[(m.value, words) for m, words in CONTACT_METHOD_WORDS.items()],
         instruments=instruments,
         per_instrument=PER_INSTRUMENT,
         needs=[

@@ -5,7 +5,7 @@ from __future__ import annotations
 from service.directory.words import LANGUAGES, MODALITIES
 from service.instruments.model import Severity
 from service.matching.model import CONDITION_WORDS
-from service.patients.model import AgeBand, PainCondition, PatientProfile
+from service.patients.model import CONTACT_METHOD_WORDS, AgeBand, PainCondition, PatientProfile
 
 SEVERITY_WORDS = {
     Severity.NONE: "",
@@ -61,6 +61,12 @@ def profile_facts(profile: PatientProfile) -> list[tuple[str, str]]:
         (
             "Can travel",
             f"up to {kilometres(profile.max_travel_km)}" if profile.max_travel_km else missing,
+        ),
+        (
+            "Services may get in touch by",
+            CONTACT_METHOD_WORDS[profile.contact_method].lower()
+            if profile.contact_method
+            else missing,
         ),
         ("Messages", "do not contact" if profile.do_not_contact else "may be contacted"),
     ]

@@ -25,6 +25,7 @@ from service.directory.model import CAPACITY_WORDS, Capacity
 from service.directory.service import Directory, DirectoryCache
 from service.directory.words import day, language, modality
 from service.instruments.model import Signal
+from service.patients.model import CONTACT_METHOD_WORDS, ContactMethod
 from service.platform.audit import audited, note
 from service.platform.caller import Caller
 from service.platform.database import Database
@@ -146,6 +147,11 @@ def _row(referral: InboxReferral) -> dict[str, Any]:
         "need": NEED_WORDS[referral.need] if referral.need else "Not said",
         "languages": ", ".join(language(t) for t in referral.languages) or "Not recorded",
         "modalities": ", ".join(modality(m) for m in referral.modalities) or "Not recorded",
+        "contact_method": (
+            CONTACT_METHOD_WORDS[ContactMethod(referral.contact_method)]
+            if referral.contact_method
+            else "Not recorded"
+        ),
         "note": referral.note,
         "status_reason": referral.status_reason,
         "outcome": referral.outcome,
