@@ -190,6 +190,13 @@ def presented_link(scope: Scope) -> PresentedLink | None:
     return found if isinstance(found, PresentedLink) else None
 
 
+def link_principal(token: str, link: SecretLink) -> Principal:
+    """The link as the actor: in its clinic, with no scopes, known by its token's hash."""
+    return Principal(
+        client_id=None, clinic_id=link.clinic_id, scopes=frozenset(), link_hash=hash_secret(token)
+    )
+
+
 class SecretLinkMiddleware:
     """On a route with ``opt["secret_link"] = kind`` and a ``token`` path parameter: the
     link resolved once, left for the handler (:func:`presented_link`), and, while it works,
@@ -213,12 +220,7 @@ class SecretLinkMiddleware:
                 link = await resolve(conn, token, kind)
         scope.setdefault("state", {})[LINK_STATE] = PresentedLink(str(token), link)
         if link is not None and link.gone is None:
-            scope["user"] = Principal(
-                client_id=None,
-                clinic_id=link.clinic_id,
-                scopes=frozenset(),
-                link_hash=hash_secret(str(token)),
-            )
+            scope["user"] = link_principal(str(token), link)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

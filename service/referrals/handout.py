@@ -41,18 +41,6 @@ LANGUAGE_TAG = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8}){0,3}$"
 DESCRIPTION_MAX = 500
 """The longest description a handout shows (cut at a word, with an ellipsis): the page
 must stay one page, and the service's website has the rest."""
-LINK_HEADERS = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Robots-Tag": "noindex",
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; img-src data:; base-uri 'none'; "
-        "form-action 'none'; frame-ancestors 'none'"
-    ),
-}
-"""A short link's page: never cached or indexed, and its URL (the secret) never sent on
-as a referrer."""
 
 
 def reader_language(languages: list[str], asked: str | None) -> str | None:

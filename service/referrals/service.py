@@ -230,10 +230,9 @@ class IssuedHandout:
 
 @dataclass(frozen=True, slots=True)
 class LinkedHandout:
-    """What a handout's short link opens: the link (``link.gone`` says whether it still
-    works) and the referral's handout, whose patient the audit records."""
+    """What a handout's short link opens: the referral's handout, whose patient the audit
+    records."""
 
-    link: secret_links.SecretLink
     handout: Handout
     patient_id: str
 
@@ -256,19 +255,15 @@ async def _handout(store: ReferralStore, row: Any) -> Handout:
     )
 
 
-async def handout_by_link(db: Database, token: str) -> LinkedHandout | None:
-    """The handout a short link opens, in the link's clinic; None for a token no handout
-    link has. A revoked or expired link still names its handout (its language is the
-    refusal's)."""
+async def handout_by_link(db: Database, link: secret_links.SecretLink) -> LinkedHandout | None:
+    """The handout a resolved short link names, in the link's clinic (a revoked or expired
+    link's too: its language is the refusal's); None when its referral is not found."""
     async with db.begin() as conn:
-        link = await secret_links.resolve(conn, token, "handout")
-        if link is None:
-            return None
         store = ReferralStore(conn, link.clinic_id)
         row = await store.get_referral(link.subject_id)
         if row is None:
             return None
-        return LinkedHandout(link, await _handout(store, row), row.patient_id)
+        return LinkedHandout(await _handout(store, row), row.patient_id)
 
 
 CHANGED_CONCURRENTLY = "The referral was changed by another request; read it and try again"

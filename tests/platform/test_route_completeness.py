@@ -38,8 +38,6 @@ PUBLIC_PREFIXES = (
     "/cds-services",
     # The patient's own pages: the secret link in the path is the key (no account)
     "/p/",
-    # A referral's handout by its short link: the link is the credential (and is audited)
-    "/h/",
 )
 PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")
 
