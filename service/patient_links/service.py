@@ -28,11 +28,9 @@ from service.patients.service import Patients
 from service.platform import secret_links
 from service.platform.audit import AuditEvent
 from service.platform.caller import Caller
-from service.platform.credentials import Principal
 from service.platform.database import Database
 from service.platform.lookup import Fault, NotFound, Unprocessable
 from service.platform.secret_links import SecretLink
-from service.platform.sessions import hash_secret
 from service.referrals.model import Status, is_final
 from service.referrals.service import Referral, Referrals
 from service.screenings.service import (
@@ -146,34 +144,17 @@ class LinkEnded(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Opened:
-    """A patient link that still works, and the caller it acts as: the link itself, in
-    the link's clinic (every read and write through it is scoped to that clinic)."""
+    """A patient link that still works, and the caller it acts as: the link itself
+    (``link_hash``), in the link's clinic (every read and write through it is scoped to
+    that clinic)."""
 
     token: str
     link: SecretLink
     caller: Caller
 
     @property
-    def principal(self) -> Principal:
-        """Who the audit records: the link (``link_hash``), no client or user."""
-        assert self.caller.link_hash is not None
-        return Principal(None, self.link.clinic_id, frozenset(), link_hash=self.caller.link_hash)
-
-    @property
     def purpose(self) -> str:
         return SCREENING if instrument_of(self.link.purpose) else FOLLOW_UP
-
-
-async def open_link(db: Database, token: str) -> Opened:
-    """The patient link ``token`` opens: :class:`LinkUnknown`, :class:`LinkEnded`."""
-    async with db.begin() as conn:
-        link = await secret_links.resolve(conn, token, KIND)
-    if link is None:
-        raise LinkUnknown()
-    if link.gone is not None:
-        raise LinkEnded(link, link.gone)
-    caller = Caller(db, link.clinic_id, None, link_hash=hash_secret(token))
-    return Opened(token, link, caller)
 
 
 async def preferred_language(db: Database, link: SecretLink, catalog: Catalog) -> str | None:

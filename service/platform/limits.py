@@ -25,14 +25,10 @@ async def check_request(request: Request[Any, Any, Any]) -> None:
     """400 for a query parameter the operation does not have (a FHIR search ignores it
     unless the request prefers strict handling), or repeats one it cannot; 406 on /fhir
     for a format other than JSON; 415 for a body that is not JSON (FHIR JSON too, on
-    /fhir). The clinician app's pages (/app), the patient's own pages (/p) and the secret
-    links' pages read their own forms."""
+    /fhir). The clinician app's pages (/app) and the secret links' pages read their own
+    forms."""
     path = request.url.path
-    if (
-        path == "/app"
-        or path.startswith(("/app/", "/p/"))
-        or request.route_handler.opt.get("secret_link")
-    ):
+    if path == "/app" or path.startswith("/app/") or request.route_handler.opt.get("secret_link"):
         return
     fhir = path.startswith("/fhir")
     if fhir:

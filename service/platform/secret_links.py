@@ -172,6 +172,7 @@ LINK_HEADERS = [
     (b"cache-control", b"no-store"),
     (b"x-robots-tag", b"noindex, nofollow"),
     (b"cross-origin-opener-policy", b"same-origin"),
+    (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
 ]
 """Every link page's headers: the token is in its address, so it is never cached, never
 sent on as a referrer, never indexed, and the page is framed by no one."""

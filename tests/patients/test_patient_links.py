@@ -114,12 +114,17 @@ def test_a_screening_link_stores_the_answers_as_the_api_would_with_the_patient_a
     assert opened.headers["referrer-policy"] == "no-referrer"  # the token stays in this page
     assert opened.headers["cache-control"] == "no-store"
     assert "frame-ancestors 'none'" in opened.headers["content-security-policy"]
+    assert "noindex" in opened.headers["x-robots-tag"]
+    assert "camera=()" in opened.headers["permissions-policy"]
 
     sent = client.post(
         f"/p/{token}/screening", data=answers_form(UCLA3_ANSWERS), follow_redirects=False
     )
     assert sent.status_code == 303 and sent.headers["location"].startswith("/p/thanks?lang=es")
-    assert "Gracias" in client.get(sent.headers["location"]).text
+    thanks = client.get(sent.headers["location"])
+    assert "Gracias" in thanks.text
+    assert "frame-ancestors 'none'" in thanks.headers["content-security-policy"]
+    assert thanks.headers["cache-control"] == "no-store"
 
     client.headers.update(headers)
     history = client.get(f"/v1/patients/{patient_id}/screenings").json()
@@ -357,6 +362,7 @@ def test_revoked_expired_and_unknown_links_are_refused(
     assert client.get(f"/p/{follow_up}").status_code == 200  # another purpose: still live
     unknown = client.get(f"/p/{'A' * 43}")
     assert unknown.status_code == 404 and "This link does not work" in unknown.text
+    assert unknown.headers["referrer-policy"] == "no-referrer"  # a refusal is a link page too
     assert client.get("/p/not-a-token").status_code == 404
     # a link of one purpose cannot answer the other
     assert client.post(f"/p/{follow_up}/screening", data={}).status_code == 404

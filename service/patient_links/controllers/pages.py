@@ -3,8 +3,10 @@ link shows the instrument's items and options as published; a follow-up link ask
 you get help?". The page words are in the patient's language (their matching profile's
 first); the items stay as published (in English, and the page says so).
 
-Opening a link spends nothing; the answer spends it in the transaction that stores it
-(service/patient_links/service.py), then the browser is sent to a thank-you page
+The link is the credential: :class:`SecretLinkMiddleware` resolves it (a read) and, while it
+works, makes it the request's principal (audited as the actor), and sets the link pages'
+headers. Opening a link spends nothing; the answer spends it in the transaction that stores
+it (service/patient_links/service.py), then the browser is sent to a thank-you page
 (Post/Redirect/Get). Unknown links answer 404; revoked, expired and used ones 410.
 """
 
@@ -12,11 +14,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Controller, Request, get, post
 from litestar.datastructures import ResponseHeader
-from litestar.params import PathParameter
 from litestar.response import Redirect, Template
 
 from service.instruments.model import Instrument
@@ -38,36 +39,24 @@ from service.patient_links.service import (
     answer_screening,
     link_instrument,
     link_referral,
-    open_link,
     preferred_language,
 )
 from service.platform.audit import audit_event, audited, mark_written, note
+from service.platform.caller import Caller
 from service.platform.database import new_id, utcnow
 from service.platform.i18n import LANGUAGES, wording
 from service.platform.observability import SCREENINGS
-from service.platform.secret_links import LINK_PATTERN
-from service.platform.sessions import security_headers
+from service.platform.secret_links import LINK_HEADERS, presented_link
 from service.referrals.model import is_final
 from service.referrals.service import LinkSpent as ReferralLinkSpent
 from service.screenings.service import CREATED
 from service.screenings.service import LinkSpent as ScreeningLinkSpent
 
-PUBLIC = {"exclude_from_auth": True}
-Token = Annotated[str, PathParameter(description="The link's secret token")]
-"""Checked against LINK_PATTERN in the handler: a malformed one is an unknown link (404)."""
+LINK = {"exclude_from_auth": True, "secret_link": "patient"}
 OPTION_VALUE = re.compile(r"^-?[0-9]{1,9}$")
 THANKS = "/p/thanks"
-HEADERS = [
-    *(
-        ResponseHeader(name=name.decode(), value=value.decode())
-        for name, value in security_headers("'none'")
-        if name != b"referrer-policy"
-    ),
-    # The token is in the path: no page it links to, and no resource it loads, learns it.
-    ResponseHeader(name="referrer-policy", value="no-referrer"),
-    ResponseHeader(name="x-robots-tag", value="noindex"),
-]
-"""The clinician app's security headers (never framed, never cached), and no referrer."""
+THANKS_HEADERS = [ResponseHeader(name=n.decode(), value=v.decode()) for n, v in LINK_HEADERS]
+"""The link pages' headers on the thank-you page, which has no token of its own."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,13 +93,16 @@ async def _ended(request: Request[Any, Any, Any], exc: LinkEnded) -> Template:
     return _page("patient_links/ended.html", language, 410, unknown=False)
 
 
-async def _opened(request: Request[Any, Any, Any], token: Token) -> Opened:
-    """The link, acting as the request's principal (so the audit names it)."""
-    if not re.fullmatch(LINK_PATTERN, token):
+def _opened(request: Request[Any, Any, Any]) -> Opened:
+    """The patient link the request presented, acting as the request's principal (both
+    set by :class:`SecretLinkMiddleware`): :class:`LinkUnknown`, :class:`LinkEnded`."""
+    presented = presented_link(request.scope)
+    link = presented.link if presented else None
+    if presented is None or link is None:
         raise LinkUnknown()
-    opened = await open_link(request.app.state.db, token)
-    request.scope["user"] = opened.principal
-    return opened
+    if link.gone is not None:
+        raise LinkEnded(link, link.gone)
+    return Opened(presented.token, link, Caller.of(request.app.state.db, request.user))
 
 
 def _screening_form(
@@ -214,9 +206,8 @@ class PatientLinkPages(Controller):
 
     path = "/p"
     include_in_schema = False
-    response_headers = HEADERS
 
-    @get("/thanks", opt=PUBLIC)
+    @get("/thanks", opt={"exclude_from_auth": True}, response_headers=THANKS_HEADERS)
     async def thanks(self, request: Request[Any, Any, Any]) -> Template:
         language = request.query_params.get("lang")
         purpose = request.query_params.get("purpose")
@@ -226,11 +217,11 @@ class PatientLinkPages(Controller):
             follow_up=purpose == FOLLOW_UP,
         )
 
-    @get("/{token:str}", opt={**PUBLIC, **audited("read", "PatientLink")})
-    async def show(self, request: Request[Any, Any, Any], token: Token) -> Template:
+    @get("/{token:str}", opt={**LINK, **audited("read", "PatientLink")})
+    async def show(self, request: Request[Any, Any, Any]) -> Template:
         catalog: Catalog = request.app.state.catalog
         try:
-            opened = await _opened(request, token)
+            opened = _opened(request)
             language = await preferred_language(opened.caller.db, opened.link, catalog)
             if opened.purpose == SCREENING:
                 instrument = link_instrument(opened, catalog)
@@ -248,15 +239,13 @@ class PatientLinkPages(Controller):
 
     @post(
         "/{token:str}/screening",
-        opt={**PUBLIC, **audited("create", "Screening")},
+        opt={**LINK, **audited("create", "Screening")},
         status_code=303,
     )
-    async def answer_screening(
-        self, request: Request[Any, Any, Any], token: Token
-    ) -> Template | Redirect:
+    async def answer_screening(self, request: Request[Any, Any, Any]) -> Template | Redirect:
         catalog: Catalog = request.app.state.catalog
         try:
-            opened = await _opened(request, token)
+            opened = _opened(request)
             if opened.purpose != SCREENING:
                 raise LinkUnknown()
             instrument = link_instrument(opened, catalog)
@@ -308,15 +297,13 @@ class PatientLinkPages(Controller):
 
     @post(
         "/{token:str}/follow-up",
-        opt={**PUBLIC, **audited("update", "Referral")},
+        opt={**LINK, **audited("update", "Referral")},
         status_code=303,
     )
-    async def answer_follow_up(
-        self, request: Request[Any, Any, Any], token: Token
-    ) -> Template | Redirect:
+    async def answer_follow_up(self, request: Request[Any, Any, Any]) -> Template | Redirect:
         catalog: Catalog = request.app.state.catalog
         try:
-            opened = await _opened(request, token)
+            opened = _opened(request)
             if opened.purpose != FOLLOW_UP:
                 raise LinkUnknown()
             referral = await link_referral(opened)
