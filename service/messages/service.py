@@ -35,6 +35,7 @@ from service.platform.database import new_id, utcnow
 from service.platform.i18n import wording
 from service.platform.lookup import Conflict, Fault, found
 from service.referrals.model import referral_code
+from service.referrals.service import issue_handout_link
 
 
 class Message(msgspec.Struct):
@@ -101,8 +102,8 @@ class Messages:
                     **self._record(referral_id, channel, Status.SUPPRESSED, None, None)
                 )
                 return _message(row)
-            token = await secret_links.issue(
-                store.conn, self.caller.clinic_id, "handout", referral_id, lifetime=link_lifetime
+            token = await issue_handout_link(
+                store.conn, self.caller.clinic_id, referral_id, link_lifetime
             )
         facts = HandoutFacts(
             clinic=recipient.clinic_name,
